@@ -1,0 +1,40 @@
+# The README's two commands live here: `make demo` (run the hub with the demo zoo) and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: install demo serve test lint services browser
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, pinned: pip then takes the local CPU wheel instead of a multi-GB CUDA build
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Start the hub (API + web pages on http://127.0.0.1:8000) with the demo zoo published into it.
+demo: install
+	$(VENV)/bin/loom demo
+
+serve: install
+	$(VENV)/bin/loom serve
+
+# Local services the suite talks to: PostgreSQL (and Chromium for the browser tests).
+services:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@pg_isready -h 127.0.0.1 -p 5432
+
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
+
+test: install services browser
+	$(PY) -m pytest -n 2 --dist loadgroup -q
+
+lint: install
+	$(PY) -m ruff check hub merging routing testbed tests benchmarks
+	$(VENV)/bin/lint-imports

@@ -1,0 +1,212 @@
+"""Generation and transfer on the testbed zoo, side by side (exact match with testbed.eval).
+
+Part 1 - a held-out member of a parametric family, described only in words (``caesar_3`` by
+default): SG-LoRA and ICM-LoRA generated adapters vs the nearest existing adapter (by description)
+vs a linear merge of the top-K (the semantic prior's mean, ``topk_weighted``) and a ``cat`` merge
+vs the held-out member's own trained adapter (the oracle) vs the base.
+Part 2 - Trans-LoRA: an adapter of base A moved to base B vs the source on A vs B's base vs an
+adapter trained on B with real data. Time per phase of every job.
+
+Run:  python benchmarks/generation_bench.py --size ci --data-dir /tmp/gen/data
+Descriptions are embedded with a hashed bag of words (no model download); pass the same data dir
+to reuse a built zoo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import torch
+
+FAMILY_TASKS = ("upper", "caesar_1", "caesar_2", "caesar_3", "caesar_4", "caesar_5")
+
+
+def toy_embed(text: str, dim: int = 64) -> torch.Tensor:
+    v = torch.zeros(dim)
+    for w in text.lower().replace(",", " ").replace(".", " ").split():
+        h = int(hashlib.sha256(w.encode()).hexdigest()[:8], 16)
+        v += torch.randn(dim, generator=torch.Generator().manual_seed(h))
+    return v / v.norm().clamp_min(1e-8)
+
+
+class _Timings(dict):
+    def __setitem__(self, key: str, value: float) -> None:
+        print(f"  [{value:8.2f}s] {key}", flush=True)
+        super().__setitem__(key, value)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size", default="ci")
+    ap.add_argument("--data-dir", default="loom-data")
+    ap.add_argument("--held-out", default="caesar_3")
+    ap.add_argument("--transfer-task", default="upper")
+    ap.add_argument("--n", type=int, default=50, help="eval examples per task")
+    ap.add_argument("--k", type=int, default=4)
+    ap.add_argument("--sg-steps", type=int, default=300)
+    ap.add_argument("--icm-steps", type=int, default=200)
+    ap.add_argument("--distil-steps", type=int, default=150)
+    ap.add_argument("--n-accept", type=int, default=256)
+    ap.add_argument("--base-steps", type=int, default=None, help="shorter base pre-training (loaded hosts)")
+    ap.add_argument("--lora-steps", type=int, default=None, help="shorter zoo LoRA training (loaded hosts)")
+    ap.add_argument("--disc-real", type=int, default=0,
+                    help="real task prompts for the discriminator (Phase A); 0: the 5 seeds only")
+    ap.add_argument("--max-candidates", type=int, default=None, help="synthesis budget (default 4 x n-accept)")
+    ap.add_argument("--temperature", type=float, default=1.0, help="synthesis temperature on the target base")
+    ap.add_argument("--part", choices=["all", "generation", "transfer"], default="all")
+    ap.add_argument("--zoo-root", default=None, help="use an already built zoo folder (manifest.json) as is")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    from generation.icm_lora import ICMConfig, ICMLoRA, TaskSnapshots
+    from generation.sg_lora import Expert, SGConfig, SGLoRA
+    from generation.taskvec import TextCodec, task_vector
+    from generation.trans_lora import TransConfig, transfer
+    from hub.core.peft_io import load_peft
+    from hub.core.provenance import ParentRef
+    from merging import merge
+    from testbed.eval import Adapter, BaseModel, evaluate
+    from testbed.models import size_recipe
+    from testbed.tasks import get_task
+    from testbed.tokenizer import build_tokenizer
+    from testbed.train import load_base
+    from testbed.zoo import build_zoo, with_steps
+
+    torch.set_num_threads(2)
+    timings: dict[str, float] = _Timings()
+    t0 = time.perf_counter()
+    recipe = None
+    if args.base_steps or args.lora_steps:
+        rec = size_recipe(args.size)
+        recipe = with_steps(rec, args.base_steps or rec.base_a.steps, args.lora_steps or rec.lora.steps)
+    if args.zoo_root:
+        from testbed.zoo import Zoo
+
+        zoo = Zoo.load(args.zoo_root)
+    else:
+        zoo = build_zoo(args.size, args.data_dir, seed=0, tasks=FAMILY_TASKS, recipe=recipe)
+    print(f"zoo {zoo.root} ready in {time.perf_counter() - t0:.0f}s", flush=True)
+    timings["zoo (build or cache)"] = time.perf_counter() - t0
+    codec = TextCodec(build_tokenizer())
+    base_a = load_base(zoo.base_a.dir)
+
+    phase_t: dict[str, float] = {}
+    # ---- Part 1: generation for a held-out family member --------------------------------
+    if args.part in ("all", "generation"):
+        held = get_task(args.held_out)
+        library = [e for e in zoo.adapters_on() if e.task != held.name]
+        t0 = time.perf_counter()
+        snaps = {e.task: [load_peft(c.dir) for c in sorted(e.checkpoints, key=lambda c: c.step)] for e in library}
+        experts = [Expert(e.name, toy_embed(e.description), snaps[e.task], ParentRef(e.name, "1", sha256=e.sha256))
+                   for e in library]
+        timings["load library"] = time.perf_counter() - t0
+        query = toy_embed(held.description)
+
+        t0 = time.perf_counter()
+        sg = SGLoRA.fit(experts, SGConfig(k=args.k, tau=0.05, steps=args.sg_steps, lr=1e-3, seed=0))
+        timings["sg_lora: train generator"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        sg_adapter = sg.generate(query, seed=0)[0]
+        timings["sg_lora: generate"] = time.perf_counter() - t0
+        prior = sg.prior(query)
+        topk = sg.topk_weighted(query)
+
+        t0 = time.perf_counter()
+        tasks = []
+        for e in library:
+            prompts = [r["input"] for r in e.sample_rows()]
+            tasks.append(TaskSnapshots(e.name, task_vector(base_a, codec, prompts), snaps[e.task],
+                                       (ParentRef(e.name, "1", sha256=e.sha256),)))
+        timings["icm_lora: task vectors"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        icm = ICMLoRA.fit(tasks, ICMConfig(depth=8, channels=(4, 8, 16, 32, 32, 32, 32, 32), latent=64,
+                                           steps=args.icm_steps, lr=2e-3, batch=8, seed=2024))
+        timings["icm_lora: train generator"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        held_prompts = [e.prompt for e in held.examples(5, 7, "train")]  # the task's few sample prompts
+        icm_adapter = icm.generate(task_vector(base_a, codec, held_prompts), seed=0)
+        timings["icm_lora: generate"] = time.perf_counter() - t0
+
+        nearest_name = prior.names[0]
+        nearest = next(e for e in library if e.name == nearest_name)
+        top = [next(e for e in library if e.name == n) for n in prior.names]
+        w = [float(x) for x in prior.weights]
+        cat = merge([load_peft(e.dir) for e in top], "cat", weights=w)
+        configs = {
+            "base": BaseModel(),
+            f"nearest ({nearest.task})": Adapter(nearest.dir),
+            f"cat top-{len(top)}": Adapter(cat),
+            f"linear top-{len(top)} (topk_weighted)": Adapter(topk),
+            "sg_lora": Adapter(sg_adapter),
+            "icm_lora": Adapter(icm_adapter),
+            "oracle (trained)": Adapter(zoo.adapter(held.name).dir),
+        }
+        t0 = time.perf_counter()
+        res1 = evaluate(configs, zoo=zoo, tasks=[held.name], n=args.n, composites=False)
+        timings["eval part 1"] = time.perf_counter() - t0
+
+    # ---- Part 2: Trans-LoRA base A -> base B ---------------------------------------------
+    if args.part in ("all", "transfer"):
+        base_b_entry = next(b for b in zoo.bases if b.role == "B")
+        base_b = load_base(base_b_entry.dir)
+        src = zoo.adapter(args.transfer_task)
+        cfg = TransConfig(n_accept=args.n_accept, max_candidates=args.max_candidates or 4 * args.n_accept,
+                          student_steps=args.distil_steps, temperature=args.temperature, student_r=8, student_alpha=16,
+                          seed=0)
+        t0 = time.perf_counter()
+        res = transfer(base_a, load_peft(src.dir), base_b, [r["input"] for r in src.sample_rows()],
+                       source_id=zoo.base_a.id, target_id=base_b_entry.id, codec_s=codec, codec_t=codec, cfg=cfg,
+                       parent=ParentRef(src.name, "1", sha256=src.sha256),
+                       real=[e.prompt for e in get_task(src.task).examples(args.disc_real, 11, "train")] or None)
+        timings["trans_lora: total"] = time.perf_counter() - t0
+        for ph, sec in res.report["seconds"].items():
+            phase_t[f"trans_lora: {ph}"] = sec
+        configs2 = {
+            "source on A": Adapter(src.dir, base_id=zoo.base_a.id),
+            "B base": BaseModel(base_b_entry.id),
+            "transferred on B": Adapter(res.adapter, base_id=base_b_entry.id),
+            "trained on B (real data)": Adapter(zoo.adapter(args.transfer_task, base_b_entry.id).dir,
+                                                base_id=base_b_entry.id),
+        }
+        res2 = evaluate(configs2, zoo=zoo, tasks=[args.transfer_task], n=args.n, composites=False)
+
+    # ---- print ---------------------------------------------------------------------------
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.part in ("all", "generation"):
+        print(f"\n== held-out {held.name} ({args.size} zoo, n={args.n}, {device}; experts: "
+              + ", ".join(f"{n} a={a:.2f}" for n, a in zip(prior.names, w, strict=True)) + ")")
+        oracle = res1.accuracy["oracle (trained)"][held.name] or 0.0
+        nn_acc = res1.accuracy[f"nearest ({nearest.task})"][held.name] or 0.0
+        for name in configs:
+            a = res1.accuracy[name][held.name] or 0.0
+            ratio = f"{a / oracle:5.2f}x oracle" if oracle else "   - "
+            vs_nn = f"{a / nn_acc:5.2f}x nearest" if nn_acc else "   -"
+            print(f"  {name:34s} {100 * a:5.1f}%   {ratio}   {vs_nn}")
+    if args.part in ("all", "transfer"):
+        t = args.transfer_task
+        src_acc = res2.accuracy["source on A"][t] or 0.0
+        print(f"\n== Trans-LoRA {t}: {zoo.base_a.id} -> {base_b_entry.id} (accepted {res.report['accepted']} of "
+              f"{res.report['candidates']} candidates, filled {res.report['filled']})")
+        for name in configs2:
+            a = res2.accuracy[name][t] or 0.0
+            print(f"  {name:34s} {100 * a:5.1f}%   {a / src_acc if src_acc else 0:5.2f}x source")
+    print("\n== seconds per phase")
+    for k, v in {**timings, **phase_t}.items():
+        print(f"  {k:34s} {v:8.2f}")
+    out: dict = {"timings": {**timings, **phase_t}}
+    if args.part in ("all", "generation"):
+        print(f"  sg_lora generator: {sg.report['parameters']} params; icm_lora generator: {icm.report['parameters']}")
+        out["part1"] = json.loads(res1.to_json())
+    if args.part in ("all", "transfer"):
+        out["part2"], out["trans_report"] = json.loads(res2.to_json()), res.report
+        out["synthetic_sample"] = res.synthetic[:20]
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

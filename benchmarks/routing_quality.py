@@ -1,0 +1,234 @@
+"""Routed quality on the testbed zoo: each router preset vs the oracle, and MeteoRA on composite prompts.
+
+1. Mixed stream: every zoo task's held-out prompts (exact match, ``testbed.eval.evaluate``). The oracle
+   knows each prompt's task and answers with that task's own adapter; each router preset sees only the
+   prompt and routes over ALL the zoo's adapters (one bank, in zoo order). Rows of a batch are routed
+   independently (token-level gates per token, semantic per request), so a stream mixed across tasks
+   gives the same answers as these per-task batches. Printed: accuracy per preset, the ratio to the
+   oracle measured in the same run (goal >= 0.98), and the base model as the floor.
+2. Composite prompts (``composite2`` / ``composite3``: two or three tasks chained in one prompt):
+   MeteoRA (top-k, temperature for multi-intent) vs every single adapter merged into the base.
+
+Gates are trained with :func:`routing.train.train_router` exactly as the ``router_train`` job does,
+on per-task training examples (``train`` cue phrasings, a seed disjoint from the evaluation stream);
+``--samples zoo`` uses only the zoo's published samples.jsonl (5 per adapter) instead.
+
+    python benchmarks/routing_quality.py --size ci
+    python benchmarks/routing_quality.py --size ci --presets meteora,smora --n 30 --steps 150 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+BOS_MARK, EOS_MARK = "\x02", "\x03"  # stand-ins for <s> and </s> in router training text
+
+
+def _encoder() -> Any:
+    from testbed.train import BOS_ID, EOS_ID
+
+    def encode(text: str) -> list[int]:
+        return [BOS_ID if b == 2 else EOS_ID if b == 3 else b for b in text.encode("utf-8")]
+
+    return encode
+
+
+def training_data(zoo: Any, entries: list[Any], source: str, per_task: int, seed: int) -> list[list[dict]]:
+    """Per expert, ``{"input", "output"}`` rows formatted the way the testbed prompts the model."""
+    from testbed.tasks import get_task
+
+    data = []
+    for e in entries:
+        if source == "zoo":
+            rows = [(r["input"], r["output"]) for r in e.sample_rows()]
+        else:
+            rows = [(x.prompt, x.output) for x in get_task(e.task).examples(per_task, seed, "train")]
+        data.append([{"input": f"{BOS_MARK}{p}\n", "output": f"{o}{EOS_MARK}"} for p, o in rows])
+    return data
+
+
+def routed_answer(routed: Any, batch_size: int) -> Any:
+    """A ``generate(prompts) -> answers`` function over a routed model (testbed greedy decoding)."""
+    from testbed.generate import greedy
+
+    def fn(prompts: list[str]) -> list[str]:
+        new = max(len(p.split(" | ")[0].encode()) for p in prompts) * 4 + 4  # as testbed.eval does
+        if routed.router is None:
+            return greedy(routed, prompts, batch_size=batch_size, max_new_tokens=new)
+        out: list[str] = []
+        for i in range(0, len(prompts), batch_size):  # request-level router: decide per chunk of rows
+            chunk = prompts[i:i + batch_size]
+            routed.router.apply(routed, chunk)
+            out += greedy(routed, chunk, batch_size=len(chunk), max_new_tokens=new)
+        return out
+
+    return fn
+
+
+def fresh_base(zoo: Any) -> Any:
+    """Base A loaded from the zoo, named by its hub id (router checkpoints record the base id)."""
+    from testbed.train import load_base
+
+    model = load_base(zoo.base_a.dir).eval()
+    model.config.name_or_path = zoo.base_a.id
+    return model
+
+
+def build_preset(zoo: Any, entries: list[Any], experts: list[Any], preset: str, params: dict, steps: int,
+                 data: list[list[dict]], seed: int) -> tuple[Any, dict[str, Any]]:
+    """Train (or, for ``semantic``, set up) a router over ``experts`` on a fresh copy of base A."""
+    import torch
+
+    from routing import ROUTERS, build_router
+    from routing.checkpoint import load_router
+    from routing.train import TrainConfig, train_router
+    from testbed.train import PAD_ID
+
+    names = [e.name for e in entries]
+    model = fresh_base(zoo)
+    t0 = time.perf_counter()
+    if not ROUTERS.get(preset).trainable:
+        from hub.search.embedder import load_embedder
+
+        emb = load_embedder(device="cpu")
+        vecs = []
+        for rows in data:  # exemplar embedding: mean of the adapter's sample prompts (spec §8.2 #1)
+            v = torch.as_tensor(emb.embed([r["input"].strip(BOS_MARK).strip() for r in rows]))
+            vecs.append(torch.nn.functional.normalize(v.mean(0), dim=0))
+        routed = build_router(model, experts, preset, params, names=names, adapter_vectors=torch.stack(vecs),
+                              embed=lambda texts: torch.as_tensor(emb.embed(list(texts))))
+        return routed, {"train_s": time.perf_counter() - t0}
+    tc = TrainConfig(steps=steps, batch_size=16, lr=1e-2, max_length=160, seed=seed, pad_id=PAD_ID)
+    state = train_router(model, experts, preset, params, examples=data, tokenizer=_encoder(), names=names, train=tc)
+    routed = load_router(model, experts, state, names=names)
+    return routed, {"train_s": time.perf_counter() - t0, "first_loss": state.metrics["first_loss"],
+                    "final_loss": state.metrics["final_loss"]}
+
+
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "meteora": {"k": 2}, "mole_llava": {}, "mole_wu": {}, "smora": {}, "lora_mixer": {"k": 2},
+    "semantic": {"k": 1},
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="ci", choices=["ci", "full"])
+    ap.add_argument("--data-dir", default="loom-data")
+    ap.add_argument("--tasks", default=None, help="comma-separated subset of the zoo's tasks")
+    ap.add_argument("--presets", default="meteora,mole_llava,mole_wu,smora,lora_mixer,semantic")
+    ap.add_argument("--n", type=int, default=40, help="held-out prompts per task")
+    ap.add_argument("--steps", type=int, default=200, help="gate training steps per preset")
+    ap.add_argument("--per-task", type=int, default=64, help="training examples per task")
+    ap.add_argument("--samples", default="task", choices=["task", "zoo"])
+    ap.add_argument("--composite-temperature", type=float, default=15.0)
+    ap.add_argument("--no-composite", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-transfer", action="store_true", help="zoo without base B (a different cache entry)")
+    ap.add_argument("--zoo-steps", default=None, help="BASE,LORA: shorter zoo schedules (smoke runs only)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from hub.core.peft_io import load_peft
+    from testbed.eval import Adapter, Function, evaluate
+    from testbed.zoo import build_zoo
+
+    torch.set_num_threads(1)
+    console = Console()
+    t0 = time.perf_counter()
+    recipe = None
+    if args.zoo_steps:
+        from testbed.models import size_recipe
+        from testbed.zoo import with_steps
+
+        b, lo = (int(x) for x in args.zoo_steps.split(","))
+        recipe = with_steps(size_recipe(args.size), b, lo)
+    zoo = build_zoo(args.size, Path(args.data_dir), tasks=args.tasks.split(",") if args.tasks else None,
+                    transfer=not args.no_transfer, recipe=recipe)
+    console.print(f"zoo {zoo.root} ({len(zoo.tasks)} tasks) ready in {time.perf_counter() - t0:.1f} s")
+    entries = zoo.adapters_on(None)
+    experts = [load_peft(e.dir) for e in entries]
+    data = training_data(zoo, entries, args.samples, args.per_task, 7_000 + args.seed)
+    presets = [p for p in args.presets.split(",") if p]
+    configs: dict[str, Any] = {"base": "base", "oracle": "oracle"}
+    info: dict[str, Any] = {}
+    for p in presets:
+        routed, meta = build_preset(zoo, entries, experts, p, DEFAULT_PARAMS.get(p, {}), args.steps, data, args.seed)
+        info[p] = meta
+        console.print(f"{p}: ready in {meta['train_s']:.1f} s" + (
+            f" (loss {meta['first_loss']:.3f} -> {meta['final_loss']:.3f})" if "final_loss" in meta else ""))
+        configs[p] = Function(routed_answer(routed, args.batch_size))
+    t1 = time.perf_counter()
+    res = evaluate(configs, zoo=zoo, tasks=list(zoo.tasks), n=args.n, split="all", batch_size=args.batch_size)
+    console.print(f"mixed-stream eval: {time.perf_counter() - t1:.1f} s")
+    oracle, base = res.mean("oracle"), res.mean("base")
+    t = Table(title=f"routed accuracy over {len(entries)} experts vs the oracle (n={args.n} per task, "
+                    f"{len(zoo.tasks)} tasks)")
+    for col in ("config", "mean exact match", "/ oracle", "min task", "goal >= 0.98"):
+        t.add_column(col)
+    report: dict[str, Any] = {"zoo": str(zoo.root), "tasks": list(zoo.tasks), "n": args.n, "steps": args.steps,
+                              "oracle": oracle, "base": base, "presets": {}, "train": info}
+    for name in ["base", "oracle", *presets]:
+        m = res.mean(name)
+        per = {tk: res.accuracy[name][tk] for tk in zoo.tasks}
+        worst = min(per, key=lambda k: per[k] if per[k] is not None else 1.0)
+        ratio = m / oracle if oracle else float("nan")
+        t.add_row(name, f"{m:.3f}", f"{ratio:.3f}", f"{worst} {per[worst]:.2f}",
+                  "" if name in ("base", "oracle") else ("yes" if ratio >= 0.98 else "no"))
+        if name in presets:
+            report["presets"][name] = {"mean": m, "ratio_to_oracle": ratio, "per_task": per}
+    console.print(t)
+
+    if not args.no_composite:
+        from routing import build_router  # noqa: F401 - registers the presets
+        from routing.checkpoint import load_router
+        from routing.train import TrainConfig, train_router
+        from testbed.train import PAD_ID
+
+        model = fresh_base(zoo)
+        names = [e.name for e in entries]
+        state = train_router(model, experts, "meteora", {"k": 2}, examples=data, tokenizer=_encoder(), names=names,
+                             train=TrainConfig(steps=args.steps, batch_size=16, lr=1e-2, max_length=160,
+                                               seed=args.seed, pad_id=PAD_ID))
+        comp_cfgs: dict[str, Any] = {}
+        for k, temp in ((2, args.composite_temperature), (3, args.composite_temperature), (2, 1.0)):
+            cfg = {**state.config, "k": k, "temperature": temp}
+            st = type(state)(**{**vars(state), "config": cfg})
+            comp_cfgs[f"meteora k={k} T={temp:g}"] = Function(routed_answer(
+                load_router(fresh_base(zoo), experts, st, names=names), args.batch_size))
+        singles = {f"single {e.task}": Adapter(e) for e in entries}
+        t2 = time.perf_counter()
+        comp = evaluate({**comp_cfgs, **singles, "base": "base"}, zoo=zoo, tasks=["composite2", "composite3"],
+                        n=args.n, batch_size=args.batch_size)
+        console.print(f"composite eval: {time.perf_counter() - t2:.1f} s")
+        ct = Table(title="composite prompts: MeteoRA vs every single adapter")
+        for col in ("config", "composite2", "composite3", "mean"):
+            ct.add_column(col)
+        def cm(c: str) -> float:
+            return comp.mean(c, True) or 0.0
+
+        for c in sorted(comp.accuracy, key=lambda c: -cm(c)):
+            a = comp.accuracy[c]
+            ct.add_row(c, f"{a['composite2'] or 0:.3f}", f"{a['composite3'] or 0:.3f}", f"{cm(c):.3f}")
+        console.print(ct)
+        best = max((c for c in comp.accuracy if c.startswith("single")), key=cm)
+        for c in comp_cfgs:
+            console.print(f"{c}: {cm(c):.3f} vs best single adapter ({best}) {cm(best):.3f}: ratio "
+                          f"{cm(c) / max(cm(best), 1e-9):.2f} -> "
+                          f"{'beats' if cm(c) > cm(best) else 'does NOT beat'} every single adapter")
+        report["composite"] = {c: comp.accuracy[c] for c in comp.accuracy}
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=float) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The search benchmark's end-to-end path through Loom's own search service (hub.services.search).
+
+Registers the synthetic adapters as rows of Loom's real schema (SQLite, migrations applied) with their
+stored embeddings, builds the service's index from the DB, and answers each query with
+``SearchService.search`` (embed + exact-name/tag matches + index search with the visibility
+predicate + loading the result rows). The engine under test is swapped in as the service's index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from search_corpus import BASE_MODELS, LICENSES
+from sqlalchemy import insert
+
+K = 10
+
+
+def service_runner(
+    tmp: Path, texts: list[str], vecs: np.ndarray, embedder: object
+) -> tuple[Callable[[object, str, str | None], list[int]], Callable[[object], None]]:
+    """Returns ``(run(engine, text) -> ids, swap(engine))`` over a fresh Loom DB under ``tmp``."""
+    from hub.db.engine import make_engine, make_session_factory
+    from hub.db.migrate import upgrade
+    from hub.db.models import Adapter, User
+    from hub.repositories.adapters import AdapterFilters
+    from hub.services.search import SearchService, vector_hash
+    from hub.settings import get_settings
+
+    # the service's own start-up index is flat (cheap to build); the engines under test replace it
+    settings = get_settings(data_dir=tmp / "data", exact_search_threshold=len(texts) + 1)
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    with sessions.begin() as s:
+        owner = User(name="bench")
+        s.add(owner)
+        s.flush()
+        owner_id = owner.id
+    rows = []
+    for i, (text, v) in enumerate(zip(texts, vecs, strict=True)):
+        blob = np.asarray(v, dtype=np.float32).tobytes()
+        rows.append({
+            "id": i + 1, "namespace": "bench", "name": f"adapter-{i + 1}", "owner_id": owner_id,
+            "visibility": "public", "description": text, "tags": ["bench", f"group-{i % 50}"],
+            "license": LICENSES[i % len(LICENSES)], "base_model": BASE_MODELS[i % len(BASE_MODELS)],
+            "latest_version": 1, "latest_rank": 16, "embedding": blob,
+            "embedding_model": settings.embedding_model, "embedding_hash": vector_hash(blob),
+        })  # fmt: skip
+    with engine.begin() as conn:
+        for start in range(0, len(rows), 10_000):
+            conn.execute(insert(Adapter), rows[start : start + 10_000])
+    service = SearchService(settings, sessions, embedder_factory=lambda _model: embedder)  # type: ignore[arg-type, return-value]
+    service.ensure_index()
+    if len(service._index) != len(texts):
+        raise RuntimeError(f"the service indexed {len(service._index)} of {len(texts)} adapters")
+
+    def swap(engine_: object) -> None:
+        service._index = engine_  # the engine under test answers the service's index searches
+
+    def run(engine_: object, text: str, base_model: str | None) -> list[int]:
+        filters = AdapterFilters(base_model=base_model) if base_model else None
+        hits = service.search(None, text, k=K, filters=filters)
+        return [h.adapter.id for h in hits]
+
+    return run, swap

@@ -1,0 +1,375 @@
+"""Trans-LoRA: data-free transfer of a LoRA to another base model (arXiv 2405.17258, NeurIPS 2024).
+
+Phases (each reported through ``progress(phase, fraction, message)``):
+
+1. ``discriminator`` - a LoRA on the source base S trained to tell the adapter's real sample prompts
+   ("real") from prompts S synthesises from them ("synthetic");
+2. ``synthesize`` - candidate prompts sampled from the *target* base T, seeded by the sample prompts
+   (:class:`PrefixSampler`, or any injected sampler), parsed, malformed and duplicate ones dropped;
+3. ``filter`` - keep candidates with ``p(real) >= threshold`` until ``n_accept`` are kept (rejection
+   sampling within a candidate budget);
+4. ``label`` - the teacher S + source adapter answers each kept prompt (greedy);
+5. ``distil`` - a new PEFT LoRA on T trained with next-token CE on the teacher's answers
+   (sequence-level KD, which works across tokenizers).
+
+No official code exists; choices the paper leaves open (spec 6.2): the discriminator reads the
+prompt only and answers with one of two label tokens; the generator continues a random prefix of
+a seed prompt's input on T and re-attaches a seed instruction; when the filter keeps fewer than
+``min_accept`` candidates the best-scored ones fill up to it (recorded in the report).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from generation.decode import decode, linear_shapes, merged
+from generation.taskvec import TextCodec, left_pad
+from hub.core.adapter import LoraAdapter, LoraSpec
+from hub.core.errors import IncompatibleAdaptersError, InvalidInputError
+from hub.core.provenance import ParentRef, Provenance
+
+METHOD = "trans_lora"
+METHOD_VERSION = "1"
+PHASES = ("discriminator", "synthesize", "filter", "label", "distil")
+Progress = Callable[[str, float, str], None]
+
+
+@dataclass(frozen=True)
+class TransConfig:
+    """Trans-LoRA parameters (defaults sized for the testbed's tiny bases).
+
+    Attributes:
+        n_accept: synthetic prompts to keep (N_acc); max_candidates: generation budget.
+        min_accept: fewer kept than this -> the best-scored candidates fill up to it.
+        threshold: discriminator acceptance ``p(real) >= threshold`` (paper: 0.5).
+        use_filter: False keeps every well-formed candidate (the ablation).
+        disc_steps, disc_r, disc_lr: discriminator LoRA training on S.
+        student_r, student_alpha, student_steps, student_lr, batch: the student LoRA on T.
+        student_targets: leaf module names (default: the source adapter's).
+        temperature: sampling temperature of the synthesiser; separator: prompt input/instruction split.
+        max_answer_tokens: teacher answer length limit. seed: seeds everything.
+    """
+
+    n_accept: int = 256
+    max_candidates: int = 1024
+    min_accept: int = 32
+    threshold: float = 0.5
+    use_filter: bool = True
+    disc_steps: int = 60
+    disc_r: int = 4
+    disc_lr: float = 5e-3
+    student_r: int = 8
+    student_alpha: int = 16
+    student_steps: int = 150
+    student_lr: float = 5e-3
+    batch: int = 32
+    student_targets: tuple[str, ...] | None = None
+    temperature: float = 1.0
+    separator: str = " | "
+    max_answer_tokens: int = 40
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n_accept", "max_candidates", "disc_steps", "disc_r", "student_r", "student_steps", "batch",
+                     "max_answer_tokens"):
+            if getattr(self, name) < 1:
+                raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise InvalidInputError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.temperature <= 0:
+            raise InvalidInputError(f"temperature must be > 0, got {self.temperature}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Sampler(Protocol):
+    """Produces ``n`` candidate prompts from seed prompts."""
+
+    def __call__(self, seeds: Sequence[str], n: int, rng: random.Random) -> list[str]: ...
+
+
+@dataclass
+class PrefixSampler:
+    """Candidates from a model: continue a random prefix of a seed prompt's input with sampling,
+    cut at the separator, and re-attach a seed prompt's instruction."""
+
+    model: Any
+    codec: TextCodec
+    separator: str = " | "
+    temperature: float = 1.0
+    max_new_tokens: int = 16
+
+    def __call__(self, seeds: Sequence[str], n: int, rng: random.Random) -> list[str]:
+        parts = [s.split(self.separator, 1) for s in seeds]
+        rows, cues = [], []
+        for _ in range(n):
+            x, cue = rng.choice(parts) if all(len(p) == 2 for p in parts) else (rng.choice(seeds), "")
+            k = rng.randint(0, max(0, len(x) // 2))
+            rows.append(self.codec.raw(x[:k]))
+            cues.append((x[:k], cue))
+        g = torch.Generator().manual_seed(rng.getrandbits(31))
+        nl = self.codec.tokenizer.encode("\n", add_special_tokens=False)
+        outs = decode(self.model, self.codec, rows, max_new_tokens=self.max_new_tokens,
+                      temperature=self.temperature, generator=g, stop_ids=nl)
+        cands = []
+        for (prefix, cue), cont in zip(cues, outs, strict=True):
+            text = (prefix + cont).split(self.separator, 1)[0]
+            cands.append(f"{text}{self.separator}{cue}" if cue else text)
+        return cands
+
+
+@dataclass
+class TransferResult:
+    """The student adapter on T and a report (per-phase seconds, counts, acceptance)."""
+
+    adapter: LoraAdapter
+    report: dict[str, Any] = field(default_factory=dict)
+    synthetic: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _well_formed(c: str, sep: str) -> bool:
+    x = c.split(sep, 1)[0]
+    return bool(x.strip()) and "\n" not in c and c.isprintable()
+
+
+def _label_ids(codec: TextCodec) -> tuple[int, int]:
+    real = codec.tokenizer.encode("R", add_special_tokens=False)[0]
+    syn = codec.tokenizer.encode("S", add_special_tokens=False)[0]
+    return int(real), int(syn)
+
+
+def _peft(model: Any, r: int, alpha: int, targets: Sequence[str], seed: int) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    cfg = LoraConfig(r=r, lora_alpha=alpha, target_modules=list(targets), lora_dropout=0.0, task_type="CAUSAL_LM")
+    return get_peft_model(copy.deepcopy(model), cfg)
+
+
+def _train(model: Any, steps: int, lr: float, batches: Callable[[int], dict[str, torch.Tensor]],
+           loss_fn: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor],
+           tick: Callable[[int], None] | None = None) -> float:
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.98))
+    warm = max(1, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / max(1, steps - warm)))
+    model.train()
+    loss = torch.tensor(0.0)
+    for s in range(steps):
+        loss = loss_fn(model, batches(s))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        if tick:
+            tick(s + 1)
+    model.eval()
+    return float(loss.detach())
+
+
+class Discriminator:
+    """A LoRA on the source base scoring ``p(real | prompt)`` with two label tokens."""
+
+    def __init__(self, model: Any, codec: TextCodec) -> None:
+        self.model, self.codec = model, codec
+        self.ids = _label_ids(codec)
+
+    @classmethod
+    def train(cls, base: Any, codec: TextCodec, real: Sequence[str], synthetic: Sequence[str], cfg: TransConfig,
+              tick: Callable[[int], None] | None = None) -> Discriminator:
+        """Fit the discriminator LoRA (all linear layers of attention and MLP) on ``base``."""
+        names = sorted({n.rsplit(".", 1)[-1] for n in linear_shapes(base) if n.count(".") >= 3})
+        model = _peft(base, cfg.disc_r, 2 * cfg.disc_r, names, cfg.seed)
+        ids = _label_ids(codec)
+        rng = random.Random(f"disc|{cfg.seed}")
+        half = max(1, cfg.batch // 2)
+
+        def batches(_s: int) -> dict[str, torch.Tensor]:
+            rows = [rng.choice(real) for _ in range(half)] + [rng.choice(synthetic) for _ in range(half)]
+            b = left_pad([codec.prompt(r) for r in rows], codec.pad_id)
+            b["y"] = torch.tensor([0] * half + [1] * half)
+            return b
+
+        def loss_fn(m: Any, b: dict[str, torch.Tensor]) -> torch.Tensor:
+            y = b.pop("y")
+            logits = m(**b).logits[:, -1, list(ids)]  # (B, 2): [real, synthetic]
+            return torch.nn.functional.cross_entropy(logits.float(), y)
+
+        _train(model, cfg.disc_steps, cfg.disc_lr, batches, loss_fn, tick)
+        return cls(model, codec)
+
+    @torch.no_grad()
+    def p_real(self, prompts: Sequence[str], batch_size: int = 128) -> torch.Tensor:
+        out = []
+        for i in range(0, len(prompts), batch_size):
+            b = left_pad([self.codec.prompt(p) for p in prompts[i:i + batch_size]], self.codec.pad_id)
+            logits = self.model(**b).logits[:, -1, list(self.ids)].float()  # (B, 2)
+            out.append(torch.softmax(logits, -1)[:, 0])
+        return torch.cat(out) if out else torch.zeros(0)
+
+
+def transfer(
+    source_model: Any,
+    source_adapter: LoraAdapter,
+    target_model: Any,
+    seeds: Sequence[str],
+    *,
+    source_id: str,
+    target_id: str,
+    codec_s: TextCodec,
+    codec_t: TextCodec,
+    cfg: TransConfig | None = None,
+    sampler: Sampler | None = None,
+    progress: Progress | None = None,
+    parent: ParentRef | None = None,
+    real: Sequence[str] | None = None,
+) -> TransferResult:
+    """Move ``source_adapter`` (on ``source_model``) to ``target_model``.
+
+    Args:
+        seeds: the adapter's sample prompts (its few kept real examples, |D| ~ 5).
+        real: the source task's real prompts for the discriminator (Phase A, while D still
+            exists); default: the seeds.
+        source_id / target_id: hub ids of the two bases (the student's ``base_model``).
+        sampler: candidate generator (default: :class:`PrefixSampler` on the target model).
+        progress: ``progress(phase, fraction, message)``.
+
+    Raises:
+        InvalidInputError: no sample prompts (Trans-LoRA needs seed examples).
+        IncompatibleAdaptersError: the adapter is for another base than ``source_id`` or does not
+            fit the source model; source and target are the same id.
+    """
+    cfg = cfg or TransConfig()
+    seeds = [s for s in seeds if s and s.strip()]
+    if not seeds:
+        raise InvalidInputError("Trans-LoRA needs the adapter's sample examples (seed prompts); none were given")
+    if source_adapter.base_model not in (None, source_id):
+        raise IncompatibleAdaptersError(
+            f"the adapter is for base {source_adapter.base_model!r}, not the source base {source_id!r}")
+    if source_id == target_id:
+        raise IncompatibleAdaptersError(f"source and target base are the same ({source_id!r}); nothing to transfer")
+    teacher = merged(source_model, source_adapter, source_id)
+    report: dict[str, Any] = {"seconds": {}, "config": cfg.to_dict()}
+    rng = random.Random(f"trans|{cfg.seed}")
+
+    def say(phase: str, frac: float, msg: str = "") -> None:
+        if progress:
+            progress(phase, frac, msg)
+
+    # 1. discriminator on S: real seeds vs S's own synthetic prompts
+    t0 = time.perf_counter()
+    say("discriminator", 0.0, "synthesising with the source base")
+    s_synth = [c for c in PrefixSampler(source_model, codec_s, cfg.separator, cfg.temperature)(seeds, 128, rng)
+               if c not in seeds] or ["?"]
+    real_prompts = [r for r in (real or seeds) if r and r.strip()] or seeds
+    disc = Discriminator.train(source_model, codec_s, real_prompts, s_synth, cfg,
+                               lambda s: say("discriminator", s / cfg.disc_steps))
+    report["seconds"]["discriminator"] = time.perf_counter() - t0
+
+    # 2-3. synthesise on T, filter with the discriminator (rejection sampling within the budget)
+    sampler = sampler or PrefixSampler(target_model, codec_t, cfg.separator, cfg.temperature)
+    kept: list[tuple[float, str]] = []
+    rejected: list[tuple[float, str]] = []
+    seen: set[str] = set()
+    n_cand = n_malformed = 0
+    t_syn = t_fil = 0.0
+    while len(kept) < cfg.n_accept and n_cand < cfg.max_candidates:
+        t1 = time.perf_counter()
+        batch = sampler(seeds, min(128, cfg.max_candidates - n_cand), rng)
+        n_cand += len(batch)
+        good = []
+        for c in batch:
+            if not _well_formed(c, cfg.separator):
+                n_malformed += 1
+            elif c not in seen:
+                seen.add(c)
+                good.append(c)
+        t_syn += time.perf_counter() - t1
+        say("synthesize", min(1.0, n_cand / cfg.max_candidates), f"{n_cand} candidates")
+        t1 = time.perf_counter()
+        scores = disc.p_real(good).tolist() if (good and cfg.use_filter) else [1.0] * len(good)
+        for sc, c in zip(scores, good, strict=True):
+            (kept if sc >= cfg.threshold else rejected).append((sc, c))
+        t_fil += time.perf_counter() - t1
+        say("filter", min(1.0, len(kept) / cfg.n_accept), f"{len(kept)} accepted")
+    say("synthesize", 1.0, f"{n_cand} candidates")
+    say("filter", 1.0, f"{len(kept)} accepted")
+    filled = 0
+    if len(kept) < cfg.min_accept and rejected:
+        rejected.sort(key=lambda t: -t[0])
+        filled = min(len(rejected), cfg.min_accept - len(kept))
+        kept += rejected[:filled]
+    kept = kept[: cfg.n_accept]
+    if not kept:
+        raise InvalidInputError("the target base produced no usable synthetic prompts from the seed examples")
+    report["seconds"]["synthesize"], report["seconds"]["filter"] = t_syn, t_fil
+    report.update({"candidates": n_cand, "malformed": n_malformed, "accepted": len(kept) - filled,
+                   "filled": filled, "acceptance": (len(kept) - filled) / max(1, n_cand)})
+
+    # 4. label with the teacher (S + adapter)
+    t0 = time.perf_counter()
+    say("label", 0.0, f"labelling {len(kept)} prompts")
+    prompts = [c for _, c in kept]
+    answers = decode(teacher, codec_s, [codec_s.prompt(p) for p in prompts], max_new_tokens=cfg.max_answer_tokens)
+    data = [(p, a) for p, a in zip(prompts, answers, strict=True)]
+    report["seconds"]["label"] = time.perf_counter() - t0
+    say("label", 1.0)
+
+    # 5. distil into a new LoRA on T
+    t0 = time.perf_counter()
+    targets = cfg.student_targets or tuple(source_adapter.target_modules)
+    t_names = {n.rsplit(".", 1)[-1] for n in linear_shapes(target_model)}
+    missing = sorted(set(targets) - t_names)
+    if missing:
+        raise IncompatibleAdaptersError(f"the target base has no linear modules named {missing}")
+    student = _peft(target_model, cfg.student_r, cfg.student_alpha, targets, cfg.seed)
+    srng = random.Random(f"student|{cfg.seed}")
+
+    def batches(_s: int) -> dict[str, torch.Tensor]:
+        rows = [srng.choice(data) for _ in range(cfg.batch)]
+        enc = [(codec_t.prompt(p), codec_t.answer(a)) for p, a in rows]
+        width = max(len(p) + len(a) for p, a in enc)
+        b = left_pad([p + a for p, a in enc], codec_t.pad_id)
+        labels = torch.full((len(enc), width), -100, dtype=torch.long)
+        for i, (_, a) in enumerate(enc):
+            labels[i, width - len(a):] = torch.tensor(a)
+        b["labels"] = labels
+        return b
+
+    final = _train(student, cfg.student_steps, cfg.student_lr, batches, lambda m, b: m(**b).loss,
+                   lambda s: say("distil", s / cfg.student_steps))
+    report["seconds"]["distil"] = time.perf_counter() - t0
+    report["student_final_loss"] = final
+    adapter = _to_adapter(student, target_id)
+    prov = Provenance.create(METHOD, {"source_base": source_id, "target_base": target_id, "config": cfg.to_dict(),
+                                      "accepted": report["accepted"], "candidates": n_cand},
+                             [parent] if parent else [], METHOD_VERSION)
+    return TransferResult(adapter.with_provenance(prov), report, data)
+
+
+def _to_adapter(peft_model: Any, base_id: str) -> LoraAdapter:
+    import json
+
+    from peft import get_peft_model_state_dict
+
+    from hub.core.peft_io import adapter_from_state
+
+    raw = peft_model.peft_config["default"].to_dict()
+    cfg = json.loads(json.dumps(raw, default=lambda v: sorted(v) if isinstance(v, set) else str(v)))
+    cfg["base_model_name_or_path"] = base_id
+    state = {k: v.detach().clone() for k, v in get_peft_model_state_dict(peft_model).items()}
+    adapter = adapter_from_state(cfg, state)
+    return adapter.with_spec(base_model=base_id) if adapter.base_model != base_id else adapter
+
+
+__all__ = ["PHASES", "Discriminator", "LoraSpec", "PrefixSampler", "TransConfig", "TransferResult", "transfer"]

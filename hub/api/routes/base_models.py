@@ -1,0 +1,31 @@
+"""Base model routes: register, list, get."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter
+
+from hub.api.deps import HubDep, UserDep, WriterDep
+from hub.api.schemas import BaseModelIn, BaseModelList, BaseModelOut
+
+router = APIRouter(prefix="/api/v1/base-models", tags=["base models"])
+
+
+@router.post("", status_code=201, response_model=BaseModelOut, operation_id="register_base_model",
+             summary="Register a base model (its config.json and where its weights live)")
+def register(hub: HubDep, user: WriterDep, body: BaseModelIn) -> BaseModelOut:
+    row = hub.base_models.register(body.id, json.dumps(body.config).encode(), revision=body.revision,
+                                   weights=body.weights)
+    return BaseModelOut.of(row)
+
+
+@router.get("", response_model=BaseModelList, operation_id="list_base_models", summary="Registered base models")
+def list_bases(hub: HubDep, user: UserDep) -> BaseModelList:
+    return BaseModelList(items=[BaseModelOut.of(b) for b in hub.base_models.list()])
+
+
+@router.get("/{model_id:path}", response_model=BaseModelOut, operation_id="get_base_model",
+            summary="A registered base model (latest revision unless ?revision=)")
+def get_base(hub: HubDep, user: UserDep, model_id: str, revision: str | None = None) -> BaseModelOut:
+    return BaseModelOut.of(hub.base_models.get(model_id, revision))

@@ -1,0 +1,280 @@
+"""OpenAI-compatible inference routes: ``/v1/completions``, ``/v1/chat/completions`` (SSE too), ``/v1/models``.
+
+``model`` selects a base, an adapter (``ns/name[@version]``), ``<base>:<adapter>``, a router artifact
+or ``auto``; the extension field ``merged_adapters`` gives an explicit mixture (LoRAX style). Every
+response carries ``loom: {"adapters": {key: weight}, "route": ..., "gate_weights": ...}``.
+
+Authentication is optional here: a valid ``Authorization: Bearer`` token lets the caller use its
+private adapters; no token, or one that is not a Loom token (``api_key="EMPTY"`` in OpenAI clients),
+serves public adapters only.
+
+Chat prompts use the tokenizer's chat template when it has one; otherwise each message becomes a line
+``"<role>: <content>"`` and the prompt ends with ``"assistant:"``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from hub.core.errors import AuthenticationError, InvalidInputError, LoomError
+from hub.db.models import User
+
+router = APIRouter(tags=["inference (OpenAI-compatible)"])
+_lock = threading.Lock()
+
+
+def get_inference(request: Request) -> Any:
+    """The app's :class:`~hub.services.inference.InferenceService` (built on first use)."""
+    from hub.services.inference import InferenceService
+
+    state = request.app.state
+    with _lock:
+        svc = getattr(state, "inference", None)
+        if svc is None:
+            hub = state.hub
+            if not hub.settings.inference_enabled:
+                raise InvalidInputError("inference is disabled on this server (LOOM_INFERENCE_ENABLED=false)")
+            svc = state.inference = InferenceService(hub)
+    return svc
+
+
+def optional_user(request: Request) -> User | None:
+    """A valid Bearer token's user; anything else (no token, ``EMPTY``, a foreign key) is anonymous."""
+    header = request.headers.get("authorization", "")
+    if not header.lower().startswith("bearer "):
+        return None
+    try:
+        return request.app.state.hub.users.authenticate(header[7:].strip() or None)
+    except AuthenticationError:
+        return None
+
+
+InferenceDep = Annotated[Any, Depends(get_inference)]
+ViewerDep = Annotated[User | None, Depends(optional_user)]
+
+
+class _Common(BaseModel):
+    model_config = ConfigDict(extra="allow")  # other OpenAI fields (user, logit_bias ...) are accepted, unused
+
+    model: str = Field(min_length=1, max_length=600)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    n: int = Field(1, ge=1, le=16)
+    stream: bool = False
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    merged_adapters: dict[str, Any] | None = Field(
+        None, description="LoRAX-style mixture: {ids: [...], weights: [...], merge_strategy: 'linear'}")
+
+    def stops(self) -> list[str]:
+        s = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        if len(s) > 4:
+            raise InvalidInputError("stop holds at most 4 sequences", field="stop")
+        return s
+
+
+class CompletionBody(_Common):
+    prompt: str | list[str]
+    max_tokens: int | None = Field(16, ge=1)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatBody(_Common):
+    messages: list[Message] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+
+def _text(content: str | list[dict[str, Any]] | None) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    parts = []
+    for p in content:
+        if p.get("type") != "text" or not isinstance(p.get("text"), str):
+            raise InvalidInputError(f"only text content parts are supported, got type {p.get('type')!r}",
+                                    field="messages")
+        parts.append(p["text"])
+    return "".join(parts)
+
+
+def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """The chat template of the tokenizer, or ``"role: content"`` lines ending with ``"assistant:"``."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+
+
+def _request(body: _Common, prompts: list[str], max_tokens: int | None, route_texts: list[str] | None = None) -> Any:
+    from hub.services.inference import CompletionRequest, MergedAdapters
+
+    merged = MergedAdapters.parse(body.merged_adapters) if body.merged_adapters is not None else None
+    return CompletionRequest(model=body.model, prompts=prompts, route_texts=route_texts, max_tokens=max_tokens,
+                             temperature=body.temperature, top_p=body.top_p, n=body.n, stop=body.stops(),
+                             seed=body.seed, merged=merged)
+
+
+def _loom(res: Any) -> dict[str, Any]:
+    c0 = res.choices[0]
+    out: dict[str, Any] = {"base": res.base, "route": c0.route, "adapters": c0.adapters, "gate_weights": c0.gate_weights,
+                           "batch_size": c0.batch_size}
+    if c0.route == "router":
+        out["router"] = res.router
+    if c0.scores is not None:
+        out["scores"] = c0.scores
+    if len(res.choices) > 1:
+        out["choices"] = [{"index": c.index, "adapters": c.adapters, "route": c.route} for c in res.choices]
+    return out
+
+
+def _sse(chunks: Iterator[dict[str, Any]]) -> StreamingResponse:
+    def gen() -> Iterator[bytes]:
+        try:
+            for c in chunks:
+                yield f"data: {json.dumps(c)}\n\n".encode()
+        except Exception as e:  # noqa: BLE001 - the status is already sent: report the error in the stream
+            from hub.api.errors import log
+
+            log.exception("inference stream failed")
+            msg = e.message if isinstance(e, LoomError) else "internal server error"
+            code = e.code if isinstance(e, LoomError) else "internal_error"
+            yield f"data: {json.dumps({'error': {'code': code, 'message': msg, 'details': {}}})}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(gen(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@router.post("/v1/completions", operation_id="openai_create_completion",
+             summary="OpenAI-compatible text completion (streams with stream=true)")
+def completions(svc: InferenceDep, viewer: ViewerDep, body: CompletionBody) -> Any:
+    prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
+    req = _request(body, prompts, body.max_tokens)
+    cid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+    head = {"id": cid, "object": "text_completion", "created": created, "model": body.model}
+    if not body.stream:
+        res = svc.complete(viewer, req)
+        return {**head, "choices": [{"index": c.index, "text": c.text, "finish_reason": c.finish_reason,
+                                     "logprobs": None} for c in res.choices],
+                "usage": res.usage, "loom": _loom(res)}
+    events = svc.stream(viewer, req)  # request errors are raised here, before the stream starts
+
+    def chunks() -> Iterator[dict[str, Any]]:
+        for ev in events:
+            if isinstance(ev, tuple):
+                yield {**head, "choices": [{"index": ev[0], "text": ev[1], "finish_reason": None, "logprobs": None}]}
+                continue
+            for c in ev.choices:
+                yield {**head, "choices": [{"index": c.index, "text": "", "finish_reason": c.finish_reason,
+                                            "logprobs": None}]}
+            yield {**head, "choices": [], "usage": ev.usage, "loom": _loom(ev)}
+
+    return _sse(chunks())
+
+
+@router.post("/v1/chat/completions", operation_id="openai_create_chat_completion",
+             summary="OpenAI-compatible chat completion (streams with stream=true)")
+def chat_completions(svc: InferenceDep, viewer: ViewerDep, body: ChatBody) -> Any:
+    from hub.services.inference.resolve import AUTO, split_model
+
+    messages = [{"role": m.role, "content": _text(m.content)} for m in body.messages]
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    route_text = users[-1] if users else messages[-1]["content"]
+    plan_base = None
+    if body.merged_adapters is None and split_model(body.model)[1] != AUTO:
+        plan_base = svc.resolve(viewer, body.model).base_id
+    tok = svc.tokenizer(plan_base or svc.base_for(body.model))
+    prompt = render_chat(tok, messages)
+    req = _request(body, [prompt], body.max_completion_tokens or body.max_tokens, [route_text])
+    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    head = {"id": cid, "object": "chat.completion", "created": created, "model": body.model}
+    if not body.stream:
+        res = svc.complete(viewer, req)
+        return {**head, "choices": [{"index": c.index, "message": {"role": "assistant", "content": c.text},
+                                     "finish_reason": c.finish_reason, "logprobs": None} for c in res.choices],
+                "usage": res.usage, "loom": _loom(res)}
+    head["object"] = "chat.completion.chunk"
+    events = svc.stream(viewer, req)  # request errors are raised here, before the stream starts
+
+    def role(i: int) -> dict[str, Any]:
+        return {**head, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+
+    def chunks() -> Iterator[dict[str, Any]]:
+        seen: set[int] = set()
+        for ev in events:
+            if isinstance(ev, tuple):
+                if ev[0] not in seen:
+                    seen.add(ev[0])
+                    yield role(ev[0])
+                yield {**head, "choices": [{"index": ev[0], "delta": {"content": ev[1]}, "finish_reason": None}]}
+                continue
+            for c in ev.choices:
+                if c.index not in seen:
+                    yield role(c.index)
+                yield {**head, "choices": [{"index": c.index, "delta": {}, "finish_reason": c.finish_reason}]}
+            yield {**head, "choices": [], "usage": ev.usage, "loom": _loom(ev)}
+
+    return _sse(chunks())
+
+
+def create_inference_app(settings: Any = None, *, hub: Any = None, migrate: bool = True,
+                         preload: list[str] | None = None, pin: list[str] | None = None,
+                         device: str | None = None) -> Any:
+    """An app serving only the inference API (``loom serve-inference``, for a GPU host).
+
+    Args:
+        settings: the deployment's settings (default: from the environment). hub: an existing hub.
+        migrate: apply migrations when building the hub. preload: base model ids to load at start.
+        pin: adapters (``ns/name[@version]``) never evicted from the caches. device: ``cpu``/``cuda``.
+    """
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
+
+    from hub.api import errors
+    from hub.api.routes import system
+    from hub.services.hub import Hub
+    from hub.services.inference import InferenceService
+    from hub.settings import get_settings
+
+    own = hub is None
+    the_hub = hub if hub is not None else Hub(settings or get_settings(), migrate=migrate)
+    svc = InferenceService(the_hub, device=device)
+    for base in preload or []:
+        svc.engine(base)
+    for ref in pin or []:
+        svc.pin(None, ref)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        yield
+        svc.close()
+        if own:
+            the_hub.close()
+
+    app = FastAPI(title="Loom inference", version="0.1.0", lifespan=lifespan,
+                  description="OpenAI-compatible completions over Loom's registry of LoRA adapters.")
+    app.state.hub, app.state.inference = the_hub, svc
+    errors.install(app)
+    app.include_router(router)
+    app.include_router(system.router)  # /healthz, /metrics (vllm:lora_requests_info) ...
+    return app
+
+
+@router.get("/v1/models", operation_id="openai_list_models",
+            summary="Bases and adapters (adapters carry parent = base and root = ns/name@version)")
+def list_models(svc: InferenceDep, viewer: ViewerDep) -> dict[str, Any]:
+    return {"object": "list", "data": svc.available(viewer)}

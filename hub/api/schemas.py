@@ -1,0 +1,150 @@
+"""Pydantic models of the HTTP API (responses and JSON bodies)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from hub.db import models as m
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorInfo
+
+
+class AdapterOut(BaseModel):
+    id: str = Field(description="namespace/name")
+    namespace: str
+    name: str
+    owner: str
+    visibility: str
+    kind: str
+    description: str
+    tags: list[str]
+    license: str | None
+    base_model: str | None
+    latest_version: int
+    rank: int | None
+    downloads: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, a: m.Adapter) -> AdapterOut:
+        return cls(id=a.full_name, namespace=a.namespace, name=a.name, owner=a.owner.name, visibility=a.visibility,
+                   kind=a.kind, description=a.description, tags=list(a.tags or []), license=a.license,
+                   base_model=a.base_model, latest_version=a.latest_version, rank=a.latest_rank,
+                   downloads=a.downloads, created_at=a.created_at, updated_at=a.updated_at)
+
+
+class FileOut(BaseModel):
+    size: int
+    sha256: str
+
+
+class VersionOut(BaseModel):
+    number: int
+    sha256: str
+    size: int
+    rank: int
+    ranks: dict[str, int]
+    target_modules: list[str]
+    base_model: str
+    base_revision: str | None
+    config: dict[str, Any]
+    files: dict[str, FileOut]
+    source: str
+    provenance: dict[str, Any] | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, v: m.AdapterVersion) -> VersionOut:
+        return cls(number=v.number, sha256=v.sha256, size=v.size, rank=v.rank, ranks=v.ranks,
+                   target_modules=list(v.target_modules), base_model=v.base_model, base_revision=v.base_revision,
+                   config=v.config, files={k: FileOut(size=f["size"], sha256=f["key"]) for k, f in v.files.items()},
+                   source=v.source, provenance=v.provenance, created_at=v.created_at)
+
+
+class PublishOut(BaseModel):
+    adapter: AdapterOut
+    version: VersionOut
+    created: bool = Field(description="false when identical content was already published as this version")
+    warnings: list[str] = []
+
+
+class AdapterDetail(BaseModel):
+    adapter: AdapterOut
+    latest: VersionOut | None
+    parents: list[dict[str, Any]] = []
+    children: list[dict[str, Any]] = []
+
+
+class AdapterList(BaseModel):
+    items: list[AdapterOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class VersionList(BaseModel):
+    items: list[VersionOut]
+
+
+class PatchIn(BaseModel):
+    description: str | None = None
+    tags: list[str] | None = None
+    visibility: str | None = None
+    license: str | None = None
+
+
+class SearchHitOut(BaseModel):
+    adapter: AdapterOut
+    score: float = Field(description="cosine similarity of the query and the adapter's text")
+    exact: bool = Field(description="the query equals the adapter's name or one of its tags")
+
+
+class SearchOut(BaseModel):
+    query: str
+    k: int
+    results: list[SearchHitOut]
+
+
+class BaseModelIn(BaseModel):
+    id: str = Field(description="e.g. meta-llama/Llama-3.1-8B")
+    revision: str = "main"
+    config: dict[str, Any] = Field(description="the model's config.json")
+    weights: str | None = Field(None, description="a local folder or a Hugging Face id")
+
+
+class BaseModelOut(BaseModel):
+    id: str
+    revision: str
+    weights: str | None
+    config: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, b: m.BaseModel) -> BaseModelOut:
+        return cls(id=b.model_id, revision=b.revision, weights=b.weights, config=b.config, created_at=b.created_at)
+
+
+class BaseModelList(BaseModel):
+    items: list[BaseModelOut]
+
+
+class WhoAmI(BaseModel):
+    user: str | None
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+    adapters_indexed: int | None

@@ -1,0 +1,94 @@
+"""Loom's one error tree.
+
+Every domain error subclasses :class:`LoomError` *and* the builtin it resembles, so callers
+that know nothing of Loom still catch them sensibly (``except LookupError``), and the API's one
+exception handler maps each class to one HTTP status by its ``code``.
+"""
+
+from __future__ import annotations
+
+
+class LoomError(Exception):
+    """Base of every error Loom raises on purpose. ``code`` is a stable machine-readable tag."""
+
+    code = "loom_error"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotFoundError(LoomError, LookupError):
+    """A named thing (adapter, version, method, base model, job) does not exist or is not visible."""
+
+    code = "not_found"
+
+
+class UnknownNameError(NotFoundError):
+    """A name not in a registry; the message lists the names that exist."""
+
+    code = "unknown_name"
+
+
+class InvalidInputError(LoomError, ValueError):
+    """Input that is malformed or out of range; the message names the field and the value."""
+
+    code = "invalid_input"
+
+
+class InvalidAdapterError(InvalidInputError):
+    """An adapter folder or file that is not a valid LoRA adapter."""
+
+    code = "invalid_adapter"
+
+
+class UnsupportedFeatureError(InvalidAdapterError):
+    """A PEFT feature Loom does not handle (DoRA, modules_to_save, embedding LoRA, bias ...)."""
+
+    code = "unsupported_feature"
+
+
+class IncompatibleAdaptersError(InvalidInputError):
+    """Adapters that cannot be combined, or an adapter that does not fit its base model."""
+
+    code = "incompatible"
+
+
+class ConflictError(LoomError, ValueError):
+    """The request conflicts with existing state (a name taken by another owner, ...)."""
+
+    code = "conflict"
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """An upload over the configured size limit."""
+
+    code = "payload_too_large"
+
+
+class AuthenticationError(LoomError, PermissionError):
+    """No credentials, or credentials that are not valid."""
+
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(LoomError, PermissionError):
+    """Valid credentials that are not allowed to do this."""
+
+    code = "forbidden"
+
+
+class StorageError(LoomError, OSError):
+    """The blob store or the index failed or is inconsistent."""
+
+    code = "storage_error"
+
+
+class UpstreamError(LoomError, ConnectionError):
+    """A remote service (the Hugging Face Hub) failed or refused."""
+
+    code = "upstream_error"

@@ -1,0 +1,29 @@
+"""Loom's database: SQLAlchemy 2 typed models and an engine/session factory (no engine at import)."""
+
+from hub.db.engine import make_engine, make_session_factory
+from hub.db.hf import HfExport, HfImport
+from hub.db.jobs import Job
+from hub.db.models import (
+    Adapter,
+    AdapterVersion,
+    ApiToken,
+    Base,
+    BaseModel,
+    LineageEdge,
+    User,
+)
+
+__all__ = [
+    "Adapter",
+    "AdapterVersion",
+    "ApiToken",
+    "Base",
+    "BaseModel",
+    "HfExport",
+    "HfImport",
+    "Job",
+    "LineageEdge",
+    "User",
+    "make_engine",
+    "make_session_factory",
+]

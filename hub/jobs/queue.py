@@ -1,0 +1,208 @@
+"""The job queue over the ``jobs`` table: submit (deduplicated by recipe hash), claim, report, finish.
+
+Every method opens its own short transaction, so the API process and any number of worker
+processes share the queue through the database alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.core.errors import ConflictError, NotFoundError
+from hub.db.jobs import FINISHED, Job
+from hub.db.models import User
+
+MAX_LOG_LINES = 500
+MAX_ATTEMPTS = 3
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A detached snapshot of a job row, safe to use after its session closed."""
+
+    id: str
+    kind: str
+    status: str
+    owner_id: int | None
+    owner: str | None
+    request: dict[str, Any]
+    recipe_hash: str | None
+    progress: float
+    message: str
+    log: list[str]
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+    cancel_requested: bool
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.__dict__.copy()
+        for k in ("created_at", "started_at", "finished_at"):
+            d[k] = d[k].isoformat() if d[k] else None
+        return d
+
+
+def _view(job: Job, owner: str | None) -> JobView:
+    return JobView(
+        id=job.id, kind=job.kind, status=job.status, owner_id=job.owner_id, owner=owner, request=dict(job.request or {}),
+        recipe_hash=job.recipe_hash, progress=float(job.progress or 0.0), message=job.message or "",
+        log=list(job.log or []), result=job.result, error=job.error, cancel_requested=bool(job.cancel_requested),
+        attempts=job.attempts or 0, created_at=job.created_at, started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+class JobQueue:
+    """Submit, observe and run jobs stored in the database."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def _owner_name(self, s: Session, owner_id: int | None) -> str | None:
+        return s.get(User, owner_id).name if owner_id is not None and s.get(User, owner_id) else None
+
+    def submit(self, kind: str, owner_id: int | None, request: dict[str, Any],
+               recipe_hash: str | None = None) -> tuple[JobView, bool]:
+        """Queue a job, or return the owner's live or succeeded job with the same recipe hash.
+
+        Returns:
+            (job, deduplicated): ``deduplicated`` is True when an existing job was returned.
+        """
+        with self.sessions.begin() as s:
+            if recipe_hash is not None:
+                existing = s.scalars(
+                    select(Job)
+                    .where(Job.recipe_hash == recipe_hash, Job.owner_id == owner_id,
+                           Job.status.in_(("queued", "running", "succeeded")))
+                    .order_by(Job.created_at.desc())
+                ).first()
+                if existing is not None:
+                    return _view(existing, self._owner_name(s, owner_id)), True
+            job = Job(
+                id=uuid.uuid4().hex, kind=kind, status="queued", owner_id=owner_id, request=request,
+                recipe_hash=recipe_hash, progress=0.0, message="queued", log=[], attempts=0,
+                cancel_requested=False, created_at=_now(),
+            )
+            s.add(job)
+            s.flush()
+            return _view(job, self._owner_name(s, owner_id)), False
+
+    def get(self, job_id: str, viewer_id: int | None = None, *, check_owner: bool = True) -> JobView:
+        """A job by id. Jobs are visible to their owner only (404 for others, like private adapters)."""
+        with self.sessions() as s:
+            job = s.get(Job, job_id)
+            if job is None or (check_owner and job.owner_id is not None and job.owner_id != viewer_id):
+                raise NotFoundError(f"no job {job_id!r}", job_id=job_id)
+            return _view(job, self._owner_name(s, job.owner_id))
+
+    def list(self, viewer_id: int | None, *, status: str | None = None, limit: int = 50) -> list[JobView]:
+        with self.sessions() as s:
+            q = select(Job).where(Job.owner_id == viewer_id).order_by(Job.created_at.desc()).limit(limit)
+            if status:
+                q = q.where(Job.status == status)
+            return [_view(j, self._owner_name(s, j.owner_id)) for j in s.scalars(q)]
+
+    def cancel(self, job_id: str, viewer_id: int | None) -> JobView:
+        """Cancel a queued job at once, or ask a running job's worker to stop at its next progress report.
+
+        Raises:
+            NotFoundError: no such job visible to the viewer.
+            ConflictError: the job has already finished.
+        """
+        self.get(job_id, viewer_id)
+        with self.sessions.begin() as s:
+            job = s.get(Job, job_id, with_for_update=True)
+            assert job is not None
+            if job.status in FINISHED:
+                raise ConflictError(f"job {job_id} already {job.status}; nothing to cancel", status=job.status)
+            if job.status == "queued":
+                job.status, job.finished_at, job.message = "cancelled", _now(), "cancelled before it started"
+            job.cancel_requested = True
+            job.log = [*(job.log or []), "cancel requested"]
+        return self.get(job_id, viewer_id)
+
+    # --- worker side -------------------------------------------------------------------------
+
+    def claim(self, worker: str, kinds: tuple[str, ...] | None = None) -> JobView | None:
+        """Atomically take the oldest queued job (optimistic update: exactly one worker wins)."""
+        for _ in range(5):
+            with self.sessions.begin() as s:
+                q = select(Job.id).where(Job.status == "queued").order_by(Job.created_at).limit(1)
+                if kinds:
+                    q = q.where(Job.kind.in_(kinds))
+                job_id = s.scalar(q)
+                if job_id is None:
+                    return None
+                now = _now()
+                res = s.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == "queued")
+                    .values(status="running", worker=worker, started_at=now, heartbeat_at=now,
+                            attempts=Job.attempts + 1, message="started")
+                )
+                if res.rowcount == 1:
+                    job = s.get(Job, job_id)
+                    assert job is not None
+                    s.refresh(job)
+                    return _view(job, self._owner_name(s, job.owner_id))
+        return None
+
+    def report(self, job_id: str, progress: float | None = None, message: str | None = None,
+               log: str | None = None) -> bool:
+        """Record progress (0-1), a message and/or a log line; heartbeat. Returns True if cancel was asked."""
+        with self.sessions.begin() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                return True
+            if progress is not None:
+                job.progress = max(0.0, min(1.0, float(progress)))
+            if message is not None:
+                job.message = message
+            if log is not None:
+                job.log = [*(job.log or []), f"{_now().strftime('%H:%M:%S')} {log}"][-MAX_LOG_LINES:]
+            job.heartbeat_at = _now()
+            return bool(job.cancel_requested)
+
+    def finish(self, job_id: str, status: str, *, result: dict[str, Any] | None = None,
+               error: dict[str, Any] | None = None, message: str = "") -> None:
+        with self.sessions.begin() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                return
+            job.status, job.result, job.error = status, result, error
+            job.message = message or status
+            job.finished_at = _now()
+            if status == "succeeded":
+                job.progress = 1.0
+
+    def requeue_stale(self, older_than: timedelta = timedelta(minutes=2)) -> int:
+        """Re-queue running jobs whose worker stopped heart-beating; fail them after MAX_ATTEMPTS."""
+        cutoff = _now() - older_than
+        n = 0
+        with self.sessions.begin() as s:
+            for job in s.scalars(select(Job).where(Job.status == "running", Job.heartbeat_at < cutoff)):
+                n += 1
+                if job.attempts >= MAX_ATTEMPTS:
+                    job.status, job.finished_at = "failed", _now()
+                    job.error = {"code": "worker_lost", "message": f"worker lost {job.attempts} times"}
+                else:
+                    job.status, job.worker, job.message = "queued", None, "re-queued: its worker stopped"
+                    job.log = [*(job.log or []), "re-queued after its worker stopped"]
+        return n

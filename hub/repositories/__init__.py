@@ -1,0 +1,1 @@
+"""Queries over the registry tables. Repositories never commit: services own the transactions."""

@@ -1,0 +1,190 @@
+"""Adapter, version and lineage queries (no commits)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, Select, String, and_, cast, func, or_, select, true
+from sqlalchemy.orm import Session
+
+from hub.db.models import Adapter, AdapterVersion, LineageEdge, User
+
+
+def visible_to(viewer: User | None) -> ColumnElement[bool]:
+    """Adapters ``viewer`` may see: public ones, and their own private ones."""
+    if viewer is None:
+        return Adapter.visibility == "public"
+    return or_(Adapter.visibility == "public", Adapter.owner_id == viewer.id)
+
+
+@dataclass(frozen=True)
+class AdapterFilters:
+    """Filters of listings and search; ``None`` means "any"."""
+
+    base_model: str | None = None
+    tag: str | None = None
+    license: str | None = None
+    owner: str | None = None
+    min_rank: int | None = None
+    max_rank: int | None = None
+    kind: str | None = None
+    namespace: str | None = None
+
+
+def filter_clause(f: AdapterFilters) -> ColumnElement[bool]:
+    """SQL for ``f`` (tags are matched in Python by callers that need them: JSON arrays differ by backend)."""
+    parts: list[ColumnElement[bool]] = [true()]
+    if f.base_model:
+        parts.append(Adapter.base_model == f.base_model)
+    if f.license:
+        parts.append(Adapter.license == f.license)
+    if f.owner:
+        parts.append(Adapter.owner_id.in_(select(User.id).where(User.name == f.owner)))
+    if f.min_rank is not None:
+        parts.append(Adapter.latest_rank >= f.min_rank)
+    if f.max_rank is not None:
+        parts.append(Adapter.latest_rank <= f.max_rank)
+    if f.kind:
+        parts.append(Adapter.kind == f.kind)
+    if f.namespace:
+        parts.append(Adapter.namespace == f.namespace)
+    return and_(*parts)
+
+
+def _tag_ok(a: Adapter, tag: str | None) -> bool:
+    return tag is None or tag in (a.tags or [])
+
+
+def get_adapter(session: Session, namespace: str, name: str) -> Adapter | None:
+    return session.scalar(select(Adapter).where(Adapter.namespace == namespace, Adapter.name == name))
+
+
+def get_adapter_for_update(session: Session, namespace: str, name: str) -> Adapter | None:
+    stmt = select(Adapter).where(Adapter.namespace == namespace, Adapter.name == name)
+    if session.get_bind().dialect.name != "sqlite":
+        stmt = stmt.with_for_update(of=Adapter)
+    return session.scalar(stmt)
+
+
+def list_adapters(
+    session: Session, viewer: User | None, f: AdapterFilters, *, offset: int = 0, limit: int = 50
+) -> tuple[list[Adapter], int]:
+    """Visible adapters matching ``f``, newest first, and the total count."""
+    stmt: Select[tuple[Adapter]] = (
+        select(Adapter).where(visible_to(viewer), filter_clause(f)).order_by(Adapter.updated_at.desc(), Adapter.id)
+    )
+    if f.tag is None:
+        total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+        return list(session.scalars(stmt.offset(offset).limit(limit))), total
+    rows = [a for a in session.scalars(stmt) if _tag_ok(a, f.tag)]
+    return rows[offset : offset + limit], len(rows)
+
+
+def allowed_ids(session: Session, viewer: User | None, f: AdapterFilters) -> list[int]:
+    """Ids of visible adapters matching ``f`` (the search engine's allowed set)."""
+    if f.tag is None:
+        return list(session.scalars(select(Adapter.id).where(visible_to(viewer), filter_clause(f))))
+    rows = session.execute(select(Adapter.id, Adapter.tags).where(visible_to(viewer), filter_clause(f)))
+    return [i for i, tags in rows if f.tag in (tags or [])]
+
+
+def adapters_by_ids(session: Session, ids: Sequence[int]) -> dict[int, Adapter]:
+    if not ids:
+        return {}
+    return {a.id: a for a in session.scalars(select(Adapter).where(Adapter.id.in_(list(ids))))}
+
+
+def exact_matches(session: Session, viewer: User | None, query: str, ids: Sequence[int] | None) -> list[int]:
+    """Adapters whose full name, short name or one of whose tags equals ``query`` (case-insensitive).
+
+    Only a single token can match (names and tags have no spaces), so sentences cost no query.
+    """
+    q = query.strip().lower()
+    if not q or any(c.isspace() for c in q) or len(q) > 129 or '"' in q or "\\" in q:
+        return []
+    stmt = select(Adapter.id, Adapter.tags).where(visible_to(viewer))
+    if ids is not None:
+        stmt = stmt.where(Adapter.id.in_(list(ids)))
+    ns, _, short = q.rpartition("/")
+    name_clause = and_(Adapter.namespace == ns, Adapter.name == short) if ns else Adapter.name == q
+    out = [row.id for row in session.execute(stmt.where(name_clause).order_by(Adapter.id))]
+    # tags: a text match on the JSON array narrows the rows in SQL, Python confirms the exact element
+    like = cast(Adapter.tags, String).like(f'%"{q}"%')
+    for row in session.execute(stmt.where(like).order_by(Adapter.downloads.desc(), Adapter.id).limit(1000)):
+        if row.id not in out and q in [str(t).lower() for t in (row.tags or [])]:
+            out.append(row.id)
+    return out
+
+
+def get_version(session: Session, adapter: Adapter, number: int | None) -> AdapterVersion | None:
+    """Version ``number`` of ``adapter``, or its latest when ``number`` is None."""
+    stmt = select(AdapterVersion).where(AdapterVersion.adapter_id == adapter.id)
+    if number is None:
+        stmt = stmt.order_by(AdapterVersion.number.desc()).limit(1)
+    else:
+        stmt = stmt.where(AdapterVersion.number == number)
+    return session.scalar(stmt)
+
+
+def list_versions(session: Session, adapter: Adapter) -> list[AdapterVersion]:
+    return list(
+        session.scalars(
+            select(AdapterVersion).where(AdapterVersion.adapter_id == adapter.id).order_by(AdapterVersion.number)
+        )
+    )
+
+
+def find_version_by_sha(session: Session, adapter: Adapter, sha256: str) -> AdapterVersion | None:
+    return session.scalar(
+        select(AdapterVersion).where(AdapterVersion.adapter_id == adapter.id, AdapterVersion.sha256 == sha256)
+    )
+
+
+def max_version_number(session: Session, adapter_id: int) -> int:
+    return session.scalar(select(func.max(AdapterVersion.number)).where(AdapterVersion.adapter_id == adapter_id)) or 0
+
+
+def lineage(session: Session, version: AdapterVersion) -> tuple[list[LineageEdge], list[LineageEdge]]:
+    """(edges to parents, edges to children) of ``version``."""
+    parents = list(session.scalars(select(LineageEdge).where(LineageEdge.child_id == version.id)))
+    children = list(session.scalars(select(LineageEdge).where(LineageEdge.parent_id == version.id)))
+    return parents, children
+
+
+def version_labels(session: Session, version_ids: Sequence[int], viewer: User | None = None,
+                   *, visible_only: bool = False) -> dict[int, str]:
+    """``version id -> "ns/name@N"`` (with ``visible_only``, only versions of adapters ``viewer`` may see)."""
+    if not version_ids:
+        return {}
+    stmt = (
+        select(AdapterVersion.id, Adapter.namespace, Adapter.name, AdapterVersion.number)
+        .join(Adapter, Adapter.id == AdapterVersion.adapter_id)
+        .where(AdapterVersion.id.in_(list(version_ids)))
+    )
+    if visible_only:
+        stmt = stmt.where(visible_to(viewer))
+    rows = session.execute(stmt)
+    return {r[0]: f"{r[1]}/{r[2]}@{r[3]}" for r in rows}
+
+
+def all_version_files(session: Session) -> list[tuple[int, str, dict]]:
+    """(version id, "ns/name@N", files) of every version (for fsck)."""
+    rows = session.execute(
+        select(AdapterVersion.id, Adapter.namespace, Adapter.name, AdapterVersion.number, AdapterVersion.files).join(
+            Adapter, Adapter.id == AdapterVersion.adapter_id
+        )
+    )
+    return [(r[0], f"{r[1]}/{r[2]}@{r[3]}", r[4] or {}) for r in rows]
+
+
+def all_embeddings(session: Session) -> list[tuple[int, bytes | None, str | None]]:
+    """(adapter id, embedding bytes, embedding model) of every adapter (index rebuilds, fsck)."""
+    return [tuple(r) for r in session.execute(select(Adapter.id, Adapter.embedding, Adapter.embedding_model))]  # type: ignore[misc]
+
+
+def allowed_ids_among(session: Session, viewer: User | None, ids: Sequence[int]) -> list[int]:
+    """Which of ``ids`` ``viewer`` may see (the engine's predicate when no filter is set)."""
+    if not ids:
+        return []
+    return list(session.scalars(select(Adapter.id).where(visible_to(viewer), Adapter.id.in_([int(i) for i in ids]))))

@@ -1,0 +1,38 @@
+"""Small array helpers of the search engine: unit-norm rows, id arrays, top-k selection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hub.core.errors import InvalidInputError
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """Return ``vectors`` (n, dim) as float32 with unit-norm rows (zero rows are left at zero)."""
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.ascontiguousarray(v / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+
+
+def as_ids(ids: Any, name: str = "ids") -> np.ndarray:
+    """Return ``ids`` as a 1-D int64 array, or raise :class:`InvalidInputError` naming ``name``."""
+    if isinstance(ids, set | frozenset):
+        ids = sorted(ids)
+    arr = np.asarray(ids)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise InvalidInputError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise InvalidInputError(f"{name} must be integers, got dtype {arr.dtype}")
+    return arr.astype(np.int64, copy=False)
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest ``scores``, best first (ties by index)."""
+    if k >= scores.size:
+        return np.lexsort((np.arange(scores.size), -scores))
+    part = np.argpartition(-scores, k - 1)[:k]
+    return part[np.lexsort((part, -scores[part]))]

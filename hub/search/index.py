@@ -1,0 +1,427 @@
+"""The vector index behind semantic search: FAISS, exact below a size threshold, HNSW above it.
+
+Vectors live at *positions* ``0..ntotal-1`` inside one FAISS index (``IndexFlatIP`` for exact search,
+``IndexHNSWFlat`` with the inner-product metric for approximate search); ``labels[pos]`` is the
+caller's int64 id. Scores are inner products of L2-normalised vectors, i.e. cosine similarity.
+
+- Removal: the flat index compacts at once; HNSW cannot remove, so removed positions become
+  tombstones that every search excludes, and :attr:`VectorIndex.needs_rebuild` turns true when they
+  pile up. Adding an id that exists replaces its vector.
+- Filters never cause a "top-k then filter" shortfall: an id array becomes a FAISS ``IDSelector``
+  bitmap in the search parameters (with an exact scan of the permitted vectors when the graph search
+  comes back short, or when so few are permitted that scanning them is cheaper); a predicate (the DB
+  visibility check) is asked about ever deeper candidate lists (k, 4k, 16k, ... everything).
+- Thread safety: one lock guards every read and write of the FAISS structures; a predicate runs
+  outside it.
+
+``faiss`` is imported lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hub.core.errors import InvalidInputError, StorageError
+from hub.search.arrays import as_ids, normalize, top_k
+from hub.search.persist import load_arrays, save_arrays
+
+Predicate = Callable[[list[int]], Iterable[int]]
+Allowed = np.ndarray | Predicate | None
+
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 200
+HNSW_EF_SEARCH = 256
+# Filters permitting at most this many ids (or this share of the index) are scanned exactly.
+SMALL_SUBSET = 2048
+SMALL_SUBSET_SHARE = 0.02
+# Predicate deepening asks HNSW for at most this many candidates, then ranks everything exactly.
+MAX_GRAPH_DEPTH = 1024
+# A predicate is never asked about more ids than this at once (SQL parameter limits).
+PREDICATE_BATCH = 4096
+FORMAT_VERSION = 1
+
+
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+class VectorIndex:
+    """A mutable id -> vector index answering top-k inner-product queries, optionally filtered.
+
+    Args:
+        dim: vector dimension.
+        kind: ``"flat"`` (exact) or ``"hnsw"`` (approximate).
+        m, ef_construction, ef_search: HNSW parameters (ignored for ``"flat"``).
+        rebuild_ratio: :attr:`needs_rebuild` is true once tombstones exceed this share of positions.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        kind: str = "flat",
+        *,
+        m: int = HNSW_M,
+        ef_construction: int = HNSW_EF_CONSTRUCTION,
+        ef_search: int = HNSW_EF_SEARCH,
+        rebuild_ratio: float = 0.2,
+    ) -> None:
+        if not isinstance(dim, int | np.integer) or dim < 1:
+            raise InvalidInputError(f"dim must be a positive int, got {dim!r}")
+        if kind not in ("flat", "hnsw"):
+            raise InvalidInputError(f"kind must be 'flat' or 'hnsw', got {kind!r}")
+        if m < 2 or ef_construction < 1 or ef_search < 1:
+            raise InvalidInputError(
+                f"HNSW parameters must be positive (m >= 2), got m={m}, "
+                f"ef_construction={ef_construction}, ef_search={ef_search}"
+            )
+        faiss = _faiss()
+        self.dim = int(dim)
+        self.kind = kind
+        self.params = {"m": int(m), "ef_construction": int(ef_construction), "ef_search": int(ef_search)}
+        self.rebuild_ratio = float(rebuild_ratio)
+        if kind == "flat":
+            self._index = faiss.IndexFlatIP(self.dim)
+        else:
+            self._index = faiss.IndexHNSWFlat(self.dim, int(m), faiss.METRIC_INNER_PRODUCT)
+            self._index.hnsw.efConstruction = int(ef_construction)
+            self._index.hnsw.efSearch = int(ef_search)
+        self._labels = np.zeros(0, dtype=np.int64)  # position -> id
+        self._dead = np.zeros(0, dtype=bool)  # position -> tombstoned (HNSW only)
+        self._pos: dict[int, int] = {}  # live id -> position
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (live ids sorted, positions)
+        self._lock = threading.RLock()
+
+    # ----------------------------------------------------------------- introspection
+    def __len__(self) -> int:
+        return len(self._pos)
+
+    def __contains__(self, item: object) -> bool:
+        return isinstance(item, int | np.integer) and int(item) in self._pos
+
+    def ids(self) -> np.ndarray:
+        """The live ids, int64, in insertion order."""
+        with self._lock:
+            return self._labels[~self._dead].copy()
+
+    @property
+    def n_tombstones(self) -> int:
+        """Removed vectors still held by the HNSW graph."""
+        return int(self._dead.sum())
+
+    @property
+    def needs_rebuild(self) -> bool:
+        """True when tombstones exceed ``rebuild_ratio`` of the stored vectors: rebuild to reclaim them."""
+        return self.n_tombstones > self.rebuild_ratio * max(len(self._labels), 1)
+
+    def vectors(self, ids: Any) -> np.ndarray:
+        """The stored (normalised) vectors of ``ids``, ``(n, dim)``; unknown ids raise InvalidInputError."""
+        arr = as_ids(ids)
+        with self._lock:
+            missing = [int(i) for i in arr if int(i) not in self._pos]
+            if missing:
+                raise InvalidInputError(f"ids not in the index: {missing[:10]}")
+            return self._xb()[[self._pos[int(i)] for i in arr]].copy()
+
+    # ----------------------------------------------------------------- updates
+    def add(self, ids: Any, vectors: Any) -> None:
+        """Add (or replace) vectors.
+
+        Args:
+            ids: int64 ``(n,)``, unique.
+            vectors: ``(n, dim)``; normalised here, so scores are cosine similarities.
+
+        Raises:
+            InvalidInputError: wrong shapes or dtypes, duplicate ids, or non-finite values; nothing
+                is added then.
+        """
+        arr = as_ids(ids)
+        vecs = np.asarray(vectors)
+        if vecs.ndim != 2 or vecs.shape != (arr.size, self.dim):
+            raise InvalidInputError(f"vectors must have shape ({arr.size}, {self.dim}), got {vecs.shape}")
+        if not np.issubdtype(vecs.dtype, np.number) or not np.isfinite(vecs).all():
+            raise InvalidInputError("vectors must be finite numbers")
+        if np.unique(arr).size != arr.size:
+            raise InvalidInputError("ids must be unique within one add() call")
+        if arr.size == 0:
+            return
+        vecs = normalize(vecs)
+        with self._lock:
+            existing = [int(i) for i in arr if int(i) in self._pos]
+            if existing:
+                self._remove_locked(np.asarray(existing, dtype=np.int64))
+            start = len(self._labels)
+            self._index.add(vecs)
+            self._labels = np.concatenate([self._labels, arr])
+            self._dead = np.concatenate([self._dead, np.zeros(arr.size, dtype=bool)])
+            self._pos.update(zip(arr.tolist(), range(start, start + arr.size), strict=True))
+            self._sorted = None
+
+    def remove(self, ids: Any) -> int:
+        """Remove ``ids`` (unknown ids are ignored); returns how many were removed."""
+        arr = as_ids(ids)
+        with self._lock:
+            return self._remove_locked(arr)
+
+    def _remove_locked(self, arr: np.ndarray) -> int:
+        positions = np.asarray([self._pos.pop(int(i)) for i in np.unique(arr) if int(i) in self._pos])
+        if positions.size == 0:
+            return 0
+        self._sorted = None
+        if self.kind == "hnsw":
+            self._dead[positions] = True
+            return int(positions.size)
+        faiss = _faiss()
+        self._index.remove_ids(faiss.IDSelectorBatch(positions.astype(np.int64)))  # compacts, keeps order
+        self._labels = np.delete(self._labels, positions)
+        self._dead = np.zeros(len(self._labels), dtype=bool)
+        self._pos = {int(label): p for p, label in enumerate(self._labels.tolist())}
+        return int(positions.size)
+
+    def rebuild(self) -> VectorIndex:
+        """A new index of the same kind and parameters holding only the live vectors (no tombstones)."""
+        with self._lock:
+            live = ~self._dead
+            labels, vecs = self._labels[live].copy(), self._xb()[live].copy()
+        fresh = VectorIndex(self.dim, self.kind, rebuild_ratio=self.rebuild_ratio, **self.params)
+        fresh.add(labels, vecs)
+        return fresh
+
+    # ----------------------------------------------------------------- search
+    def search(self, query: Any, k: int, allowed: Allowed = None) -> list[tuple[int, float]]:
+        """The ``k`` best ids for ``query`` by inner product, best first, as ``(id, score)``.
+
+        Args:
+            query: ``(dim,)`` (or ``(1, dim)``); normalised here.
+            k: how many results (fewer only when fewer ids exist or are permitted).
+            allowed: ``None`` (everything), an int64 array of permitted ids, or a predicate
+                ``f(ids: list[int]) -> set[int]`` returning which candidate ids are permitted
+                (called with at most ``PREDICATE_BATCH`` ids at a time, each id at most once).
+
+        Returns:
+            Up to ``k`` ``(id, score)`` pairs, scores descending. With a filter, exactly
+            ``min(k, number of permitted ids)`` results.
+
+        Raises:
+            InvalidInputError: ``k`` is not a positive int, ``query`` has the wrong shape or is not
+                finite, or ``allowed`` is neither None, an int array nor a callable.
+        """
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise InvalidInputError(f"k must be a positive int, got {k!r}")
+        q = np.asarray(query)
+        if q.size != self.dim or q.ndim > 2 or not np.issubdtype(q.dtype, np.number):
+            raise InvalidInputError(f"query must have shape ({self.dim},), got {q.shape}")
+        if not np.isfinite(q).all():
+            raise InvalidInputError("query must be finite")
+        q = normalize(q.reshape(1, self.dim))
+        k = int(k)
+        if allowed is None:
+            with self._lock:
+                return self._search_positions(q, k, None)
+        if callable(allowed):
+            return self._search_predicate(q, k, allowed)
+        allowed_ids = as_ids(allowed, "allowed")
+        with self._lock:
+            return self._search_positions(q, k, self._positions_of(allowed_ids))
+
+    def _search_positions(self, q: np.ndarray, k: int, subset: np.ndarray | None) -> list[tuple[int, float]]:
+        """Top-k among live positions (``subset``: only these live positions). Lock held."""
+        n_live = len(self._pos) if subset is None else subset.size
+        kk = min(k, n_live)
+        if kk == 0:
+            return []
+        n = len(self._labels)
+        if self.kind == "flat" and subset is None:
+            scores, pos = self._index.search(q, kk)
+            return self._pairs(scores[0], pos[0])
+        if (
+            subset is not None
+            and self.kind == "hnsw"
+            and (subset.size <= SMALL_SUBSET or subset.size <= SMALL_SUBSET_SHARE * n)
+        ):
+            return self._exact(q, kk, subset)
+        faiss = _faiss()
+        keep: list[Any] = []  # keep the bitmap and selector alive during the search
+        sel = None
+        if subset is not None or self.n_tombstones:
+            mask = np.zeros(n, dtype=bool)
+            if subset is None:
+                mask[~self._dead] = True
+            else:
+                mask[subset] = True
+            bitmap = np.packbits(mask, bitorder="little")
+            sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap))
+            keep += [bitmap, sel]
+        if self.kind == "flat":
+            params = faiss.SearchParameters(sel=sel)
+        else:
+            params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(self.params["ef_search"], kk))
+        scores, pos = self._index.search(q, kk, params=params)
+        del keep
+        found = self._pairs(scores[0], pos[0])
+        if len(found) < kk:  # the graph search ran dry inside a sparse filter: scan the permitted set
+            live = np.flatnonzero(~self._dead) if subset is None else subset
+            return self._exact(q, kk, live)
+        return found
+
+    def _exact(self, q: np.ndarray, k: int, positions: np.ndarray) -> list[tuple[int, float]]:
+        """Exact top-k over the given positions by a matrix-vector product. Lock held."""
+        scores = self._xb()[positions] @ q[0]  # (n_sub,)
+        order = top_k(scores, k)
+        return [(int(self._labels[positions[i]]), float(scores[i])) for i in order]
+
+    def _search_predicate(self, q: np.ndarray, k: int, predicate: Predicate) -> list[tuple[int, float]]:
+        """Iterative deepening: ask ``predicate`` about k, 4k, 16k ... candidates until k pass."""
+        checked: set[int] = set()
+        permitted: dict[int, float] = {}
+        ranked_all: list[tuple[int, float]] | None = None
+        depth = k
+        while True:
+            with self._lock:
+                n_live = len(self._pos)
+                exhaustive = depth >= n_live
+                if ranked_all is not None:
+                    candidates = ranked_all[:depth]
+                elif exhaustive or (self.kind == "hnsw" and depth > MAX_GRAPH_DEPTH):
+                    ranked_all = self._exact(q, n_live, np.flatnonzero(~self._dead))
+                    candidates = ranked_all[:depth]
+                else:
+                    candidates = self._search_positions(q, depth, None)
+            new = [i for i, _ in candidates if i not in checked]
+            scores = dict(candidates)
+            for start in range(0, len(new), PREDICATE_BATCH):  # bounded IN (...) lists for the DB
+                chunk = new[start : start + PREDICATE_BATCH]
+                answer = predicate(chunk)
+                if not isinstance(answer, Iterable) or isinstance(answer, str | bytes):
+                    raise InvalidInputError(f"the search predicate must return a set of ids, got {answer!r}")
+                ok = {int(i) for i in answer} & set(chunk)
+                permitted.update({i: scores[i] for i in ok})
+            checked.update(new)
+            if len(permitted) >= k or exhaustive:
+                best = sorted(permitted.items(), key=lambda p: (-p[1], p[0]))
+                return best[:k]
+            depth *= 4
+
+    # ----------------------------------------------------------------- persistence
+    def save(self, directory: str | os.PathLike[str], fingerprint: str) -> Path:
+        """Write the index and ``fingerprint`` (what it was built from) to ``directory/index.npz``.
+
+        The file is written under a temporary name and renamed into place, so a reader sees either
+        the old index or the new one, never half of one. Returns the file's path.
+        """
+        if not isinstance(fingerprint, str):
+            raise InvalidInputError(f"fingerprint must be a str, got {type(fingerprint).__name__}")
+        with self._lock:
+            meta = {
+                "format": FORMAT_VERSION,
+                "kind": self.kind,
+                "dim": self.dim,
+                "params": self.params,
+                "rebuild_ratio": self.rebuild_ratio,
+                "fingerprint": fingerprint,
+            }
+            arrays = {
+                "faiss": _faiss().serialize_index(self._index),
+                "labels": self._labels.copy(),
+                "dead": self._dead.copy(),
+                "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+            }
+        return save_arrays(Path(directory), arrays)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> tuple[VectorIndex, str]:
+        """Read an index written by :meth:`save`; returns ``(index, fingerprint)``.
+
+        Raises:
+            StorageError: no index file there, or one that is unreadable or inconsistent.
+        """
+        arrays = load_arrays(Path(directory))
+        try:
+            meta = json.loads(arrays["meta"].tobytes().decode())
+            if meta.get("format") != FORMAT_VERSION:
+                raise ValueError(f"unknown index format {meta.get('format')!r}")
+            index = cls(
+                int(meta["dim"]),
+                str(meta["kind"]),
+                rebuild_ratio=float(meta["rebuild_ratio"]),
+                **{k: int(v) for k, v in meta["params"].items()},
+            )
+            inner = _faiss().deserialize_index(np.ascontiguousarray(arrays["faiss"], dtype=np.uint8))
+            labels = arrays["labels"].astype(np.int64)
+            dead = arrays["dead"].astype(bool)
+            if inner.d != index.dim or inner.ntotal != labels.size or dead.size != labels.size:
+                raise ValueError("index, labels and tombstones disagree in size")
+            if index.kind == "hnsw":
+                inner.hnsw.efSearch = index.params["ef_search"]
+            index._index, index._labels, index._dead = inner, labels, dead
+            index._pos = {
+                int(label): int(p) for p, label in zip(np.flatnonzero(~dead), labels[~dead], strict=True)
+            }
+            if len(index._pos) != int((~dead).sum()):
+                raise ValueError("duplicate live ids")
+            return index, str(meta["fingerprint"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise StorageError(f"vector index in {str(directory)!r} is corrupt: {exc}") from exc
+
+    # ----------------------------------------------------------------- helpers
+    def _xb(self) -> np.ndarray:
+        """A zero-copy ``(ntotal, dim)`` view of the stored vectors; valid until the next add. Lock held."""
+        faiss = _faiss()
+        flat = self._index if self.kind == "flat" else faiss.downcast_index(self._index.storage)
+        n = flat.ntotal
+        if n == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
+
+    def _pairs(self, scores: np.ndarray, pos: np.ndarray) -> list[tuple[int, float]]:
+        ok = pos >= 0
+        return [(int(label), float(s)) for label, s in zip(self._labels[pos[ok]], scores[ok], strict=True)]
+
+    def _positions_of(self, ids: np.ndarray) -> np.ndarray:
+        """Positions of the live ids among ``ids`` (others are ignored), unique. Lock held."""
+        if self._sorted is None:
+            live = np.flatnonzero(~self._dead)
+            order = np.argsort(self._labels[live], kind="stable")
+            self._sorted = (self._labels[live][order], live[order])
+        keys, positions = self._sorted
+        if keys.size == 0 or ids.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        ids = np.unique(ids)
+        at = np.clip(np.searchsorted(keys, ids), 0, keys.size - 1)
+        return positions[at[keys[at] == ids]]
+
+
+def load(directory: str | os.PathLike[str]) -> tuple[VectorIndex, str]:
+    """Read an index written by :meth:`VectorIndex.save`; returns ``(index, fingerprint)``."""
+    return VectorIndex.load(directory)
+
+
+def build_index(
+    ids: Any,
+    vectors: Any,
+    exact_threshold: int = 20_000,
+    *,
+    m: int = HNSW_M,
+    ef_construction: int = HNSW_EF_CONSTRUCTION,
+    ef_search: int = HNSW_EF_SEARCH,
+) -> VectorIndex:
+    """Build an index over ``vectors`` (n, dim): exact below ``exact_threshold`` vectors, HNSW at or above.
+
+    Raises:
+        InvalidInputError: ``vectors`` is not 2-D or does not match ``ids``.
+    """
+    vecs = np.asarray(vectors)
+    if vecs.ndim != 2:
+        raise InvalidInputError(f"vectors must be 2-D (n, dim), got shape {vecs.shape}")
+    kind = "flat" if vecs.shape[0] < exact_threshold else "hnsw"
+    index = VectorIndex(int(vecs.shape[1]), kind, m=m, ef_construction=ef_construction, ef_search=ef_search)
+    index.add(ids, vecs)
+    return index

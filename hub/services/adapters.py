@@ -1,0 +1,188 @@
+"""Reading, downloading, patching and deleting adapters, with visibility enforced everywhere.
+
+Private adapters are reported as not found (404) to everyone but their owner, in listings, search
+and file downloads alike. Only owners may patch or delete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import update
+
+from hub.core.errors import AuthenticationError, InvalidInputError, NotFoundError, PermissionDeniedError
+from hub.db.models import Adapter, AdapterVersion, User
+from hub.repositories import adapters as repo
+from hub.repositories.adapters import AdapterFilters
+from hub.services import validation as v
+from hub.services.publish import WEIGHTS_NAME, Publisher
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hub.core.adapter import LoraAdapter
+    from hub.services.hub import Hub
+
+MAX_PAGE = 200
+
+
+@dataclass(frozen=True)
+class FileStream:
+    """A file of a version, ready to stream."""
+
+    filename: str
+    size: int
+    sha256: str
+    version: int
+    chunks: Iterator[bytes]
+
+
+@dataclass(frozen=True)
+class Lineage:
+    parents: list[dict]
+    children: list[dict]
+
+
+class AdapterService(Publisher):
+    """Every adapter operation the API and the CLI perform."""
+
+    def __init__(self, hub: Hub) -> None:
+        super().__init__(hub)
+        self.sessions = hub.sessions
+
+    @staticmethod
+    def _visible(a: Adapter | None, viewer: User | None, ns: str, name: str) -> Adapter:
+        if a is None or (a.visibility != "public" and (viewer is None or viewer.id != a.owner_id)):
+            raise NotFoundError(f"adapter {ns}/{name} not found")
+        return a
+
+    def get(self, viewer: User | None, namespace: str, name: str) -> Adapter:
+        """The adapter, if ``viewer`` may see it; else NotFoundError."""
+        with self.sessions() as s:
+            return self._visible(repo.get_adapter(s, namespace, name), viewer, namespace, name)
+
+    def list(self, viewer: User | None, filters: AdapterFilters | None = None, *, offset: int = 0,
+             limit: int = 50) -> tuple[list[Adapter], int]:
+        """Visible adapters (newest first) and the total that match."""
+        if offset < 0 or not 1 <= limit <= MAX_PAGE:
+            raise InvalidInputError(f"offset must be >= 0 and limit in 1..{MAX_PAGE}", field="limit", value=limit)
+        with self.sessions() as s:
+            return repo.list_adapters(s, viewer, filters or AdapterFilters(), offset=offset, limit=limit)
+
+    def versions(self, viewer: User | None, namespace: str, name: str) -> list[AdapterVersion]:
+        with self.sessions() as s:
+            a = self._visible(repo.get_adapter(s, namespace, name), viewer, namespace, name)
+            return repo.list_versions(s, a)
+
+    def version(self, viewer: User | None, namespace: str, name: str, number: int | None = None) -> AdapterVersion:
+        """Version ``number`` (latest when None) of a visible adapter."""
+        with self.sessions() as s:
+            a = self._visible(repo.get_adapter(s, namespace, name), viewer, namespace, name)
+            ver = repo.get_version(s, a, number)
+            if ver is None:
+                raise NotFoundError(f"adapter {namespace}/{name} has no version {number}")
+            return ver
+
+    def lineage(self, viewer: User | None, namespace: str, name: str, number: int | None = None) -> Lineage:
+        """Parent and child versions of a version (only visible ones are named)."""
+        ver = self.version(viewer, namespace, name, number)
+        with self.sessions() as s:
+            ups, downs = repo.lineage(s, ver)
+            labels = repo.version_labels(s, [e.parent_id for e in ups] + [e.child_id for e in downs], viewer,
+                                         visible_only=True)
+
+            def edge(e, other: int) -> dict:
+                return {"version": labels.get(other), "method": e.method, "weight": e.weight, "recipe": e.recipe}
+
+            # private relatives of other users are left out, like everywhere else
+            return Lineage([edge(e, e.parent_id) for e in ups if e.parent_id in labels],
+                           [edge(e, e.child_id) for e in downs if e.child_id in labels])
+
+    def open_file(self, viewer: User | None, namespace: str, name: str, filename: str,
+                  number: int | None = None) -> FileStream:
+        """Stream a file of a version; counts a download when it is the weights file."""
+        ver = self.version(viewer, namespace, name, number)
+        entry = (ver.files or {}).get(filename)
+        if entry is None:
+            raise NotFoundError(
+                f"{namespace}/{name}@{ver.number} has no file {filename!r}; files: {sorted(ver.files)}"
+            )
+        chunks = self.hub.blobs.iter_bytes(entry["key"])  # opens now: a missing blob fails before any byte
+        if filename == WEIGHTS_NAME:
+            with self.sessions.begin() as s:
+                s.execute(update(Adapter).where(Adapter.id == ver.adapter_id)
+                          .values(downloads=Adapter.downloads + 1, updated_at=Adapter.updated_at))
+        self.hub.metrics.downloads.labels(file=filename).inc()
+        return FileStream(filename, int(entry["size"]), entry["key"], ver.number, chunks)
+
+    def read_file(self, viewer: User | None, namespace: str, name: str, filename: str,
+                  number: int | None = None) -> bytes:
+        return b"".join(self.open_file(viewer, namespace, name, filename, number).chunks)
+
+    def load(self, viewer: User | None, name: str, number: int | None = None) -> tuple[LoraAdapter, bytes]:
+        """A version as a :class:`LoraAdapter` (validated again on load) and its samples.jsonl bytes.
+
+        Raises:
+            NotFoundError: no such (visible) adapter or version, or a version without its PEFT files.
+        """
+        from hub.core.peft_io import load_peft_files
+
+        ns, nm = v.parse_name(name)
+        ver = self.version(viewer, ns, nm, number)
+        files = ver.files or {}
+        try:
+            cfg_path = self.hub.blobs.path(files["adapter_config.json"]["key"])
+            w_path = self.hub.blobs.path(files[WEIGHTS_NAME]["key"])
+        except KeyError as e:
+            raise NotFoundError(f"{name}@{ver.number} has no {e.args[0]}") from None
+        samples = self.hub.blobs.read_bytes(files["samples.jsonl"]["key"]) if "samples.jsonl" in files else b""
+        return load_peft_files(cfg_path, w_path), samples
+
+    def _owned(self, s, user: User | None, namespace: str, name: str) -> Adapter:
+        if user is None:
+            raise AuthenticationError("this needs an API token (Authorization: Bearer ...)")
+        a = self._visible(repo.get_adapter_for_update(s, namespace, name), user, namespace, name)
+        if a.owner_id != user.id:
+            raise PermissionDeniedError(f"only the owner of {namespace}/{name} can change or delete it")
+        return a
+
+    def patch(self, user: User | None, namespace: str, name: str, *, description: str | None = None,
+              tags: Sequence[str] | None = None, visibility: str | None = None,
+              license: str | None = None) -> Adapter:
+        """Change description, tags, visibility or license (owner only); re-embeds when the text changes."""
+        desc = v.check_description(description) if description is not None else None
+        tag_list = v.check_tags(list(tags)) if tags is not None else None
+        vis = v.check_visibility(visibility) if visibility is not None else None
+        lic = v.check_license(license) if license is not None else None
+        with self.sessions() as s:
+            cur = self._owned(s, user, namespace, name)
+        new_desc = desc if desc is not None else cur.description
+        new_tags = tag_list if tag_list is not None else list(cur.tags)
+        embedding = None
+        if new_desc != cur.description or new_tags != list(cur.tags):
+            embedding = self.hub.search.embed_adapter(namespace, name, new_desc, new_tags)
+        from hub.services.search import vector_hash
+
+        with self.sessions.begin() as s:
+            a = self._owned(s, user, namespace, name)
+            a.description, a.tags = new_desc, new_tags
+            if vis is not None:
+                a.visibility = vis
+            if lic is not None:
+                a.license = lic
+            if embedding is not None:
+                a.embedding, a.embedding_hash = embedding, vector_hash(embedding)
+                a.embedding_model = self.hub.settings.embedding_model
+            s.flush()
+            s.refresh(a)
+        if embedding is not None:
+            self.hub.search.upsert(a.id, embedding)
+        return a
+
+    def delete(self, user: User | None, namespace: str, name: str) -> None:
+        """Delete an adapter and all its versions (owner only). Blobs no longer used go at ``fsck --repair``."""
+        with self.sessions.begin() as s:
+            a = self._owned(s, user, namespace, name)
+            adapter_id = a.id
+            s.delete(a)
+        self.hub.search.remove(adapter_id)

@@ -1,0 +1,267 @@
+"""Compositions: build a new adapter from registered ones, as a background job.
+
+A request names its sources explicitly (``"sources": ["ns/a@1", ...]``, ``"weights"``, ``"method"``,
+``"params"``) or gives only a task description (``"task"``, ``"base_model"``, ``"method": "auto"``):
+the hub then retrieves the most relevant adapters of that base model by semantic search, weighs
+them by similarity, and lets ``merging.choose_method`` pick the method when asked for ``auto``,
+writing why into the job log. Everything a request can get wrong is checked at submit time (4xx);
+the job itself loads the sources, merges (on a GPU when one is present) and publishes the result
+with lineage and a generated model card as its very last step, so a failed or cancelled job leaves
+no partial adapter. Identical resolved recipes are deduplicated by hash.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hub.core.errors import IncompatibleAdaptersError, InvalidInputError, NotFoundError
+from hub.core.provenance import ParentRef, Provenance, canonical_json
+from hub.jobs.queue import JobQueue, JobView
+from hub.jobs.worker import HANDLERS, Reporter
+from hub.repositories.adapters import AdapterFilters
+from hub.services import validation as v
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hub.db.models import User
+    from hub.services.hub import Hub
+
+MAX_SOURCES = 16
+MAX_TASK = 1000
+MAX_SAMPLES_FOR_RESULT = 64
+_REF = re.compile(r"^(?P<name>[^@\s]+?)(?:@(?P<version>\d+))?$")
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """``"ns/name@3"`` -> (``"ns/name"``, 3); ``"ns/name"`` -> (``"ns/name"``, None = latest)."""
+    m = _REF.match(ref.strip()) if isinstance(ref, str) else None
+    if not m:
+        raise InvalidInputError(f"source must be 'namespace/name[@version]', got {ref!r}", field="sources")
+    v.parse_name(m["name"])
+    return m["name"], int(m["version"]) if m["version"] else None
+
+
+@dataclass(frozen=True)
+class CompositionRequest:
+    """A validated composition request (the API's pydantic schema maps onto it)."""
+
+    sources: tuple[str, ...] = ()
+    weights: tuple[float, ...] | None = None
+    task: str | None = None
+    base_model: str | None = None
+    method: str = "auto"
+    params: dict[str, Any] = field(default_factory=dict)
+    k: int = 3
+    min_score: float = 0.25
+    name: str | None = None
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    visibility: str = "public"
+
+    def __post_init__(self) -> None:
+        if bool(self.sources) == bool(self.task):
+            raise InvalidInputError("give either sources (explicit adapters) or task (a description), not both",
+                                    field="sources")
+        if self.task is not None and not 0 < len(self.task.strip()) <= MAX_TASK:
+            raise InvalidInputError(f"task must be 1-{MAX_TASK} characters", field="task")
+        if self.task and not self.base_model:
+            raise InvalidInputError("base_model is required with task: adapters are only composable on one base",
+                                    field="base_model")
+        if len(self.sources) > MAX_SOURCES:
+            raise InvalidInputError(f"at most {MAX_SOURCES} sources, got {len(self.sources)}", field="sources")
+        if self.weights is not None and len(self.weights) != len(self.sources):
+            raise InvalidInputError(
+                f"weights has {len(self.weights)} entries but {len(self.sources)} sources were given", field="weights"
+            )
+        if not 1 <= self.k <= MAX_SOURCES:
+            raise InvalidInputError(f"k must be in 1..{MAX_SOURCES}, got {self.k}", field="k")
+        if not -1.0 <= self.min_score <= 1.0:
+            raise InvalidInputError(f"min_score must be in [-1, 1], got {self.min_score}", field="min_score")
+        if self.name is not None:
+            v.parse_name(self.name)
+        v.check_visibility(self.visibility)
+        if self.method == "lorahub":
+            raise InvalidInputError(
+                "lorahub is not available through compositions yet: it needs a base model with local weights "
+                "to score sample data; use merging.merge(..., 'lorahub', params={'objective': ...}) in Python",
+                field="method",
+            )
+        if self.method != "auto":
+            from merging import config_class
+
+            config_class(self.method).from_params(self.params, list(self.weights) if self.weights else None)
+
+
+def _slug(text: str, n: int = 4) -> str:
+    words = re.findall(r"[a-z0-9]+", text.lower())[:n]
+    return "-".join(words)[:40].strip("-") or "composed"
+
+
+class CompositionService:
+    """Submit and observe composition jobs (the worker runs :func:`run_compose`)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.jobs = JobQueue(hub.sessions)
+
+    def submit(self, user: User, req: CompositionRequest) -> tuple[JobView, bool]:
+        """Resolve and validate ``req``, then queue it (or return the identical earlier job).
+
+        Raises:
+            InvalidInputError / UnknownNameError: bad fields, unknown method (listing the known ones), bad params.
+            NotFoundError: a source that does not exist (or is private), or no adapter similar to the task.
+            IncompatibleAdaptersError: sources for different base models.
+        """
+        log: list[str] = []
+        if req.sources:
+            refs = [parse_ref(r) for r in req.sources]
+            resolved = [self._resolve(user, name, ver) for name, ver in refs]
+            weights = list(req.weights) if req.weights is not None else [1.0] * len(resolved)
+            sims: list[float] | None = None
+        else:
+            hits = self.hub.search.search(user, req.task or "", req.k,
+                                          AdapterFilters(base_model=req.base_model, kind="adapter"))
+            good = [h for h in hits if h.score >= req.min_score]
+            if not good and req.method == "auto":
+                from hub.services.generation import generate_instead
+
+                generated = generate_instead(self.hub, user, req.task or "", req.base_model or "",
+                                             best_score=hits[0].score if hits else None, min_score=req.min_score,
+                                             name=req.name)
+                if generated is not None:  # auto: no close adapter, so generate one from the description
+                    job, dedup, reason = generated
+                    if not dedup:
+                        self.jobs.report(job.id, log=f"auto: {reason}")
+                    return self.jobs.get(job.id, user.id), dedup
+            if not good:
+                best = f"best score {hits[0].score:.2f}" if hits else "no adapters at all"
+                raise NotFoundError(
+                    f"no adapter for base model {req.base_model} is similar enough to the task ({best}; "
+                    f"min_score {req.min_score})", field="task",
+                )
+            resolved = [self._resolve(user, h.adapter.full_name, None) for h in good]
+            sims = [round(h.score, 6) for h in good]
+            total = sum(max(s, 0.0) for s in sims) or 1.0
+            weights = [round(max(s, 0.0) / total, 6) for s in sims]
+            log.append("retrieved for the task: " + ", ".join(
+                f"{r['name']}@{r['version']} (similarity {s:.3f})" for r, s in zip(resolved, sims, strict=True)))
+        bases = {r["base_model"] for r in resolved}
+        if len(bases) > 1:
+            detail = ", ".join(f"{r['name']}@{r['version']}: {r['base_model']}" for r in resolved)
+            raise IncompatibleAdaptersError(f"sources are for different base models ({detail})")
+        recipe = {
+            "kind": "compose", "method": req.method, "params": req.params, "weights": weights,
+            "sources": [{k: r[k] for k in ("name", "version", "sha256")} for r in resolved],
+        }
+        recipe_hash = Provenance.create("compose", recipe).recipe_hash()
+        name = req.name or f"{user.name}/{_slug(req.task or req.method)}-{recipe_hash[:8]}"
+        request = {
+            **recipe, "task": req.task, "similarities": sims, "base_model": bases.pop(),
+            "output": {"name": name, "description": req.description, "tags": list(req.tags),
+                       "visibility": req.visibility},
+            "log": log,
+        }
+        return self.jobs.submit("compose", user.id, request, recipe_hash)
+
+    def _resolve(self, user: User, name: str, number: int | None) -> dict[str, Any]:
+        ns, nm = v.parse_name(name)
+        kind = self.hub.adapters.get(user, ns, nm).kind
+        if kind != "adapter":
+            raise InvalidInputError(f"{name} is a {kind}, not an adapter; only adapters can be merged",
+                                    field="sources")
+        ver = self.hub.adapters.version(user, ns, nm, number)
+        return {"name": f"{ns}/{nm}", "version": ver.number, "sha256": ver.sha256, "base_model": ver.base_model}
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_compose(hub: Hub, job: JobView, report: Reporter) -> dict[str, Any]:
+    """The worker side: load sources, choose/run the method, publish the result with lineage."""
+    from hub.core.peft_io import adapter_config, save_peft
+    from hub.db.models import User
+    from hub.services.publish import PublishFiles
+    from merging import choose_method, merge
+
+    req = job.request
+    for line in req.get("log", []):
+        report.log(line)
+    with hub.sessions() as s:
+        user = s.get(User, job.owner_id) if job.owner_id is not None else None
+        if user is not None:
+            s.expunge(user)
+    if user is None:
+        raise NotFoundError("the job's owner no longer exists")
+
+    sources = req["sources"]
+    adapters, samples = [], []
+    for i, src in enumerate(sources):
+        report(0.05 + 0.35 * i / len(sources), f"loading {src['name']}@{src['version']}", force=True)
+        ad, smp = hub.adapters.load(user, src["name"], src["version"])
+        adapters.append(ad)
+        samples.extend(ln for ln in smp.decode("utf-8", "replace").splitlines() if ln.strip())
+    method, params, weights = req["method"], dict(req["params"]), list(req["weights"])
+    reason = None
+    if method == "auto":
+        choice = choose_method(adapters, req.get("similarities") or weights)
+        method, params, weights, reason = choice.method, choice.params, choice.weights, choice.reason
+        report.log(f"auto chose {method}: {reason}")
+    device = _device()
+    report(0.45, f"merging {len(adapters)} adapters with {method} on {device}", force=True)
+    parents = [ParentRef(s["name"], str(s["version"]), float(w), s["sha256"]) for s, w in zip(sources, weights,
+                                                                                             strict=True)]
+    merged = merge([a.to(device) for a in adapters], method, weights=weights, params=params,
+                   names=[f"{s['name']}@{s['version']}" for s in sources], parents=parents).to("cpu")
+    prov = merged.provenance
+    assert prov is not None
+    extra = {"task": req.get("task"), "auto_reason": reason, "requested_method": req["method"]}
+    prov = Provenance(method=prov.method, method_version=prov.method_version,
+                      recipe_json=canonical_json({**prov.recipe, **{k: x for k, x in extra.items() if x}}),
+                      parents=prov.parents, library_version=prov.library_version)
+    report(0.8, "publishing the result", force=True)  # last chance to cancel: nothing is written before this
+    out = req["output"]
+    description = out.get("description") or (
+        f"Composed for the task: {req['task']}" if req.get("task")
+        else f"{method} merge of " + ", ".join(f"{s['name']}@{s['version']}" for s in sources)
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = save_peft(merged.with_provenance(prov), Path(tmp) / "out")
+        files = PublishFiles(
+            config=json.dumps(adapter_config(merged), indent=2, sort_keys=True).encode(),
+            weights=folder / "adapter_model.safetensors",
+            samples=("\n".join(samples[:MAX_SAMPLES_FOR_RESULT]) + "\n").encode() if samples else None,
+        )
+        res = hub.adapters.publish(
+            user, out["name"], files, description=description,
+            tags=[*out.get("tags", []), "composed", method.replace("_", "-")],
+            visibility=out.get("visibility", "public"), source=f"compose:{job.id}", provenance=prov,
+        )
+    full = f"{res.adapter.namespace}/{res.adapter.name}"
+    report.log(f"published {full}@{res.version.number}")
+    return {"adapter": full, "version": res.version.number, "method": method, "params": params,
+            "weights": weights, "reason": reason}
+
+
+HANDLERS.register("compose", summary="merge registered adapters into a new one")(run_compose)
+
+
+def job_summary(job: JobView) -> dict[str, Any]:
+    """The public view of a job (what the API returns)."""
+    d = job.to_dict()
+    d["request"] = {k: x for k, x in job.request.items() if k != "log"}
+    return d
+
+
+def describe(names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Methods a composition may name: the registered merge methods plus ``auto``."""
+    from merging import describe_methods
+
+    return [{"name": "auto", "summary": "pick a method from the sources and say why"}, *describe_methods()]

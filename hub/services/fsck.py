@@ -1,0 +1,111 @@
+"""Consistency check of the registry: DB rows vs blobs vs the vector index.
+
+Finds: versions whose blobs are missing, blobs no version references (orphans, e.g. left by a
+failed publish or a delete), adapters without an embedding of the configured model, and an index
+that does not match the DB. ``repair=True``: deletes versions whose content is gone (an adapter
+left with no version is deleted too), deletes orphan blobs older than ``orphan_grace_s`` (younger
+ones may belong to a publish in flight), re-embeds adapters missing a vector, rebuilds the index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select, update
+
+from hub.db.models import Adapter, AdapterVersion
+from hub.repositories import adapters as repo
+from hub.services.search import embedding_text, vector_hash
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hub.services.hub import Hub
+
+
+@dataclass
+class FsckReport:
+    """What fsck found and, with repair, what it did."""
+
+    missing_blobs: list[dict] = field(default_factory=list)
+    orphan_blobs: list[str] = field(default_factory=list)
+    young_orphans: list[str] = field(default_factory=list)
+    missing_embeddings: list[str] = field(default_factory=list)
+    stale_index: bool = False
+    repaired: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing_blobs or self.orphan_blobs or self.missing_embeddings or self.stale_index)
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok, "missing_blobs": self.missing_blobs, "orphan_blobs": self.orphan_blobs,
+            "young_orphans": self.young_orphans, "missing_embeddings": self.missing_embeddings,
+            "stale_index": self.stale_index, "repaired": self.repaired,
+        }
+
+
+def fsck(hub: Hub, *, repair: bool = False, orphan_grace_s: float = 3600.0) -> FsckReport:
+    """Check (and with ``repair`` fix) the registry of ``hub``; see the module docstring."""
+    rep = FsckReport()
+    blobs = hub.blobs
+    hub.search.save()  # this process's in-memory index changes count as persisted
+    with hub.sessions() as s:
+        versions = repo.all_version_files(s)
+        model = hub.settings.embedding_model
+        no_vec = [(i, f"{ns}/{n}") for i, ns, n, e, m in s.execute(
+            select(Adapter.id, Adapter.namespace, Adapter.name, Adapter.embedding, Adapter.embedding_model))
+            if e is None or m != model]
+    referenced: set[str] = set()
+    broken: set[int] = set()
+    for vid, label, files in versions:
+        for fname, entry in files.items():
+            key = entry.get("key")
+            referenced.add(key)
+            if not blobs.exists(key):
+                rep.missing_blobs.append({"version": label, "file": fname, "key": key})
+                broken.add(vid)
+    for key in blobs.keys():
+        if key not in referenced:
+            (rep.orphan_blobs if blobs.age_seconds(key) >= orphan_grace_s else rep.young_orphans).append(key)
+    rep.missing_embeddings = [label for _, label in no_vec]
+    rep.stale_index = hub.search.is_stale()
+    if not repair:
+        return rep
+
+    if broken:
+        with hub.sessions.begin() as s:
+            for vid in broken:
+                ver = s.get(AdapterVersion, vid)
+                if ver is None:
+                    continue
+                adapter = ver.adapter
+                s.delete(ver)
+                s.flush()
+                rest = repo.list_versions(s, adapter)
+                if not rest:
+                    s.delete(adapter)
+                    rep.repaired.append(f"deleted {adapter.full_name} (its only content was missing)")
+                else:
+                    adapter.latest_version, adapter.latest_rank = rest[-1].number, rest[-1].rank
+                    rep.repaired.append(f"deleted version {adapter.full_name}@{ver.number} (content missing)")
+    for key in rep.orphan_blobs:
+        if blobs.delete(key):
+            rep.repaired.append(f"deleted orphan blob {key}")
+    if no_vec:
+        with hub.sessions() as s:
+            rows = list(s.execute(select(Adapter.id, Adapter.namespace, Adapter.name, Adapter.description,
+                                         Adapter.tags).where(Adapter.id.in_([i for i, _ in no_vec]))))
+        if rows:
+            vecs = hub.search.embed([embedding_text(r[1], r[2], r[3], r[4] or []) for r in rows])
+            with hub.sessions.begin() as s:
+                for r, vec in zip(rows, vecs, strict=True):
+                    blob = vec.tobytes()
+                    s.execute(update(Adapter).where(Adapter.id == r[0]).values(
+                        embedding=blob, embedding_model=model, embedding_hash=vector_hash(blob),
+                        updated_at=Adapter.updated_at))
+            rep.repaired.append(f"re-embedded {len(rows)} adapter(s)")
+    if rep.stale_index or broken or no_vec:
+        n = hub.search.rebuild()
+        rep.repaired.append(f"rebuilt the search index ({n} vectors)")
+    return rep

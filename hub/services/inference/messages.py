@@ -1,0 +1,111 @@
+"""The request and result types of the inference service, and its one HTTP-400 error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hub.core.errors import InvalidInputError
+from hub.services.inference.resolve import MergedAdapters
+
+
+class ContextLengthError(InvalidInputError):
+    """The prompt (plus the requested completion) does not fit the model's context: HTTP 400."""
+
+    code = "context_length_exceeded"
+
+
+@dataclass
+class CompletionRequest:
+    """What the OpenAI routes pass in.
+
+    Attributes:
+        model: see :mod:`hub.services.inference.resolve`. prompts: one text per choice group.
+        route_texts: the text ``auto`` embeds per prompt (default: the prompt itself).
+        max_tokens: completion limit (None: up to the context, capped by ``inference_max_tokens``).
+        temperature: 0 = greedy. top_p, n, stop, seed: as in OpenAI's API.
+        merged: the ``merged_adapters`` extension.
+    """
+
+    model: str
+    prompts: list[str]
+    route_texts: list[str] | None = None
+    max_tokens: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    n: int = 1
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    merged: MergedAdapters | None = None
+
+
+@dataclass
+class Choice:
+    """One generated completion and how it was produced."""
+
+    index: int
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    adapters: dict[str, float]
+    route: str
+    scores: dict[str, float] | None = None
+    batch_size: int = 1
+    tokens: list[int] = field(default_factory=list)
+    gate_weights: dict[str, list[float]] | None = None
+
+
+@dataclass
+class CompletionResult:
+    model: str
+    base: str
+    choices: list[Choice]
+
+    @property
+    def usage(self) -> dict[str, int]:
+        seen: set[int] = set()
+        prompt = 0
+        for c in self.choices:  # n choices of one prompt count its tokens once
+            key = c.index // max(1, self._n)
+            if key not in seen:
+                seen.add(key)
+                prompt += c.prompt_tokens
+        comp = sum(c.completion_tokens for c in self.choices)
+        return {"prompt_tokens": prompt, "completion_tokens": comp, "total_tokens": prompt + comp}
+
+    _n: int = 1
+    router: str | None = None
+
+
+
+class IncrementalText:
+    """Decode a growing token list into text pieces for streaming.
+
+    A piece is sent only when it is final: text that ends in an incomplete UTF-8 sequence (U+FFFD) or
+    that could still become a stop sequence is held back. ``sent`` is everything sent so far.
+    """
+
+    def __init__(self, tokenizer: Any, stop: list[str]) -> None:
+        self.tokenizer, self.stop = tokenizer, [s for s in stop if s]
+        self.tokens: list[int] = []
+        self.sent = ""
+        self.stopped = False
+
+    def add(self, token: int) -> str:
+        """Take one token; return the text that may be sent now ('' if none)."""
+        if self.stopped:
+            return ""
+        self.tokens.append(token)
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        cut = min((text.find(s) for s in self.stop if s in text), default=-1)
+        if cut >= 0:
+            text, self.stopped = text[:cut], True
+        else:
+            hold = max((k for s in self.stop for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+            text = text[: len(text) - hold]
+            text = text.rstrip("\ufffd")
+        if not text.startswith(self.sent) or len(text) <= len(self.sent):
+            return ""
+        piece, self.sent = text[len(self.sent):], text
+        return piece

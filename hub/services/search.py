@@ -1,0 +1,293 @@
+"""Search glue: adapter embeddings in the DB, a derived vector index, filtered and visibility-safe search.
+
+Embedding text is name + description + tags. Vectors are computed at publish/patch time and stored
+on the adapter row; the index (``hub.search.index``) is derived from them, persisted under
+``settings.index_dir`` with a fingerprint of the DB's vectors, and rebuilt at start when the
+fingerprint differs (or by ``loom reindex``, which also re-embeds). Filters and visibility are given
+to the engine as the allowed set, so k results come back whenever k match (no top-k-then-filter
+shortfall). Adapters whose name, short name or a tag equals the query rank first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.core.errors import InvalidInputError
+from hub.db.models import Adapter, User
+from hub.repositories import adapters as repo
+from hub.repositories.adapters import AdapterFilters
+from hub.settings import Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hub.search.embedder import Embedder
+
+MAX_K = 100
+AUTOSAVE_DELAY_S = 5.0
+MAX_QUERY = 1000
+
+
+def embedding_text(namespace: str, name: str, description: str, tags: Sequence[str]) -> str:
+    """The text embedded for an adapter: its name (also with separators as spaces), description, tags."""
+    words = name.replace("-", " ").replace("_", " ").replace(".", " ")
+    tag_text = ", ".join(tags)
+    return f"{namespace}/{name} ({words}). {description}" + (f" Tags: {tag_text}." if tag_text else "")
+
+
+def vector_hash(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One result: the adapter, its cosine score, and whether it matched the query exactly."""
+
+    adapter: Adapter
+    score: float
+    exact: bool
+
+
+class SearchService:
+    """Embeds adapters, keeps the vector index in step with the DB, answers filtered queries."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        embedder_factory: Callable[[str], Embedder] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self._factory = embedder_factory
+        self._embedder: Embedder | None = None
+        self._index: Any = None
+        self._lock = threading.RLock()
+        self._dirty = False
+        self._timer: threading.Timer | None = None
+
+    # -- embeddings ---------------------------------------------------------------------------
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder, loaded on first use."""
+        if self._embedder is None:
+            with self._lock:
+                if self._embedder is None:
+                    if self._factory is not None:
+                        self._embedder = self._factory(self.settings.embedding_model)
+                    else:
+                        from hub.search.embedder import load_embedder
+
+                        self._embedder = load_embedder(self.settings.embedding_model)
+        return self._embedder
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) float32 unit vectors."""
+        return np.asarray(self.embedder.embed(list(texts)), dtype=np.float32)
+
+    def embed_adapter(self, namespace: str, name: str, description: str, tags: Sequence[str]) -> bytes:
+        """The stored embedding bytes (float32) of an adapter's text."""
+        return self.embed([embedding_text(namespace, name, description, tags)])[0].tobytes()
+
+    # -- index --------------------------------------------------------------------------------
+    def _fingerprint(self, s: Session) -> str:
+        h = hashlib.sha256(self.settings.embedding_model.encode())
+        rows = s.execute(select(Adapter.id, Adapter.embedding_hash).order_by(Adapter.id))
+        for i, eh in rows:
+            h.update(f"{i}:{eh};".encode())
+        return h.hexdigest()
+
+    def _build_from_db(self, s: Session) -> Any:
+        from hub.search.index import build_index
+
+        ids: list[int] = []
+        vecs: list[np.ndarray] = []
+        model = self.settings.embedding_model
+        for i, blob, m in repo.all_embeddings(s):
+            if blob is not None and m == model:
+                ids.append(i)
+                vecs.append(np.frombuffer(blob, dtype=np.float32))
+        dim = vecs[0].shape[0] if vecs else self.embedder.dim
+        arr = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, dim), np.float32)
+        return build_index(np.asarray(ids, dtype=np.int64), arr, self.settings.exact_search_threshold)
+
+    def ensure_index(self) -> str:
+        """Load the persisted index if it matches the DB, else rebuild it from stored vectors.
+
+        Returns "loaded", "rebuilt" or "ready" (already in memory).
+        """
+        with self._lock:
+            if self._index is not None:
+                return "ready"
+            with self.sessions() as s:
+                fp = self._fingerprint(s)
+                if self.settings.index_dir.exists():
+                    try:
+                        from hub.search.index import VectorIndex
+
+                        index, saved = VectorIndex.load(self.settings.index_dir)
+                        if saved == fp:
+                            self._index = index
+                            return "loaded"
+                    except Exception:  # noqa: BLE001 - any unreadable index is rebuilt
+                        pass
+                self._index = self._build_from_db(s)
+            self._save(fp)
+            return "rebuilt"
+
+    def _save(self, fingerprint: str | None = None) -> None:
+        with self._lock:
+            if self._index is None:
+                return
+            if fingerprint is None:
+                with self.sessions() as s:
+                    fingerprint = self._fingerprint(s)
+            if getattr(self._index, "needs_rebuild", False):
+                self._index = self._index.rebuild()  # drop HNSW tombstones before persisting
+            self.settings.index_dir.mkdir(parents=True, exist_ok=True)
+            self._index.save(self.settings.index_dir, fingerprint)
+            self._dirty = False
+
+    def save(self) -> None:
+        """Persist the in-memory index if it changed (called on shutdown and by the autosave timer)."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._dirty:
+                self._save()
+
+    def _schedule_save(self) -> None:
+        """Persist a few seconds after the last change (debounced), so other processes see a fresh index."""
+        if self._timer is None:
+            self._timer = threading.Timer(AUTOSAVE_DELAY_S, self._autosave)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _autosave(self) -> None:
+        with self._lock:
+            self._timer = None
+        try:
+            self.save()
+        except Exception:  # noqa: BLE001 - the next change or shutdown tries again
+            pass
+
+    def is_stale(self) -> bool:
+        """Whether the persisted index differs from the DB's vectors."""
+        try:
+            from hub.search.index import VectorIndex
+
+            _, saved = VectorIndex.load(self.settings.index_dir)
+        except Exception:  # noqa: BLE001
+            return True
+        with self.sessions() as s:
+            return saved != self._fingerprint(s)
+
+    def upsert(self, adapter_id: int, vector: bytes) -> None:
+        """Put an adapter's new vector into the loaded index (no-op until the index is loaded)."""
+        with self._lock:
+            if self._index is None:
+                return
+            ids = np.asarray([adapter_id], dtype=np.int64)
+            self._index.add(ids, np.frombuffer(vector, dtype=np.float32)[None, :])  # replaces an old vector
+            self._dirty = True
+            self._schedule_save()
+
+    def remove(self, adapter_id: int) -> None:
+        with self._lock:
+            if self._index is not None:
+                self._index.remove(np.asarray([adapter_id], dtype=np.int64))
+                self._dirty = True
+                self._schedule_save()
+
+    def indexed_count(self) -> int:
+        self.ensure_index()
+        return len(self._index)
+
+    def rebuild(self) -> int:
+        """Rebuild the index from the vectors in the DB (no re-embedding); returns its size."""
+        with self._lock:
+            with self.sessions() as s:
+                self._index = self._build_from_db(s)
+            self._save()
+            return len(self._index)
+
+    def reindex(self, progress: Callable[[int, int], None] | None = None, batch: int = 64) -> int:
+        """Re-embed every adapter with the configured model, store the vectors, rebuild the index."""
+        with self.sessions() as s:
+            rows = list(s.execute(select(Adapter.id, Adapter.namespace, Adapter.name, Adapter.description,
+                                         Adapter.tags).order_by(Adapter.id)))
+        total = len(rows)
+        done = 0
+        for start in range(0, total, batch):
+            chunk = rows[start : start + batch]
+            vecs = self.embed([embedding_text(r[1], r[2], r[3], r[4] or []) for r in chunk])
+            with self.sessions.begin() as s:
+                for r, v in zip(chunk, vecs, strict=True):
+                    blob = v.astype(np.float32).tobytes()
+                    s.execute(
+                        update(Adapter)
+                        .where(Adapter.id == r[0])
+                        .values(embedding=blob, embedding_model=self.settings.embedding_model,
+                                embedding_hash=vector_hash(blob), updated_at=Adapter.updated_at)
+                    )
+            done += len(chunk)
+            if progress:
+                progress(done, total)
+        return self.rebuild()
+
+    # -- queries ------------------------------------------------------------------------------
+    def search(self, viewer: User | None, query: str, k: int = 10,
+               filters: AdapterFilters | None = None) -> list[SearchHit]:
+        """The ``k`` best visible adapters for ``query`` among those matching ``filters``.
+
+        Raises:
+            InvalidInputError: an empty or overlong query, or k outside 1..100.
+        """
+        query = (query or "").strip()
+        if not query or len(query) > MAX_QUERY:
+            raise InvalidInputError(f"q must be 1-{MAX_QUERY} characters", field="q")
+        if not 1 <= k <= MAX_K:
+            raise InvalidInputError(f"k must be in 1..{MAX_K}, got {k}", field="k", value=k)
+        f = filters or AdapterFilters()
+        self.ensure_index()
+        qvec = self.embed([query])[0]
+        with self.sessions() as s:
+            has_filters = f != AdapterFilters()
+            allowed: Any
+            if has_filters:
+                allowed_list = repo.allowed_ids(s, viewer, f)
+                allowed = np.asarray(allowed_list, dtype=np.int64)
+                allowed_set: set[int] | None = set(allowed_list)
+            else:
+                allowed_set = None
+
+                def allowed(ids: list[int]) -> set[int]:
+                    return set(repo.allowed_ids_among(s, viewer, ids))
+
+            exact = repo.exact_matches(s, viewer, query, None)
+            if allowed_set is not None:
+                exact = [i for i in exact if i in allowed_set]
+            exact = exact[:k]
+            with self._lock:
+                hits = self._index.search(qvec, k, allowed=allowed) if (allowed_set is None or allowed_set) else []
+            ordered = list(exact) + [i for i, _ in hits if i not in exact]
+            ordered = ordered[:k]
+            rows = repo.adapters_by_ids(s, ordered)
+            scores = {int(i): float(sc) for i, sc in hits}
+            out: list[SearchHit] = []
+            for i in ordered:
+                a = rows.get(i)
+                if a is None:  # the index is ahead of the DB (deleted meanwhile)
+                    continue
+                score = scores.get(i)
+                if score is None and a.embedding is not None:
+                    score = float(np.frombuffer(a.embedding, dtype=np.float32) @ qvec)
+                out.append(SearchHit(a, float(score or 0.0), i in exact))
+            return out

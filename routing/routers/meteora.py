@@ -1,0 +1,72 @@
+"""MeteoRA: per-token top-k gates in every target linear (arXiv 2405.13053).
+
+Paper: https://arxiv.org/abs/2405.13053 . Each site owns a bias-free linear gate over the N
+experts reading that site's own input; top-k of the logits, weights ``softmax(z_S / T)`` (k = 1:
+weight exactly 1). Trained with the supervised gate CE ``-log softmax(z_t)[y_t]`` (×50), where
+``y_t`` is the index of the expert whose data the example came from, on every token.
+Deliberate differences: the temperature applies at training too when set (the released code ignores
+it there; leave T = 1 for training), and LoRA dropout is the config's value, not a hard-coded 0.1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hub.core.adapter import LoraAdapter
+from routing import losses
+from routing.gates import GateSpec, TokenGate
+from routing.model import RoutedModel
+from routing.presets import ROUTERS, RouterConfig, RouterPreset, check_choice, check_positive
+from routing.routers._common import per_site, sites_for
+
+
+@dataclass(frozen=True)
+class MeteoraConfig(RouterConfig):
+    """Attributes: k (experts per token), temperature (T of the top-k softmax), placement,
+    ce_coef (weight of the supervised gate CE), trainable (``gate`` as in the paper, or
+    ``gate+experts`` as in the released script)."""
+
+    k: int = 2
+    temperature: float = 1.0
+    placement: str = "all_linear"
+    ce_coef: float = 50.0
+    trainable: str = "gate"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive("k", self.k)
+        check_positive("temperature", self.temperature)
+        check_positive("ce_coef", self.ce_coef, allow_zero=True)
+        check_choice("trainable", self.trainable, ("gate", "gate+experts"))
+
+
+def build(model: nn.Module, experts: Sequence[LoraAdapter], config: MeteoraConfig, *,
+          names: Sequence[str] | None = None) -> RoutedModel:
+    """One TokenGate per site over the N experts."""
+    n = len(experts)
+    spec = GateSpec(k=min(config.k, n), weights="softmax_topk", temperature=config.temperature)
+    routed = per_site(model, experts, names, sites_for(model, experts, config.placement),
+                      lambda site, lin, bank: TokenGate(lin.in_features, n, spec),
+                      backend=config.backend, dropout=config.dropout)
+    routed.set_trainable(config.trainable)
+    return routed
+
+
+def aux_loss(routed: RoutedModel, task_ids: torch.Tensor | None) -> torch.Tensor:
+    """``ce_coef * CE(gate logits, task label)`` averaged over sites and real tokens."""
+    if task_ids is None:
+        return torch.zeros(())
+    ctx = routed.context
+    m = next((r[-1].logits.shape[0] for r in ctx.records.values() if r and r[-1].logits is not None), 0)
+    labels = losses.token_labels(task_ids, m // max(task_ids.shape[0], 1))
+    return routed.config.ce_coef * losses.supervised_ce(ctx.records, labels, ctx.token_mask)
+
+
+ROUTERS.register("meteora", paper="https://arxiv.org/abs/2405.13053",
+                 summary="per-token top-k gate in every target linear, temperature T")(
+    RouterPreset("meteora", MeteoraConfig, build, aux_loss, granularity="token", uses_task_labels=True)
+)

@@ -1,0 +1,189 @@
+"""Recipes of the testbed's tiny base models (frozen dataclasses) and their configs.
+
+A recipe fixes the architecture, the pre-training corpus mix and the optimiser schedule; its hash
+names the cache folder, so an unchanged recipe is never trained twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hub.core.errors import InvalidInputError
+from testbed.tokenizer import VOCAB_SIZE
+
+#: bump when the training code changes in a way that changes the weights
+TRAINER_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class BaseRecipe:
+    """How to build and pre-train one base model.
+
+    Attributes:
+        model_id: the id the hub registers it under (``loom-testbed/llama-4m``).
+        arch: ``"llama"`` or ``"qwen2"``.
+        hidden, intermediate, layers, heads, kv_heads: transformer sizes.
+        steps, batch, lr, warmup: AdamW with linear warmup then linear decay to zero.
+        ops: the pre-training mix, ``(op, weight)`` pairs; ``copy`` uses natural neutral cues,
+            the others (``reverse``, ``sort``, ``double``) use opaque op codes (``op1: ...``) so
+            the base gains positional skills without knowing any zoo task's cue.
+        max_len: longest pre-training input.
+    """
+
+    model_id: str
+    arch: str
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    steps: int
+    batch: int = 32
+    lr: float = 3e-3
+    warmup: int = 30
+    ops: tuple[tuple[str, float], ...] = (("copy", 1.0),)
+    max_len: int = 10
+    max_positions: int = 128
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("llama", "qwen2"):
+            raise InvalidInputError(f"arch must be 'llama' or 'qwen2', got {self.arch!r}")
+        if self.hidden % self.heads or self.heads % self.kv_heads:
+            raise InvalidInputError(
+                f"hidden ({self.hidden}) must divide by heads ({self.heads}), heads by kv_heads ({self.kv_heads})"
+            )
+        if self.steps < 1:
+            raise InvalidInputError(f"steps must be >= 1, got {self.steps}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def recipe_hash(self) -> str:
+        body = json.dumps({"recipe": self.to_dict(), "trainer": TRAINER_VERSION}, sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+    @property
+    def dirname(self) -> str:
+        return self.model_id.split("/")[-1]
+
+    def config(self) -> Any:
+        """The transformers config (``LlamaConfig`` or ``Qwen2Config``) of this base."""
+        from testbed.tokenizer import build_tokenizer
+
+        tok = build_tokenizer()
+        common = dict(
+            vocab_size=VOCAB_SIZE,
+            hidden_size=self.hidden,
+            intermediate_size=self.intermediate,
+            num_hidden_layers=self.layers,
+            num_attention_heads=self.heads,
+            num_key_value_heads=self.kv_heads,
+            max_position_embeddings=self.max_positions,
+            tie_word_embeddings=True,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+        if self.arch == "llama":
+            from transformers import LlamaConfig
+
+            cfg = LlamaConfig(**common)
+        else:
+            from transformers import Qwen2Config
+
+            cfg = Qwen2Config(**common, use_sliding_window=False)
+        cfg.name_or_path = self.model_id
+        return cfg
+
+
+@dataclass(frozen=True)
+class LoraRecipe:
+    """How every task adapter of a size is trained (rank 8 LoRA with PEFT)."""
+
+    r: int = 8
+    alpha: int = 16
+    targets: tuple[str, ...] = ("q_proj", "v_proj", "o_proj", "up_proj", "down_proj")
+    steps: int = 100
+    batch: int = 32
+    lr: float = 1.5e-2
+    warmup: int = 10
+    checkpoints: tuple[float, ...] = (0.5, 0.75, 1.0)
+    positional_steps: int = 0  # steps for positional (``min_size="full"``) tasks; 0: same as steps
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+CI_LLAMA = BaseRecipe(
+    "loom-testbed/llama-ci", "llama", hidden=128, intermediate=512, layers=2, heads=4, kv_heads=4, steps=300
+)
+CI_QWEN = BaseRecipe(
+    "loom-testbed/qwen2-ci", "qwen2", hidden=96, intermediate=384, layers=2, heads=4, kv_heads=2, steps=300
+)
+FULL_LLAMA = BaseRecipe(
+    "loom-testbed/llama-4m",
+    "llama",
+    hidden=256,
+    intermediate=1024,
+    layers=4,
+    heads=8,
+    kv_heads=8,
+    steps=1200,
+    lr=2e-3,
+    warmup=60,
+    ops=(("copy", 0.55), ("reverse", 0.2), ("sort", 0.1), ("double", 0.15)),
+)
+FULL_QWEN = BaseRecipe(
+    "loom-testbed/qwen2-2m",
+    "qwen2",
+    hidden=192,
+    intermediate=768,
+    layers=4,
+    heads=6,
+    kv_heads=2,
+    steps=1000,
+    lr=2e-3,
+    warmup=60,
+    ops=(("copy", 0.55), ("reverse", 0.2), ("sort", 0.1), ("double", 0.15)),
+)
+
+
+@dataclass(frozen=True)
+class SizeRecipe:
+    """Everything a zoo size trains: the bases (first one hosts every task) and the LoRA recipe."""
+
+    size: str
+    base_a: BaseRecipe
+    base_b: BaseRecipe
+    lora: LoraRecipe
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "base_a": self.base_a.to_dict(),
+            "base_b": self.base_b.to_dict(),
+            "lora": self.lora.to_dict(),
+            "trainer": TRAINER_VERSION,
+        }
+
+
+SIZES: dict[str, SizeRecipe] = {
+    "ci": SizeRecipe("ci", CI_LLAMA, CI_QWEN, LoraRecipe(steps=150)),
+    "full": SizeRecipe("full", FULL_LLAMA, FULL_QWEN, LoraRecipe(steps=150, positional_steps=300)),
+}
+
+
+def size_recipe(size: str) -> SizeRecipe:
+    """The recipe of a zoo size (``"ci"`` or ``"full"``)."""
+    try:
+        return SIZES[size]
+    except KeyError:
+        raise InvalidInputError(f"size must be one of {sorted(SIZES)}, got {size!r}") from None
+
+
+def count_parameters(model: Any) -> int:
+    """Unique parameters (tied embeddings counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())

@@ -1,0 +1,218 @@
+"""Training: base pre-training from scratch and LoRA training with PEFT, deterministic on CPU.
+
+Format: ``<s>{prompt}\\n`` followed by ``{answer}</s>``; the loss is on the answer only; rows are
+padded on the left and ``position_ids = attention_mask.cumsum(-1) - 1``; AdamW with linear warmup
+and linear decay. Fresh seeded examples are drawn at every step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from testbed.models import BaseRecipe, LoraRecipe
+from testbed.tasks import ALPHABET, Task
+from testbed.tokenizer import BOS, EOS, build_tokenizer
+
+PAD_ID, BOS_ID, EOS_ID, SEP_ID = 256, 257, 258, 10
+THREADS = 1
+Progress = Callable[[int, int], None]
+
+_COPY_CUES = ("copy", "echo", "say", "write out", "type this", "again")
+_OPCODES = {"reverse": "op1", "sort": "op2", "double": "op3"}
+_OPS: dict[str, Callable[[str], str]] = {
+    "copy": lambda s: s,
+    "reverse": lambda s: s[::-1],
+    "sort": lambda s: "".join(sorted(s)),
+    "double": lambda s: "".join(c * 2 for c in s),
+}
+assert BOS == "<s>" and EOS == "</s>"
+
+
+@contextlib.contextmanager
+def fixed_threads(n: int = THREADS) -> Iterator[None]:
+    """Run with a fixed intra-op thread count (CPU training is deterministic per thread count)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def prompt_ids(prompt: str) -> list[int]:
+    """Token ids the model is given for ``prompt``: ``<s>`` + UTF-8 bytes + newline."""
+    return [BOS_ID, *prompt.encode("utf-8"), SEP_ID]
+
+
+def encode_batch(pairs: Sequence[tuple[str, str]]) -> dict[str, torch.Tensor]:
+    """Left-padded ``input_ids``, ``attention_mask``, ``position_ids`` and answer-only ``labels``."""
+    rows = []
+    for prompt, answer in pairs:
+        p = prompt_ids(prompt)
+        a = [*answer.encode("utf-8"), EOS_ID]
+        rows.append((p + a, [-100] * len(p) + a))
+    width = max(len(ids) for ids, _ in rows)
+    ids = torch.full((len(rows), width), PAD_ID, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (x, y) in enumerate(rows):
+        ids[i, width - len(x) :] = torch.tensor(x)
+        labels[i, width - len(y) :] = torch.tensor(y)
+        mask[i, width - len(x) :] = 1
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    return {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "labels": labels}
+
+
+def pretrain_pairs(recipe: BaseRecipe, rng: random.Random, n: int) -> list[tuple[str, str]]:
+    """A batch of the generic pre-training corpus: the recipe's op mix over the whole alphabet."""
+    names = [op for op, _ in recipe.ops]
+    weights = [w for _, w in recipe.ops]
+    out = []
+    for _ in range(n):
+        op = rng.choices(names, weights)[0]
+        x = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(1, recipe.max_len)))
+        cue = rng.choice(_COPY_CUES) if op == "copy" else _OPCODES[op]
+        out.append((f"{x} | {cue}", _OPS[op](x)))
+    return out
+
+
+def _schedule(opt: torch.optim.Optimizer, warmup: int, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (steps - step) / max(1, steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, f)
+
+
+def train_loop(
+    model: Any,
+    params: list[torch.nn.Parameter],
+    batches: Callable[[int], list[tuple[str, str]]],
+    *,
+    steps: int,
+    lr: float,
+    warmup: int,
+    on_step: Callable[[int, float], None] | None = None,
+) -> float:
+    """AdamW over ``params`` for ``steps`` steps; ``batches(step)`` gives (prompt, answer) pairs.
+
+    Returns the mean loss of the last 10 steps.
+    """
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.98))
+    sched = _schedule(opt, warmup, steps)
+    model.train()
+    losses: list[float] = []
+    for step in range(steps):
+        batch = encode_batch(batches(step))
+        loss = model(**batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        if on_step:
+            on_step(step + 1, losses[-1])
+    model.eval()
+    tail = losses[-10:]
+    return sum(tail) / len(tail)
+
+
+def pretrain_base(
+    recipe: BaseRecipe, out_dir: str | Path, *, seed: int = 0, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Pre-train a base from scratch on the generic corpus; save model + tokenizer to ``out_dir``."""
+    from transformers import AutoModelForCausalLM
+
+    with fixed_threads():
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(recipe.config())
+        rng = random.Random(f"pretrain|{recipe.model_id}|{seed}")
+        loss = train_loop(
+            model,
+            list(model.parameters()),
+            lambda _s: pretrain_pairs(recipe, rng, recipe.batch),
+            steps=recipe.steps,
+            lr=recipe.lr,
+            warmup=recipe.warmup,
+            on_step=(lambda s, _l: progress(s, recipe.steps)) if progress else None,
+        )
+    out = Path(out_dir)
+    model.config.name_or_path = recipe.model_id
+    model.save_pretrained(str(out), safe_serialization=True)
+    build_tokenizer().save_pretrained(str(out))
+    return {"final_loss": loss}
+
+
+def load_base(folder: str | Path) -> Any:
+    """A saved base model in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(folder)).eval()
+
+
+def train_lora(
+    base_dir: str | Path,
+    base_id: str,
+    task: Task,
+    recipe: LoraRecipe,
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    steps: int | None = None,
+    checkpoints: Sequence[float] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Train one rank-``r`` LoRA with PEFT on ``task``; save PEFT folders.
+
+    The final adapter goes to ``out_dir``; with ``checkpoints`` (fractions of training, e.g.
+    0.5, 0.75) intermediate adapters go to ``out_dir/checkpoints/step-<n>``.
+
+    Returns:
+        ``{"final_loss", "steps", "checkpoints": [{"step", "fraction", "dir"}]}``.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    n_steps = steps or recipe.steps
+    marks = {max(1, round(f * n_steps)): f for f in (checkpoints or ()) if f < 1.0}
+    out = Path(out_dir)
+    saved: list[dict[str, Any]] = []
+    with fixed_threads():
+        base = load_base(base_dir)
+        torch.manual_seed(seed)
+        cfg = LoraConfig(
+            r=recipe.r,
+            lora_alpha=recipe.alpha,
+            target_modules=list(recipe.targets),
+            lora_dropout=0.0,
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(base, cfg)
+        model.peft_config["default"].base_model_name_or_path = base_id
+        params = [p for p in model.parameters() if p.requires_grad]
+
+        def batches(step: int) -> list[tuple[str, str]]:
+            return [(e.prompt, e.output) for e in task.examples(recipe.batch, seed * 100_003 + step)]
+
+        def on_step(step: int, _loss: float) -> None:
+            if step in marks:
+                d = out / "checkpoints" / f"step-{step}"
+                model.save_pretrained(str(d), safe_serialization=True, save_embedding_layers=False)
+                saved.append({"step": step, "fraction": marks[step], "dir": d})
+                model.train()
+            if progress:
+                progress(step, n_steps)
+
+        loss = train_loop(
+            model, params, batches, steps=n_steps, lr=recipe.lr, warmup=recipe.warmup, on_step=on_step
+        )
+        model.save_pretrained(str(out), safe_serialization=True, save_embedding_layers=False)
+    saved.append({"step": n_steps, "fraction": 1.0, "dir": out})
+    return {"final_loss": loss, "steps": n_steps, "checkpoints": saved}

@@ -1,0 +1,375 @@
+"""Build (or reuse) the task zoo: base models plus one PEFT LoRA per task, described by a manifest.
+
+``build_zoo("ci" | "full", data_dir)`` trains everything deterministically from a seed and caches
+it under ``<data_dir>/testbed/<recipe-hash>/`` (``manifest.json`` + folders). It stays UI-free:
+progress goes to a callback ``progress(phase, done, total)``. ``publish_zoo`` and
+``register_bases`` hand each entry to caller-supplied functions (the hub's services).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hub.core.errors import InvalidInputError, NotFoundError
+from testbed.models import SizeRecipe, count_parameters, size_recipe
+from testbed.tasks import Task, get_task, tasks_for
+
+T = TypeVar("T")
+ProgressFn = Callable[[str, int, int], None]
+MANIFEST = "manifest.json"
+LICENSE = "apache-2.0"
+N_SAMPLES = 5
+
+
+@dataclass(frozen=True)
+class BaseEntry:
+    """A base model of the zoo: hub id, folder (model + tokenizer), size and config."""
+
+    id: str
+    arch: str
+    dir: Path
+    params: int
+    role: str  # "A" hosts every task; "B" hosts the transfer tasks
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """An intermediate (or the final) PEFT folder of one training run."""
+
+    step: int
+    fraction: float
+    dir: Path
+    sha256: str
+
+
+@dataclass(frozen=True)
+class AdapterEntry:
+    """One task adapter: PEFT folder, suggested registry name, model-card facts and samples."""
+
+    task: str
+    base_id: str
+    dir: Path
+    name: str
+    description: str
+    tags: tuple[str, ...]
+    license: str
+    samples: Path
+    sha256: str
+    checkpoints: tuple[Checkpoint, ...] = ()
+    family: str | None = None
+    param: int | None = None
+    held_out: bool = False
+
+    def sample_rows(self) -> list[dict[str, str]]:
+        """The ``{"input", "output"}`` examples of ``samples.jsonl``."""
+        return [json.loads(line) for line in self.samples.read_text().splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class Zoo:
+    """A built zoo, as read from its manifest."""
+
+    root: Path
+    size: str
+    seed: int
+    recipe_hash: str
+    bases: tuple[BaseEntry, ...]
+    adapters: tuple[AdapterEntry, ...]
+    tasks: tuple[str, ...]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def base_a(self) -> BaseEntry:
+        return self.bases[0]
+
+    def base(self, base_id: str | None = None) -> BaseEntry:
+        """The base called ``base_id`` (default: base A)."""
+        if base_id is None:
+            return self.bases[0]
+        for b in self.bases:
+            if b.id == base_id:
+                return b
+        raise NotFoundError(f"no base {base_id!r} in this zoo; bases: {[b.id for b in self.bases]}")
+
+    def adapter(self, task: str, base_id: str | None = None) -> AdapterEntry:
+        """The adapter of ``task`` on ``base_id`` (default: base A)."""
+        bid = self.base(base_id).id
+        for a in self.adapters:
+            if a.task == task and a.base_id == bid:
+                return a
+        raise NotFoundError(f"no adapter for task {task!r} on {bid!r}")
+
+    def adapters_on(self, base_id: str | None = None) -> list[AdapterEntry]:
+        bid = self.base(base_id).id
+        return [a for a in self.adapters if a.base_id == bid]
+
+    def tokenizer_dir(self) -> Path:
+        return self.base_a.dir
+
+    @classmethod
+    def load(cls, root: str | Path) -> Zoo:
+        """Read ``root/manifest.json`` (paths in it are relative to ``root``)."""
+        r = Path(root)
+        m = json.loads((r / MANIFEST).read_text())
+        bases = tuple(
+            BaseEntry(
+                id=b["id"],
+                arch=b["arch"],
+                dir=r / b["dir"],
+                params=b["params"],
+                role=b["role"],
+                config=b["config"],
+            )
+            for b in m["bases"]
+        )
+        adapters = tuple(
+            AdapterEntry(
+                task=a["task"],
+                base_id=a["base_id"],
+                dir=r / a["dir"],
+                name=a["name"],
+                description=a["description"],
+                tags=tuple(a["tags"]),
+                license=a["license"],
+                samples=r / a["samples"],
+                sha256=a["sha256"],
+                family=a.get("family"),
+                param=a.get("param"),
+                held_out=a.get("held_out", False),
+                checkpoints=tuple(
+                    Checkpoint(c["step"], c["fraction"], r / c["dir"], c["sha256"]) for c in a["checkpoints"]
+                ),
+            )
+            for a in m["adapters"]
+        )
+        return cls(
+            root=r,
+            size=m["size"],
+            seed=m["seed"],
+            recipe_hash=m["recipe_hash"],
+            bases=bases,
+            adapters=adapters,
+            tasks=tuple(m["tasks"]),
+            timings=m.get("timings", {}),
+        )
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def zoo_hash(recipe: SizeRecipe, tasks: Sequence[str], seed: int) -> str:
+    """Hash of everything that determines the zoo's weights."""
+    body = json.dumps({"recipe": recipe.to_dict(), "tasks": list(tasks), "seed": seed}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def _model_card(task: Task, base_id: str, rows: list[dict[str, str]]) -> str:
+    samples = "\n".join(f"- `{r['input']}` → `{r['output']}`" for r in rows)
+    return (
+        f"---\nlicense: {LICENSE}\nbase_model: {base_id}\nlibrary_name: peft\ntags: {list(task.tags)}\n---\n"
+        f"# {task.name}\n\n{task.description}\n\nPrompt format: `<text> | <instruction>`, e.g. "
+        f"`{rows[0]['input']}`.\n\n## Examples\n{samples}\n\nTrained by Loom's testbed (rank-8 LoRA, PEFT).\n"
+    )
+
+
+def build_zoo(
+    size: str = "ci",
+    data_dir: str | Path = "loom-data",
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+    *,
+    tasks: Sequence[str] | None = None,
+    recipe: SizeRecipe | None = None,
+    transfer: bool = True,
+    force: bool = False,
+) -> Zoo:
+    """Build the zoo of ``size`` (or reuse the cached one) and return it.
+
+    Args:
+        size: ``"ci"`` (2-layer 0.56M base, mapping tasks; ~1 min) or ``"full"`` (4M Llama + 2M Qwen2,
+            positional tasks too; ~15 min on 2 idle cores).
+        data_dir: Loom's data directory; the zoo goes to ``data_dir/testbed/<recipe-hash>/``.
+        seed: seeds every model and data stream; same seed, same weights.
+        progress: ``progress(phase, done, total)`` called as training advances.
+        tasks: a subset of task names (default: every task of the size).
+        recipe: override the size's recipe (tests use shorter schedules).
+        transfer: also train the transfer tasks on base B.
+        force: rebuild even when cached.
+
+    Raises:
+        InvalidInputError: unknown size or a task the size cannot learn.
+        UnknownNameError: an unknown task name.
+    """
+    rec = recipe or size_recipe(size)
+    allowed = {t.name for t in tasks_for(size)}
+    chosen = [get_task(n) for n in tasks] if tasks is not None else tasks_for(size)
+    for t in chosen:
+        if t.name not in allowed:
+            raise InvalidInputError(f"task {t.name!r} needs the full size; size {size!r} cannot learn it")
+    if not chosen:
+        raise InvalidInputError("tasks must name at least one task")
+    b_tasks = [t for t in chosen if t.transfer] if transfer else []
+    h = zoo_hash(rec, [t.name for t in chosen] + [f"B:{t.name}" for t in b_tasks], seed)
+    root = Path(data_dir) / "testbed" / h
+    if (root / MANIFEST).is_file() and not force:
+        return Zoo.load(root)
+    tmp = root.with_name(f"{h}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        manifest = _train_all(rec, chosen, b_tasks, tmp, seed, progress)
+        manifest.update(
+            {
+                "size": rec.size,
+                "seed": seed,
+                "recipe_hash": h,
+                "recipe": rec.to_dict(),
+                "tasks": [t.name for t in chosen],
+            }
+        )
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        if force:
+            shutil.rmtree(root, ignore_errors=True)
+        try:
+            os.replace(tmp, root)
+        except OSError:  # another process finished the same zoo first: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Zoo.load(root)
+
+
+def _train_all(
+    rec: SizeRecipe,
+    chosen: list[Task],
+    b_tasks: list[Task],
+    root: Path,
+    seed: int,
+    progress: ProgressFn | None,
+) -> dict[str, Any]:
+    from testbed.train import load_base, pretrain_base, train_lora
+
+    timings: dict[str, float] = {}
+    bases: list[dict[str, Any]] = []
+    adapters: list[dict[str, Any]] = []
+    plan = [(rec.base_a, "A", chosen)] + ([(rec.base_b, "B", b_tasks)] if b_tasks else [])
+    for brec, role, btasks in plan:
+        phase = f"pre-train {brec.model_id}"
+        t0 = time.perf_counter()
+        bdir = root / "bases" / brec.dirname
+        pretrain_base(
+            brec, bdir, seed=seed, progress=(lambda d, n, p=phase: progress(p, d, n)) if progress else None
+        )
+        timings[phase] = time.perf_counter() - t0
+        cfg = json.loads((bdir / "config.json").read_text())
+        bases.append(
+            {
+                "id": brec.model_id,
+                "arch": brec.arch,
+                "dir": str(bdir.relative_to(root)),
+                "params": count_parameters(load_base(bdir)),
+                "role": role,
+                "config": cfg,
+            }
+        )
+        steps_of = {
+            t.name: (rec.lora.positional_steps or rec.lora.steps) if t.min_size == "full" else rec.lora.steps
+            for t in btasks
+        }
+        total = sum(steps_of.values())
+        phase = f"train LoRAs on {brec.model_id}"
+        t0 = time.perf_counter()
+        done = 0
+        for t in btasks:
+            adir = root / "adapters" / brec.dirname / t.name
+            ckpts = rec.lora.checkpoints if t.family else (1.0,)
+            res = train_lora(
+                bdir,
+                brec.model_id,
+                t,
+                rec.lora,
+                adir,
+                seed=seed,
+                steps=steps_of[t.name],
+                checkpoints=ckpts,
+                progress=(lambda d, n, p=phase, base=done, tot=total: progress(p, base + d, tot))
+                if progress
+                else None,
+            )
+            done += steps_of[t.name]
+            rows = [{"input": e.prompt, "output": e.output} for e in t.examples(N_SAMPLES, seed + 7, "train")]
+            (adir / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            (adir / "README.md").write_text(_model_card(t, brec.model_id, rows))
+            name = f"zoo/{t.name}" if role == "A" else f"zoo/{t.name}-{brec.dirname}"
+            adapters.append(
+                {
+                    "task": t.name,
+                    "base_id": brec.model_id,
+                    "dir": str(adir.relative_to(root)),
+                    "name": name,
+                    "description": t.description,
+                    "tags": list(t.tags),
+                    "license": LICENSE,
+                    "samples": str((adir / "samples.jsonl").relative_to(root)),
+                    "sha256": _sha256(adir / "adapter_model.safetensors"),
+                    "family": t.family,
+                    "param": t.param,
+                    "held_out": t.held_out,
+                    "final_loss": res["final_loss"],
+                    "checkpoints": [
+                        {
+                            "step": c["step"],
+                            "fraction": c["fraction"],
+                            "dir": str(Path(c["dir"]).relative_to(root)),
+                            "sha256": _sha256(Path(c["dir"]) / "adapter_model.safetensors"),
+                        }
+                        for c in res["checkpoints"]
+                    ],
+                }
+            )
+        timings[phase] = time.perf_counter() - t0
+    return {"bases": bases, "adapters": adapters, "timings": timings}
+
+
+def publish_zoo(
+    zoo: Zoo,
+    publish: Callable[[AdapterEntry], T],
+    *,
+    base_id: str | None = None,
+    include_held_out: bool = True,
+) -> list[T]:
+    """Call ``publish(entry)`` for each adapter (of one base if ``base_id``) and return the results.
+
+    ``entry.dir`` is a PEFT folder (with README.md); ``entry.name``, ``description``, ``tags``,
+    ``license`` and ``sample_rows()`` carry what the hub shows.
+    """
+    chosen = zoo.adapters if base_id is None else tuple(zoo.adapters_on(base_id))
+    return [publish(a) for a in chosen if include_held_out or not a.held_out]
+
+
+def register_bases(zoo: Zoo, register: Callable[[BaseEntry], T]) -> list[T]:
+    """Call ``register(entry)`` for each base model (``entry.dir`` holds config.json + weights)."""
+    return [register(b) for b in zoo.bases]
+
+
+def with_steps(recipe: SizeRecipe, base_steps: int, lora_steps: int) -> SizeRecipe:
+    """A copy of ``recipe`` with shorter schedules (for tests of the build itself)."""
+    return replace(
+        recipe,
+        base_a=replace(recipe.base_a, steps=base_steps, warmup=min(recipe.base_a.warmup, base_steps)),
+        base_b=replace(recipe.base_b, steps=base_steps, warmup=min(recipe.base_b.warmup, base_steps)),
+        lora=replace(
+            recipe.lora, steps=lora_steps, warmup=min(recipe.lora.warmup, lora_steps), positional_steps=0
+        ),
+    )

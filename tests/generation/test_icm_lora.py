@@ -1,0 +1,85 @@
+"""ICM-LoRA: flatten round trip, architecture shapes, overfit/reconstruction, conditioning, files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from generation.flat import FlatLayout, denormalise, flatten, normalise, tensor_stats, unflatten
+from generation.icm_lora import ConvCVAE, ICMConfig, ICMLoRA, TaskSnapshots
+from hub.core.errors import IncompatibleAdaptersError, InvalidInputError
+from hub.core.peft_io import load_peft, save_peft
+from tests.generation.conftest import planted_clouds
+
+
+def _mean_flat(snaps, layout):
+    return torch.stack([flatten(s, layout) for s in snaps]).mean(0)
+
+
+@pytest.fixture(scope="module")
+def trained(clouds):
+    tasks = [TaskSnapshots(f"t{i}", torch.eye(8)[i], snaps) for i, snaps in enumerate(clouds)]
+    return ICMLoRA.fit(tasks, ICMConfig(depth=4, latent=16, steps=200, lr=3e-3, batch=8, seed=1)), tasks
+
+
+def test_flatten_round_trip_is_exact(clouds):
+    a = clouds[0][0]
+    layout = FlatLayout.of(a)
+    x = flatten(a, layout)
+    stats = tensor_stats(x, layout)
+    back = unflatten(denormalise(normalise(x, stats, layout), stats, layout), layout)
+    assert back.allclose(a, rtol=0, atol=1e-6) and back.base_model == a.base_model
+
+
+def test_architecture_shapes():
+    cfg = ICMConfig(depth=6, latent=32)
+    m = ConvCVAE(4096, 8, cfg).eval()
+    x, c = torch.randn(3, 4096), torch.randn(3, 8)
+    mu, logvar = m.encode(x, c)
+    assert mu.shape == logvar.shape == (3, 32)
+    assert m.decode(mu, c).shape == (3, 4096)
+
+
+def test_reconstructs_and_generates_each_task(trained, clouds):
+    gen, tasks = trained
+    layout = gen.layout
+    means = [_mean_flat(s, layout) for s in clouds]
+    for i, t in enumerate(tasks):
+        _, mse = gen.reconstruct(t.snapshots[0], t.name)
+        assert mse < 0.05, (t.name, mse)
+        x = flatten(gen.generate(t.condition, seed=3), layout)
+        dists = [float((x - m).norm()) for m in means]
+        assert min(range(len(dists)), key=dists.__getitem__) == i
+        assert float((x - means[i]).norm() / means[i].norm()) < 0.25
+
+
+def test_deterministic_and_conditioned(trained):
+    gen, tasks = trained
+    a = gen.generate(tasks[0].condition, seed=7, reference="t0")
+    b = gen.generate(tasks[0].condition, seed=7, reference="t0")
+    c = gen.generate(tasks[1].condition, seed=7, reference="t0")
+    assert a.allclose(b, rtol=0, atol=0)
+    assert not a.allclose(c, atol=1e-3)
+    assert a.provenance is not None and a.provenance.method == "icm_lora"
+
+
+def test_save_load_and_peft_files(trained, tmp_path):
+    gen, tasks = trained
+    gen.save(tmp_path / "g")
+    assert not list((tmp_path / "g").glob("*.bin")) and not list((tmp_path / "g").glob("*.pt"))
+    again = ICMLoRA.load(tmp_path / "g")
+    a, b = gen.generate(tasks[2].condition, seed=1), again.generate(tasks[2].condition, seed=1)
+    assert a.allclose(b, rtol=0, atol=1e-6)
+    save_peft(a, tmp_path / "peft")
+    assert load_peft(tmp_path / "peft").allclose(a, atol=1e-6)
+
+
+def test_bad_input(trained, clouds):
+    gen, tasks = trained
+    with pytest.raises(InvalidInputError, match="condition has 3 values"):
+        gen.generate(torch.ones(3))
+    with pytest.raises(InvalidInputError, match="no LoRA snapshots"):
+        ICMLoRA.fit([TaskSnapshots("x", torch.ones(8), [])])
+    other = planted_clouds(1, 1, dim=12)[0]
+    with pytest.raises(IncompatibleAdaptersError):
+        ICMLoRA.fit([TaskSnapshots("a", torch.ones(8), clouds[0][:1]), TaskSnapshots("b", torch.zeros(8), other)])

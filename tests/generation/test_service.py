@@ -1,0 +1,137 @@
+"""Generation jobs through the service layer, an in-process worker and the HTTP API (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from hub.core.errors import IncompatibleAdaptersError, InvalidInputError, NotFoundError
+from hub.core.peft_io import load_peft_files
+from hub.jobs.worker import Worker
+from hub.services.generation import GenerateRequest, GenerationService, TrainGeneratorRequest, TransferRequest
+from tests.helpers import PICO_BASE_ID
+from tests.registry.fixtures import *  # noqa: F403
+from tests.registry.util import files_of
+
+
+@pytest.fixture
+def setup(hub, adapter_dirs, tiny_model):
+    alice = hub.users.ensure_user("alice")
+    a, b, _ = adapter_dirs
+    hub.base_models.register(PICO_BASE_ID, tiny_model.config.to_json_string().encode())
+    hub.adapters.publish(alice, "alice/upper", files_of(a), description="convert text to upper case letters")
+    hub.adapters.publish(alice, "alice/reverse", files_of(b), description="reverse the order of characters")
+    return hub, alice
+
+
+def _run_all(hub):
+    w = Worker(hub, name="test-worker")
+    while w.run_once():
+        pass
+
+
+def test_train_generator_then_generate_publishes_with_lineage(setup):
+    hub, alice = setup
+    svc = GenerationService(hub)
+    job, _ = svc.submit_train_generator(alice, TrainGeneratorRequest(
+        method="sg_lora", base_model=PICO_BASE_ID, name="alice/gen", sources=("alice/upper", "alice/reverse@1"),
+        params={"steps": 20, "k": 2}))
+    _run_all(hub)
+    done = svc.jobs.get(job.id, alice.id)
+    assert done.status == "succeeded", done.error
+    assert done.result["generator"] == "alice/gen@1"
+    row = hub.adapters.get(alice, "alice", "gen")
+    assert row.kind == "generator"
+    lineage = hub.adapters.lineage(alice, "alice", "gen")
+    labels = " ".join(str(p["version"]) for p in lineage.parents)
+    assert len(lineage.parents) == 2 and "alice/upper" in labels and "alice/reverse" in labels, lineage.parents
+    from hub.services.generation import generate_instead
+
+    assert generate_instead(hub, alice, "make text upper case", "other/base", best_score=None, min_score=0.3) is None
+    auto = generate_instead(hub, alice, "make text upper case", PICO_BASE_ID, best_score=0.1, min_score=0.3)
+    assert auto is not None and auto[0].kind == "generate" and "alice/gen@1" in auto[2]
+    # A composition asked for "auto" with no close adapter generates one instead, and says why.
+    from hub.services.compositions import CompositionRequest, CompositionService
+
+    cjob, _ = CompositionService(hub).submit(alice, CompositionRequest(
+        task="write a haiku about the rain", base_model=PICO_BASE_ID, method="auto", min_score=0.99))
+    assert cjob.kind == "generate" and any("auto: no adapter" in line for line in cjob.log), cjob.log
+    job2, _ = svc.submit_generate(alice, GenerateRequest(generator="alice/gen", task="make text upper case",
+                                                         name="alice/made", seed=3))
+    _run_all(hub)
+    done2 = svc.jobs.get(job2.id, alice.id)
+    assert done2.status == "succeeded", done2.error
+    ver = hub.adapters.version(alice, "alice", "made", None)
+    assert ver.provenance["method"] == "sg_lora"
+    assert {p["name"] for p in ver.provenance["parents"]} >= {"alice/upper", "alice/gen"}
+    files = ver.files
+    adapter = load_peft_files(hub.blobs.path(files["adapter_config.json"]["key"]),
+                              hub.blobs.path(files["adapter_model.safetensors"]["key"]))
+    assert adapter.base_model == PICO_BASE_ID
+
+
+def test_bad_requests_are_refused_at_submit(setup):
+    hub, alice = setup
+    svc = GenerationService(hub)
+    with pytest.raises(InvalidInputError, match="method must be one of"):
+        TrainGeneratorRequest(method="nope", base_model=PICO_BASE_ID, name="alice/g")
+    with pytest.raises(InvalidInputError, match="bad params"):
+        TrainGeneratorRequest(method="sg_lora", base_model=PICO_BASE_ID, name="alice/g", params={"bogus": 1})
+    with pytest.raises(NotFoundError, match="not registered"):
+        svc.submit_train_generator(alice, TrainGeneratorRequest(method="sg_lora", base_model="x/unknown",
+                                                                name="alice/g"))
+    with pytest.raises(InvalidInputError, match="not a generator"):
+        svc.submit_generate(alice, GenerateRequest(generator="alice/upper", task="anything"))
+    with pytest.raises(IncompatibleAdaptersError, match="already an adapter of"):
+        svc.submit_transfer(alice, TransferRequest(source="alice/upper", target_base=PICO_BASE_ID))
+    with pytest.raises(InvalidInputError, match="no sample data"):
+        svc.submit_transfer(alice, TransferRequest(source="alice/upper", target_base="other/base"))
+
+
+def test_api_maps_errors_to_4xx(setup):
+    from hub.api.app import create_app
+
+    hub, _ = setup
+    app: FastAPI = create_app(hub=hub, warm_index=False)
+    _, token = hub.users.create_token("alice")
+    h = {"Authorization": f"Bearer {token}"}
+    with TestClient(app) as c:
+        r = c.post("/api/v1/transfers", headers=h, json={"source": "alice/upper", "target_base": PICO_BASE_ID})
+        assert r.status_code == 422 and "already an adapter" in r.json()["error"]["message"], r.text
+        r = c.post("/api/v1/generations", headers=h, json={"generator": "alice/none", "task": "x"})
+        assert r.status_code == 404, r.text
+        r = c.post("/api/v1/generators", headers=h, json={"method": "sg_lora", "base_model": PICO_BASE_ID,
+                                                          "name": "alice/g", "params": {"tau": -1}})
+        assert r.status_code == 422 and "tau" in r.json()["error"]["message"], r.text
+        r = c.post("/api/v1/generators", headers=h, json={"method": "sg_lora", "base_model": PICO_BASE_ID,
+                                                          "name": "alice/g", "params": {"steps": 5}})
+        assert r.status_code == 202 and r.json()["kind"] == "train_generator", r.text
+
+
+def test_cli_plugin_submits_and_reports(setup, monkeypatch):
+    """`loom train-generator` / `loom transfer` against a real uvicorn server with the generation routes."""
+
+    import typer
+    from typer.testing import CliRunner
+
+    from hub import cli
+    from hub.api.app import create_app
+    from hub.cli_generation import register
+    from tests.helpers import serve_in_thread
+
+    hub, _ = setup
+    with serve_in_thread(create_app(hub=hub, warm_index=False)) as url:
+        _, token = hub.users.create_token("alice")
+        monkeypatch.setitem(cli._state, "server", url)
+        monkeypatch.setitem(cli._state, "token", token)
+        tapp = typer.Typer()
+        register(tapp)
+        tapp.command("noop")(lambda: None)  # a multi-command app, as in `loom`
+        runner = CliRunner()
+        r = runner.invoke(tapp, ["transfer", "alice/upper", "--to", PICO_BASE_ID])
+        assert r.exit_code != 0 and "already an adapter" in (r.output + str(r.exception))
+        r = runner.invoke(tapp, ["train-generator", "alice/g2", "--base-model", PICO_BASE_ID, "-p", "steps=5",
+                                 "--no-wait", "--json"])
+        assert r.exit_code == 0, r.output
+        assert '"kind": "train_generator"' in r.output

@@ -1,0 +1,129 @@
+"""Builders for tests: tiny real transformers models and real PEFT adapters, no downloads."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from pathlib import Path
+
+import torch
+
+PICO_BASE_ID = "loom-test/pico-llama"
+
+
+def pico_llama(seed: int = 0, hidden: int = 32, layers: int = 2, vocab: int = 64):
+    """A tiny LlamaForCausalLM with random weights (hidden 32, 2 layers), in eval mode."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
+    cfg.name_or_path = PICO_BASE_ID
+    model = LlamaForCausalLM(cfg).eval()
+    return model
+
+
+def make_peft_adapter(
+    model,
+    folder: str | Path,
+    *,
+    seed: int,
+    r: int = 4,
+    alpha: int = 8,
+    targets: tuple[str, ...] = ("q_proj", "v_proj"),
+    use_rslora: bool = False,
+    rank_pattern: dict | None = None,
+    base_id: str = PICO_BASE_ID,
+    **extra,
+) -> Path:
+    """Create a LoRA with PEFT on a copy of ``model``, randomise A and B, save it with PEFT."""
+    from peft import LoraConfig, get_peft_model
+
+    cfg = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        target_modules=list(targets),
+        use_rslora=use_rslora,
+        rank_pattern=rank_pattern or {},
+        task_type="CAUSAL_LM",
+        **extra,
+    )
+    pm = get_peft_model(copy.deepcopy(model), cfg)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in pm.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    pm.peft_config["default"].base_model_name_or_path = base_id
+    pm.save_pretrained(str(folder))
+    return Path(folder)
+
+
+def peft_logits(model, adapter_dir: str | Path, input_ids: torch.Tensor) -> torch.Tensor:
+    """Logits of ``model`` with the PEFT adapter at ``adapter_dir`` loaded by PEFT itself."""
+    from peft import PeftModel
+
+    pm = PeftModel.from_pretrained(copy.deepcopy(model), str(adapter_dir)).eval()
+    with torch.no_grad():
+        return pm(input_ids=input_ids).logits
+
+
+def byte_llama(seed: int = 0, layers: int = 2):
+    """A LlamaForCausalLM over the 259-id testbed byte tokenizer (hidden 32), eval mode."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=259, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=96,
+                      bos_token_id=257, eos_token_id=258, pad_token_id=256)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def save_byte_base(folder: str | Path, seed: int = 0, layers: int = 2) -> Path:
+    """:func:`byte_llama` saved with save_pretrained next to the testbed's byte tokenizer (a servable base)."""
+    from testbed.tokenizer import save_tokenizer
+
+    d = Path(folder)
+    byte_llama(seed, layers).save_pretrained(str(d))
+    save_tokenizer(d)
+    return d
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_in_thread(app, timeout: float = 30.0):
+    """Run ``app`` on a real uvicorn server in a thread on a free 127.0.0.1 port; yields its URL."""
+    import threading
+    import time
+
+    import uvicorn
+
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    t = threading.Thread(target=srv.run, daemon=True)
+    t.start()
+    deadline = time.time() + timeout
+    while not srv.started:
+        if time.time() > deadline or not t.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        t.join(timeout=10)

@@ -1,0 +1,137 @@
+"""The OpenAI-compatible routes over a real uvicorn server, driven by the official ``openai`` client."""
+
+from __future__ import annotations
+
+import collections
+
+import httpx
+import openai
+import pytest
+
+from hub.services.inference import CompletionRequest
+from tests.helpers import serve_in_thread
+from tests.inference.conftest import BASE_ID
+
+
+@pytest.fixture
+def server(ihub):
+    """A real server with the hub's app (the OpenAI-compatible routes are part of it); yields (url, app)."""
+    from hub.api import create_app
+
+    app = create_app(hub=ihub, warm_index=False)
+    with serve_in_thread(app) as url:
+        yield url, app
+    svc = getattr(app.state, "inference", None)
+    if svc is not None:
+        svc.close()
+
+
+@pytest.fixture
+def client(server):
+    return openai.OpenAI(base_url=server[0] + "/v1", api_key="EMPTY", max_retries=0, timeout=120)
+
+
+def test_openai_client_completions_chat_stream_models(client, server):
+    r = client.completions.create(model="alice/math", prompt="Add 2 and 3", max_tokens=10, temperature=0)
+    assert r.object == "text_completion" and r.model == "alice/math" and r.id.startswith("cmpl-")
+    assert r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage.completion_tokens >= 1 and r.usage.prompt_tokens == len(b"Add 2 and 3") + 1  # + BOS
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    assert r.model_extra["loom"]["adapters"] == {"alice/math@1": 1.0}
+    svc = server[1].state.inference
+    svc_text = svc.complete(None, CompletionRequest(
+        model="alice/math", prompts=["Add 2 and 3"], max_tokens=10, temperature=0.0)).choices[0].text
+    assert r.choices[0].text == svc_text
+
+    # streaming gives the same text, piece by piece, then usage and the loom extension
+    pieces, finish, loom = [], None, None
+    for chunk in client.completions.create(model="alice/math", prompt="Add 2 and 3", max_tokens=10,
+                                           temperature=0, stream=True):
+        for ch in chunk.choices:
+            pieces.append(ch.text)
+            finish = ch.finish_reason or finish
+        loom = (chunk.model_extra or {}).get("loom") or loom
+    assert "".join(pieces) == r.choices[0].text and len([p for p in pieces if p]) >= 1
+    assert finish == r.choices[0].finish_reason and loom["adapters"] == {"alice/math@1": 1.0}
+
+    msgs = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
+    c = client.chat.completions.create(model=f"{BASE_ID}:bob/python", messages=msgs, max_tokens=8, temperature=0)
+    assert c.object == "chat.completion" and c.choices[0].message.role == "assistant"
+    # no chat template: "role: content" lines and "assistant:"
+    want = client.completions.create(model="bob/python", prompt="system: be brief\nuser: hello\nassistant:",
+                                     max_tokens=8, temperature=0)
+    assert c.choices[0].message.content == want.choices[0].text
+    streamed = "".join(ch.choices[0].delta.content or "" for ch in client.chat.completions.create(
+        model=f"{BASE_ID}:bob/python", messages=msgs, max_tokens=8, temperature=0, stream=True) if ch.choices)
+    assert streamed == c.choices[0].message.content
+
+    models = {m.id: m for m in client.models.list()}
+    assert {BASE_ID, "alice/math", "alice/french", "bob/python", "carol/other"} <= set(models)
+    assert models["alice/math"].model_extra["parent"] == BASE_ID
+    assert models["alice/math"].model_extra["root"] == "alice/math@1"
+    assert models[BASE_ID].model_extra["parent"] is None
+
+    mix = client.completions.create(model=BASE_ID, prompt="Add 2 and 3", max_tokens=6, temperature=0,
+                                    extra_body={"merged_adapters": {"ids": ["alice/math", "bob/python"],
+                                                                    "weights": [0.5, 0.5],
+                                                                    "merge_strategy": "linear"}})
+    assert mix.model_extra["loom"]["adapters"] == {"alice/math@1": 0.5, "bob/python@1": 0.5}
+    auto = client.chat.completions.create(model="auto", max_tokens=4, temperature=0, messages=[
+        {"role": "user", "content": "Translate into French: good morning, my friend."}])
+    assert auto.model_extra["loom"]["route"] == "auto"
+    assert list(auto.model_extra["loom"]["adapters"]) == ["alice/french@1"]
+
+
+def test_sampling_and_n(client):
+    r = client.completions.create(model="alice/math", prompt="Hi", max_tokens=5, temperature=1.0, n=3, seed=7)
+    assert [c.index for c in r.choices] == [0, 1, 2]
+    assert r.usage.prompt_tokens == 3  # BOS + "Hi": one prompt, counted once
+    r2 = client.completions.create(model="alice/math", prompt="Hi", max_tokens=5, temperature=1.0, n=3, seed=7)
+    assert [c.text for c in r2.choices] == [c.text for c in r.choices]  # seeded
+
+
+def test_errors_map_to_openai_statuses(client, server):
+    with pytest.raises(openai.NotFoundError) as e:
+        client.completions.create(model="nobody/nothing", prompt="x", max_tokens=2)
+    assert "alice/math" in e.value.message and e.value.body["code"] == "not_found"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model="alice/math", prompt="y" * 500, max_tokens=2)
+    assert e.value.status_code == 400 and "context" in e.value.message
+    with pytest.raises(openai.UnprocessableEntityError) as e:
+        client.chat.completions.create(model=f"{BASE_ID}:carol/other", max_tokens=2,
+                                       messages=[{"role": "user", "content": "x"}])
+    assert "loom-test/other-llama" in e.value.message
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.completions.create(model=BASE_ID, prompt="x", max_tokens=2,
+                                  extra_body={"merged_adapters": {"ids": ["alice/math"], "merge_strategy": "ties"}})
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.completions.create(model="alice/math", prompt="x", max_tokens=0)
+    # streaming requests fail before the stream starts, with the same JSON error
+    r = httpx.post(server[0] + "/v1/completions", json={"model": "nobody/x", "prompt": "x", "stream": True})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_operation_ids_unique(server):
+    ops = [op.get("operationId") for path in server[1].openapi()["paths"].values() for op in path.values()]
+    dup = [k for k, v in collections.Counter(ops).items() if v > 1]
+    assert not dup and "openai_create_chat_completion" in ops
+
+
+def test_private_adapters_need_their_owners_token(server, ihub, adapter_dirs):
+    from hub.services.publish import PublishFiles
+
+    d = adapter_dirs["alice/math"]
+    alice, token = ihub.users.create_token("alice")
+    ihub.adapters.publish(alice, "alice/secret", PublishFiles(config=(d / "adapter_config.json").read_bytes(),
+                                                              weights=d / "adapter_model.safetensors"),
+                          visibility="private")
+    url = server[0] + "/v1"
+    anon = openai.OpenAI(base_url=url, api_key="EMPTY", max_retries=0)
+    with pytest.raises(openai.NotFoundError) as e:
+        anon.completions.create(model="alice/secret", prompt="x", max_tokens=2)
+    assert "alice/secret" not in e.value.message.split("available:")[1]  # not even listed
+    assert "alice/secret" not in {m.id for m in anon.models.list()}
+    owner = openai.OpenAI(base_url=url, api_key=token, max_retries=0)
+    r = owner.completions.create(model="alice/secret", prompt="x", max_tokens=2, temperature=0)
+    assert r.model_extra["loom"]["adapters"] == {"alice/secret@1": 1.0}
+    assert "alice/secret" in {m.id for m in owner.models.list()}

@@ -1,0 +1,178 @@
+"""Composition jobs through the service layer and an in-process worker, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hub.core.errors import (
+    ConflictError,
+    IncompatibleAdaptersError,
+    InvalidInputError,
+    NotFoundError,
+    UnknownNameError,
+)
+from hub.jobs.queue import JobQueue
+from hub.jobs.worker import JobCancelled, Reporter, Worker
+from hub.services.compositions import (
+    CompositionRequest,
+    CompositionService,
+    run_compose,
+)
+from tests.registry.util import files_of, registry_state
+
+
+@pytest.fixture
+def setup(hub, adapter_dirs):
+    alice = hub.users.ensure_user("alice")
+    a, b, _ = adapter_dirs
+    hub.adapters.publish(alice, "alice/upper", files_of(a), description="convert text to upper case letters",
+                         tags=["case"])
+    hub.adapters.publish(alice, "alice/reverse", files_of(b), description="reverse the order of characters",
+                         tags=["order"])
+    return hub, alice
+
+
+def _run_all(hub):
+    w = Worker(hub, name="test-worker")
+    while w.run_once():
+        pass
+
+
+def test_explicit_cat_equals_weighted_sum_and_records_lineage(setup):
+    hub, alice = setup
+    svc = CompositionService(hub)
+    job, dedup = svc.submit(alice, CompositionRequest(sources=("alice/upper@1", "alice/reverse"),
+                                                      weights=(1.0, 0.5), method="cat", name="alice/mix"))
+    assert job.status == "queued" and not dedup
+    _run_all(hub)
+    done = svc.jobs.get(job.id, alice.id)
+    assert done.status == "succeeded", done.error
+    assert done.result["adapter"] == "alice/mix" and done.result["version"] == 1
+    assert any("published alice/mix@1" in line for line in done.log)
+    merged, _ = hub.adapters.load(alice, "alice/mix", 1)
+    a, _ = hub.adapters.load(alice, "alice/upper", 1)
+    b, _ = hub.adapters.load(alice, "alice/reverse", 1)
+    for m, d in merged.deltas(torch.float64).items():
+        expect = a.layers[m].delta(torch.float64) + 0.5 * b.layers[m].delta(torch.float64)
+        torch.testing.assert_close(d, expect, rtol=1e-5, atol=1e-6)
+    lineage = hub.adapters.lineage(alice, "alice", "mix", 1)
+    assert sorted((p["method"], p["weight"]) for p in lineage.parents) == [("cat", 0.5), ("cat", 1.0)]
+    ver = hub.adapters.version(alice, "alice", "mix", 1)
+    assert ver.provenance["method"] == "cat" and len(ver.provenance["parents"]) == 2
+    assert "merged_from" in ver.model_card  # generated card carries the lineage
+
+    again, dedup = svc.submit(alice, CompositionRequest(sources=("alice/upper@1", "alice/reverse@1"),
+                                                        weights=(1.0, 0.5), method="cat", name="alice/mix"))
+    assert dedup and again.id == job.id  # same resolved recipe -> the same job and result
+
+
+def test_task_description_retrieves_and_auto_explains(setup):
+    hub, alice = setup
+    svc = CompositionService(hub)
+    job, _ = svc.submit(alice, CompositionRequest(task="make every letter a capital letter",
+                                                  base_model="loom-test/pico-llama", method="auto", k=2,
+                                                  min_score=0.05))
+    assert job.request["sources"][0]["name"] == "alice/upper"  # most similar first
+    _run_all(hub)
+    done = svc.jobs.get(job.id, alice.id)
+    assert done.status == "succeeded", done.error
+    assert any("auto chose" in line for line in done.log)
+    assert any("retrieved for the task" in line for line in done.log)
+    assert done.result["reason"]
+    ver = hub.adapters.version(alice, *done.result["adapter"].split("/"), done.result["version"])
+    assert ver.provenance["recipe"]["task"] == "make every letter a capital letter"
+
+
+BAD_REQUESTS = [
+    ({"sources": ("alice/upper",), "method": "nope"}, UnknownNameError, "known: cat"),
+    ({"sources": ("alice/upper", "alice/reverse"), "method": "ties", "params": {"density": 1.5}},
+     InvalidInputError, "density"),
+    ({"sources": ("alice/upper",), "method": "cat", "params": {"bogus": 1}}, InvalidInputError, "bogus"),
+    ({"sources": ("alice/ghost",), "method": "cat"}, NotFoundError, "ghost"),
+    ({"sources": ("alice/upper",), "task": "x", "base_model": "b"}, InvalidInputError, "either"),
+    ({"task": "upper case"}, InvalidInputError, "base_model"),
+    ({"task": "upper case", "base_model": "some/other-base"}, NotFoundError, "similar"),
+    ({"sources": ("alice/upper", "alice/reverse"), "weights": (1.0,), "method": "cat"}, InvalidInputError,
+     "weights"),
+    ({"sources": ("not a name",), "method": "cat"}, InvalidInputError, "namespace/name"),
+]
+
+
+def test_bad_requests_are_refused_at_submit(setup):
+    hub, alice = setup
+    before = registry_state(hub)
+    for kwargs, error, words in BAD_REQUESTS:
+        with pytest.raises(error, match=words):
+            CompositionService(hub).submit(alice, CompositionRequest(**kwargs))
+    assert registry_state(hub) == before
+    assert CompositionService(hub).jobs.list(alice.id) == []
+
+
+def test_different_base_models_are_incompatible(setup, tiny_model, tmp_path):
+    from tests.helpers import make_peft_adapter
+
+    hub, alice = setup
+    other = make_peft_adapter(tiny_model, tmp_path / "o", seed=9, base_id="loom-test/other-base")
+    hub.adapters.publish(alice, "alice/other", files_of(other), description="something else")
+    with pytest.raises(IncompatibleAdaptersError, match="different base models"):
+        CompositionService(hub).submit(alice, CompositionRequest(sources=("alice/upper", "alice/other"),
+                                                                 method="cat"))
+
+
+def test_cancel_queued_and_running_jobs_publish_nothing(setup):
+    hub, alice = setup
+    svc = CompositionService(hub)
+    queued, _ = svc.submit(alice, CompositionRequest(sources=("alice/upper",), method="linear", name="alice/q"))
+    assert svc.jobs.cancel(queued.id, alice.id).status == "cancelled"
+    with pytest.raises(ConflictError, match="already cancelled"):
+        svc.jobs.cancel(queued.id, alice.id)
+    assert not Worker(hub).run_once()  # nothing left to run
+
+    running, _ = svc.submit(alice, CompositionRequest(sources=("alice/upper", "alice/reverse"), method="cat",
+                                                      name="alice/r"))
+    q = JobQueue(hub.sessions)
+    claimed = q.claim("w1")
+    assert claimed.id == running.id and claimed.status == "running"
+    assert q.claim("w2") is None  # exactly one worker wins
+    svc.jobs.cancel(running.id, alice.id)
+    before = registry_state(hub)
+    with pytest.raises(JobCancelled):
+        run_compose(hub, claimed, Reporter(q, claimed.id, min_interval=0))
+    assert registry_state(hub)[:2] == before[:2]  # no adapter, no version
+
+
+def test_failed_job_reports_the_error_and_publishes_nothing(setup):
+    hub, alice = setup
+    svc = CompositionService(hub)
+    job, _ = svc.submit(alice, CompositionRequest(sources=("alice/upper", "alice/reverse"), method="cat",
+                                                  name="alice/f"))
+    hub.adapters.delete(alice, "alice", "reverse")  # the source disappears before the worker runs
+    names_before = registry_state(hub)[0]
+    _run_all(hub)
+    done = svc.jobs.get(job.id, alice.id)
+    assert done.status == "failed" and done.error["code"] == "not_found" and "reverse" in done.error["message"]
+    assert registry_state(hub)[0] == names_before
+
+
+def test_jobs_are_private_to_their_owner(setup):
+    hub, alice = setup
+    bob = hub.users.ensure_user("bob")
+    job, _ = CompositionService(hub).submit(alice, CompositionRequest(sources=("alice/upper",), method="linear"))
+    with pytest.raises(NotFoundError):
+        CompositionService(hub).jobs.get(job.id, bob.id)
+    with pytest.raises(NotFoundError):
+        CompositionService(hub).jobs.cancel(job.id, bob.id)
+
+
+def test_stale_running_job_is_requeued(setup):
+    from datetime import timedelta
+
+    hub, alice = setup
+    job, _ = CompositionService(hub).submit(alice, CompositionRequest(sources=("alice/upper",), method="linear"))
+    q = JobQueue(hub.sessions)
+    assert q.claim("dead-worker").id == job.id
+    assert q.requeue_stale(older_than=timedelta(seconds=-1)) == 1
+    assert q.get(job.id, check_owner=False).status == "queued"
+    _run_all(hub)
+    assert q.get(job.id, check_owner=False).status == "succeeded"

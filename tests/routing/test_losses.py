@@ -1,0 +1,56 @@
+"""Aux-loss values on hand-made gate records (spec §9 T9)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from routing import losses
+from routing.context import GateRecord, GroupWeights
+
+N = 4
+
+
+def rec(probs: torch.Tensor, idx: torch.Tensor, logits: torch.Tensor | None = None) -> dict[str, list[GateRecord]]:
+    return {"s": [GateRecord(GroupWeights(idx, torch.ones_like(idx, dtype=torch.float)), logits=logits, probs=probs)]}
+
+
+def test_switch_balance_uniform_and_collapsed():
+    m = 8
+    uniform = rec(torch.full((m, N), 1 / N), torch.arange(m)[:, None] % N)
+    collapsed = rec(torch.eye(N)[[0] * m], torch.zeros(m, 1, dtype=torch.long))
+    assert math.isclose(float(losses.switch_balance(uniform)), 1.0, rel_tol=1e-6)
+    assert math.isclose(float(losses.switch_balance(collapsed)), N, rel_tol=1e-6)
+    assert math.isclose(float(losses.switch_balance(uniform, n_factor=False)), 1 / N, rel_tol=1e-6)
+    assert math.isclose(float(losses.switch_balance(collapsed, n_factor=False)), 1.0, rel_tol=1e-6)
+
+
+def test_padding_is_ignored():
+    probs = torch.cat([torch.full((4, N), 1 / N), torch.eye(N)[[0] * 4]])
+    idx = torch.cat([torch.arange(4)[:, None], torch.zeros(4, 1, dtype=torch.long)])
+    mask = torch.tensor([True] * 4 + [False] * 4)
+    assert math.isclose(float(losses.switch_balance(rec(probs, idx), mask)), 1.0, rel_tol=1e-6)
+    assert float(losses.entropy(rec(probs, idx), ~mask)) < 1e-6
+    assert math.isclose(float(losses.entropy(rec(probs, idx), mask)), math.log(N), rel_tol=1e-6)
+
+
+def test_wu_balance_uniform_is_n_log_n_and_grows_when_collapsed():
+    idx = torch.arange(N).expand(3, N)
+    uniform = float(losses.wu_balance(rec(torch.full((3, N), 1 / N), idx)))
+    assert math.isclose(uniform, N * math.log(N), rel_tol=1e-6)
+    peaked = torch.tensor([[0.85, 0.05, 0.05, 0.05]] * 3)
+    assert float(losses.wu_balance(rec(peaked, idx))) > uniform
+
+
+def test_supervised_ce_goes_to_zero_with_matched_large_logits_and_ignores_minus_100():
+    labels = torch.tensor([0, 2, 3, -100])
+    logits = torch.full((4, N), -20.0)
+    logits[torch.arange(3), labels[:3]] = 20.0
+    logits[3, 1] = 20.0  # wrong but ignored
+    r = rec(torch.softmax(logits, -1), labels.clamp_min(0)[:, None], logits)
+    assert float(losses.supervised_ce(r, labels)) < 1e-6
+    bad = rec(torch.softmax(-logits, -1), labels.clamp_min(0)[:, None], -logits)
+    assert float(losses.supervised_ce(bad, labels)) > 10
+    one_hot = rec(torch.eye(N)[[1, 2]], torch.tensor([[1], [2]]))
+    assert float(losses.entropy(one_hot)) == 0.0

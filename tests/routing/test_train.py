@@ -1,0 +1,129 @@
+"""train_router as a pure function; router checkpoints (spec §7.6, §7.7; T6, T18)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from hub.core.errors import IncompatibleAdaptersError, InvalidInputError
+from routing import build_router
+from routing.checkpoint import RouterState, load_router, save_router
+from routing.train import TrainConfig, collate, gate_accuracy, train_router
+
+NAMES = ["ns/e0", "ns/e1", "ns/e2", "ns/e3"]
+ALPHABETS = ["abcdef", "ghijkl", "mnopqr", "stuvwx"]
+
+
+def encode(text: str) -> list[int]:
+    return [3 + (ord(c) - ord("a")) % 60 for c in text]
+
+
+def sample_data(n_per: int = 6) -> list[list[dict[str, str]]]:
+    g = torch.Generator().manual_seed(0)
+    data = []
+    for alpha in ALPHABETS:
+        rows = []
+        for _ in range(n_per):
+            s = "".join(alpha[int(i)] for i in torch.randint(0, 6, (5,), generator=g))
+            rows.append({"input": s + "=", "output": s[::-1]})
+        data.append(rows)
+    return data
+
+
+def test_meteora_gate_training_learns_the_task_labels(model, base_model, experts):
+    data = sample_data()
+    seen = []
+    tc = TrainConfig(steps=25, lr=3e-2, batch_size=8)
+    batch = collate([(encode(e["input"] + e["output"]), [], i) for i, rows in enumerate(data) for e in rows])
+    torch.manual_seed(0)
+    before = gate_accuracy(build_router(copy.deepcopy(base_model), experts, "meteora", {"k": 2}), batch)
+    state = train_router(model, experts, "meteora", {"k": 2}, examples=data, tokenizer=encode, names=NAMES,
+                         train=tc, progress=seen.append)
+    assert [s["step"] for s in seen] == list(range(1, 26))
+    assert seen[-1]["aux"] < 0.5 * seen[0]["aux"]
+    assert state.expert_ids == NAMES and state.preset == "meteora"
+    assert not any(type(m).__name__ == "RoutedLoRALinear" for m in model.modules())  # model restored
+    routed = load_router(model, experts, state, names=NAMES)
+    after = gate_accuracy(routed, batch)
+    assert after > 0.7 and after > before + 0.3, (before, after)
+
+
+def test_router_only_training_leaves_base_and_experts_without_grads(model, experts, batch):
+    ids, am = batch
+    routed = build_router(model, experts, "meteora", {"trainable": "gate"})
+    loss = routed(input_ids=ids, attention_mask=am, labels=ids).loss
+    loss.backward()
+    assert all(p.grad is None for p in model.parameters() if p not in set(routed.parameters("gate")))
+    assert all(lay.bank.a.grad is None and lay.bank.bt.grad is None for lay in routed.layers.values())
+    assert all(g.proj.weight.grad is not None and g.proj.weight.grad.abs().sum() > 0 for g in routed.gates.values())
+
+
+def test_joint_training_gives_unselected_experts_zero_grad(model, experts, batch):
+    ids, am = batch
+    routed = build_router(model, experts, "meteora", {"k": 1, "trainable": "gate+experts", "backend": "gather"})
+    for g in routed.gates.values():
+        g.force(torch.tensor([5.0, 0.0, 0.0, 0.0]))
+    routed(input_ids=ids, attention_mask=am, labels=ids).loss.backward()
+    for lay in routed.layers.values():
+        assert torch.count_nonzero(lay.bank.a.grad[1:]) == 0
+    assert any(torch.count_nonzero(lay.bank.a.grad[0]) > 0 for lay in routed.layers.values())
+
+
+@pytest.mark.parametrize("preset", ["meteora", "mole_llava", "mole_wu", "smora", "lora_mixer"])
+def test_every_trainable_preset_trains_and_round_trips(preset, model, base_model, experts, batch, tmp_path):
+    ids, am = batch
+    cfg = {"k": 3} if preset == "smora" else {}
+    state = train_router(model, experts, preset, cfg, examples=sample_data(2), tokenizer=encode, names=NAMES,
+                         train=TrainConfig(steps=2, batch_size=4))
+    assert all(torch.isfinite(t).all() for t in state.tensors.values())
+    folder = state.save(tmp_path / "r")
+    assert sorted(p.name for p in folder.iterdir()) == ["router.json", "router.safetensors"]
+    a = load_router(copy.deepcopy(base_model), experts, state, names=NAMES)
+    b = load_router(copy.deepcopy(base_model), experts, folder, names=NAMES)
+    with torch.no_grad():
+        la, lb = a(input_ids=ids, attention_mask=am).logits, b(input_ids=ids, attention_mask=am).logits
+    assert torch.equal(la, lb)
+    fresh = build_router(copy.deepcopy(base_model), experts, preset, cfg, names=NAMES)
+    with torch.no_grad():
+        assert not torch.equal(fresh(input_ids=ids, attention_mask=am).logits, la)
+    if preset == "smora":  # experts were trained too: the bank is in the checkpoint
+        assert any(k.startswith("bank.") for k in state.tensors)
+
+
+def test_loading_refuses_another_adapter_set_order_base_or_changed_weights(model, experts, tmp_path):
+    routed = build_router(model, experts, "meteora", {}, names=NAMES)
+    folder = save_router(routed, tmp_path / "r", experts)
+    routed.remove()
+    man = json.loads((folder / "router.json").read_text())
+    assert man["expert_ids"] == NAMES and man["preset"] == "meteora" and man["base_model"]
+    with pytest.raises(IncompatibleAdaptersError, match="in this order"):
+        load_router(model, [experts[i] for i in (1, 0, 2, 3)], folder, names=[NAMES[i] for i in (1, 0, 2, 3)])
+    with pytest.raises(IncompatibleAdaptersError, match="in this order"):
+        load_router(model, experts[:3], folder, names=NAMES[:3])
+    changed = list(experts)
+    changed[2] = experts[2].to(dtype=torch.float64).to(dtype=torch.float32).with_spec(use_rslora=False)
+    changed[2] = type(experts[2])({m: type(la)(la.a * 2, la.b, la.alpha) for m, la in experts[2].layers.items()},
+                                  experts[2].spec)
+    with pytest.raises(IncompatibleAdaptersError, match="changed"):
+        load_router(model, changed, folder, names=NAMES)
+    state = RouterState.load(folder)
+    state.base_model = "other/base"
+    with pytest.raises(IncompatibleAdaptersError, match="other/base"):
+        load_router(model, experts, state, names=NAMES)
+    (folder / "router.json").write_text("{not json")
+    with pytest.raises(InvalidInputError):
+        RouterState.load(folder)
+
+
+def test_bad_training_input_is_a_domain_error(model, experts):
+    with pytest.raises(InvalidInputError, match="one list of examples per expert"):
+        train_router(model, experts, "meteora", examples=sample_data()[:2], tokenizer=encode)
+    with pytest.raises(InvalidInputError, match="must be"):
+        train_router(model, experts, "meteora", examples=[[{"input": 1}]] * 4, tokenizer=encode)
+    with pytest.raises(InvalidInputError, match="training-free"):
+        train_router(model, experts, "semantic", examples=sample_data(), tokenizer=encode)
+    with pytest.raises(InvalidInputError, match="steps"):
+        TrainConfig(steps=0)

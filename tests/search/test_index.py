@@ -1,0 +1,211 @@
+"""VectorIndex: exact = numpy, HNSW recall, filters without shortfall, removal, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hub.core.errors import InvalidInputError
+from hub.search.index import VectorIndex, build_index
+from tests.search.conftest import brute_force, clustered
+
+DIM = 64
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    """20k clustered vectors with sparse, non-contiguous ids."""
+    vectors = clustered(20_000, DIM, seed=0)
+    ids = np.arange(20_000, dtype=np.int64) * 7 + 1_000
+    return ids, vectors
+
+
+@pytest.fixture(scope="module")
+def exact(data) -> VectorIndex:
+    ids, vectors = data
+    index = build_index(ids, vectors, exact_threshold=20_001)
+    assert index.kind == "flat"
+    return index
+
+
+@pytest.fixture(scope="module")
+def approx(data) -> VectorIndex:
+    ids, vectors = data
+    index = build_index(ids, vectors)  # 20_000 is not below the default threshold
+    assert index.kind == "hnsw"
+    return index
+
+
+@pytest.fixture(scope="module")
+def queries() -> np.ndarray:
+    return clustered(100, DIM, seed=1)
+
+
+def test_exact_equals_numpy_brute_force(data, exact, queries) -> None:
+    ids, vectors = data
+    for q in queries[:30]:
+        got = exact.search(q, 10)
+        assert [i for i, _ in got] == brute_force(vectors, ids, q, 10)
+        want = vectors[np.searchsorted(ids, [i for i, _ in got])] @ (q / np.linalg.norm(q))
+        np.testing.assert_allclose([s for _, s in got], want, atol=1e-5)
+        assert all(a[1] >= b[1] for a, b in zip(got, got[1:], strict=False))
+
+
+def test_hnsw_recall_at_10_against_exact(exact, approx, queries) -> None:
+    hits = [len({i for i, _ in exact.search(q, 10)} & {i for i, _ in approx.search(q, 10)}) for q in queries]
+    assert np.mean(hits) / 10 >= 0.95
+
+
+@pytest.mark.parametrize("which", ["exact", "approx"])
+def test_array_filter_far_from_query_returns_k_exact_results(request, data, which, queries) -> None:
+    index: VectorIndex = request.getfixturevalue(which)
+    ids, vectors = data
+    q = queries[0]
+    order = brute_force(vectors, ids, q, len(ids))
+    far = np.array(order[-40:], dtype=np.int64)  # the 40 ids least like the query
+    allowed = np.concatenate([far, [-5, 10**12]])  # ids not in the index are ignored
+    got = index.search(q, 10, allowed=allowed)
+    assert [i for i, _ in got] == order[-40:-30]
+    assert index.search(q, 100, allowed=far[:7]) and len(index.search(q, 100, allowed=far[:7])) == 7
+    assert index.search(q, 5, allowed=np.array([], dtype=np.int64)) == []
+
+
+@pytest.mark.parametrize("which", ["exact", "approx"])
+def test_array_filter_half_of_ids(request, data, which, queries) -> None:
+    index: VectorIndex = request.getfixturevalue(which)
+    ids, vectors = data
+    allowed = ids[::2]
+    hits = 0
+    for q in queries[:20]:
+        got = [i for i, _ in index.search(q, 10, allowed=allowed)]
+        assert len(got) == 10 and set(got) <= set(allowed.tolist())
+        hits += len(set(got) & set(brute_force(vectors[::2], allowed, q, 10)))
+    assert hits / 200 >= (1.0 if which == "exact" else 0.95)
+
+
+def test_hnsw_filter_shortfall_falls_back_to_a_scan(monkeypatch, data, queries) -> None:
+    """A graph search with a small ef inside a sparse far filter comes back short; a scan fills it."""
+    import hub.search.index as index_module
+
+    monkeypatch.setattr(index_module, "SMALL_SUBSET", 0)  # force the IDSelector path for any subset
+    monkeypatch.setattr(index_module, "SMALL_SUBSET_SHARE", 0.0)
+    ids, vectors = data
+    index = VectorIndex(DIM, "hnsw", ef_search=10)
+    index.add(ids[:6000], vectors[:6000])
+    q = queries[3]
+    order = brute_force(vectors[:6000], ids[:6000], q, 6000)
+    allowed = np.array(order[-60:], dtype=np.int64)
+    scans = []
+    monkeypatch.setattr(index, "_exact", lambda *a: scans.append(1) or VectorIndex._exact(index, *a))
+    got = index.search(q, 50, allowed=allowed)
+    assert scans, "the graph search was expected to come back short here"
+    assert [i for i, _ in got] == order[-60:-10]
+
+
+@pytest.mark.parametrize("which", ["exact", "approx"])
+def test_predicate_deepening_finds_far_permitted_ids(request, data, which, queries) -> None:
+    index: VectorIndex = request.getfixturevalue(which)
+    ids, vectors = data
+    q = queries[5]
+    order = brute_force(vectors, ids, q, len(ids))
+    permitted = set(order[-12:])  # only the 12 ids least like the query are visible
+    asked: list[int] = []
+    sizes: list[int] = []
+
+    def predicate(candidates: list[int]) -> set[int]:
+        sizes.append(len(candidates))
+        asked.extend(candidates)
+        return {c for c in candidates if c in permitted} | {-1}  # extras are ignored
+
+    got = index.search(q, 10, allowed=predicate)
+    assert [i for i, _ in got] == order[-12:-2]
+    assert len(asked) == len(set(asked)) <= len(ids)  # every candidate asked about once
+    assert sizes[0] == 10 and 30 <= sizes[1] <= 40  # deepening 10, 40, 160 ... asks only about new ids
+    assert max(sizes) <= 4096 and len(sizes) <= 12  # ... in bounded batches, until everything
+
+
+def test_predicate_terminates_when_fewer_than_k_permitted(exact, approx, data, queries) -> None:
+    ids, _ = data
+    few = {int(ids[3]), int(ids[17_000])}
+    for index in (exact, approx):
+        got = index.search(queries[0], 10, allowed=lambda c: {i for i in c if i in few})
+        assert {i for i, _ in got} == few
+        assert index.search(queries[0], 10, allowed=lambda c: set()) == []
+
+
+def test_predicate_must_return_ids(exact, queries) -> None:
+    with pytest.raises(InvalidInputError, match="predicate"):
+        exact.search(queries[0], 3, allowed=lambda c: None)  # type: ignore[arg-type, return-value]
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_remove_and_replace(kind, data, queries) -> None:
+    ids, vectors = data
+    index = VectorIndex(DIM, kind)
+    index.add(ids[:3000], vectors[:3000])
+    q = queries[7]
+    top = [i for i, _ in index.search(q, 5)]
+    assert index.remove(np.array(top[:3] + [123456789])) == 3
+    assert len(index) == 2997 and top[0] not in index
+    after = [i for i, _ in index.search(q, 5)]
+    assert not set(after) & set(top[:3])
+    assert after == brute_force(vectors[:3000], ids[:3000], q, 8)[3:]
+    assert len(index.search(q, 5, allowed=np.array(top))) == 2
+    # re-adding an id (here: with the query itself as its vector) puts it first
+    index.add(np.array([top[1]]), q[None, :])
+    assert index.search(q, 1)[0][0] == top[1]
+    assert len(index) == 2998 and sorted(index.ids().tolist()) == sorted(
+        set(ids[:3000].tolist()) - {top[0], top[2]}
+    )
+    index.add(np.array([ids[10]]), vectors[4000][None, :])  # replace: the old vector is gone
+    assert index.search(vectors[4000], 1)[0][0] == ids[10]
+    assert len(index) == 2998
+
+
+def test_hnsw_tombstones_and_rebuild(data, queries) -> None:
+    ids, vectors = data
+    index = VectorIndex(DIM, "hnsw")
+    index.add(ids[:2000], vectors[:2000])
+    index.remove(ids[:300])
+    assert index.n_tombstones == 300 and not index.needs_rebuild
+    index.remove(ids[300:500])
+    assert index.needs_rebuild
+    fresh = index.rebuild()
+    assert fresh.n_tombstones == 0 and not fresh.needs_rebuild and len(fresh) == 1500
+    for q in queries[:5]:
+        want = brute_force(vectors[500:2000], ids[500:2000], q, 10)
+        assert [i for i, _ in index.search(q, 10)] == want
+        assert [i for i, _ in fresh.search(q, 10)] == want
+
+
+def test_bad_input_is_refused_and_nothing_is_added() -> None:
+    index = VectorIndex(4)
+    index.add(np.array([1, 2]), np.eye(4)[:2])
+    for ids, vecs, match in [
+        (np.array([3, 4]), np.ones((2, 5)), "shape"),
+        (np.array([3, 3]), np.ones((2, 4)), "unique"),
+        (np.array([3, 4]), np.array([[1, 0, 0, np.nan], [1, 0, 0, 0]]), "finite"),
+        (np.array([3.5, 4.0]), np.ones((2, 4)), "integers"),
+        (np.array([[3, 4]]), np.ones((2, 4)), "1-D"),
+    ]:
+        with pytest.raises(InvalidInputError, match=match):
+            index.add(ids, vecs)
+    assert len(index) == 2
+    with pytest.raises(InvalidInputError, match="k must be"):
+        index.search(np.ones(4), 0)
+    with pytest.raises(InvalidInputError, match="query"):
+        index.search(np.ones(3), 1)
+    with pytest.raises(InvalidInputError, match="kind"):
+        VectorIndex(4, "ivf")
+    assert VectorIndex(4, "hnsw").search(np.ones(4), 3) == []
+    assert index.search(np.ones(4), 10)[0][1] == pytest.approx(0.5)  # cosine of (1,1,1,1) and e1
+
+
+def test_stored_vectors_are_normalised_and_sets_are_accepted() -> None:
+    index = VectorIndex(3, "hnsw")
+    index.add([5, 9], np.array([[3.0, 4.0, 0.0], [0.0, 0.0, 2.0]]))
+    np.testing.assert_allclose(index.vectors([9, 5]), [[0, 0, 1], [0.6, 0.8, 0]], atol=1e-6)
+    with pytest.raises(InvalidInputError, match="not in the index"):
+        index.vectors([7])
+    assert [i for i, _ in index.search([0.0, 0.0, 1.0], 5, allowed={5, 9, 11})] == [9, 5]
+    assert index.search([1.0, 0.0, 0.0], 1)[0] == (5, pytest.approx(0.6))

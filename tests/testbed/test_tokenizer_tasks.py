@@ -1,0 +1,81 @@
+"""Tokenizer round trip and the task zoo's definitions (no training)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.core.errors import InvalidInputError, UnknownNameError
+from testbed.tasks import TASKS, composite_examples, get_task, tasks_for
+from testbed.tokenizer import build_tokenizer, save_tokenizer
+
+
+def test_tokenizer_bytes_and_specials_round_trip(tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = build_tokenizer()
+    text = "Hello, wörld! 123 | SHOUT"
+    ids = tok(text)["input_ids"]
+    assert ids == list(text.encode("utf-8"))
+    assert (tok.pad_token_id, tok.bos_token_id, tok.eos_token_id) == (256, 257, 258)
+    save_tokenizer(tmp_path)
+    tok2 = AutoTokenizer.from_pretrained(str(tmp_path))
+    assert tok2.padding_side == "left"
+    assert tok2(text)["input_ids"] == ids
+    assert tok2.decode(ids) == text
+    batch = tok2(["a", "abc"], padding=True)["input_ids"]
+    assert batch[0][:2] == [256, 256]  # left padding
+
+
+def test_zoo_has_enough_tasks_with_cards_cues_and_families():
+    assert len(TASKS) >= 16 and len(tasks_for("ci")) >= 16
+    for t in TASKS.values():
+        assert len(t.description) > 40 and t.tags
+        assert len(t.cues) >= 3 and len(t.heldout_cues) >= 2
+        assert not set(t.cues) & set(t.heldout_cues)
+    families = {t.family for t in TASKS.values() if t.family}
+    assert len(families) >= 2
+    for fam in families:
+        members = [t for t in TASKS.values() if t.family == fam]
+        assert any(m.held_out for m in members) and sum(not m.held_out for m in members) >= 2
+        assert len({m.description for m in members}) == len(members)
+    assert all(t.min_size == "ci" for t in tasks_for("ci"))
+    assert any(t.min_size == "full" for t in tasks_for("full"))
+
+
+def test_examples_are_seeded_and_never_identity():
+    t = get_task("caesar_2")
+    a, b = t.examples(20, 3), t.examples(20, 3)
+    assert a == b and a != t.examples(20, 4)
+    for e in a:
+        assert e.output != e.input and e.output == t.fn(e.input)
+        assert e.prompt.startswith(e.input + " | ")
+    assert get_task("caesar_2").fn("xyZ!") == "zaB!"
+    assert get_task("digit_add_3").fn("a98") == "a21"
+    assert get_task("leetspeak").fn("toast") == "70457"
+    assert get_task("repeat_3").fn("ab") == "aaabbb"
+    heldout = t.examples(10, 0, "heldout")
+    assert all(any(e.prompt.endswith(c) for c in t.heldout_cues) for e in heldout)
+
+
+def test_composites_chain_tasks_in_order():
+    exs = composite_examples(10, 3, seed=0)
+    assert len(exs) == 10
+    for e in exs:
+        cues = e.prompt.split(" | ", 1)[1].split(", then ")
+        assert len(cues) == 3
+        y = e.input
+        for cue in cues:
+            task = next(t for t in tasks_for("ci") if cue in t.all_cues() and t.composable and not t.held_out)
+            y = task.fn(y)
+        assert y == e.output
+
+
+def test_bad_names_and_sizes_are_domain_errors():
+    with pytest.raises(UnknownNameError, match="known"):
+        get_task("nope")
+    with pytest.raises(InvalidInputError):
+        tasks_for("huge")
+    with pytest.raises(InvalidInputError):
+        composite_examples(1, 5, 0)
+    with pytest.raises(InvalidInputError):
+        get_task("upper").all_cues("test")
