@@ -51,18 +51,22 @@ def training_data(zoo: Any, entries: list[Any], source: str, per_task: int, seed
     return data
 
 
-def routed_answer(routed: Any, batch_size: int) -> Any:
+def routed_answer(routed: Any, batch_size: int, embed: Any = None) -> Any:
     """A ``generate(prompts) -> answers`` function over a routed model (testbed greedy decoding)."""
+    from routing.train import embed_texts
     from testbed.generate import greedy
 
     def fn(prompts: list[str]) -> list[str]:
         new = max(len(p.split(" | ")[0].encode()) for p in prompts) * 4 + 4  # as testbed.eval does
-        if routed.router is None:
+        if routed.router is None and not routed.needs_features:
             return greedy(routed, prompts, batch_size=batch_size, max_new_tokens=new)
         out: list[str] = []
         for i in range(0, len(prompts), batch_size):  # request-level router: decide per chunk of rows
             chunk = prompts[i:i + batch_size]
-            routed.router.apply(routed, chunk)
+            if routed.router is not None:
+                routed.router.apply(routed, chunk)
+            else:  # gates reading the request embedding (features="embedding"), as the server sets it
+                routed.set_features(embed_texts(embed, chunk))
             out += greedy(routed, chunk, batch_size=len(chunk), max_new_tokens=new)
         return out
 
@@ -78,8 +82,18 @@ def fresh_base(zoo: Any) -> Any:
     return model
 
 
+def minilm() -> Any:
+    """texts -> (N, 384) MiniLM embeddings (the hub's search embedder, offline)."""
+    import torch
+
+    from hub.search.embedder import load_embedder
+
+    emb = load_embedder(device="cpu")
+    return lambda texts: torch.as_tensor(emb.embed(list(texts)))
+
+
 def build_preset(zoo: Any, entries: list[Any], experts: list[Any], preset: str, params: dict, steps: int,
-                 data: list[list[dict]], seed: int) -> tuple[Any, dict[str, Any]]:
+                 data: list[list[dict]], seed: int, embed: Any = None, lr: float = 1e-2) -> tuple[Any, dict[str, Any]]:
     """Train (or, for ``semantic``, set up) a router over ``experts`` on a fresh copy of base A."""
     import torch
 
@@ -102,8 +116,9 @@ def build_preset(zoo: Any, entries: list[Any], experts: list[Any], preset: str, 
         routed = build_router(model, experts, preset, params, names=names, adapter_vectors=torch.stack(vecs),
                               embed=lambda texts: torch.as_tensor(emb.embed(list(texts))))
         return routed, {"train_s": time.perf_counter() - t0}
-    tc = TrainConfig(steps=steps, batch_size=16, lr=1e-2, max_length=160, seed=seed, pad_id=PAD_ID)
-    state = train_router(model, experts, preset, params, examples=data, tokenizer=_encoder(), names=names, train=tc)
+    tc = TrainConfig(steps=steps, batch_size=16, lr=lr, max_length=160, seed=seed, pad_id=PAD_ID)
+    state = train_router(model, experts, preset, params, examples=data, tokenizer=_encoder(), names=names, train=tc,
+                         embed=embed)
     routed = load_router(model, experts, state, names=names)
     return routed, {"train_s": time.perf_counter() - t0, "first_loss": state.metrics["first_loss"],
                     "final_loss": state.metrics["final_loss"]}
@@ -123,8 +138,11 @@ def main() -> None:
     ap.add_argument("--presets", default="meteora,mole_llava,mole_wu,smora,lora_mixer,semantic")
     ap.add_argument("--n", type=int, default=40, help="held-out prompts per task")
     ap.add_argument("--steps", type=int, default=200, help="gate training steps per preset")
+    ap.add_argument("--lr", type=float, default=1e-2, help="gate learning rate")
     ap.add_argument("--per-task", type=int, default=64, help="training examples per task")
     ap.add_argument("--samples", default="task", choices=["task", "zoo"])
+    ap.add_argument("--features", default="site_input,embedding",
+                    help="gate features of the trained presets: site_input (paper), embedding (MiniLM of the request)")
     ap.add_argument("--composite-temperature", type=float, default=15.0)
     ap.add_argument("--no-composite", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
@@ -158,15 +176,23 @@ def main() -> None:
     entries = zoo.adapters_on(None)
     experts = [load_peft(e.dir) for e in entries]
     data = training_data(zoo, entries, args.samples, args.per_task, 7_000 + args.seed)
-    presets = [p for p in args.presets.split(",") if p]
+    from routing import ROUTERS
+
+    embed = minilm()
+    presets: list[str] = []
     configs: dict[str, Any] = {"base": "base", "oracle": "oracle"}
     info: dict[str, Any] = {}
-    for p in presets:
-        routed, meta = build_preset(zoo, entries, experts, p, DEFAULT_PARAMS.get(p, {}), args.steps, data, args.seed)
-        info[p] = meta
-        console.print(f"{p}: ready in {meta['train_s']:.1f} s" + (
-            f" (loss {meta['first_loss']:.3f} -> {meta['final_loss']:.3f})" if "final_loss" in meta else ""))
-        configs[p] = Function(routed_answer(routed, args.batch_size))
+    for preset in [p for p in args.presets.split(",") if p]:
+        modes = args.features.split(",") if ROUTERS.get(preset).trainable else ["-"]
+        for mode in modes:
+            p = preset if mode in ("-", "site_input") else f"{preset}+{mode[:3]}"
+            params = {**DEFAULT_PARAMS.get(preset, {}), **({"features": mode} if mode != "-" else {})}
+            routed, meta = build_preset(zoo, entries, experts, preset, params, args.steps, data, args.seed, embed, args.lr)
+            info[p] = meta
+            presets.append(p)
+            console.print(f"{p}: ready in {meta['train_s']:.1f} s" + (
+                f" (loss {meta['first_loss']:.3f} -> {meta['final_loss']:.3f})" if "final_loss" in meta else ""))
+            configs[p] = Function(routed_answer(routed, args.batch_size, embed))
     t1 = time.perf_counter()
     res = evaluate(configs, zoo=zoo, tasks=list(zoo.tasks), n=args.n, split="all", batch_size=args.batch_size)
     console.print(f"mixed-stream eval: {time.perf_counter() - t1:.1f} s")

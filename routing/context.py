@@ -72,6 +72,8 @@ class RoutingContext:
             mixed-adapter batching). ``"*"`` applies to every site without a key of its own.
         attention_mask: (B, T) mask of the current prefill, for pooling and aux-loss masking.
         token_mask: (B*T,) bool mask of the last forward's real tokens (None: all real).
+        features: (B, D) an external embedding of each row's request, read by gates built with
+            ``features="embedding"`` (spec §7.2 knob ``features``); constant over the sequence.
     """
 
     collect: bool = False
@@ -82,6 +84,7 @@ class RoutingContext:
     attention_mask: torch.Tensor | None = None
     token_mask: torch.Tensor | None = None
     in_prefill: bool = True
+    features: torch.Tensor | None = None
 
     def record(self, name: str, rec: GateRecord) -> None:
         if self.collect:

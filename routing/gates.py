@@ -16,11 +16,34 @@ import torch.nn.functional as F
 from torch import nn
 
 from hub.core.errors import InvalidInputError
-from routing.context import GateRecord, GroupWeights
+from routing.context import GateRecord, GroupWeights, RoutingContext
 
 Score = Literal["linear", "sigmoid"]
 WeightRule = Literal["softmax_topk", "renorm_prob", "unit", "prob", "sum_to_k", "dense_softmax"]
 WEIGHT_RULES = ("softmax_topk", "renorm_prob", "unit", "prob", "sum_to_k", "dense_softmax")
+FEATURES = ("site_input", "embedding")
+
+
+def gate_width(width: int, config: object) -> int:
+    """Input width of a gate: ``width`` (its site/block features) or the config's embedding width."""
+    return int(config.embedding_dim) if getattr(config, "features", "site_input") == "embedding" \
+        else width
+
+
+def features_for(gate: nn.Module, ctx: RoutingContext, x: torch.Tensor) -> torch.Tensor:
+    """What ``gate`` reads for input ``x`` (B, T, d) or (M, d): ``x`` itself as (M, d), or -- for a gate
+    built with ``external=True`` -- the request embedding of each row repeated over its tokens (M, D)."""
+    if not getattr(gate, "external", False):
+        return x.reshape(-1, x.shape[-1])
+    f = ctx.features
+    if f is None:
+        raise InvalidInputError("this router's gates read a request embedding (features='embedding'); "
+                                "set one per row with RoutedModel.set_features(...) before the forward")
+    rows = f.shape[0]
+    m = x.reshape(-1, x.shape[-1]).shape[0]
+    if m % rows:
+        raise InvalidInputError(f"request features have {rows} rows but the input has {m} tokens")
+    return f.to(x.device).repeat_interleave(m // rows, dim=0)
 
 
 @dataclass(frozen=True)
@@ -64,8 +87,9 @@ class TokenGate(nn.Module):
     beta: torch.Tensor
     load: torch.Tensor
 
-    def __init__(self, in_features: int, groups: int, spec: GateSpec) -> None:
+    def __init__(self, in_features: int, groups: int, spec: GateSpec, external: bool = False) -> None:
         super().__init__()
+        self.external = external  # reads RoutingContext.features instead of the site input
         self.spec = spec
         self.groups = groups
         self.proj = nn.Linear(in_features, groups, bias=spec.bias)
@@ -150,8 +174,10 @@ class SequenceGate(nn.Module):
 
     allowed: torch.Tensor
 
-    def __init__(self, in_features: int, groups: int, temperature: float = 1.0, learn_temperature: bool = True):
+    def __init__(self, in_features: int, groups: int, temperature: float = 1.0, learn_temperature: bool = True,
+                 external: bool = False):
         super().__init__()
+        self.external = external  # reads RoutingContext.features instead of the pooled block input
         self.groups = groups
         self.proj = nn.Linear(in_features, groups, bias=False)
         self.log_tau = nn.Parameter(torch.tensor(math.log(temperature)), requires_grad=learn_temperature)

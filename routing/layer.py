@@ -28,6 +28,7 @@ from torch import nn
 from hub.core.errors import InvalidInputError
 from routing.bank import ExpertBank
 from routing.context import GroupWeights, RoutingContext
+from routing.gates import features_for
 
 Backend = Literal["auto", "dense", "gather", "grouped", "fold"]
 BACKENDS = ("auto", "dense", "gather", "grouped", "fold")
@@ -95,7 +96,7 @@ class RoutedLoRALinear(nn.Module):
     def current_weights(self, x: torch.Tensor) -> GroupWeights | None:
         """The group weights that apply to input ``x`` in this forward, or None (base only)."""
         if self.gate is not None:
-            rec = self.gate(x.reshape(-1, self.in_features))  # (M, in) -> record over (M, G)
+            rec = self.gate(features_for(self.gate, self.context, x))  # (M, in|D) -> record over (M, G)
             self.context.record(self.site, rec)
             return rec.weights
         if self.gate_key is not None and self.gate_key in self.context.shared:

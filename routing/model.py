@@ -137,6 +137,24 @@ class RoutedModel:
         else:
             self.context.rows[key] = weights
 
+    @property
+    def needs_features(self) -> bool:
+        """Whether the gates read an external request embedding (config ``features="embedding"``)."""
+        return any(getattr(g, "external", False) for g in self.gates.values())
+
+    def set_features(self, features: torch.Tensor | None) -> None:
+        """Set (or clear) the (B, D) request embeddings, one row per batch row, for the next calls."""
+        if features is not None:
+            if features.dim() != 2:
+                raise InvalidInputError(f"request features must be (B, D), got {tuple(features.shape)}")
+            want = getattr(self.config, "embedding_dim", features.shape[1])
+            if features.shape[1] != want:
+                raise InvalidInputError(f"request features must have {want} columns (the router's embedding_dim), "
+                                        f"got {features.shape[1]}")
+            if not torch.isfinite(features).all():
+                raise InvalidInputError("request features contain NaN or Inf")
+        self.context.features = features
+
     def remove(self) -> nn.Module:
         """Restore the original linears, drop hooks; returns the base model."""
         for h in self.hooks:

@@ -20,6 +20,7 @@ from torch import nn
 from hub.core.adapter import LoraAdapter
 from hub.core.errors import InvalidInputError
 from hub.core.registry import Registry
+from routing.gates import FEATURES
 from routing.layer import BACKENDS
 from routing.model import PLACEMENTS, RoutedModel
 
@@ -31,16 +32,28 @@ class RouterConfig:
     Attributes:
         backend: LoRA backend of the routed linears (``auto``, ``dense``, ``gather``, ``grouped``, ``fold``).
         dropout: LoRA-branch input dropout during training.
+        features: what the trained gates read (spec §7.2): ``site_input`` (each preset's paper setting:
+            the site input, MLP input or pooled block input) or ``embedding`` (an external sentence
+            embedding of the request, set with ``RoutedModel.set_features``; constant over a sequence, so
+            the gate sees the task even at tokens that come before the prompt's cue). Training-free
+            presets ignore it.
+        embedding_dim: width of the external embedding (384 for all-MiniLM-L6-v2).
     """
 
     backend: str = "auto"
     dropout: float = 0.0
+    features: str = "site_input"
+    embedding_dim: int = 384
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise InvalidInputError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise InvalidInputError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.features not in FEATURES:
+            raise InvalidInputError(f"features must be one of {list(FEATURES)}, got {self.features!r}")
+        if self.embedding_dim < 1:
+            raise InvalidInputError(f"embedding_dim must be >= 1, got {self.embedding_dim}")
         placement = getattr(self, "placement", None)
         if placement is not None and placement not in PLACEMENTS:
             raise InvalidInputError(f"placement must be one of {sorted(PLACEMENTS)}, got {placement!r}")

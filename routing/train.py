@@ -25,6 +25,21 @@ from routing.presets import ROUTERS, build_router, make_config
 
 Example = Mapping[str, str]
 Encode = Callable[[str], list[int]]
+Embed = Callable[[list[str]], Any]
+
+
+def request_text(text: str) -> str:
+    """What an external embedding reads of a prompt: printable text, trimmed (special-token marks and the
+    trailing newline dropped), identical at training and at serving time."""
+    return "".join(ch for ch in text if ch.isprintable()).strip()
+
+
+def embed_texts(embed: Embed, texts: Sequence[str], batch: int = 256) -> torch.Tensor:
+    """``embed`` over ``texts`` (after :func:`request_text`) -> a float32 (N, D) tensor."""
+    out = []
+    for i in range(0, len(texts), batch):
+        out.append(torch.as_tensor(embed([request_text(t) for t in texts[i:i + batch]])).float())
+    return torch.cat(out) if out else torch.zeros(0, 0)
 Progress = Callable[[dict[str, Any]], None]
 
 
@@ -77,7 +92,7 @@ def _examples(data: Sequence[Sequence[Example]], n: int, encode: Encode, cfg: Tr
             labels = (list(ids) if cfg.loss_on_prompt else [-100] * len(p) + o)[: cfg.max_length]
             if not ids:
                 raise InvalidInputError(f"example {j} of expert #{i} is empty")
-            out.append((ids, labels, i))
+            out.append((ids, labels, i, ex["input"]))
     return out
 
 
@@ -87,7 +102,7 @@ def collate(items: Sequence[tuple], pad_id: int = 0) -> dict[str, torch.Tensor]:
     ids = torch.full((len(items), t), pad_id, dtype=torch.long)
     labels = torch.full((len(items), t), -100, dtype=torch.long)
     am = torch.zeros(len(items), t, dtype=torch.long)
-    for r, (x, y, _) in enumerate(items):
+    for r, (x, y, *_) in enumerate(items):
         ids[r, : len(x)], labels[r, : len(y)], am[r, : len(x)] = torch.tensor(x), torch.tensor(y), 1
     return {"input_ids": ids, "attention_mask": am, "labels": labels,
             "task_ids": torch.tensor([it[2] for it in items], dtype=torch.long)}
@@ -95,7 +110,8 @@ def collate(items: Sequence[tuple], pad_id: int = 0) -> dict[str, torch.Tensor]:
 
 def train_router(model: nn.Module, experts: Sequence[LoraAdapter], preset: str, config: Any = None, *,
                  examples: Sequence[Sequence[Example]], tokenizer: Any, names: Sequence[str] | None = None,
-                 train: TrainConfig | None = None, progress: Progress | None = None) -> RouterState:
+                 train: TrainConfig | None = None, progress: Progress | None = None,
+                 embed: Embed | None = None) -> RouterState:
     """Train the gates of ``preset`` over ``experts`` and return the trained router state.
 
     Args:
@@ -105,6 +121,8 @@ def train_router(model: nn.Module, experts: Sequence[LoraAdapter], preset: str, 
         examples: per expert, a list of ``{"input", "output"}``; the list index is the task label.
         tokenizer: an HF tokenizer or a callable text -> token ids.
         train: optimisation settings; ``progress`` gets ``{"step", "steps", "loss", "lm", "aux"}``.
+        embed: texts -> (N, D) sentence embeddings; required when the config has ``features="embedding"``
+            (each example's input is embedded once, the same way the server embeds a request).
 
     Raises:
         InvalidInputError: a preset that cannot be trained, bad examples or settings.
@@ -114,6 +132,14 @@ def train_router(model: nn.Module, experts: Sequence[LoraAdapter], preset: str, 
         raise InvalidInputError(f"router {preset!r} is training-free; nothing to train")
     cfg, tc = make_config(preset, config), train or TrainConfig()
     items = _examples(examples, len(experts), _encoder(tokenizer), tc)
+    feats: torch.Tensor | None = None
+    if getattr(cfg, "features", "site_input") == "embedding":
+        if embed is None:
+            raise InvalidInputError(f"router {preset!r} with features='embedding' needs an embed function")
+        feats = embed_texts(embed, [it[3] for it in items])
+        if feats.shape[1] != cfg.embedding_dim:
+            raise InvalidInputError(f"the embed function gives {feats.shape[1]} dimensions; the config says "
+                                    f"embedding_dim={cfg.embedding_dim}")
     torch.manual_seed(tc.seed)
     rng = random.Random(tc.seed)
     was_training = model.training
@@ -132,8 +158,11 @@ def train_router(model: nn.Module, experts: Sequence[LoraAdapter], preset: str, 
         model.train()
         history: list[dict[str, Any]] = []
         for step in range(tc.steps):
-            batch = collate([items[rng.randrange(len(items))] for _ in range(tc.batch_size)], tc.pad_id)
+            pick = [rng.randrange(len(items)) for _ in range(tc.batch_size)]
+            batch = collate([items[j] for j in pick], tc.pad_id)
             routed.context.clear_records()
+            if feats is not None:
+                routed.set_features(feats[pick])
             out = routed(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
             aux = entry.aux_loss(routed, batch["task_ids"])
             loss = out.loss + aux
@@ -149,6 +178,7 @@ def train_router(model: nn.Module, experts: Sequence[LoraAdapter], preset: str, 
                 progress(rec)
         routed.context.clear_records()
         routed.context.collect = False
+        routed.set_features(None)
         metrics = {"steps": tc.steps, "final_loss": history[-1]["loss"], "first_loss": history[0]["loss"],
                    "train": {k: v for k, v in vars(tc).items()}}
         return router_state(routed, experts, metrics=metrics)

@@ -230,7 +230,8 @@ def run_router_train(hub: Hub, job: JobView, report: Reporter) -> dict[str, Any]
                                          f"aux {rec['aux']:.4f})", force=step == steps)
 
     state = train_router(model, experts, req["preset"], req["config"], examples=examples, tokenizer=tok,
-                         names=keys, train=tc, progress=progress)
+                         names=keys, train=tc, progress=progress,
+                         embed=lambda texts: torch.from_numpy(hub.search.embed(texts)))  # features="embedding"
     report.log(f"trained: loss {state.metrics['first_loss']:.4f} -> {state.metrics['final_loss']:.4f}")
     parents = [ParentRef(s["name"], str(s["version"]), None, s["sha256"]) for s in req["experts"]]
     recipe = {k: req[k] for k in ("preset", "config", "steps", "train")}

@@ -18,7 +18,7 @@ from torch import nn
 
 from hub.core.adapter import LoraAdapter
 from routing import losses
-from routing.gates import GateSpec, TokenGate
+from routing.gates import GateSpec, TokenGate, gate_width
 from routing.model import RoutedModel
 from routing.presets import ROUTERS, RouterConfig, RouterPreset, check_choice, check_positive
 from routing.routers._common import per_site, sites_for
@@ -50,7 +50,7 @@ def build(model: nn.Module, experts: Sequence[LoraAdapter], config: MeteoraConfi
     n = len(experts)
     spec = GateSpec(k=min(config.k, n), weights="softmax_topk", temperature=config.temperature)
     routed = per_site(model, experts, names, sites_for(model, experts, config.placement),
-                      lambda site, lin, bank: TokenGate(lin.in_features, n, spec),
+                      lambda site, lin, bank: TokenGate(gate_width(lin.in_features, config), n, spec, external=config.features == "embedding"),
                       backend=config.backend, dropout=config.dropout)
     routed.set_trainable(config.trainable)
     return routed

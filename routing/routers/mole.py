@@ -27,7 +27,7 @@ from torch import nn
 from hub.core.adapter import LoraAdapter
 from hub.core.errors import InvalidInputError
 from routing import losses
-from routing.gates import ConstantGate, GateSpec, SequenceGate, TokenGate
+from routing.gates import ConstantGate, GateSpec, SequenceGate, TokenGate, features_for, gate_width
 from routing.model import ATTN, MLP, RoutedModel
 from routing.presets import ROUTERS, RouterConfig, RouterPreset, check_positive, gate_key
 from routing.routers._common import block_of, per_site, sites_for
@@ -71,7 +71,7 @@ def build_llava(model: nn.Module, experts: Sequence[LoraAdapter], config: MoleLl
                       shared_key=lambda s: f"mlp:{block_of(s)}" if s.rsplit(".", 1)[-1] in MLP else None)
     for block in sorted({block_of(s) for s in sites if s.rsplit(".", 1)[-1] in MLP}):
         mlp = model.get_submodule(block + ".mlp")
-        gate = TokenGate(_hidden(model), n, spec)
+        gate = TokenGate(gate_width(_hidden(model), config), n, spec, external=config.features == "embedding")
         routed.gates[gate_key(block + ".mlp")] = gate
         routed.hooks.append(mlp.register_forward_pre_hook(_mlp_hook(routed, gate, f"mlp:{block}")))
     routed.set_trainable(config.trainable)
@@ -86,7 +86,7 @@ def _hidden(model: nn.Module) -> int:
 def _mlp_hook(routed: RoutedModel, gate: TokenGate, key: str) -> Any:
     def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
         x = args[0]
-        rec = gate(x.reshape(-1, x.shape[-1]))  # (B*T, d) -> weights shared by gate/up/down
+        rec = gate(features_for(gate, routed.context, x))  # (B*T, d|D) -> weights shared by gate/up/down
         routed.context.shared[key] = rec.weights
         routed.context.record(key, rec)
     return hook
@@ -128,7 +128,8 @@ def build_wu(model: nn.Module, experts: Sequence[LoraAdapter], config: MoleWuCon
     routed = per_site(model, experts, names, sites, lambda s, lin, bank: None, backend=config.backend,
                       dropout=config.dropout, row_key=lambda s: f"block:{block_of(s)}")
     for block in sorted({block_of(s) for s in sites}):
-        gate = SequenceGate(_hidden(model), n, config.temperature, config.learn_temperature)
+        gate = SequenceGate(gate_width(_hidden(model), config), n, config.temperature, config.learn_temperature,
+                            external=config.features == "embedding")
         if config.mask is not None:
             gate.allowed.zero_()
             gate.allowed[list(config.mask)] = 1.0
@@ -151,7 +152,7 @@ def _block_hook(routed: RoutedModel, gate: SequenceGate, key: str) -> Any:
         am = ctx.attention_mask
         m = (am[:, -h.shape[1]:] if am is not None else torch.ones(h.shape[:2], device=h.device)).to(h.dtype)
         pooled = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp_min(1.0)  # (B, d)
-        rec = gate(pooled)
+        rec = gate(features_for(gate, ctx, pooled))  # (B, d), or the request embedding (B, D)
         ctx.sequence_rows[key] = rec.weights
         ctx.record(key, rec)
     return hook

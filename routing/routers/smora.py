@@ -23,7 +23,7 @@ from torch import nn
 
 from hub.core.adapter import LoraAdapter, LoraLayer, LoraSpec
 from hub.core.errors import InvalidInputError
-from routing.gates import GateSpec, TokenGate
+from routing.gates import GateSpec, TokenGate, gate_width
 from routing.model import PLACEMENTS, RoutedModel, linear_sites, model_id
 from routing.presets import ROUTERS, RouterConfig, RouterPreset, check_choice, check_positive
 from routing.routers._common import per_site, sites_for
@@ -68,7 +68,7 @@ def build(model: nn.Module, experts: Sequence[LoraAdapter], config: SmoraConfig,
                 bank.set_scale(i, alpha / config.k if la is not None else 0.0)
         spec = GateSpec(score="sigmoid", k=config.k, weights="sum_to_k", balance_bias=True,
                         bias_rate=config.bias_rate)
-        return TokenGate(lin.in_features, groups, spec)
+        return TokenGate(gate_width(lin.in_features, config), groups, spec, external=config.features == "embedding")
 
     routed = per_site(model, experts, names, sites_for(model, experts, config.placement), gate_for,
                       backend=config.backend, dropout=config.dropout, group_size=lambda bank: config.block)

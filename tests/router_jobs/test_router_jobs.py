@@ -12,10 +12,10 @@ from hub.services.router_training import RouterTrainingService, RouterTrainReque
 from tests.router_jobs.conftest import BASE_ID, EXPERTS, SAMPLES
 
 
-def _train(hub, name="alice/router", steps=30, **kw):
+def _train(hub, name="alice/router", steps=30, params=None, **kw):
     alice = hub.users.ensure_user("alice")
     req = RouterTrainRequest(preset="meteora", experts=tuple(EXPERTS), name=name, steps=steps,
-                             params={"k": 1}, train={"lr": 3e-2, "batch_size": 8, "seed": 0}, **kw)
+                             params=params or {"k": 1}, train={"lr": 3e-2, "batch_size": 8, "seed": 0}, **kw)
     job, dedup = RouterTrainingService(hub).submit(alice, req)
     assert not dedup and job.status == "queued"
     assert Worker(hub, "test").run_once()
@@ -151,3 +151,29 @@ def test_job_cancelled_while_running_publishes_nothing(rhub):
         run_router_train(rhub, running, Reporter(q, job.id))
     with pytest.raises(NotFoundError):
         rhub.adapters.get(None, "alice", "never")
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"])
+def test_router_reading_the_request_embedding_trains_and_serves(rhub):
+    """config features="embedding": the job embeds each sample with the hub's MiniLM; serving embeds the
+    prompt the same way and the gates route on it."""
+    from hub.services.inference import CompletionRequest, InferenceService
+    from hub.services.inference.routers import read_state
+
+    job = _train(rhub, name="alice/emb-router", params={"k": 1, "features": "embedding"})
+    assert job.status == "succeeded", job.error
+    ver = rhub.adapters.version(None, "alice", "emb-router")
+    state = read_state(rhub, ver, "alice/emb-router@1")
+    assert state.config["features"] == "embedding" and state.config["embedding_dim"] == 384
+    svc = InferenceService(rhub, device="cpu")
+    try:
+        picks = {}
+        for prompt in ("up: cow", "#14 15"):
+            res = svc.complete(None, CompletionRequest(model="alice/emb-router", prompts=[prompt], max_tokens=3,
+                                                       temperature=0.0))
+            c = res.choices[0]
+            assert c.route == "router" and c.gate_weights
+            picks[prompt] = max(c.adapters, key=c.adapters.get)
+    finally:
+        svc.close()
+    assert picks == {"up: cow": "alice/upper@1", "#14 15": "bob/digits@1"}

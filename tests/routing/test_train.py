@@ -127,3 +127,65 @@ def test_bad_training_input_is_a_domain_error(model, experts):
         train_router(model, experts, "semantic", examples=sample_data(), tokenizer=encode)
     with pytest.raises(InvalidInputError, match="steps"):
         TrainConfig(steps=0)
+
+
+def onehot_embed(texts: list[str]) -> torch.Tensor:
+    """A request embedder for the tests: one-hot of the alphabet the text is written in (4 dims)."""
+    out = torch.zeros(len(texts), 4)
+    for r, t in enumerate(texts):
+        out[r, next(i for i, a in enumerate(ALPHABETS) if t[0] in a)] = 1.0
+    return out
+
+
+def test_embedding_features_route_every_token_by_the_request(model, base_model, experts):
+    """features="embedding": the gates read the request embedding, so even a prompt's FIRST token (which
+    carries no task cue in its own hidden state) is routed to the right expert."""
+    data = sample_data()
+    cfg = {"k": 1, "features": "embedding", "embedding_dim": 4}
+    state = train_router(model, experts, "meteora", cfg, examples=data, tokenizer=encode, names=NAMES,
+                         train=TrainConfig(steps=30, lr=5e-2, batch_size=8), embed=onehot_embed)
+    routed = load_router(model, experts, state, names=NAMES)
+    assert routed.needs_features and all(g.proj.in_features == 4 for g in routed.gates.values())
+    texts = [e["input"] for rows in data for e in rows]
+    batch = collate([(encode(e["input"] + e["output"]), [], i) for i, rows in enumerate(data) for e in rows])
+    routed.set_features(onehot_embed(texts))
+    assert gate_accuracy(routed, batch) > 0.95
+    routed.set_features(onehot_embed(texts))
+    routed.context.collect = True
+    with torch.no_grad():
+        routed(input_ids=batch["input_ids"][:, :1], attention_mask=batch["attention_mask"][:, :1])
+    first = next(iter(routed.context.records.values()))[-1].weights.idx[:, 0]
+    assert torch.equal(first, batch["task_ids"])  # one token in: already the right expert
+    routed.context.collect = False
+    routed.set_features(None)
+    with pytest.raises(InvalidInputError, match="set_features"):
+        routed(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    with pytest.raises(InvalidInputError, match="4 columns"):
+        routed.set_features(torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("preset", ["mole_llava", "mole_wu", "smora", "lora_mixer"])
+def test_every_trainable_preset_accepts_embedding_features(preset, model, base_model, experts, batch):
+    ids, am = batch
+    cfg = {"features": "embedding", "embedding_dim": 4, **({"k": 3} if preset == "smora" else {})}
+    state = train_router(model, experts, preset, cfg, examples=sample_data(2), tokenizer=encode, names=NAMES,
+                         train=TrainConfig(steps=2, batch_size=4), embed=onehot_embed)
+    routed = load_router(copy.deepcopy(base_model), experts, state, names=NAMES)
+    assert routed.needs_features
+    outs = []
+    for alpha in (0, 3):  # the same tokens under two different request embeddings route differently
+        routed.set_features(torch.nn.functional.one_hot(torch.tensor([alpha, alpha]), 4).float())
+        with torch.no_grad():
+            outs.append(routed(input_ids=ids, attention_mask=am).logits)
+    assert not torch.equal(outs[0], outs[1])
+
+
+def test_embedding_features_need_an_embed_function_of_the_right_width(model, experts):
+    with pytest.raises(InvalidInputError, match="embed function"):
+        train_router(model, experts, "meteora", {"features": "embedding", "embedding_dim": 4},
+                     examples=sample_data(1), tokenizer=encode)
+    with pytest.raises(InvalidInputError, match="embedding_dim=8"):
+        train_router(model, experts, "meteora", {"features": "embedding", "embedding_dim": 8},
+                     examples=sample_data(1), tokenizer=encode, embed=onehot_embed)
+    with pytest.raises(InvalidInputError, match="features must be one of"):
+        build_router(model, experts, "meteora", {"features": "pixels"})

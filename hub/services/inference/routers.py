@@ -209,6 +209,11 @@ class RouterRunner:
         x = torch.tensor([ids], device=lb.device)
         if plan.state.preset == "semantic":
             routed.router.apply(routed, [lb.tokenizer.decode(ids, skip_special_tokens=True)])
+        elif routed.needs_features:  # gates that read the request's embedding (config features="embedding")
+            from routing.train import embed_texts
+
+            text = lb.tokenizer.decode(ids, skip_special_tokens=True)
+            routed.set_features(embed_texts(lambda t: torch.from_numpy(self.svc.hub.search.embed(t)), [text]))
         greedy = req.temperature == 0.0
         kw = {} if greedy else {"temperature": req.temperature, "top_p": req.top_p}
         if not greedy and req.seed is not None:
