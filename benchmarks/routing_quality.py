@@ -222,15 +222,17 @@ def main() -> None:
 
         model = fresh_base(zoo)
         names = [e.name for e in entries]
-        state = train_router(model, experts, "meteora", {"k": 2}, examples=data, tokenizer=_encoder(), names=names,
-                             train=TrainConfig(steps=args.steps, batch_size=16, lr=1e-2, max_length=160,
+        feats = args.features.split(",")[-1]  # the last feature mode asked for (default: embedding)
+        state = train_router(model, experts, "meteora", {"k": 2, "features": feats}, examples=data,
+                             tokenizer=_encoder(), names=names, embed=embed,
+                             train=TrainConfig(steps=args.steps, batch_size=16, lr=args.lr, max_length=160,
                                                seed=args.seed, pad_id=PAD_ID))
         comp_cfgs: dict[str, Any] = {}
         for k, temp in ((2, args.composite_temperature), (3, args.composite_temperature), (2, 1.0)):
             cfg = {**state.config, "k": k, "temperature": temp}
             st = type(state)(**{**vars(state), "config": cfg})
-            comp_cfgs[f"meteora k={k} T={temp:g}"] = Function(routed_answer(
-                load_router(fresh_base(zoo), experts, st, names=names), args.batch_size))
+            comp_cfgs[f"meteora({feats}) k={k} T={temp:g}"] = Function(routed_answer(
+                load_router(fresh_base(zoo), experts, st, names=names), args.batch_size, embed))
         singles = {f"single {e.task}": Adapter(e) for e in entries}
         t2 = time.perf_counter()
         comp = evaluate({**comp_cfgs, **singles, "base": "base"}, zoo=zoo, tasks=["composite2", "composite3"],
