@@ -193,6 +193,20 @@ def test_lorahub_composition_searches_records_and_beats_uniform_weights(client, 
                       "name": "alice/hubbed"})
     assert r2.json()["id"] == job_id and r2.json()["deduplicated"]
 
+    # a task description: retrieve, then search the retrieved adapters' weights (none are given)
+    r3 = c.post("/api/v1/compositions", headers=auth,
+                json={"task": "adapter alice/upper", "base_model": BASE_ID, "method": "lorahub", "k": 2,
+                      "min_score": -1.0})
+    assert r3.status_code == 202, r3.text
+    assert r3.json()["request"]["weights"] is None and len(r3.json()["request"]["sources"]) == 2
+    assert Worker(hub, "test").run_once()
+    job = c.get(f"/api/v1/jobs/{r3.json()['id']}", headers=auth).json()
+    assert job["status"] == "succeeded", job["error"]
+    assert len(job["result"]["weights"]) == 2 and any("lorahub found weights" in line for line in job["log"])
+    ver = hub.adapters.version(None, *job["result"]["adapter"].split("/"), job["result"]["version"])
+    assert ver.provenance["recipe"]["task"] == "adapter alice/upper"
+    assert ver.provenance["recipe"]["objective"]["loss"] <= ver.provenance["recipe"]["objective"]["base_loss"]
+
 
 BAD = [
     ({"sources": ["erin/noweights"]}, "no local weights folder"),
