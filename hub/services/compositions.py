@@ -4,7 +4,10 @@ A request names its sources explicitly (``"sources": ["ns/a@1", ...]``, ``"weigh
 ``"params"``) or gives only a task description (``"task"``, ``"base_model"``, ``"method": "auto"``):
 the hub then retrieves the most relevant adapters of that base model by semantic search, weighs
 them by similarity, and lets ``merging.choose_method`` pick the method when asked for ``auto``,
-writing why into the job log. Everything a request can get wrong is checked at submit time (4xx);
+writing why into the job log. ``lorahub`` searches the weights itself: the job scores candidate merges
+with the registered base model (its local weights folder) on the sources' samples
+(:mod:`hub.services.composition_objective`) and records the found weights in the log, the result, the
+provenance and the lineage. Everything a request can get wrong is checked at submit time (4xx);
 the job itself loads the sources, merges (on a GPU when one is present) and publishes the result
 with lineage and a generated model card as its very last step, so a failed or cancelled job leaves
 no partial adapter. Identical resolved recipes are deduplicated by hash.
@@ -86,15 +89,28 @@ class CompositionRequest:
             v.parse_name(self.name)
         v.check_visibility(self.visibility)
         if self.method == "lorahub":
-            raise InvalidInputError(
-                "lorahub is not available through compositions yet: it needs a base model with local weights "
-                "to score sample data; use merging.merge(..., 'lorahub', params={'objective': ...}) in Python",
-                field="method",
-            )
-        if self.method != "auto":
+            _check_lorahub_params(self.params, self.weights)
+        elif self.method != "auto":
             from merging import config_class
 
             config_class(self.method).from_params(self.params, list(self.weights) if self.weights else None)
+
+
+def _check_lorahub_params(params: dict[str, Any], weights: tuple[float, ...] | None) -> None:
+    """lorahub's JSON params are checked here; its objective is the hub's to build, its weights its to find."""
+    if weights is not None:
+        raise InvalidInputError("lorahub searches the weights of the sources itself; do not pass weights",
+                                field="weights")
+    if isinstance(params, dict) and "objective" in params:
+        raise InvalidInputError("lorahub's objective is built by the hub (the base model's loss on the sources' "
+                                "samples); do not pass params.objective", field="params")
+    from merging import config_class
+
+    config_class("lorahub").from_params({**(params or {}), "objective": _unused_objective})
+
+
+def _unused_objective(adapter: Any) -> float:  # stands in for the job's objective while params are checked
+    return 0.0
 
 
 def _slug(text: str, n: int = 4) -> str:
@@ -154,6 +170,9 @@ class CompositionService:
         if len(bases) > 1:
             detail = ", ".join(f"{r['name']}@{r['version']}: {r['base_model']}" for r in resolved)
             raise IncompatibleAdaptersError(f"sources are for different base models ({detail})")
+        if req.method == "lorahub":
+            self._check_lorahub(resolved, next(iter(bases)))
+            weights = None  # the search finds them
         recipe = {
             "kind": "compose", "method": req.method, "params": req.params, "weights": weights,
             "sources": [{k: r[k] for k in ("name", "version", "sha256")} for r in resolved],
@@ -175,7 +194,26 @@ class CompositionService:
             raise InvalidInputError(f"{name} is a {kind}, not an adapter; only adapters can be merged",
                                     field="sources")
         ver = self.hub.adapters.version(user, ns, nm, number)
-        return {"name": f"{ns}/{nm}", "version": ver.number, "sha256": ver.sha256, "base_model": ver.base_model}
+        return {"name": f"{ns}/{nm}", "version": ver.number, "sha256": ver.sha256, "base_model": ver.base_model,
+                "samples": "samples.jsonl" in (ver.files or {})}
+
+    def _check_lorahub(self, resolved: list[dict[str, Any]], base_id: str) -> None:
+        """lorahub scores merges with the base model on the sources' samples: both must be there."""
+        from hub.services.inference.models import weights_folder
+
+        base = self.hub.base_models.find(base_id)
+        if base is None:
+            raise InvalidInputError(f"lorahub scores candidate merges with the base model, but {base_id} is not "
+                                    f"registered; register it with its weights (loom base add {base_id} --config "
+                                    "config.json --weights FOLDER)", field="method")
+        if not base.weights:
+            raise InvalidInputError(f"base model {base_id} has no local weights folder; lorahub needs one to score "
+                                    "candidate merges (register it with --weights FOLDER)", field="method")
+        weights_folder(base_id, base.weights)  # a hub id or a missing folder is refused, naming it
+        lacking = [f"{r['name']}@{r['version']}" for r in resolved if not r["samples"]]
+        if lacking:
+            raise InvalidInputError(f"sources without sample data (samples.jsonl): {lacking}; lorahub scores "
+                                    "merges on the sources' samples", field="sources", lacking=lacking)
 
 
 def _device() -> str:
@@ -202,27 +240,45 @@ def run_compose(hub: Hub, job: JobView, report: Reporter) -> dict[str, Any]:
         raise NotFoundError("the job's owner no longer exists")
 
     sources = req["sources"]
-    adapters, samples = [], []
+    adapters, samples, raw_samples = [], [], []
     for i, src in enumerate(sources):
         report(0.05 + 0.35 * i / len(sources), f"loading {src['name']}@{src['version']}", force=True)
         ad, smp = hub.adapters.load(user, src["name"], src["version"])
         adapters.append(ad)
+        raw_samples.append(smp)
         samples.extend(ln for ln in smp.decode("utf-8", "replace").splitlines() if ln.strip())
-    method, params, weights = req["method"], dict(req["params"]), list(req["weights"])
+    method, params = req["method"], dict(req["params"])
+    weights: list[float] | None = list(req["weights"]) if req.get("weights") is not None else None
     reason = None
     if method == "auto":
         choice = choose_method(adapters, req.get("similarities") or weights)
         method, params, weights, reason = choice.method, choice.params, choice.weights, choice.reason
         report.log(f"auto chose {method}: {reason}")
     device = _device()
+    keys = [f"{s['name']}@{s['version']}" for s in sources]
+    search: dict[str, Any] | None = None
+    if method == "lorahub":
+        objective, search = _lorahub_objective(hub, req["base_model"], keys, raw_samples, device, report)
+        params["objective"] = objective
     report(0.45, f"merging {len(adapters)} adapters with {method} on {device}", force=True)
-    parents = [ParentRef(s["name"], str(s["version"]), float(w), s["sha256"]) for s, w in zip(sources, weights,
-                                                                                             strict=True)]
-    merged = merge([a.to(device) for a in adapters], method, weights=weights, params=params,
-                   names=[f"{s['name']}@{s['version']}" for s in sources], parents=parents).to("cpu")
+    parents = [ParentRef(s["name"], str(s["version"]), None if weights is None else float(w), s["sha256"])
+               for s, w in zip(sources, weights or [None] * len(sources), strict=True)]
+    moved = [a.to(device) for a in adapters]
+    merged = merge(moved, method, weights=weights, params=params, names=keys, parents=parents)
+    params.pop("objective", None)
     prov = merged.provenance
     assert prov is not None
-    extra = {"task": req.get("task"), "auto_reason": reason, "requested_method": req["method"]}
+    if search is not None:  # log and record what the search found, next to the base and uniform weights
+        weights = [float(w) for w in prov.recipe["weights"]]
+        score = search.pop("objective")
+        search["loss"] = score(merged)
+        search["base_loss"] = score(merge(moved[:1], "cat", weights=[0.0]))
+        search["uniform_loss"] = score(merge(moved, "cat"))
+        report.log("lorahub found weights " + ", ".join(f"{k} {w:+.4f}" for k, w in zip(keys, weights, strict=True))
+                   + f" after {prov.recipe['report']['evaluations']} evaluations; few-shot loss {search['loss']:.4f} "
+                   f"(base model {search['base_loss']:.4f}, weights 1 each {search['uniform_loss']:.4f})")
+    merged = merged.to("cpu")
+    extra = {"task": req.get("task"), "auto_reason": reason, "requested_method": req["method"], "objective": search}
     prov = Provenance(method=prov.method, method_version=prov.method_version,
                       recipe_json=canonical_json({**prov.recipe, **{k: x for k, x in extra.items() if x}}),
                       parents=prov.parents, library_version=prov.library_version)
@@ -248,6 +304,31 @@ def run_compose(hub: Hub, job: JobView, report: Reporter) -> dict[str, Any]:
     report.log(f"published {full}@{res.version.number}")
     return {"adapter": full, "version": res.version.number, "method": method, "params": params,
             "weights": weights, "reason": reason}
+
+
+def _lorahub_objective(hub: Hub, base_id: str, keys: list[str], raw_samples: list[bytes], device: str,
+                       report: Reporter) -> tuple[Any, dict[str, Any]]:
+    """The base model's few-shot loss on the sources' samples, reporting progress (and cancel) per call."""
+    from hub.services.composition_objective import balanced, build_objective, load_scorer, source_examples
+    from hub.services.inference.models import weights_folder
+
+    base = hub.base_models.find(base_id)
+    if base is None:
+        raise InvalidInputError(f"base model {base_id} is no longer registered; lorahub needs it", field="method")
+    report(0.4, f"loading base model {base_id} to score candidate merges", force=True)
+    model, tok = load_scorer(weights_folder(base_id, base.weights), device)
+    examples = balanced([source_examples(raw, key) for raw, key in zip(raw_samples, keys, strict=True)])
+    score = build_objective(model, tok, examples)
+    calls = [0]
+
+    def objective(adapter: Any) -> float:
+        calls[0] += 1
+        report(0.45 + 0.3 * min(calls[0] / 100, 1.0), f"lorahub: scoring candidate merge {calls[0]}")
+        return score(adapter)
+
+    report.log(f"lorahub objective: few-shot loss of {base_id} on {len(examples)} samples "
+               f"({len(examples) // len(keys)} from each of {len(keys)} sources)")
+    return objective, {"objective": score, "examples": len(examples), "base_id": base_id}
 
 
 HANDLERS.register("compose", summary="merge registered adapters into a new one")(run_compose)
