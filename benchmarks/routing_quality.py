@@ -128,6 +128,13 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "meteora": {"k": 2}, "mole_llava": {}, "mole_wu": {}, "smora": {}, "lora_mixer": {"k": 2},
     "semantic": {"k": 1},
 }
+#: the hub setting (``--features embedding``): gates read the request embedding; presets without a supervised
+#: gate loss get ``task_ce`` (the experts' own samples are free task labels); hub LoRAs stay frozen (SMoRA);
+#: LoRA-Mixer routes every linear the zoo's adapters adapt (its paper placement drops their MLP parts).
+HUB_PARAMS: dict[str, dict[str, Any]] = {
+    "meteora": {}, "mole_llava": {"task_ce": 1.0}, "mole_wu": {"task_ce": 1.0},
+    "smora": {"task_ce": 1.0, "trainable": "gate"}, "lora_mixer": {"task_ce": 1.0, "placement": "all_linear"},
+}
 
 
 def main() -> None:
@@ -186,7 +193,8 @@ def main() -> None:
         modes = args.features.split(",") if ROUTERS.get(preset).trainable else ["-"]
         for mode in modes:
             p = preset if mode in ("-", "site_input") else f"{preset}+{mode[:3]}"
-            params = {**DEFAULT_PARAMS.get(preset, {}), **({"features": mode} if mode != "-" else {})}
+            params = {**DEFAULT_PARAMS.get(preset, {}), **({"features": mode} if mode != "-" else {}),
+                      **(HUB_PARAMS.get(preset, {}) if mode == "embedding" else {})}
             routed, meta = build_preset(zoo, entries, experts, preset, params, args.steps, data, args.seed, embed, args.lr)
             info[p] = meta
             presets.append(p)

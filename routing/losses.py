@@ -82,6 +82,29 @@ def supervised_ce(records: dict[str, list[GateRecord]], labels: torch.Tensor,
     return _mean(terms)
 
 
+def expert_ce(records: dict[str, list[GateRecord]], task_ids: torch.Tensor, experts: int,
+              mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of every gate's logits to the example's expert, for token-level (M = B*T) and row-level
+    (M = B) records alike; logits over rank groups (G = experts * g) are pooled per expert by logsumexp."""
+    terms = []
+    rows = task_ids.shape[0]
+    for rec in _records(records):
+        z = rec.logits
+        if z is None or z.shape[1] % experts:
+            continue
+        z = z.float()
+        if z.shape[1] != experts:
+            z = z.view(z.shape[0], experts, -1).logsumexp(-1)  # (M, N)
+        y = task_ids.to(z.device).long()
+        if z.shape[0] != rows:  # token level
+            y = token_labels(y, z.shape[0] // rows)
+            v = _valid(rec, mask)
+            z, y = z[v], y[v]
+        if y.numel():
+            terms.append(torch.nn.functional.cross_entropy(z, y))
+    return _mean(terms)
+
+
 def entropy(records: dict[str, list[GateRecord]], mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean per-token routing entropy ``H(p_t)``; one-hot -> 0, uniform -> log N."""
     terms = []

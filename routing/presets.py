@@ -38,12 +38,17 @@ class RouterConfig:
             the gate sees the task even at tokens that come before the prompt's cue). Training-free
             presets ignore it.
         embedding_dim: width of the external embedding (384 for all-MiniLM-L6-v2).
+        task_ce: coefficient of a supervised cross-entropy of every gate's logits to the example's expert
+            (MeteoRA's aux loss, offered to every trained preset because a hub's experts come with their own
+            sample data, i.e. free task labels); 0 keeps each paper's losses. Rank groups (SMoRA) are pooled
+            per expert by logsumexp.
     """
 
     backend: str = "auto"
     dropout: float = 0.0
     features: str = "site_input"
     embedding_dim: int = 384
+    task_ce: float = 0.0
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -52,6 +57,8 @@ class RouterConfig:
             raise InvalidInputError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.features not in FEATURES:
             raise InvalidInputError(f"features must be one of {list(FEATURES)}, got {self.features!r}")
+        if not self.task_ce >= 0:
+            raise InvalidInputError(f"task_ce must be >= 0, got {self.task_ce}")
         if self.embedding_dim < 1:
             raise InvalidInputError(f"embedding_dim must be >= 1, got {self.embedding_dim}")
         placement = getattr(self, "placement", None)

@@ -20,6 +20,7 @@ from torch import nn
 
 from hub.core.adapter import LoraAdapter
 from hub.core.errors import InvalidInputError
+from routing import losses
 from routing.checkpoint import RouterState, router_state
 from routing.presets import ROUTERS, build_router, make_config
 
@@ -165,6 +166,9 @@ def train_router(model: nn.Module, experts: Sequence[LoraAdapter], preset: str, 
                 routed.set_features(feats[pick])
             out = routed(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
             aux = entry.aux_loss(routed, batch["task_ids"])
+            if getattr(cfg, "task_ce", 0.0) > 0:
+                aux = aux + cfg.task_ce * losses.expert_ce(routed.context.records, batch["task_ids"], len(experts),
+                                                           routed.context.token_mask)
             loss = out.loss + aux
             opt.zero_grad(set_to_none=True)
             loss.backward()
