@@ -16,6 +16,7 @@ no partial adapter. Identical resolved recipes are deduplicated by hash.
 from __future__ import annotations
 
 import json
+import math
 import re
 import tempfile
 from collections.abc import Sequence
@@ -38,6 +39,22 @@ MAX_SOURCES = 16
 MAX_TASK = 1000
 MAX_SAMPLES_FOR_RESULT = 64
 _REF = re.compile(r"^(?P<name>[^@\s]+?)(?:@(?P<version>\d+))?$")
+
+
+#: task-description requests weigh the retrieved adapters by ``softmax(similarity / T)`` (a convex combination of
+#: their deltas): a clearly closest adapter keeps nearly all its weight; near-ties share it. Spec routers §8.2
+#: suggests T in 0.02-0.1 cosine units for the same decision at serving time.
+SIMILARITY_TEMPERATURE = 0.02
+#: retrieved adapters whose softmax weight falls below this are left out of the merge (and the log says so)
+MIN_SOURCE_WEIGHT = 0.02
+
+
+def similarity_weights(sims: Sequence[float], temperature: float = SIMILARITY_TEMPERATURE) -> list[float]:
+    """``softmax(sims / temperature)`` as floats summing to 1."""
+    top = max(sims)
+    ex = [math.exp((s - top) / temperature) for s in sims]
+    total = sum(ex)
+    return [e / total for e in ex]
 
 
 def parse_ref(ref: str) -> tuple[str, int | None]:
@@ -160,12 +177,20 @@ class CompositionService:
                     f"no adapter for base model {req.base_model} is similar enough to the task ({best}; "
                     f"min_score {req.min_score})", field="task",
                 )
+            soft = similarity_weights([h.score for h in good])
+            floor = MIN_SOURCE_WEIGHT if req.method != "lorahub" else 0.0  # lorahub searches every candidate
+            dropped = [h for h, w in zip(good, soft, strict=True) if w < floor]
+            good = [h for h, w in zip(good, soft, strict=True) if w >= floor]
             resolved = [self._resolve(user, h.adapter.full_name, None) for h in good]
             sims = [round(h.score, 6) for h in good]
-            total = sum(max(s, 0.0) for s in sims) or 1.0
-            weights = [round(max(s, 0.0) / total, 6) for s in sims]
+            weights = [round(w, 6) for w in similarity_weights(sims)]
             log.append("retrieved for the task: " + ", ".join(
-                f"{r['name']}@{r['version']} (similarity {s:.3f})" for r, s in zip(resolved, sims, strict=True)))
+                f"{r['name']}@{r['version']} (similarity {s:.3f}, weight {w:.3f})"
+                for r, s, w in zip(resolved, sims, weights, strict=True))
+                + f"; weights softmax(similarity / {SIMILARITY_TEMPERATURE})")
+            if dropped:
+                log.append("left out (weight < {:.2f}): ".format(MIN_SOURCE_WEIGHT) + ", ".join(
+                    f"{h.adapter.full_name} (similarity {h.score:.3f})" for h in dropped))
         bases = {r["base_model"] for r in resolved}
         if len(bases) > 1:
             detail = ", ".join(f"{r['name']}@{r['version']}: {r['base_model']}" for r in resolved)
@@ -251,7 +276,7 @@ def run_compose(hub: Hub, job: JobView, report: Reporter) -> dict[str, Any]:
     weights: list[float] | None = list(req["weights"]) if req.get("weights") is not None else None
     reason = None
     if method == "auto":
-        choice = choose_method(adapters, req.get("similarities") or weights)
+        choice = choose_method(adapters, weights or req.get("similarities"))  # the softmax weights of the retrieval
         method, params, weights, reason = choice.method, choice.params, choice.weights, choice.reason
         report.log(f"auto chose {method}: {reason}")
     device = _device()

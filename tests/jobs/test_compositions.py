@@ -18,6 +18,7 @@ from hub.services.compositions import (
     CompositionRequest,
     CompositionService,
     run_compose,
+    similarity_weights,
 )
 from tests.registry.util import files_of, registry_state
 
@@ -82,6 +83,21 @@ def test_task_description_retrieves_and_auto_explains(setup):
     assert done.result["reason"]
     ver = hub.adapters.version(alice, *done.result["adapter"].split("/"), done.result["version"])
     assert ver.provenance["recipe"]["task"] == "make every letter a capital letter"
+    # weights: softmax(similarity / T) over the retrieved; a clearly closer adapter keeps nearly all of it
+    sims = job.request["similarities"]
+    expect = similarity_weights(sims)
+    got = job.request["weights"]
+    assert got == pytest.approx(expect, abs=1e-5) and sum(got) == pytest.approx(1.0, abs=1e-5)
+    if len(sims) == 2:
+        assert got[0] > got[1]
+
+
+def test_similarity_weights_favour_a_clear_best_and_share_near_ties():
+    w = similarity_weights([0.60, 0.50, 0.40])
+    assert w[0] > 0.99 and sum(w) == pytest.approx(1.0)
+    w = similarity_weights([0.60, 0.595])
+    assert 0.5 < w[0] < 0.6 and w[1] > 0.4
+    assert similarity_weights([0.3]) == [1.0]
 
 
 BAD_REQUESTS = [
