@@ -42,6 +42,8 @@ class Settings(BaseSettings):
         semantic_router_k / semantic_router_threshold / semantic_router_temperature: ``model: auto``
             picks the top-k adapters of the base whose cosine is >= threshold (else the base model),
             weighted by softmax(cosine / temperature).
+        semantic_router_exemplars: represent each adapter by its card embedding PLUS the mean embedding of up
+            to 16 of its sample prompts (samples.jsonl), as spec routers §8.2 recommends; False: the card only.
     """
 
     model_config = SettingsConfigDict(env_prefix="LOOM_", env_file=None, extra="ignore")
@@ -70,6 +72,7 @@ class Settings(BaseSettings):
     semantic_router_k: int = 1
     semantic_router_threshold: float = 0.3
     semantic_router_temperature: float = 0.05
+    semantic_router_exemplars: bool = True
 
     @cached_property
     def resolved_database_url(self) -> str:

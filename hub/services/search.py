@@ -244,8 +244,10 @@ class SearchService:
 
     # -- queries ------------------------------------------------------------------------------
     def search(self, viewer: User | None, query: str, k: int = 10,
-               filters: AdapterFilters | None = None) -> list[SearchHit]:
+               filters: AdapterFilters | None = None, vector: np.ndarray | None = None) -> list[SearchHit]:
         """The ``k`` best visible adapters for ``query`` among those matching ``filters``.
+
+        ``vector``: the query's embedding when the caller already has it (``embed([query])[0]``).
 
         Raises:
             InvalidInputError: an empty or overlong query, or k outside 1..100.
@@ -257,7 +259,7 @@ class SearchService:
             raise InvalidInputError(f"k must be in 1..{MAX_K}, got {k}", field="k", value=k)
         f = filters or AdapterFilters()
         self.ensure_index()
-        qvec = self.embed([query])[0]
+        qvec = self.embed([query])[0] if vector is None else vector
         with self.sessions() as s:
             has_filters = f != AdapterFilters()
             allowed: Any

@@ -66,6 +66,7 @@ class InferenceService:
         self._base_locks: dict[str, threading.Lock] = {}
         self._checked: set[tuple[str, str, str]] = set()
         self._routers: Any = None
+        self._exemplars: dict[tuple[int, int], Any] = {}  # (adapter id, version) -> unit vector or None
         from hub.services.inference import metrics
 
         self._collector = metrics.register(self)
@@ -272,13 +273,14 @@ class InferenceService:
         query = text.strip()[-MAX_QUERY:]
         if not query:
             return plan
+        qvec = torch.from_numpy(self.hub.search.embed([query]))  # (1, d), embedded once
         hits = self.hub.search.search(viewer, query, k=max(8, s.semantic_router_k),
-                                      filters=AdapterFilters(base_model=base_row.model_id, kind="adapter"))
+                                      filters=AdapterFilters(base_model=base_row.model_id, kind="adapter"),
+                                      vector=qvec[0].numpy())
         hits = [h for h in hits if h.adapter.embedding is not None]
         if not hits:
             return plan
-        vecs = torch.from_numpy(np.stack([np.frombuffer(h.adapter.embedding, dtype=np.float32) for h in hits]))
-        qvec = torch.from_numpy(self.hub.search.embed([query]))  # (1, d)
+        vecs = torch.from_numpy(np.stack([self._adapter_vector(viewer, h.adapter) for h in hits]))
         router = SemanticRouter(vecs, SemanticConfig(k=s.semantic_router_k, threshold=s.semantic_router_threshold,
                                                      temperature=s.semantic_router_temperature))
         decision = router.route(qvec)[0]
@@ -288,6 +290,51 @@ class InferenceService:
             key, ad, _, _ = self.adapter(viewer, names[i], base_row.model_id, AUTO)
             plan.mixture[key], plan.adapters[key] = float(w), ad
         return plan
+
+    def _adapter_vector(self, viewer: User | None, row: Any) -> Any:
+        """An adapter's routing vector: its card embedding, plus (setting ``semantic_router_exemplars``) the
+        mean embedding of its sample prompts; exemplars beat free text when both exist (spec routers §8.2)."""
+        import numpy as np
+
+        card = np.frombuffer(row.embedding, dtype=np.float32)
+        if not self.settings.semantic_router_exemplars:
+            return card
+        key = (int(row.id), int(row.latest_version))
+        if key not in self._exemplars:
+            self._exemplars[key] = self._exemplar(viewer, row)
+        ex = self._exemplars[key]
+        if ex is None:
+            return card
+        both = card / max(float(np.linalg.norm(card)), 1e-12) + ex
+        return (both / max(float(np.linalg.norm(both)), 1e-12)).astype(np.float32)
+
+    def _exemplar(self, viewer: User | None, row: Any, most: int = 16) -> Any:
+        """Unit mean embedding of up to ``most`` sample prompts of the adapter's latest version, or None."""
+        import json
+
+        import numpy as np
+
+        from routing.train import request_text
+
+        ver = self.hub.adapters.version(viewer, row.namespace, row.name)
+        entry = (ver.files or {}).get("samples.jsonl")
+        if entry is None:
+            return None
+        prompts = []
+        for line in self.hub.blobs.read_bytes(entry["key"]).decode("utf-8", "replace").splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            text = request_text(str(rec.get("input", ""))) if isinstance(rec, dict) else ""
+            if text:
+                prompts.append(text)
+            if len(prompts) >= most:
+                break
+        if not prompts:
+            return None
+        mean = self.hub.search.embed(prompts).mean(0)
+        return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
 
     # -- generation -----------------------------------------------------------------------------
     def complete(self, viewer: User | None, req: CompletionRequest) -> CompletionResult:
