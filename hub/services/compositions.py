@@ -189,7 +189,7 @@ class CompositionService:
                 for r, s, w in zip(resolved, sims, weights, strict=True))
                 + f"; weights softmax(similarity / {SIMILARITY_TEMPERATURE})")
             if dropped:
-                log.append("left out (weight < {:.2f}): ".format(MIN_SOURCE_WEIGHT) + ", ".join(
+                log.append(f"left out (weight < {MIN_SOURCE_WEIGHT:.2f}): " + ", ".join(
                     f"{h.adapter.full_name} (similarity {h.score:.3f})" for h in dropped))
         bases = {r["base_model"] for r in resolved}
         if len(bases) > 1:
