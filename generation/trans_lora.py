@@ -215,32 +215,38 @@ class RewriteSampler:
             src.append(body)
             keep.append(k)
         g = torch.Generator().manual_seed(rng.getrandbits(31))
+        vocab = int(self.model.get_output_embeddings().weight.shape[0])
         if self._banned is None:
             self._banned = _unprintable_ids(tok)
-        banned = torch.tensor(self._banned, dtype=torch.long)
+        # banned: unprintable tokens, and rows past the tokenizer's vocabulary (a tokenizer may also
+        # know more tokens than the model has rows, e.g. an added unk token)
+        allowed = torch.ones(vocab, dtype=torch.bool)
+        allowed[[i for i in self._banned if i < vocab]] = False
+        allowed[len(tok):] = False
+        seen = torch.zeros((n, vocab), dtype=torch.bool)  # tokens already in the current part of a row
         bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
         rows = [list(bos) for _ in range(n)]
         for t in range(max(len(s) for s in src)):
             live = [i for i in range(n) if t < len(src[i])]
             draw = [i for i in live if not keep[i][t]]
+            for i in live:
+                if t == starts[i]:
+                    seen[i] = False
             sampled: dict[int, int] = {}
             if draw:
                 b = left_pad([rows[i] if rows[i] else [self.codec.pad_id] for i in draw], self.codec.pad_id)
-                logits = self.model(**b).logits[:, -1].float()  # (B, V)
-                logits[:, banned] = float("-inf")
-                logits[:, len(tok):] = float("-inf")  # embedding rows past the tokenizer's vocabulary
+                logits = self.model(**b).logits[:, -1, :vocab].float()  # (B, V)
                 if self.repetition_penalty != 1.0:
-                    for k_, i in enumerate(draw):
-                        part = rows[i][len(bos):][starts[i]:] if t >= starts[i] else rows[i][len(bos):]
-                        seen = torch.tensor(sorted(set(part)), dtype=torch.long)
-                        if len(seen):
-                            v = logits[k_, seen]
-                            logits[k_, seen] = torch.where(v > 0, v / self.repetition_penalty,
-                                                           v * self.repetition_penalty)
+                    pen = torch.where(logits > 0, logits / self.repetition_penalty, logits * self.repetition_penalty)
+                    logits = torch.where(seen[draw], pen, logits)
+                logits = logits.masked_fill(~allowed, float("-inf"))
                 nxt = torch.multinomial(torch.softmax(logits / self.temperature, -1), 1, generator=g)[:, 0]
                 sampled = dict(zip(draw, nxt.tolist(), strict=True))
             for i in live:
-                rows[i].append(int(sampled.get(i, src[i][t])))
+                tok_id = int(sampled.get(i, src[i][t]))
+                rows[i].append(tok_id)
+                if 0 <= tok_id < vocab:
+                    seen[i, tok_id] = True
         out = [tok.decode(r[len(bos):], skip_special_tokens=True) for r in rows]
         return out
 

@@ -55,14 +55,14 @@ def test_transfer_job_lifts_target_accuracy(thub, tb_zoo):
     with TestClient(create_app(hub=thub, warm_index=False)) as c:
         r = c.post("/api/v1/transfers", headers=h, json={
             "source": f"alice/{TASK}", "target_base": target, "name": "alice/upper-qwen",
-            "params": {"n_accept": 512, "max_candidates": 2048, "disc_steps": 40}})
+            "params": {"n_accept": 512, "max_candidates": 2048}})
         assert r.status_code == 202 and r.json()["kind"] == "transfer", r.text
         job_id = r.json()["id"]
         worker = Worker(thub, name="test-worker")
         while worker.run_once():
             pass
         job = c.get(f"/api/v1/jobs/{job_id}", headers=h).json()
-    assert job["status"] == "succeeded", job
+    assert job["status"] == "succeeded", (job["error"], job["log"][-5:])
     assert job["result"]["adapter"] == "alice/upper-qwen" and job["result"]["accepted"] > 0, job["result"]
     log = "\n".join(job["log"]) if isinstance(job["log"], list) else str(job["log"])
     for phase in ("discriminator", "synthesize", "filter", "label", "distil"):
@@ -78,4 +78,5 @@ def test_transfer_job_lifts_target_accuracy(thub, tb_zoo):
     res = evaluate({"base": BaseModel(target), "moved": Adapter(moved, base_id=target)}, zoo=tb_zoo, tasks=[TASK],
                    n=60, composites=False)
     base, moved_acc = res.accuracy["base"][TASK], res.accuracy["moved"][TASK]
-    assert base <= 0.1 and moved_acc >= base + 0.3, (base, moved_acc, job["result"])
+    # measured 0.80 vs 0.00 on this setting (n=60); the bar leaves room for run-to-run variation
+    assert base <= 0.1 and moved_acc >= 0.5 and moved_acc >= base + 0.4, (base, moved_acc, job["result"])
