@@ -49,14 +49,23 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--sg-steps", type=int, default=300)
     ap.add_argument("--icm-steps", type=int, default=200)
-    ap.add_argument("--distil-steps", type=int, default=150)
-    ap.add_argument("--n-accept", type=int, default=256)
+    ap.add_argument("--distil-steps", type=int, default=300)
+    ap.add_argument("--n-accept", type=int, default=2048)
     ap.add_argument("--base-steps", type=int, default=None, help="shorter base pre-training (loaded hosts)")
     ap.add_argument("--lora-steps", type=int, default=None, help="shorter zoo LoRA training (loaded hosts)")
     ap.add_argument("--disc-real", type=int, default=0,
                     help="real task prompts for the discriminator (Phase A); 0: the 5 seeds only")
     ap.add_argument("--max-candidates", type=int, default=None, help="synthesis budget (default 4 x n-accept)")
     ap.add_argument("--temperature", type=float, default=1.0, help="synthesis temperature on the target base")
+    ap.add_argument("--sampler", default="rewrite", help="trans_lora candidate generator: rewrite or prefix")
+    ap.add_argument("--length-jitter", type=int, default=None, help="rewrite sampler: input length +- this")
+    ap.add_argument("--instruction-rates", type=float, nargs=2, default=None,
+                    help="rewrite sampler: share of instruction tokens T rewrites (low high)")
+    ap.add_argument("--no-filter", action="store_true", help="trans_lora ablation: keep every well-formed candidate")
+    ap.add_argument("--student-lr", type=float, default=None)
+    ap.add_argument("--ceiling", action="store_true",
+                    help="also distil from *real* task prompts labelled by the teacher (an upper bound of the "
+                         "synthesis, not a method)")
     ap.add_argument("--part", choices=["all", "generation", "transfer"], default="all")
     ap.add_argument("--zoo-root", default=None, help="use an already built zoo folder (manifest.json) as is")
     ap.add_argument("--json", default=None)
@@ -154,17 +163,22 @@ def main() -> None:
         base_b_entry = next(b for b in zoo.bases if b.role == "B")
         base_b = load_base(base_b_entry.dir)
         src = zoo.adapter(args.transfer_task)
+        extra = {k: v for k, v in {"length_jitter": args.length_jitter, "student_lr": args.student_lr,
+                                   "instruction_rates": tuple(args.instruction_rates) if args.instruction_rates
+                                   else None}.items() if v is not None}
         cfg = TransConfig(n_accept=args.n_accept, max_candidates=args.max_candidates or 4 * args.n_accept,
                           student_steps=args.distil_steps, temperature=args.temperature, student_r=8, student_alpha=16,
-                          seed=0)
+                          sampler=args.sampler, use_filter=not args.no_filter, seed=0, **extra)
+        seeds = [r["input"] for r in src.sample_rows()]
+        real = [e.prompt for e in get_task(src.task).examples(args.disc_real, 11, "train")] or None
         t0 = time.perf_counter()
-        res = transfer(base_a, load_peft(src.dir), base_b, [r["input"] for r in src.sample_rows()],
+        res = transfer(base_a, load_peft(src.dir), base_b, seeds,
                        source_id=zoo.base_a.id, target_id=base_b_entry.id, codec_s=codec, codec_t=codec, cfg=cfg,
-                       parent=ParentRef(src.name, "1", sha256=src.sha256),
-                       real=[e.prompt for e in get_task(src.task).examples(args.disc_real, 11, "train")] or None)
+                       parent=ParentRef(src.name, "1", sha256=src.sha256), real=real)
         timings["trans_lora: total"] = time.perf_counter() - t0
         for ph, sec in res.report["seconds"].items():
             phase_t[f"trans_lora: {ph}"] = sec
+        disc_label = f"discriminator on {args.disc_real} real prompts" if args.disc_real else "discriminator on the 5 seeds"
         configs2 = {
             "source on A": Adapter(src.dir, base_id=zoo.base_a.id),
             "B base": BaseModel(base_b_entry.id),
@@ -172,6 +186,16 @@ def main() -> None:
             "trained on B (real data)": Adapter(zoo.adapter(args.transfer_task, base_b_entry.id).dir,
                                                 base_id=base_b_entry.id),
         }
+        if args.ceiling:
+            task_obj = get_task(src.task)
+
+            def real_sampler(_seeds: list[str], n: int, rng: object) -> list[str]:
+                return [e.prompt for e in task_obj.examples(n, rng.randint(0, 10**9), "train")]  # type: ignore[attr-defined]
+
+            ceil = transfer(base_a, load_peft(src.dir), base_b, seeds, source_id=zoo.base_a.id,
+                            target_id=base_b_entry.id, codec_s=codec, codec_t=codec, cfg=cfg, sampler=real_sampler,
+                            real=real)
+            configs2["distilled from real prompts (ceiling)"] = Adapter(ceil.adapter, base_id=base_b_entry.id)
         res2 = evaluate(configs2, zoo=zoo, tasks=[args.transfer_task], n=args.n, composites=False)
 
     # ---- print ---------------------------------------------------------------------------
@@ -189,8 +213,10 @@ def main() -> None:
     if args.part in ("all", "transfer"):
         t = args.transfer_task
         src_acc = res2.accuracy["source on A"][t] or 0.0
-        print(f"\n== Trans-LoRA {t}: {zoo.base_a.id} -> {base_b_entry.id} (accepted {res.report['accepted']} of "
-              f"{res.report['candidates']} candidates, filled {res.report['filled']})")
+        print(f"\n== Trans-LoRA {t}: {zoo.base_a.id} -> {base_b_entry.id} (n={args.n}, {disc_label}, "
+              f"filter {'on' if cfg.use_filter else 'off'}; accepted {res.report['accepted']} of "
+              f"{res.report['candidates']} candidates, filled {res.report['filled']}, "
+              f"unsure labels dropped {res.report.get('unsure_labels', 0)})")
         for name in configs2:
             a = res2.accuracy[name][t] or 0.0
             print(f"  {name:34s} {100 * a:5.1f}%   {a / src_acc if src_acc else 0:5.2f}x source")

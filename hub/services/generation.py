@@ -112,6 +112,9 @@ def _trans_config(params: dict[str, Any]) -> Any:
         p = dict(params)
         if p.get("student_targets") is not None:
             p["student_targets"] = tuple(p["student_targets"])
+        for key in ("rewrite_rates", "instruction_rates"):
+            if isinstance(p.get(key), list):
+                p[key] = tuple(p[key])
         return TransConfig(**p)
     except TypeError as e:
         raise InvalidInputError(f"bad params for trans_lora: {e}", field="params") from None

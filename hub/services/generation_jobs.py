@@ -48,16 +48,29 @@ def _load_model(folder: str) -> tuple[Any, Any]:
     return model, TextCodec(AutoTokenizer.from_pretrained(folder))
 
 
+def _sample_rows(raw: bytes) -> bytes | None:
+    """The ``{"input", "output"}`` rows of a samples.jsonl (at most 64), re-serialised; None if none."""
+    rows = []
+    for line in raw.decode("utf-8", "replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("input"), str) and isinstance(row.get("output"), str):
+            rows.append(json.dumps({"input": row["input"], "output": row["output"]}) + "\n")
+    return "".join(rows[:64]).encode() or None
+
+
 def _publish_adapter(hub: Hub, user: User, adapter: Any, name: str, description: str, tags: list[str],
-                     visibility: str, samples: list[str], source: str) -> dict[str, Any]:
+                     visibility: str, samples: bytes | None, source: str) -> dict[str, Any]:
+    """Publish ``adapter``; ``samples``: a samples.jsonl of ``{"input", "output"}`` rows, or None."""
     from hub.core.peft_io import adapter_config, save_peft
     from hub.services.publish import PublishFiles
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = save_peft(adapter, Path(tmp) / "out")
-        rows = "".join(json.dumps({"input": s}) + "\n" for s in samples[:64])
         files = PublishFiles(config=json.dumps(adapter_config(adapter), indent=2, sort_keys=True).encode(),
-                             weights=folder / "adapter_model.safetensors", samples=rows.encode() if rows else None)
+                             weights=folder / "adapter_model.safetensors", samples=samples)
         res = hub.adapters.publish(user, name, files, description=description, tags=tags, visibility=visibility,
                                    source=source, provenance=adapter.provenance)
     return {"adapter": f"{res.adapter.namespace}/{res.adapter.name}", "version": res.version.number}
@@ -155,7 +168,7 @@ def run_generate(hub: Hub, job: JobView, report: Reporter) -> dict[str, Any]:
     name = out.get("name") or f"{user.name}/generated-{job.id[:8]}"
     res = _publish_adapter(hub, user, adapter, name, f"Generated ({req['method']}) for the task: {req['task']}",
                            ["generated", req["method"].replace("_", "-")], out.get("visibility", "public"),
-                           req["samples"], f"generate:{job.id}")
+                           None, f"generate:{job.id}")  # the request's samples are prompts without answers
     report.log(f"published {res['adapter']}@{res['version']}")
     return {**res, "method": req["method"]}
 
@@ -190,8 +203,8 @@ def run_transfer(hub: Hub, job: JobView, report: Reporter) -> dict[str, Any]:
     name = out.get("name") or f"{user.name}/{src['name'].split('/')[1]}-{req['target_base'].split('/')[-1]}"
     pub = _publish_adapter(hub, user, res.adapter, name,
                            f"{src['name']}@{src['version']} transferred to {req['target_base']} with Trans-LoRA",
-                           ["transferred", "trans-lora"], out.get("visibility", "public"), _samples(raw),
-                           f"transfer:{job.id}")
+                           ["transferred", "trans-lora"], out.get("visibility", "public"), _sample_rows(raw),
+                           f"transfer:{job.id}")  # the source's real examples hold on the new base too
     report.log(f"published {pub['adapter']}@{pub['version']}")
     return {**pub, "seconds": res.report["seconds"], "accepted": res.report["accepted"]}
 

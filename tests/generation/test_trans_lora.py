@@ -29,7 +29,7 @@ def test_transfer_raises_target_accuracy(world):
     src_acc, t_base = w.accuracy(pm, cdc), w.accuracy(t, cdc)
     assert src_acc >= 0.75 and t_base <= 0.2  # the world is what the test needs
     seen: dict[str, float] = {}
-    cfg = TransConfig(n_accept=128, max_candidates=512, disc_steps=60, student_steps=200, student_lr=3e-3,
+    cfg = TransConfig(n_accept=128, max_candidates=512, student_steps=200, student_lr=3e-3,
                       student_targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
     res = transfer(s, source, t, seeds, source_id=w.S_ID, target_id=w.T_ID, codec_s=cdc, codec_t=cdc, cfg=cfg,
                    sampler=w.TemplateSampler(0.5), progress=lambda ph, f, _m: seen.__setitem__(ph, f), real=real)
@@ -58,3 +58,39 @@ def test_bad_input(world):
     with pytest.raises(InvalidInputError, match="threshold"):
         TransConfig(threshold=2.0)
     assert torch.get_num_threads() == 1
+
+
+def test_rewrite_sampler_keeps_the_format_and_is_seeded(world):
+    """Candidates rewritten by the target base: printable one-line prompts (rarely a blank input, which the
+    transfer drops as malformed), at most as long as the longest
+    seed input, the seed's instruction kept when instruction_rates = (0, 0), the same under the same seed."""
+    from generation.trans_lora import RewriteSampler, _well_formed, answer_confidence
+
+    cdc, s, t, pm, _source, seeds, _real = world
+    smp = RewriteSampler(t, cdc, " | ", 1.0, (0.3, 1.0), 2.0, 4)
+    a, b = smp(seeds, 64, random.Random(3)), smp(seeds, 64, random.Random(3))
+    assert a == b and a != smp(seeds, 64, random.Random(4))
+    longest = max(len(x.split(" | ")[0]) for x in seeds)
+    bad = [c for c in a if not _well_formed(c, " | ")]
+    assert len(bad) <= 4 and all(not c.split(" | ")[0].strip() for c in bad), bad  # only blank inputs fail
+    assert all(c.endswith(" | " + w.CUE) and 1 <= len(c.split(" | ")[0]) <= longest for c in a), a
+    assert all(c.isprintable() and "\ufffd" not in c for c in a), a
+    assert len(set(a)) > 32  # the model writes new inputs, not copies of the 5 seeds
+    cues = RewriteSampler(t, cdc, " | ", 1.0, (0.3, 1.0), 2.0, 0, (1.0, 1.0))(seeds, 32, random.Random(3))
+    assert sum(not c.endswith(w.CUE) for c in cues) > 16  # instruction tokens rewritten too
+    # teacher confidence: the teacher's own greedy answers score higher than wrong answers
+    prompts = [w.task_prompt(random.Random(i))[0] for i in range(16)]
+    from generation.decode import decode
+
+    good = decode(pm, cdc, [cdc.prompt(p) for p in prompts], max_new_tokens=1)
+    conf_good = answer_confidence(pm, cdc, list(zip(prompts, good, strict=True)))
+    conf_bad = answer_confidence(pm, cdc, [(p, "#@" + g) for p, g in zip(prompts, good, strict=True)])
+    assert conf_good.shape == (16,) and bool((conf_good >= conf_bad).all()) and conf_good.mean() > conf_bad.mean()
+
+
+def test_config_refuses_bad_sampler_params():
+    for bad in ({"sampler": "llm"}, {"rewrite_rates": (0.8, 0.2)}, {"instruction_rates": [0.1]},
+                {"repetition_penalty": 0.5}, {"length_jitter": -1}, {"label_min_p": 1.0}, {"disc_synthetic": 0}):
+        with pytest.raises(InvalidInputError):
+            TransConfig(**bad)
+    assert TransConfig(rewrite_rates=[0.2, 0.4]).rewrite_rates == [0.2, 0.4]
