@@ -15,7 +15,7 @@ from hub.core.errors import InvalidInputError
 from testbed.tokenizer import VOCAB_SIZE
 
 #: bump when the training code changes in a way that changes the weights
-TRAINER_VERSION = "1"
+TRAINER_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class BaseRecipe:
             the others (``reverse``, ``sort``, ``double``) use opaque op codes (``op1: ...``) so
             the base gains positional skills without knowing any zoo task's cue.
         max_len: longest pre-training input.
+        cue_words: most neutral words in a pre-training cue (cue lengths must cover the zoo's).
     """
 
     model_id: str
@@ -46,6 +47,7 @@ class BaseRecipe:
     warmup: int = 30
     ops: tuple[tuple[str, float], ...] = (("copy", 1.0),)
     max_len: int = 10
+    cue_words: int = 8
     max_positions: int = 128
 
     def __post_init__(self) -> None:
@@ -112,6 +114,23 @@ class LoraRecipe:
     warmup: int = 10
     checkpoints: tuple[float, ...] = (0.5, 0.75, 1.0)
     positional_steps: int = 0  # steps for positional (``min_size="full"``) tasks; 0: same as steps
+    task_steps: tuple[tuple[str, int], ...] = ()  # per-task overrides, ``(task name, steps)``
+
+    def __post_init__(self) -> None:
+        for name, n in self.task_steps:
+            if n < 1:
+                raise InvalidInputError(f"task_steps[{name!r}] must be >= 1, got {n}")
+        if self.steps < 1:
+            raise InvalidInputError(f"steps must be >= 1, got {self.steps}")
+
+    def steps_for(self, task: Any) -> int:
+        """Training steps of ``task``: its override, else ``positional_steps`` for positional tasks, else ``steps``."""
+        override = dict(self.task_steps).get(task.name)
+        if override:
+            return override
+        if task.min_size == "full" and self.positional_steps:
+            return self.positional_steps
+        return self.steps
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

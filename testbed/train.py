@@ -23,7 +23,17 @@ PAD_ID, BOS_ID, EOS_ID, SEP_ID = 256, 257, 258, 10
 THREADS = 1
 Progress = Callable[[int, int], None]
 
+#: every character a task can output: the base must have seen each one as a target, since a LoRA
+#: leaves the (tied) embeddings frozen and cannot teach the model to emit an unseen byte
+PRETRAIN_ALPHABET = ALPHABET + "*#"
 _COPY_CUES = ("copy", "echo", "say", "write out", "type this", "again")
+#: neutral words the pre-training cues are made of: zoo cues are up to ~45 characters long, so the
+#: base must have copied past cues of that length (at those positions) before a LoRA specialises it
+_FILLER = tuple(
+    "please the text this that now it again exactly as is same for me with each every letter "
+    "character word string input line back out down here just simply kindly write type copy echo "
+    "say keep leave plain one two three four five 1 2 3 4 5 by to of and a an all on in up".split()
+)
 _OPCODES = {"reverse": "op1", "sort": "op2", "double": "op3"}
 _OPS: dict[str, Callable[[str], str]] = {
     "copy": lambda s: s,
@@ -70,15 +80,23 @@ def encode_batch(pairs: Sequence[tuple[str, str]]) -> dict[str, torch.Tensor]:
 
 
 def pretrain_pairs(recipe: BaseRecipe, rng: random.Random, n: int) -> list[tuple[str, str]]:
-    """A batch of the generic pre-training corpus: the recipe's op mix over the whole alphabet."""
+    """A batch of the generic pre-training corpus: the recipe's op mix over the whole alphabet.
+
+    A cue is 0 to ``recipe.cue_words`` neutral words (a copy cue when empty); the positional ops
+    (``reverse``, ``sort``, ``double``) put their opaque op code at a random place among them.
+    """
     names = [op for op, _ in recipe.ops]
     weights = [w for _, w in recipe.ops]
     out = []
     for _ in range(n):
         op = rng.choices(names, weights)[0]
-        x = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(1, recipe.max_len)))
-        cue = rng.choice(_COPY_CUES) if op == "copy" else _OPCODES[op]
-        out.append((f"{x} | {cue}", _OPS[op](x)))
+        x = "".join(rng.choice(PRETRAIN_ALPHABET) for _ in range(rng.randint(1, recipe.max_len)))
+        words = [rng.choice(_FILLER) for _ in range(rng.randint(0, recipe.cue_words))]
+        if op == "copy":
+            words = words or [rng.choice(_COPY_CUES)]
+        else:
+            words.insert(rng.randint(0, len(words)), _OPCODES[op])
+        out.append((f"{x} | {' '.join(words)}", _OPS[op](x)))
     return out
 
 
