@@ -44,6 +44,21 @@ _OPS: dict[str, Callable[[str], str]] = {
 assert BOS == "<s>" and EOS == "</s>"
 
 
+def swap_maps(n: int, pairs: int = 6) -> list[dict[str, str]]:
+    """``n`` fixed substitution ops of the pre-training mix, each swapping ``pairs`` random character
+    pairs (identity elsewhere). They are no zoo task; they teach the base to copy by *position* and
+    pass each character through a cue-selected mapping, which is what a mapping LoRA then rewrites."""
+    rng = random.Random("loom-testbed-swap-maps")
+    maps = []
+    for _ in range(n):
+        chars = rng.sample(PRETRAIN_ALPHABET, 2 * pairs)
+        m = {}
+        for a, b in zip(chars[::2], chars[1::2], strict=True):
+            m[a], m[b] = b, a
+        maps.append(m)
+    return maps
+
+
 @contextlib.contextmanager
 def fixed_threads(n: int = THREADS) -> Iterator[None]:
     """Run with a fixed intra-op thread count (CPU training is deterministic per thread count)."""
@@ -87,6 +102,7 @@ def pretrain_pairs(recipe: BaseRecipe, rng: random.Random, n: int) -> list[tuple
     """
     names = [op for op, _ in recipe.ops]
     weights = [w for _, w in recipe.ops]
+    maps = swap_maps(recipe.swap_maps) if "swap" in names else []
     out = []
     for _ in range(n):
         op = rng.choices(names, weights)[0]
@@ -94,9 +110,15 @@ def pretrain_pairs(recipe: BaseRecipe, rng: random.Random, n: int) -> list[tuple
         words = [rng.choice(_FILLER) for _ in range(rng.randint(0, recipe.cue_words))]
         if op == "copy":
             words = words or [rng.choice(_COPY_CUES)]
+            y = x
+        elif op == "swap":
+            j = rng.randrange(len(maps))
+            words.insert(rng.randint(0, len(words)), f"op{4 + j}")
+            y = "".join(maps[j].get(c, c) for c in x)
         else:
             words.insert(rng.randint(0, len(words)), _OPCODES[op])
-        out.append((f"{x} | {' '.join(words)}", _OPS[op](x)))
+            y = _OPS[op](x)
+        out.append((f"{x} | {' '.join(words)}", y))
     return out
 
 

@@ -276,15 +276,16 @@ def _train_all(
     for brec, role, btasks in plan:
         bdir = root / "bases" / brec.dirname
         for t in btasks:
-            steps = rec.lora.steps_for(t)
+            lrec = rec.lora_for(role)
+            steps = lrec.steps_for(t)
             jobs.append(
                 Job(
                     f"lora:{role}:{t.name}",
                     f"train LoRAs on {brec.model_id}",
                     steps,
                     lora_job,
-                    (bdir, brec.model_id, t.name, rec.lora, root / "adapters" / brec.dirname / t.name, seed,
-                     steps, rec.lora.checkpoints if t.family else (1.0,)),
+                    (bdir, brec.model_id, t.name, lrec, root / "adapters" / brec.dirname / t.name, seed,
+                     steps, lrec.checkpoints if t.family else (1.0,)),
                     after=(f"base:{role}",),
                 )
             )
@@ -363,12 +364,13 @@ def register_bases(zoo: Zoo, register: Callable[[BaseEntry], T]) -> list[T]:
 
 def with_steps(recipe: SizeRecipe, base_steps: int, lora_steps: int) -> SizeRecipe:
     """A copy of ``recipe`` with shorter schedules (for tests of the build itself)."""
+    short = lambda lora: replace(  # noqa: E731
+        lora, steps=lora_steps, warmup=min(lora.warmup, lora_steps), positional_steps=0, task_steps=()
+    )
     return replace(
         recipe,
         base_a=replace(recipe.base_a, steps=base_steps, warmup=min(recipe.base_a.warmup, base_steps)),
         base_b=replace(recipe.base_b, steps=base_steps, warmup=min(recipe.base_b.warmup, base_steps)),
-        lora=replace(
-            recipe.lora, steps=lora_steps, warmup=min(recipe.lora.warmup, lora_steps), positional_steps=0,
-            task_steps=(),
-        ),
+        lora=short(recipe.lora),
+        lora_b=short(recipe.lora_b) if recipe.lora_b else None,
     )

@@ -1,0 +1,110 @@
+"""The build's parts: the pre-training corpus, per-task steps, the job scheduler (one or two processes)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+
+from hub.core.errors import InvalidInputError
+from testbed.jobs import Job, default_workers, run_jobs
+from testbed.models import LoraRecipe, size_recipe
+from testbed.tasks import TASKS, get_task, tasks_for
+from testbed.train import PRETRAIN_ALPHABET, encode_batch, pretrain_pairs, swap_maps
+from testbed.zoo import build_zoo, with_steps
+
+
+@pytest.mark.parametrize("size", ["ci", "full"])
+def test_pretraining_corpus_covers_every_output_byte_and_the_zoos_prompt_lengths(size):
+    """A LoRA cannot teach the frozen, tied embeddings a new byte, nor the base a longer prompt."""
+    rec = size_recipe(size).base_a
+    pairs = pretrain_pairs(rec, random.Random(0), 4000)
+    seen = {c for _, y in pairs for c in y}
+    for t in tasks_for(size):
+        outs = {c for e in t.examples(200, 0, "all") for c in e.output}
+        assert outs <= seen, (t.name, outs - seen)
+    assert set(PRETRAIN_ALPHABET) <= seen
+    width = lambda ps: sorted(encode_batch([p]).get("input_ids").shape[1] for p in ps)  # noqa: E731
+    zoo_widths = width([(e.prompt, e.output) for t in tasks_for(size) for e in t.examples(20, 0, "all")])
+    pre_widths = width(pairs[:800])
+    assert pre_widths[int(0.95 * len(pre_widths))] >= zoo_widths[int(0.9 * len(zoo_widths))]
+
+
+def test_swap_ops_are_fixed_involutions_that_no_zoo_task_matches():
+    maps = swap_maps(8)
+    assert maps == swap_maps(8) and len({tuple(sorted(m.items())) for m in maps}) == 8
+    for m in maps:
+        assert all(m[m[c]] == c and m[c] != c for c in m)
+    x = "".join(PRETRAIN_ALPHABET)
+    for t in TASKS.values():
+        assert all(t.fn(x) != "".join(m.get(c, c) for c in x) for m in maps), t.name
+
+
+def test_lora_steps_per_task_and_bad_values():
+    rec = LoraRecipe(steps=80, positional_steps=300, task_steps=(("digit_mask", 120),))
+    assert rec.steps_for(get_task("digit_mask")) == 120
+    assert rec.steps_for(get_task("upper")) == 80
+    assert rec.steps_for(get_task("reverse")) == 300
+    with pytest.raises(InvalidInputError, match="task_steps"):
+        LoraRecipe(task_steps=(("upper", 0),))
+    with pytest.raises(InvalidInputError, match="steps"):
+        LoraRecipe(steps=0)
+    assert size_recipe("ci").lora.steps_for(get_task("upper")) >= 1
+
+
+def test_worker_count_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("LOOM_TESTBED_WORKERS", "3")
+    assert default_workers() == 3
+    for bad in ("0", "two"):
+        monkeypatch.setenv("LOOM_TESTBED_WORKERS", bad)
+        with pytest.raises(InvalidInputError, match="LOOM_TESTBED_WORKERS"):
+            default_workers()
+    monkeypatch.delenv("LOOM_TESTBED_WORKERS")
+    assert 1 <= default_workers() <= 2
+
+
+def _count(n: int, tag: str, progress=None) -> str:
+    for i in range(n):
+        if progress:
+            progress(i + 1, n)
+    return tag
+
+
+def test_scheduler_respects_dependencies_and_reports_progress_per_phase():
+    jobs = [
+        Job("a", "first", 3, _count, (3, "a")),
+        Job("b", "second", 2, _count, (2, "b"), after=("a",)),
+        Job("c", "second", 4, _count, (4, "c"), after=("a",)),
+    ]
+    seen: list[tuple[str, int, int]] = []
+    results, timings = run_jobs(jobs, 1, lambda *a: seen.append(a))
+    assert results == {"a": "a", "b": "b", "c": "c"} and set(timings) == {"first", "second"}
+    assert seen[-1] == ("second", 6, 6) and ("first", 3, 3) in seen
+    assert all(d <= n for _, d, n in seen)
+    with pytest.raises(InvalidInputError):
+        run_jobs(jobs, 0)
+    with pytest.raises(InvalidInputError):
+        run_jobs([jobs[0], jobs[0]], 1)
+
+
+def test_two_worker_processes_build_the_same_bytes_as_one(tmp_path):
+    rec = with_steps(size_recipe("ci"), base_steps=8, lora_steps=4)
+    rec = replace(rec, lora=replace(rec.lora, task_steps=(("upper", 6),)))
+    kw = dict(seed=1, tasks=["upper", "lower"], recipe=rec)
+    phases: set[str] = set()
+    one = build_zoo("ci", tmp_path / "one", workers=1, **kw)
+    two = build_zoo("ci", tmp_path / "two", workers=2, progress=lambda p, d, n: phases.add(p), **kw)
+    assert one.recipe_hash == two.recipe_hash
+    assert [(a.task, a.base_id, a.sha256) for a in one.adapters] == [
+        (a.task, a.base_id, a.sha256) for a in two.adapters
+    ]
+    for b1, b2 in zip(one.bases, two.bases, strict=True):
+        assert (b1.dir / "model.safetensors").read_bytes() == (b2.dir / "model.safetensors").read_bytes()
+    assert phases == {
+        "pre-train loom-testbed/llama-ci",
+        "pre-train loom-testbed/qwen2-ci",
+        "train LoRAs on loom-testbed/llama-ci",
+        "train LoRAs on loom-testbed/qwen2-ci",
+    }
+    assert two.timings["build wall"] > 0
