@@ -20,7 +20,7 @@ from typing import Any
 
 from hub.core.errors import InvalidInputError
 
-#: ``LOOM_TESTBED_WORKERS`` overrides the default worker count (``min(2, CPU count)``)
+#: ``LOOM_TESTBED_WORKERS`` overrides the default worker count (``min(4, CPU count)``)
 WORKERS_ENV = "LOOM_TESTBED_WORKERS"
 _QUEUE: Any = None  # set in worker processes by _init_worker
 
@@ -46,7 +46,8 @@ class Job:
 
 
 def default_workers() -> int:
-    """``LOOM_TESTBED_WORKERS`` if set, else ``min(2, os.cpu_count())``."""
+    """``LOOM_TESTBED_WORKERS`` if set, else ``min(4, os.cpu_count())`` (each worker holds its own
+    torch + transformers + peft, a few hundred MB)."""
     raw = os.environ.get(WORKERS_ENV)
     if raw:
         try:
@@ -56,7 +57,7 @@ def default_workers() -> int:
         if n < 1:
             raise InvalidInputError(f"{WORKERS_ENV} must be >= 1, got {n}")
         return n
-    return max(1, min(2, os.cpu_count() or 1))
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def pretrain_job(recipe: Any, out_dir: Path, seed: int, progress: Any = None) -> dict[str, Any]:
@@ -194,4 +195,6 @@ def _run_parallel(
             for fut in running:
                 fut.cancel()
             raise
+        finally:
+            q.close()
     return results, {p: s[1] - s[0] for p, s in spans.items()}

@@ -30,7 +30,8 @@ class BaseRecipe:
         ops: the pre-training mix, ``(op, weight)`` pairs; ``copy`` uses natural neutral cues,
             the others (``reverse``, ``sort``, ``double``) use opaque op codes (``op1: ...``) so
             the base gains positional skills without knowing any zoo task's cue.
-        max_len: longest pre-training input.
+        max_len: longest pre-training input (above the zoo's 8: copying is weakest at the last
+            positions seen in pre-training).
         cue_words: most neutral words in a pre-training cue (cue lengths must cover the zoo's).
         swap_maps: how many opaque substitution ops (``op4``...) the ``swap`` op of the mix draws from.
     """
@@ -143,11 +144,11 @@ class LoraRecipe:
 CI_OPS = (("copy", 0.5), ("swap", 0.5))
 CI_LLAMA = BaseRecipe(
     "loom-testbed/llama-ci", "llama", hidden=128, intermediate=512, layers=2, heads=4, kv_heads=4, steps=300,
-    ops=CI_OPS, max_len=8,
+    ops=CI_OPS,
 )
 CI_QWEN = BaseRecipe(
-    "loom-testbed/qwen2-ci", "qwen2", hidden=96, intermediate=384, layers=2, heads=4, kv_heads=2, steps=300,
-    ops=CI_OPS, max_len=8,
+    "loom-testbed/qwen2-ci", "qwen2", hidden=96, intermediate=384, layers=2, heads=4, kv_heads=2, steps=400,
+    ops=CI_OPS,
 )
 FULL_LLAMA = BaseRecipe(
     "loom-testbed/llama-4m",
@@ -216,7 +217,20 @@ SIZES: dict[str, SizeRecipe] = {
         ),
         LoraRecipe(steps=100, batch=16, lr=1e-2, task_steps=(("caesar_1", 160),)),
     ),
-    "full": SizeRecipe("full", FULL_LLAMA, FULL_QWEN, LoraRecipe(steps=150, positional_steps=300)),
+    # full: the ci LoRA schedule (not yet validated at this size), positional tasks 300 steps of 16
+    "full": SizeRecipe(
+        "full",
+        FULL_LLAMA,
+        FULL_QWEN,
+        LoraRecipe(
+            steps=80,
+            batch=16,
+            lr=1e-2,
+            positional_steps=300,
+            task_steps=(("digit_mask", 120), *((f"caesar_{k}", 100) for k in range(1, 6))),
+        ),
+        LoraRecipe(steps=100, batch=16, lr=1e-2, positional_steps=300, task_steps=(("caesar_1", 160),)),
+    ),
 }
 
 

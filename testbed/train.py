@@ -122,6 +122,24 @@ def pretrain_pairs(recipe: BaseRecipe, rng: random.Random, n: int) -> list[tuple
     return out
 
 
+def answer_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy over the answer tokens: the value ``model(**batch).loss`` gives, but the LM
+    head only runs where an answer token is predicted (rows are left padded, so every answer ends
+    at the last column and the prompt-only columns need no logits)."""
+    labels = batch["labels"]  # (B, T)
+    first = int((labels != -100).any(0).nonzero()[0])  # first column holding an answer token
+    keep = labels.shape[1] - first + 1  # logits at columns first-1 .. T-1
+    logits = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        position_ids=batch["position_ids"],
+        logits_to_keep=keep,
+    ).logits  # (B, keep, V)
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, first:].reshape(-1), ignore_index=-100
+    )
+
+
 def _schedule(opt: torch.optim.Optimizer, warmup: int, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     def f(step: int) -> float:
         if step < warmup:
@@ -150,8 +168,7 @@ def train_loop(
     model.train()
     losses: list[float] = []
     for step in range(steps):
-        batch = encode_batch(batches(step))
-        loss = model(**batch).loss
+        loss = answer_loss(model, encode_batch(batches(step)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

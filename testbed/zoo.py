@@ -206,7 +206,7 @@ def build_zoo(
         recipe: override the size's recipe (tests use shorter schedules).
         transfer: also train the transfer tasks on base B.
         force: rebuild even when cached.
-        workers: training processes (default ``LOOM_TESTBED_WORKERS`` or ``min(2, CPU count)``); the
+        workers: training processes (default ``LOOM_TESTBED_WORKERS`` or ``min(4, CPU count)``); the
             weights do not depend on it.
 
     Raises:

@@ -11,7 +11,7 @@ from hub.core.errors import InvalidInputError
 from testbed.jobs import Job, default_workers, run_jobs
 from testbed.models import LoraRecipe, size_recipe
 from testbed.tasks import TASKS, get_task, tasks_for
-from testbed.train import PRETRAIN_ALPHABET, encode_batch, pretrain_pairs, swap_maps
+from testbed.train import PRETRAIN_ALPHABET, answer_loss, encode_batch, pretrain_pairs, swap_maps
 from testbed.zoo import build_zoo, with_steps
 
 
@@ -61,7 +61,7 @@ def test_worker_count_comes_from_the_environment(monkeypatch):
         with pytest.raises(InvalidInputError, match="LOOM_TESTBED_WORKERS"):
             default_workers()
     monkeypatch.delenv("LOOM_TESTBED_WORKERS")
-    assert 1 <= default_workers() <= 2
+    assert 1 <= default_workers() <= 4
 
 
 def _count(n: int, tag: str, progress=None) -> str:
@@ -108,3 +108,16 @@ def test_two_worker_processes_build_the_same_bytes_as_one(tmp_path):
         "train LoRAs on loom-testbed/qwen2-ci",
     }
     assert two.timings["build wall"] > 0
+
+
+def test_answer_loss_equals_the_models_own_loss():
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(size_recipe("ci").base_b.config())
+    batch = encode_batch([("hello | shout this", "HELLO"), ("a1 | caesar shift by 1", "b1"), ("x | y", "xyzxyz")])
+    torch.testing.assert_close(answer_loss(model, batch), model(**batch).loss)
+    peft = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "down_proj"], init_lora_weights=False))
+    torch.testing.assert_close(answer_loss(peft, batch), peft(**batch).loss)
