@@ -11,7 +11,12 @@
   mean of its description and training cues) and a linear probe, against the description-only match
   as the baseline.
 
+- ``--estimate``: no build; times a few steps of every job of the build and prints the estimated
+  wall time on idle cores for 1 and 2 workers (for the full size, which takes too long to build
+  just to time it).
+
     python benchmarks/testbed_zoo.py --size ci --fresh --baseline-workers 1
+    python benchmarks/testbed_zoo.py --size full --estimate
     python benchmarks/testbed_zoo.py --size full --data-dir loom-data --json full-eval.json
 """
 
@@ -47,6 +52,29 @@ def _build(args: argparse.Namespace, data_dir: Path, workers: int | None, consol
     return zoo, wall
 
 
+def _estimate(args: argparse.Namespace) -> None:
+    from testbed.estimate import estimate_build
+
+    load0 = os.getloadavg()[0]
+    est = estimate_build(args.size, workers=(1, 2))
+    phases: dict[str, list[float]] = {}
+    for key, c in est["jobs"].items():
+        kind = key.rsplit(":", 1)[0] if key.startswith("lora") else key
+        p = phases.setdefault(kind, [0, 0.0, 0.0])
+        p[0] += 1
+        p[1] += c["steps"]
+        p[2] += c["total_s"]
+    print(f"estimate for size {args.size!r} from short runs (load average {load0:.2f} -> {os.getloadavg()[0]:.2f}):")
+    for kind, (n, steps, sec) in phases.items():
+        print(f"  {kind:<10} {n:>3} jobs {int(steps):>6} steps  {sec:7.1f} CPU s")
+    print(f"  worker start (imports) {est['worker_start_s']:.1f} CPU s each; total {est['cpu_s']:.1f} CPU s")
+    w1, w2 = est["wall_s"][1], est["wall_s"][2]
+    print(f"estimated wall on idle cores: 2 workers {w2:.0f} s ({w2 / 60:.1f} min) vs 1 worker {w1:.0f} s "
+          f"({w1 / 60:.1f} min): ratio {w2 / w1:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(est, indent=2, default=str))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="ci", choices=["ci", "full"])
@@ -58,7 +86,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--no-eval", action="store_true")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--estimate", action="store_true", help="estimate the build time from short runs")
     args = ap.parse_args()
+    if args.estimate:
+        _estimate(args)
+        return
 
     import torch
     from rich.console import Console

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,3 +198,30 @@ def _run_parallel(
         finally:
             q.close()
     return results, {p: s[1] - s[0] for p, s in spans.items()}
+
+
+def simulate(jobs: Sequence[Job], seconds: Mapping[str, float], workers: int) -> float:
+    """Wall seconds :func:`run_jobs` would take if job ``key`` ran ``seconds[key]`` on an idle core.
+
+    Same policy as :func:`run_jobs`: a free worker takes the first job (in list order) whose
+    dependencies are done, waiting for one when none is.
+    """
+    if workers < 1:
+        raise InvalidInputError(f"workers must be >= 1, got {workers}")
+    free = [0.0] * workers
+    end: dict[str, float] = {}
+    pending = list(jobs)
+    while pending:
+        w = min(range(workers), key=free.__getitem__)
+        now = free[w]
+        ready = [j for j in pending if all(a in end and end[a] <= now for a in j.after)]
+        if not ready:
+            later = [end[a] for j in pending for a in j.after if a in end and end[a] > now]
+            if not later:
+                raise InvalidInputError("job dependencies cannot be met (a cycle or an unknown key)")
+            free[w] = min(later)
+            continue
+        job = ready[0]
+        pending.remove(job)
+        free[w] = end[job.key] = now + seconds[job.key]
+    return max(end.values(), default=0.0)

@@ -33,6 +33,8 @@ class BaseRecipe:
         max_len: longest pre-training input (above the zoo's 8: copying is weakest at the last
             positions seen in pre-training).
         cue_words: most neutral words in a pre-training cue (cue lengths must cover the zoo's).
+        bucket_cues: every row of a pre-training batch gets a cue of the same number of words (about
+            a sixth fewer padded tokens to compute).
         swap_maps: how many opaque substitution ops (``op4``...) the ``swap`` op of the mix draws from.
     """
 
@@ -50,6 +52,7 @@ class BaseRecipe:
     ops: tuple[tuple[str, float], ...] = (("copy", 1.0),)
     max_len: int = 10
     cue_words: int = 8
+    bucket_cues: bool = True
     swap_maps: int = 8
     max_positions: int = 128
 
@@ -143,12 +146,12 @@ class LoraRecipe:
 #: position and pass characters through a cue-selected mapping (what a mapping LoRA rewrites)
 CI_OPS = (("copy", 0.5), ("swap", 0.5))
 CI_LLAMA = BaseRecipe(
-    "loom-testbed/llama-ci", "llama", hidden=128, intermediate=512, layers=2, heads=4, kv_heads=4, steps=300,
+    "loom-testbed/llama-ci", "llama", hidden=128, intermediate=512, layers=2, heads=4, kv_heads=4, steps=350,
     ops=CI_OPS,
 )
 CI_QWEN = BaseRecipe(
     "loom-testbed/qwen2-ci", "qwen2", hidden=96, intermediate=384, layers=2, heads=4, kv_heads=2, steps=400,
-    ops=CI_OPS,
+    ops=CI_OPS, bucket_cues=False,  # measured: the narrow Qwen base copied 94% unbucketed, 79% bucketed
 )
 FULL_LLAMA = BaseRecipe(
     "loom-testbed/llama-4m",

@@ -97,17 +97,20 @@ def encode_batch(pairs: Sequence[tuple[str, str]]) -> dict[str, torch.Tensor]:
 def pretrain_pairs(recipe: BaseRecipe, rng: random.Random, n: int) -> list[tuple[str, str]]:
     """A batch of the generic pre-training corpus: the recipe's op mix over the whole alphabet.
 
-    A cue is 0 to ``recipe.cue_words`` neutral words (a copy cue when empty); the positional ops
+    A cue is 0 to ``recipe.cue_words`` neutral words (a copy cue when none), as many in every row
+    of a batch with ``recipe.bucket_cues`` (less padding to compute); the positional ops
     (``reverse``, ``sort``, ``double``) put their opaque op code at a random place among them.
     """
     names = [op for op, _ in recipe.ops]
     weights = [w for _, w in recipe.ops]
     maps = swap_maps(recipe.swap_maps) if "swap" in names else []
+    batch_words = rng.randint(0, recipe.cue_words)  # with bucket_cues, one cue length per batch
     out = []
     for _ in range(n):
         op = rng.choices(names, weights)[0]
         x = "".join(rng.choice(PRETRAIN_ALPHABET) for _ in range(rng.randint(1, recipe.max_len)))
-        words = [rng.choice(_FILLER) for _ in range(rng.randint(0, recipe.cue_words))]
+        n_words = batch_words if recipe.bucket_cues else rng.randint(0, recipe.cue_words)
+        words = [rng.choice(_FILLER) for _ in range(n_words)]
         if op == "copy":
             words = words or [rng.choice(_COPY_CUES)]
             y = x

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hub.core.errors import InvalidInputError, NotFoundError
-from testbed.models import SizeRecipe, count_parameters, size_recipe
+from testbed.models import SizeRecipe, size_recipe
 from testbed.tasks import Task, get_task, tasks_for
 
 T = TypeVar("T")
@@ -256,27 +256,19 @@ def build_zoo(
     return Zoo.load(root)
 
 
-def _train_all(
-    rec: SizeRecipe,
-    chosen: list[Task],
-    b_tasks: list[Task],
-    root: Path,
-    seed: int,
-    progress: ProgressFn | None,
-    workers: int,
-) -> dict[str, Any]:
-    from testbed.jobs import Job, lora_job, pretrain_job, run_jobs
+def plan_jobs(rec: SizeRecipe, chosen: Sequence[Task], b_tasks: Sequence[Task], root: Path, seed: int) -> list[Any]:
+    """The build's training jobs (:class:`testbed.jobs.Job`): pre-train each base, then one LoRA per task."""
+    from testbed.jobs import Job, lora_job, pretrain_job
 
-    t_start = time.perf_counter()
-    plan = [(rec.base_a, "A", chosen)] + ([(rec.base_b, "B", b_tasks)] if b_tasks else [])
+    plan = [(rec.base_a, "A", list(chosen))] + ([(rec.base_b, "B", list(b_tasks))] if b_tasks else [])
     jobs: list[Job] = []
     for brec, role, _ in plan:
         bdir = root / "bases" / brec.dirname
         jobs.append(Job(f"base:{role}", f"pre-train {brec.model_id}", brec.steps, pretrain_job, (brec, bdir, seed)))
     for brec, role, btasks in plan:
         bdir = root / "bases" / brec.dirname
+        lrec = rec.lora_for(role)
         for t in btasks:
-            lrec = rec.lora_for(role)
             steps = lrec.steps_for(t)
             jobs.append(
                 Job(
@@ -289,6 +281,23 @@ def _train_all(
                     after=(f"base:{role}",),
                 )
             )
+    return jobs
+
+
+def _train_all(
+    rec: SizeRecipe,
+    chosen: list[Task],
+    b_tasks: list[Task],
+    root: Path,
+    seed: int,
+    progress: ProgressFn | None,
+    workers: int,
+) -> dict[str, Any]:
+    from testbed.jobs import run_jobs
+
+    t_start = time.perf_counter()
+    plan = [(rec.base_a, "A", chosen)] + ([(rec.base_b, "B", b_tasks)] if b_tasks else [])
+    jobs = plan_jobs(rec, chosen, b_tasks, root, seed)
     results, timings = run_jobs(jobs, workers, progress)
     bases: list[dict[str, Any]] = []
     adapters: list[dict[str, Any]] = []

@@ -19,7 +19,8 @@ from testbed.zoo import build_zoo, with_steps
 def test_pretraining_corpus_covers_every_output_byte_and_the_zoos_prompt_lengths(size):
     """A LoRA cannot teach the frozen, tied embeddings a new byte, nor the base a longer prompt."""
     rec = size_recipe(size).base_a
-    pairs = pretrain_pairs(rec, random.Random(0), 4000)
+    rng = random.Random(0)
+    pairs = [p for _ in range(125) for p in pretrain_pairs(rec, rng, rec.batch)]
     seen = {c for _, y in pairs for c in y}
     for t in tasks_for(size):
         outs = {c for e in t.examples(200, 0, "all") for c in e.output}
@@ -27,7 +28,7 @@ def test_pretraining_corpus_covers_every_output_byte_and_the_zoos_prompt_lengths
     assert set(PRETRAIN_ALPHABET) <= seen
     width = lambda ps: sorted(encode_batch([p]).get("input_ids").shape[1] for p in ps)  # noqa: E731
     zoo_widths = width([(e.prompt, e.output) for t in tasks_for(size) for e in t.examples(20, 0, "all")])
-    pre_widths = width(pairs[:800])
+    pre_widths = width(pairs[::5])
     assert pre_widths[int(0.95 * len(pre_widths))] >= zoo_widths[int(0.9 * len(zoo_widths))]
 
 
@@ -121,3 +122,20 @@ def test_answer_loss_equals_the_models_own_loss():
     torch.testing.assert_close(answer_loss(model, batch), model(**batch).loss)
     peft = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "down_proj"], init_lora_weights=False))
     torch.testing.assert_close(answer_loss(peft, batch), peft(**batch).loss)
+
+
+def test_simulated_schedule_matches_hand_computed_walls():
+    from testbed.jobs import simulate
+
+    jobs = [
+        Job("base:A", "p", 1, _count, (1, "a")),
+        Job("base:B", "p", 1, _count, (1, "b")),
+        *(Job(f"lora:A:{i}", "l", 1, _count, (1, "x"), after=("base:A",)) for i in range(3)),
+        Job("lora:B:0", "l", 1, _count, (1, "y"), after=("base:B",)),
+    ]
+    secs = {"base:A": 10, "base:B": 4, "lora:A:0": 3, "lora:A:1": 3, "lora:A:2": 3, "lora:B:0": 2}
+    assert simulate(jobs, secs, 1) == 25
+    # worker 1: A (0-10), A:0 (10-13), A:2 (13-16); worker 2: B (0-4), B:0 (4-6), waits, A:1 (10-13)
+    assert simulate(jobs, secs, 2) == 16
+    with pytest.raises(InvalidInputError):
+        simulate([Job("x", "p", 1, _count, (1, "x"), after=("nope",))], {"x": 1}, 1)
