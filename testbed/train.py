@@ -104,7 +104,7 @@ def pretrain_pairs(recipe: BaseRecipe, rng: random.Random, n: int) -> list[tuple
     names = [op for op, _ in recipe.ops]
     weights = [w for _, w in recipe.ops]
     maps = swap_maps(recipe.swap_maps) if "swap" in names else []
-    batch_words = rng.randint(0, recipe.cue_words)  # with bucket_cues, one cue length per batch
+    batch_words = rng.randint(0, recipe.cue_words) if recipe.bucket_cues else 0  # one cue length per batch
     out = []
     for _ in range(n):
         op = rng.choices(names, weights)[0]
