@@ -145,13 +145,15 @@ class LoraRecipe:
 #: pre-training mix of the ci bases: copy, and opaque character-swap ops that make the base copy by
 #: position and pass characters through a cue-selected mapping (what a mapping LoRA rewrites)
 CI_OPS = (("copy", 0.5), ("swap", 0.5))
+# lr 2e-3, not 3e-3: copying appears suddenly during pre-training; at 3e-3 the Qwen base stayed stuck
+# for seed 1 (1% of zoo prompts copied), at 2e-3 both bases copy 97-100% for seeds 0, 1 and 2
 CI_LLAMA = BaseRecipe(
     "loom-testbed/llama-ci", "llama", hidden=128, intermediate=512, layers=2, heads=4, kv_heads=4, steps=350,
-    ops=CI_OPS,
+    lr=2e-3, ops=CI_OPS,
 )
 CI_QWEN = BaseRecipe(
     "loom-testbed/qwen2-ci", "qwen2", hidden=96, intermediate=384, layers=2, heads=4, kv_heads=2, steps=400,
-    ops=CI_OPS, bucket_cues=False,  # measured: the narrow Qwen base copied 94% unbucketed, 79% bucketed
+    lr=2e-3, ops=CI_OPS, bucket_cues=False,  # measured: the narrow Qwen base copied 94% unbucketed, 79% bucketed
 )
 FULL_LLAMA = BaseRecipe(
     "loom-testbed/llama-4m",
