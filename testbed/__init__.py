@@ -7,8 +7,9 @@
     print(res.table()); open("eval.json", "w").write(res.to_json())
 
 Modules: ``tokenizer`` (byte-level HF tokenizer), ``tasks`` (the zoo's tasks, cues, composites),
-``models`` (recipes), ``train`` (pre-training and PEFT LoRA training), ``generate`` (batched
-greedy decoding), ``zoo`` (build / manifest / publish), ``eval``, ``probe`` (prompt recognisability),
+``models`` (recipes), ``train`` (pre-training and PEFT LoRA training), ``jobs`` (the build's
+training jobs on one or more worker processes), ``generate`` (batched greedy decoding), ``zoo``
+(build / manifest / publish), ``eval``, ``probe`` (prompt recognisability),
 ``commands`` (plain functions behind ``loom demo`` and ``loom eval``). Importing this package
 imports nothing heavy.
 """

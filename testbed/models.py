@@ -15,7 +15,7 @@ from hub.core.errors import InvalidInputError
 from testbed.tokenizer import VOCAB_SIZE
 
 #: bump when the training code changes in a way that changes the weights
-TRAINER_VERSION = "1"
+TRAINER_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,12 @@ class BaseRecipe:
         ops: the pre-training mix, ``(op, weight)`` pairs; ``copy`` uses natural neutral cues,
             the others (``reverse``, ``sort``, ``double``) use opaque op codes (``op1: ...``) so
             the base gains positional skills without knowing any zoo task's cue.
-        max_len: longest pre-training input.
+        max_len: longest pre-training input (above the zoo's 8: copying is weakest at the last
+            positions seen in pre-training).
+        cue_words: most neutral words in a pre-training cue (cue lengths must cover the zoo's).
+        bucket_cues: every row of a pre-training batch gets a cue of the same number of words (about
+            a sixth fewer padded tokens to compute).
+        swap_maps: how many opaque substitution ops (``op4``...) the ``swap`` op of the mix draws from.
     """
 
     model_id: str
@@ -46,6 +51,9 @@ class BaseRecipe:
     warmup: int = 30
     ops: tuple[tuple[str, float], ...] = (("copy", 1.0),)
     max_len: int = 10
+    cue_words: int = 8
+    bucket_cues: bool = True
+    swap_maps: int = 8
     max_positions: int = 128
 
     def __post_init__(self) -> None:
@@ -112,16 +120,40 @@ class LoraRecipe:
     warmup: int = 10
     checkpoints: tuple[float, ...] = (0.5, 0.75, 1.0)
     positional_steps: int = 0  # steps for positional (``min_size="full"``) tasks; 0: same as steps
+    task_steps: tuple[tuple[str, int], ...] = ()  # per-task overrides, ``(task name, steps)``
+
+    def __post_init__(self) -> None:
+        for name, n in self.task_steps:
+            if n < 1:
+                raise InvalidInputError(f"task_steps[{name!r}] must be >= 1, got {n}")
+        if self.steps < 1:
+            raise InvalidInputError(f"steps must be >= 1, got {self.steps}")
+
+    def steps_for(self, task: Any) -> int:
+        """Training steps of ``task``: its override, else ``positional_steps`` for positional tasks, else ``steps``."""
+        override = dict(self.task_steps).get(task.name)
+        if override:
+            return override
+        if task.min_size == "full" and self.positional_steps:
+            return self.positional_steps
+        return self.steps
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+#: pre-training mix of the ci bases: copy, and opaque character-swap ops that make the base copy by
+#: position and pass characters through a cue-selected mapping (what a mapping LoRA rewrites)
+CI_OPS = (("copy", 0.5), ("swap", 0.5))
+# lr 2e-3, not 3e-3: copying appears suddenly during pre-training; at 3e-3 the Qwen base stayed stuck
+# for seed 1 (1% of zoo prompts copied), at 2e-3 both bases copy 97-100% for seeds 0, 1 and 2
 CI_LLAMA = BaseRecipe(
-    "loom-testbed/llama-ci", "llama", hidden=128, intermediate=512, layers=2, heads=4, kv_heads=4, steps=300
+    "loom-testbed/llama-ci", "llama", hidden=128, intermediate=512, layers=2, heads=4, kv_heads=4, steps=350,
+    lr=2e-3, ops=CI_OPS,
 )
 CI_QWEN = BaseRecipe(
-    "loom-testbed/qwen2-ci", "qwen2", hidden=96, intermediate=384, layers=2, heads=4, kv_heads=2, steps=300
+    "loom-testbed/qwen2-ci", "qwen2", hidden=96, intermediate=384, layers=2, heads=4, kv_heads=2, steps=400,
+    lr=2e-3, ops=CI_OPS, bucket_cues=False,  # measured: the narrow Qwen base copied 94% unbucketed, 79% bucketed
 )
 FULL_LLAMA = BaseRecipe(
     "loom-testbed/llama-4m",
@@ -134,7 +166,7 @@ FULL_LLAMA = BaseRecipe(
     steps=1200,
     lr=2e-3,
     warmup=60,
-    ops=(("copy", 0.55), ("reverse", 0.2), ("sort", 0.1), ("double", 0.15)),
+    ops=(("copy", 0.35), ("swap", 0.2), ("reverse", 0.2), ("sort", 0.1), ("double", 0.15)),
 )
 FULL_QWEN = BaseRecipe(
     "loom-testbed/qwen2-2m",
@@ -147,7 +179,7 @@ FULL_QWEN = BaseRecipe(
     steps=1000,
     lr=2e-3,
     warmup=60,
-    ops=(("copy", 0.55), ("reverse", 0.2), ("sort", 0.1), ("double", 0.15)),
+    ops=(("copy", 0.35), ("swap", 0.2), ("reverse", 0.2), ("sort", 0.1), ("double", 0.15)),
 )
 
 
@@ -159,6 +191,11 @@ class SizeRecipe:
     base_a: BaseRecipe
     base_b: BaseRecipe
     lora: LoraRecipe
+    lora_b: LoraRecipe | None = None  # LoRAs on base B (default: ``lora``)
+
+    def lora_for(self, role: str) -> LoraRecipe:
+        """The LoRA recipe of base ``"A"`` or ``"B"``."""
+        return self.lora_b if role == "B" and self.lora_b is not None else self.lora
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -166,13 +203,39 @@ class SizeRecipe:
             "base_a": self.base_a.to_dict(),
             "base_b": self.base_b.to_dict(),
             "lora": self.lora.to_dict(),
+            "lora_b": self.lora_b.to_dict() if self.lora_b else None,
             "trainer": TRAINER_VERSION,
         }
 
 
 SIZES: dict[str, SizeRecipe] = {
-    "ci": SizeRecipe("ci", CI_LLAMA, CI_QWEN, LoraRecipe(steps=150)),
-    "full": SizeRecipe("full", FULL_LLAMA, FULL_QWEN, LoraRecipe(steps=150, positional_steps=300)),
+    # ci LoRAs: 80 steps of 16 (measured: >= 96% on most tasks); the slow learners get more
+    "ci": SizeRecipe(
+        "ci",
+        CI_LLAMA,
+        CI_QWEN,
+        LoraRecipe(
+            steps=80,
+            batch=16,
+            lr=1e-2,
+            task_steps=(("digit_mask", 120), *((f"caesar_{k}", 100) for k in range(1, 6))),
+        ),
+        LoraRecipe(steps=100, batch=16, lr=1e-2, task_steps=(("caesar_1", 160),)),
+    ),
+    # full: the ci LoRA schedule (not yet validated at this size), positional tasks 300 steps of 16
+    "full": SizeRecipe(
+        "full",
+        FULL_LLAMA,
+        FULL_QWEN,
+        LoraRecipe(
+            steps=80,
+            batch=16,
+            lr=1e-2,
+            positional_steps=300,
+            task_steps=(("digit_mask", 120), *((f"caesar_{k}", 100) for k in range(1, 6))),
+        ),
+        LoraRecipe(steps=100, batch=16, lr=1e-2, positional_steps=300, task_steps=(("caesar_1", 160),)),
+    ),
 }
 
 

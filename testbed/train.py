@@ -23,7 +23,17 @@ PAD_ID, BOS_ID, EOS_ID, SEP_ID = 256, 257, 258, 10
 THREADS = 1
 Progress = Callable[[int, int], None]
 
+#: every character a task can output: the base must have seen each one as a target, since a LoRA
+#: leaves the (tied) embeddings frozen and cannot teach the model to emit an unseen byte
+PRETRAIN_ALPHABET = ALPHABET + "*#"
 _COPY_CUES = ("copy", "echo", "say", "write out", "type this", "again")
+#: neutral words the pre-training cues are made of: zoo cues are up to ~45 characters long, so the
+#: base must have copied past cues of that length (at those positions) before a LoRA specialises it
+_FILLER = tuple(
+    "please the text this that now it again exactly as is same for me with each every letter "
+    "character word string input line back out down here just simply kindly write type copy echo "
+    "say keep leave plain one two three four five 1 2 3 4 5 by to of and a an all on in up".split()
+)
 _OPCODES = {"reverse": "op1", "sort": "op2", "double": "op3"}
 _OPS: dict[str, Callable[[str], str]] = {
     "copy": lambda s: s,
@@ -32,6 +42,21 @@ _OPS: dict[str, Callable[[str], str]] = {
     "double": lambda s: "".join(c * 2 for c in s),
 }
 assert BOS == "<s>" and EOS == "</s>"
+
+
+def swap_maps(n: int, pairs: int = 6) -> list[dict[str, str]]:
+    """``n`` fixed substitution ops of the pre-training mix, each swapping ``pairs`` random character
+    pairs (identity elsewhere). They are no zoo task; they teach the base to copy by *position* and
+    pass each character through a cue-selected mapping, which is what a mapping LoRA then rewrites."""
+    rng = random.Random("loom-testbed-swap-maps")
+    maps = []
+    for _ in range(n):
+        chars = rng.sample(PRETRAIN_ALPHABET, 2 * pairs)
+        m = {}
+        for a, b in zip(chars[::2], chars[1::2], strict=True):
+            m[a], m[b] = b, a
+        maps.append(m)
+    return maps
 
 
 @contextlib.contextmanager
@@ -70,16 +95,52 @@ def encode_batch(pairs: Sequence[tuple[str, str]]) -> dict[str, torch.Tensor]:
 
 
 def pretrain_pairs(recipe: BaseRecipe, rng: random.Random, n: int) -> list[tuple[str, str]]:
-    """A batch of the generic pre-training corpus: the recipe's op mix over the whole alphabet."""
+    """A batch of the generic pre-training corpus: the recipe's op mix over the whole alphabet.
+
+    A cue is 0 to ``recipe.cue_words`` neutral words (a copy cue when none), as many in every row
+    of a batch with ``recipe.bucket_cues`` (less padding to compute); the positional ops
+    (``reverse``, ``sort``, ``double``) put their opaque op code at a random place among them.
+    """
     names = [op for op, _ in recipe.ops]
     weights = [w for _, w in recipe.ops]
+    maps = swap_maps(recipe.swap_maps) if "swap" in names else []
+    batch_words = rng.randint(0, recipe.cue_words) if recipe.bucket_cues else 0  # one cue length per batch
     out = []
     for _ in range(n):
         op = rng.choices(names, weights)[0]
-        x = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(1, recipe.max_len)))
-        cue = rng.choice(_COPY_CUES) if op == "copy" else _OPCODES[op]
-        out.append((f"{x} | {cue}", _OPS[op](x)))
+        x = "".join(rng.choice(PRETRAIN_ALPHABET) for _ in range(rng.randint(1, recipe.max_len)))
+        n_words = batch_words if recipe.bucket_cues else rng.randint(0, recipe.cue_words)
+        words = [rng.choice(_FILLER) for _ in range(n_words)]
+        if op == "copy":
+            words = words or [rng.choice(_COPY_CUES)]
+            y = x
+        elif op == "swap":
+            j = rng.randrange(len(maps))
+            words.insert(rng.randint(0, len(words)), f"op{4 + j}")
+            y = "".join(maps[j].get(c, c) for c in x)
+        else:
+            words.insert(rng.randint(0, len(words)), _OPCODES[op])
+            y = _OPS[op](x)
+        out.append((f"{x} | {' '.join(words)}", y))
     return out
+
+
+def answer_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy over the answer tokens: the value ``model(**batch).loss`` gives, but the LM
+    head only runs where an answer token is predicted (rows are left padded, so every answer ends
+    at the last column and the prompt-only columns need no logits)."""
+    labels = batch["labels"]  # (B, T)
+    first = int((labels != -100).any(0).nonzero()[0])  # first column holding an answer token
+    keep = labels.shape[1] - first + 1  # logits at columns first-1 .. T-1
+    logits = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        position_ids=batch["position_ids"],
+        logits_to_keep=keep,
+    ).logits  # (B, keep, V)
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, first:].reshape(-1), ignore_index=-100
+    )
 
 
 def _schedule(opt: torch.optim.Optimizer, warmup: int, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -110,8 +171,7 @@ def train_loop(
     model.train()
     losses: list[float] = []
     for step in range(steps):
-        batch = encode_batch(batches(step))
-        loss = model(**batch).loss
+        loss = answer_loss(model, encode_batch(batches(step)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hub.core.errors import InvalidInputError, NotFoundError
-from testbed.models import SizeRecipe, count_parameters, size_recipe
+from testbed.models import SizeRecipe, size_recipe
 from testbed.tasks import Task, get_task, tasks_for
 
 T = TypeVar("T")
@@ -192,12 +192,13 @@ def build_zoo(
     recipe: SizeRecipe | None = None,
     transfer: bool = True,
     force: bool = False,
+    workers: int | None = None,
 ) -> Zoo:
     """Build the zoo of ``size`` (or reuse the cached one) and return it.
 
     Args:
-        size: ``"ci"`` (2-layer 0.56M base, mapping tasks; ~1 min) or ``"full"`` (4M Llama + 2M Qwen2,
-            positional tasks too; ~15 min on 2 idle cores).
+        size: ``"ci"`` (2-layer 0.56M base, mapping tasks; ~70 s on 2 idle cores) or ``"full"`` (4M
+            Llama + 2M Qwen2, positional tasks too; ~14 min estimated on 2 idle cores).
         data_dir: Loom's data directory; the zoo goes to ``data_dir/testbed/<recipe-hash>/``.
         seed: seeds every model and data stream; same seed, same weights.
         progress: ``progress(phase, done, total)`` called as training advances.
@@ -205,6 +206,8 @@ def build_zoo(
         recipe: override the size's recipe (tests use shorter schedules).
         transfer: also train the transfer tasks on base B.
         force: rebuild even when cached.
+        workers: training processes (default ``LOOM_TESTBED_WORKERS`` or ``min(4, CPU count)``); the
+            weights do not depend on it.
 
     Raises:
         InvalidInputError: unknown size or a task the size cannot learn.
@@ -227,7 +230,10 @@ def build_zoo(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        manifest = _train_all(rec, chosen, b_tasks, tmp, seed, progress)
+        from testbed.jobs import default_workers
+
+        n_workers = default_workers() if workers is None else workers
+        manifest = _train_all(rec, chosen, b_tasks, tmp, seed, progress, n_workers)
         manifest.update(
             {
                 "size": rec.size,
@@ -250,6 +256,34 @@ def build_zoo(
     return Zoo.load(root)
 
 
+def plan_jobs(rec: SizeRecipe, chosen: Sequence[Task], b_tasks: Sequence[Task], root: Path, seed: int) -> list[Any]:
+    """The build's training jobs (:class:`testbed.jobs.Job`): pre-train each base, then one LoRA per task."""
+    from testbed.jobs import Job, lora_job, pretrain_job
+
+    plan = [(rec.base_a, "A", list(chosen))] + ([(rec.base_b, "B", list(b_tasks))] if b_tasks else [])
+    jobs: list[Job] = []
+    for brec, role, _ in plan:
+        bdir = root / "bases" / brec.dirname
+        jobs.append(Job(f"base:{role}", f"pre-train {brec.model_id}", brec.steps, pretrain_job, (brec, bdir, seed)))
+    for brec, role, btasks in plan:
+        bdir = root / "bases" / brec.dirname
+        lrec = rec.lora_for(role)
+        for t in btasks:
+            steps = lrec.steps_for(t)
+            jobs.append(
+                Job(
+                    f"lora:{role}:{t.name}",
+                    f"train LoRAs on {brec.model_id}",
+                    steps,
+                    lora_job,
+                    (bdir, brec.model_id, t.name, lrec, root / "adapters" / brec.dirname / t.name, seed,
+                     steps, lrec.checkpoints if t.family else (1.0,)),
+                    after=(f"base:{role}",),
+                )
+            )
+    return jobs
+
+
 def _train_all(
     rec: SizeRecipe,
     chosen: list[Task],
@@ -257,57 +291,31 @@ def _train_all(
     root: Path,
     seed: int,
     progress: ProgressFn | None,
+    workers: int,
 ) -> dict[str, Any]:
-    from testbed.train import load_base, pretrain_base, train_lora
+    from testbed.jobs import run_jobs
 
-    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+    plan = [(rec.base_a, "A", chosen)] + ([(rec.base_b, "B", b_tasks)] if b_tasks else [])
+    jobs = plan_jobs(rec, chosen, b_tasks, root, seed)
+    results, timings = run_jobs(jobs, workers, progress)
     bases: list[dict[str, Any]] = []
     adapters: list[dict[str, Any]] = []
-    plan = [(rec.base_a, "A", chosen)] + ([(rec.base_b, "B", b_tasks)] if b_tasks else [])
     for brec, role, btasks in plan:
-        phase = f"pre-train {brec.model_id}"
-        t0 = time.perf_counter()
         bdir = root / "bases" / brec.dirname
-        pretrain_base(
-            brec, bdir, seed=seed, progress=(lambda d, n, p=phase: progress(p, d, n)) if progress else None
-        )
-        timings[phase] = time.perf_counter() - t0
-        cfg = json.loads((bdir / "config.json").read_text())
         bases.append(
             {
                 "id": brec.model_id,
                 "arch": brec.arch,
                 "dir": str(bdir.relative_to(root)),
-                "params": count_parameters(load_base(bdir)),
+                "params": results[f"base:{role}"]["params"],
                 "role": role,
-                "config": cfg,
+                "config": json.loads((bdir / "config.json").read_text()),
             }
         )
-        steps_of = {
-            t.name: (rec.lora.positional_steps or rec.lora.steps) if t.min_size == "full" else rec.lora.steps
-            for t in btasks
-        }
-        total = sum(steps_of.values())
-        phase = f"train LoRAs on {brec.model_id}"
-        t0 = time.perf_counter()
-        done = 0
         for t in btasks:
+            res = results[f"lora:{role}:{t.name}"]
             adir = root / "adapters" / brec.dirname / t.name
-            ckpts = rec.lora.checkpoints if t.family else (1.0,)
-            res = train_lora(
-                bdir,
-                brec.model_id,
-                t,
-                rec.lora,
-                adir,
-                seed=seed,
-                steps=steps_of[t.name],
-                checkpoints=ckpts,
-                progress=(lambda d, n, p=phase, base=done, tot=total: progress(p, base + d, tot))
-                if progress
-                else None,
-            )
-            done += steps_of[t.name]
             rows = [{"input": e.prompt, "output": e.output} for e in t.examples(N_SAMPLES, seed + 7, "train")]
             (adir / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
             (adir / "README.md").write_text(_model_card(t, brec.model_id, rows))
@@ -338,8 +346,8 @@ def _train_all(
                     ],
                 }
             )
-        timings[phase] = time.perf_counter() - t0
-    return {"bases": bases, "adapters": adapters, "timings": timings}
+    timings["build wall"] = time.perf_counter() - t_start
+    return {"bases": bases, "adapters": adapters, "timings": timings, "workers": workers}
 
 
 def publish_zoo(
@@ -365,11 +373,13 @@ def register_bases(zoo: Zoo, register: Callable[[BaseEntry], T]) -> list[T]:
 
 def with_steps(recipe: SizeRecipe, base_steps: int, lora_steps: int) -> SizeRecipe:
     """A copy of ``recipe`` with shorter schedules (for tests of the build itself)."""
+    short = lambda lora: replace(  # noqa: E731
+        lora, steps=lora_steps, warmup=min(lora.warmup, lora_steps), positional_steps=0, task_steps=()
+    )
     return replace(
         recipe,
         base_a=replace(recipe.base_a, steps=base_steps, warmup=min(recipe.base_a.warmup, base_steps)),
         base_b=replace(recipe.base_b, steps=base_steps, warmup=min(recipe.base_b.warmup, base_steps)),
-        lora=replace(
-            recipe.lora, steps=lora_steps, warmup=min(recipe.lora.warmup, lora_steps), positional_steps=0
-        ),
+        lora=short(recipe.lora),
+        lora_b=short(recipe.lora_b) if recipe.lora_b else None,
     )
