@@ -69,6 +69,16 @@ def pretrain_job(recipe: Any, out_dir: Path, seed: int, progress: Any = None) ->
     return {**res, "params": count_parameters(load_base(out_dir))}
 
 
+def copy_base_job(src: Path, out_dir: Path, params: int, progress: Any = None) -> dict[str, Any]:
+    """Reuse a base pre-trained by another zoo build (same recipe, seed, trainer): copy its folder."""
+    import shutil
+
+    shutil.copytree(src, out_dir)
+    if progress is not None:
+        progress(1, 1)
+    return {"params": params, "reused": str(src)}
+
+
 def lora_job(
     base_dir: Path,
     base_id: str,

@@ -256,14 +256,44 @@ def build_zoo(
     return Zoo.load(root)
 
 
+def cached_base(testbed_dir: Path, brec: Any, seed: int) -> tuple[Path, int] | None:
+    """A base already pre-trained by another zoo build with the same base recipe, seed and trainer version
+    (pre-training depends on nothing else), as ``(folder, params)``; None if there is none."""
+    from testbed.models import TRAINER_VERSION
+
+    want = json.loads(json.dumps(brec.to_dict()))  # as a manifest stores it (tuples -> lists)
+    for man_path in sorted(testbed_dir.glob(f"*/{MANIFEST}")):
+        try:
+            man = json.loads(man_path.read_text())
+        except (OSError, ValueError):
+            continue
+        recipe = man.get("recipe") or {}
+        if man.get("seed") != seed or recipe.get("trainer") != TRAINER_VERSION:
+            continue
+        for key, role in (("base_a", "A"), ("base_b", "B")):
+            if recipe.get(key) != want:
+                continue
+            for b in man.get("bases", []):
+                folder = man_path.parent / b["dir"]
+                if b.get("role") == role and (folder / "config.json").is_file():
+                    return folder, int(b["params"])
+    return None
+
+
 def plan_jobs(rec: SizeRecipe, chosen: Sequence[Task], b_tasks: Sequence[Task], root: Path, seed: int) -> list[Any]:
-    """The build's training jobs (:class:`testbed.jobs.Job`): pre-train each base, then one LoRA per task."""
-    from testbed.jobs import Job, lora_job, pretrain_job
+    """The build's training jobs (:class:`testbed.jobs.Job`): pre-train each base (or copy it from another
+    cached zoo with the same base recipe, seed and trainer: e.g. after a LoRA-recipe change), then one LoRA per
+    task."""
+    from testbed.jobs import Job, copy_base_job, lora_job, pretrain_job
 
     plan = [(rec.base_a, "A", list(chosen))] + ([(rec.base_b, "B", list(b_tasks))] if b_tasks else [])
     jobs: list[Job] = []
     for brec, role, _ in plan:
         bdir = root / "bases" / brec.dirname
+        hit = cached_base(root.parent, brec, seed)
+        if hit is not None:
+            jobs.append(Job(f"base:{role}", f"reuse {brec.model_id}", 1, copy_base_job, (hit[0], bdir, hit[1])))
+            continue
         jobs.append(Job(f"base:{role}", f"pre-train {brec.model_id}", brec.steps, pretrain_job, (brec, bdir, seed)))
     for brec, role, btasks in plan:
         bdir = root / "bases" / brec.dirname
@@ -311,6 +341,7 @@ def _train_all(
                 "params": results[f"base:{role}"]["params"],
                 "role": role,
                 "config": json.loads((bdir / "config.json").read_text()),
+                "reused_from": results[f"base:{role}"].get("reused"),
             }
         )
         for t in btasks:

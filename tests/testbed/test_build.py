@@ -139,3 +139,23 @@ def test_simulated_schedule_matches_hand_computed_walls():
     assert simulate(jobs, secs, 2) == 16
     with pytest.raises(InvalidInputError):
         simulate([Job("x", "p", 1, _count, (1, "x"), after=("nope",))], {"x": 1}, 1)
+
+
+def test_a_lora_recipe_change_reuses_the_pretrained_base(tmp_path):
+    """Bases depend only on their recipe, the seed and the trainer: a zoo whose LoRA recipe changed copies them
+    from a cached zoo instead of pre-training again (the same bytes); a changed base recipe trains anew."""
+    import json
+
+    kw = dict(seed=3, tasks=["lower"], transfer=False, workers=1)
+    z1 = build_zoo("ci", tmp_path, recipe=with_steps(size_recipe("ci"), base_steps=8, lora_steps=4), **kw)
+    z2 = build_zoo("ci", tmp_path, recipe=with_steps(size_recipe("ci"), base_steps=8, lora_steps=5), **kw)
+    z3 = build_zoo("ci", tmp_path, recipe=with_steps(size_recipe("ci"), base_steps=9, lora_steps=4), **kw)
+    assert len({z1.root, z2.root, z3.root}) == 3
+
+    def manifest_base(z):
+        return json.loads((z.root / "manifest.json").read_text())["bases"][0]
+
+    weights = [(z.base_a.dir / "model.safetensors").read_bytes() for z in (z1, z2, z3)]
+    assert manifest_base(z1)["reused_from"] is None
+    assert manifest_base(z2)["reused_from"] == str(z1.base_a.dir) and weights[1] == weights[0]
+    assert manifest_base(z3)["reused_from"] is None and weights[2] != weights[0]
