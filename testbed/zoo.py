@@ -198,7 +198,7 @@ def build_zoo(
 
     Args:
         size: ``"ci"`` (2-layer 0.56M base, mapping tasks; ~70 s on 2 idle cores) or ``"full"`` (4M
-            Llama + 2M Qwen2, positional tasks too; ~14 min estimated on 2 idle cores).
+            Llama + 2M Qwen2, positional tasks too; ~16.5 min estimated on 2 idle cores).
         data_dir: Loom's data directory; the zoo goes to ``data_dir/testbed/<recipe-hash>/``.
         seed: seeds every model and data stream; same seed, same weights.
         progress: ``progress(phase, done, total)`` called as training advances.
