@@ -310,27 +310,17 @@ class InferenceService:
 
     def _exemplar(self, viewer: User | None, row: Any, most: int = 16) -> Any:
         """Unit mean embedding of up to ``most`` sample prompts of the adapter's latest version, or None."""
-        import json
-
         import numpy as np
 
+        from hub.services.validation import parse_samples
         from routing.train import request_text
 
         ver = self.hub.adapters.version(viewer, row.namespace, row.name)
         entry = (ver.files or {}).get("samples.jsonl")
         if entry is None:
             return None
-        prompts = []
-        for line in self.hub.blobs.read_bytes(entry["key"]).decode("utf-8", "replace").splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            text = request_text(str(rec.get("input", ""))) if isinstance(rec, dict) else ""
-            if text:
-                prompts.append(text)
-            if len(prompts) >= most:
-                break
+        rows = parse_samples(self.hub.blobs.read_bytes(entry["key"]))  # validated at publish
+        prompts = [t for t in (request_text(r["input"]) for r in rows) if t][:most]
         if not prompts:
             return None
         mean = self.hub.search.embed(prompts).mean(0)
