@@ -61,11 +61,11 @@ def source_examples(raw: bytes, key: str) -> list[dict[str, str]]:
     Raises:
         InvalidInputError: malformed samples, or none at all (the message names the source).
     """
-    rows = v.parse_samples(raw) if raw else []
+    rows = v.sample_pairs(raw)
     if not rows:
         raise InvalidInputError(f"{key} has no sample data (samples.jsonl); lorahub scores merges on the "
                                 "sources' samples", field="sources")
-    return [{"input": r["input"], "output": r["output"]} for r in rows]
+    return rows
 
 
 def balanced(per_source: Sequence[Sequence[Mapping[str, str]]], limit: int = MAX_EXAMPLES) -> list[dict[str, str]]:

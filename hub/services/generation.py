@@ -121,15 +121,8 @@ def _trans_config(params: dict[str, Any]) -> Any:
 
 
 def _samples(raw: bytes) -> list[str]:
-    out = []
-    for line in raw.decode("utf-8", "replace").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("input"), str):
-            out.append(row["input"])
-    return out
+    """The sample inputs of a stored samples.jsonl (validated at publish)."""
+    return [r["input"] for r in v.sample_pairs(raw)]
 
 
 class GenerationService:

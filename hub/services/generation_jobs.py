@@ -49,16 +49,10 @@ def _load_model(folder: str) -> tuple[Any, Any]:
 
 
 def _sample_rows(raw: bytes) -> bytes | None:
-    """The ``{"input", "output"}`` rows of a samples.jsonl (at most 64), re-serialised; None if none."""
-    rows = []
-    for line in raw.decode("utf-8", "replace").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("input"), str) and isinstance(row.get("output"), str):
-            rows.append(json.dumps({"input": row["input"], "output": row["output"]}) + "\n")
-    return "".join(rows[:64]).encode() or None
+    """The ``{"input", "output"}`` rows of a stored samples.jsonl (at most 64), re-serialised; None if none."""
+    from hub.services.validation import sample_pairs
+
+    return "".join(json.dumps(r) + "\n" for r in sample_pairs(raw)[:64]).encode() or None
 
 
 def _publish_adapter(hub: Hub, user: User, adapter: Any, name: str, description: str, tags: list[str],

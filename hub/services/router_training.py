@@ -181,10 +181,10 @@ class RouterTrainingService:
 
 
 def _examples(raw: bytes, key: str) -> list[dict[str, str]]:
-    rows = v.parse_samples(raw)
+    rows = v.sample_pairs(raw)
     if not rows:
         raise InvalidInputError(f"expert {key} has no sample data (samples.jsonl is empty)")
-    return [{"input": r["input"], "output": r["output"]} for r in rows]
+    return rows
 
 
 def run_router_train(hub: Hub, job: JobView, report: Reporter) -> dict[str, Any]:

@@ -81,6 +81,11 @@ def check_license(lic: str | None) -> str | None:
     return lic
 
 
+def sample_pairs(raw: bytes) -> list[dict[str, str]]:
+    """The ``{"input", "output"}`` pairs of a samples.jsonl (checked by :func:`parse_samples`; no bytes -> [])."""
+    return [{"input": r["input"], "output": r["output"]} for r in parse_samples(raw)] if raw else []
+
+
 def parse_samples(raw: bytes) -> list[dict[str, Any]]:
     """Validate ``samples.jsonl``: JSON objects with string ``input`` and ``output``, size-capped."""
     if len(raw) > MAX_SAMPLES_BYTES:
