@@ -53,7 +53,7 @@ def training_data(zoo: Any, entries: list[Any], source: str, per_task: int, seed
 
 def routed_answer(routed: Any, batch_size: int, embed: Any = None) -> Any:
     """A ``generate(prompts) -> answers`` function over a routed model (testbed greedy decoding)."""
-    from routing.train import embed_texts
+    from routing.train import request_features
     from testbed.generate import greedy
 
     def fn(prompts: list[str]) -> list[str]:
@@ -65,8 +65,8 @@ def routed_answer(routed: Any, batch_size: int, embed: Any = None) -> Any:
             chunk = prompts[i:i + batch_size]
             if routed.router is not None:
                 routed.router.apply(routed, chunk)
-            else:  # gates reading the request embedding (features="embedding"), as the server sets it
-                routed.set_features(embed_texts(embed, chunk))
+            else:  # gates reading the request features (features="embedding"), as the server sets them
+                routed.set_features(request_features(embed, chunk, routed.config))
             out += greedy(routed, chunk, batch_size=len(chunk), max_new_tokens=new)
         return out
 
@@ -137,6 +137,15 @@ HUB_PARAMS: dict[str, dict[str, Any]] = {
 }
 
 
+def feature_params(mode: str, lexical_dim: int) -> dict[str, Any]:
+    """Router config fields of a ``--features`` mode."""
+    if mode == "lexical":
+        return {"features": "embedding", "lexical_dim": lexical_dim}
+    if mode not in ("site_input", "embedding"):
+        raise SystemExit(f"--features: unknown mode {mode!r} (site_input, embedding, lexical)")
+    return {"features": mode}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="ci", choices=["ci", "full"])
@@ -149,7 +158,9 @@ def main() -> None:
     ap.add_argument("--per-task", type=int, default=64, help="training examples per task")
     ap.add_argument("--samples", default="task", choices=["task", "zoo"])
     ap.add_argument("--features", default="site_input,embedding",
-                    help="gate features of the trained presets: site_input (paper), embedding (MiniLM of the request)")
+                    help="gate features of the trained presets: site_input (paper), embedding (MiniLM of the "
+                         "request), lexical (MiniLM + hashed words of the request, --lexical-dim buckets)")
+    ap.add_argument("--lexical-dim", type=int, default=1024, help="hashed word buckets of the 'lexical' mode")
     ap.add_argument("--composite-temperature", type=float, default=15.0)
     ap.add_argument("--no-composite", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
@@ -193,8 +204,8 @@ def main() -> None:
         modes = args.features.split(",") if ROUTERS.get(preset).trainable else ["-"]
         for mode in modes:
             p = preset if mode in ("-", "site_input") else f"{preset}+{mode[:3]}"
-            params = {**DEFAULT_PARAMS.get(preset, {}), **({"features": mode} if mode != "-" else {}),
-                      **(HUB_PARAMS.get(preset, {}) if mode == "embedding" else {})}
+            params = {**DEFAULT_PARAMS.get(preset, {}), **(feature_params(mode, args.lexical_dim) if mode != "-" else {}),
+                      **(HUB_PARAMS.get(preset, {}) if mode in ("embedding", "lexical") else {})}
             routed, meta = build_preset(zoo, entries, experts, preset, params, args.steps, data, args.seed, embed, args.lr)
             info[p] = meta
             presets.append(p)
@@ -231,7 +242,8 @@ def main() -> None:
         model = fresh_base(zoo)
         names = [e.name for e in entries]
         feats = args.features.split(",")[-1]  # the last feature mode asked for (default: embedding)
-        state = train_router(model, experts, "meteora", {"k": 2, "features": feats}, examples=data,
+        state = train_router(model, experts, "meteora", {"k": 2, **feature_params(feats, args.lexical_dim)},
+                             examples=data,
                              tokenizer=_encoder(), names=names, embed=embed,
                              train=TrainConfig(steps=args.steps, batch_size=16, lr=args.lr, max_length=160,
                                                seed=args.seed, pad_id=PAD_ID))

@@ -25,9 +25,8 @@ FEATURES = ("site_input", "embedding")
 
 
 def gate_width(width: int, config: object) -> int:
-    """Input width of a gate: ``width`` (its site/block features) or the config's embedding width."""
-    return int(config.embedding_dim) if getattr(config, "features", "site_input") == "embedding" \
-        else width
+    """Input width of a gate: ``width`` (its site/block features) or the config's request-feature width."""
+    return int(config.feature_dim) if getattr(config, "features", "site_input") == "embedding" else width
 
 
 def features_for(gate: nn.Module, ctx: RoutingContext, x: torch.Tensor) -> torch.Tensor:

@@ -147,10 +147,10 @@ class RoutedModel:
         if features is not None:
             if features.dim() != 2:
                 raise InvalidInputError(f"request features must be (B, D), got {tuple(features.shape)}")
-            want = getattr(self.config, "embedding_dim", features.shape[1])
+            want = getattr(self.config, "feature_dim", features.shape[1])
             if features.shape[1] != want:
-                raise InvalidInputError(f"request features must have {want} columns (the router's embedding_dim), "
-                                        f"got {features.shape[1]}")
+                raise InvalidInputError(f"request features must have {want} columns (the router's embedding_dim "
+                                        f"+ lexical_dim), got {features.shape[1]}")
             if not torch.isfinite(features).all():
                 raise InvalidInputError("request features contain NaN or Inf")
         self.context.features = features

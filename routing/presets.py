@@ -38,6 +38,10 @@ class RouterConfig:
             the gate sees the task even at tokens that come before the prompt's cue). Training-free
             presets ignore it.
         embedding_dim: width of the external embedding (384 for all-MiniLM-L6-v2).
+        lexical_dim: with ``features="embedding"``, also append a hashed bag of the request's words and
+            word pairs in this many buckets (scikit-learn's ``HashingVectorizer``, L2-normalised; see
+            :func:`routing.train.request_features`). A sentence embedding blurs requests that differ in
+            one number or word ("caesar shift by 2" / "by 4"); the bag keeps them apart. 0: embedding only.
         task_ce: coefficient of a supervised cross-entropy of every gate's logits to the example's expert
             (MeteoRA's aux loss, offered to every trained preset because a hub's experts come with their own
             sample data, i.e. free task labels); 0 keeps each paper's losses. Rank groups (SMoRA) are pooled
@@ -48,7 +52,13 @@ class RouterConfig:
     dropout: float = 0.0
     features: str = "site_input"
     embedding_dim: int = 384
+    lexical_dim: int = 0
     task_ce: float = 0.0
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of the request features the gates read (``features="embedding"``): embedding + lexical."""
+        return self.embedding_dim + self.lexical_dim
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -61,6 +71,10 @@ class RouterConfig:
             raise InvalidInputError(f"task_ce must be >= 0, got {self.task_ce}")
         if self.embedding_dim < 1:
             raise InvalidInputError(f"embedding_dim must be >= 1, got {self.embedding_dim}")
+        if self.lexical_dim < 0:
+            raise InvalidInputError(f"lexical_dim must be >= 0, got {self.lexical_dim}")
+        if self.lexical_dim and self.features != "embedding":
+            raise InvalidInputError("lexical_dim needs features='embedding' (the gates read request features)")
         placement = getattr(self, "placement", None)
         if placement is not None and placement not in PLACEMENTS:
             raise InvalidInputError(f"placement must be one of {sorted(PLACEMENTS)}, got {placement!r}")

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -41,6 +42,29 @@ def embed_texts(embed: Embed, texts: Sequence[str], batch: int = 256) -> torch.T
     for i in range(0, len(texts), batch):
         out.append(torch.as_tensor(embed([request_text(t) for t in texts[i:i + batch]])).float())
     return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+def lexical_features(texts: Sequence[str], dim: int) -> torch.Tensor:
+    """A hashed, L2-normalised bag of the lower-cased words and word pairs of each text (after
+    :func:`request_text`) -> float32 (N, dim). Stateless (MurmurHash3 buckets), so training and serving
+    agree with nothing stored; single characters count as words (the "3" of "shift by 3")."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    vec = HashingVectorizer(n_features=dim, ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b",
+                            alternate_sign=False, norm="l2", dtype=np.float32)
+    return torch.from_numpy(vec.transform([request_text(t) for t in texts]).toarray())
+
+
+def request_features(embed: Embed, texts: Sequence[str], config: Any) -> torch.Tensor:
+    """What gates with ``features="embedding"`` read for each request: its sentence embedding
+    (``config.embedding_dim`` wide), then ``config.lexical_dim`` hashed word features when set."""
+    feats = embed_texts(embed, texts)
+    if feats.shape[1] != config.embedding_dim:
+        raise InvalidInputError(f"the embed function gives {feats.shape[1]} dimensions; the config says "
+                                f"embedding_dim={config.embedding_dim}")
+    if getattr(config, "lexical_dim", 0):
+        feats = torch.cat([feats, lexical_features(texts, config.lexical_dim)], dim=1)
+    return feats
 Progress = Callable[[dict[str, Any]], None]
 
 
@@ -137,10 +161,7 @@ def train_router(model: nn.Module, experts: Sequence[LoraAdapter], preset: str, 
     if getattr(cfg, "features", "site_input") == "embedding":
         if embed is None:
             raise InvalidInputError(f"router {preset!r} with features='embedding' needs an embed function")
-        feats = embed_texts(embed, [it[3] for it in items])
-        if feats.shape[1] != cfg.embedding_dim:
-            raise InvalidInputError(f"the embed function gives {feats.shape[1]} dimensions; the config says "
-                                    f"embedding_dim={cfg.embedding_dim}")
+        feats = request_features(embed, [it[3] for it in items], cfg)
     torch.manual_seed(tc.seed)
     rng = random.Random(tc.seed)
     was_training = model.training

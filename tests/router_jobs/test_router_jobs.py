@@ -154,17 +154,19 @@ def test_job_cancelled_while_running_publishes_nothing(rhub):
 
 
 @pytest.mark.parametrize("db_kind", ["sqlite"])
-def test_router_reading_the_request_embedding_trains_and_serves(rhub):
-    """config features="embedding": the job embeds each sample with the hub's MiniLM; serving embeds the
-    prompt the same way and the gates route on it."""
+@pytest.mark.parametrize("lexical_dim", [0, 256])
+def test_router_reading_the_request_embedding_trains_and_serves(rhub, lexical_dim):
+    """config features="embedding": the job embeds each sample with the hub's MiniLM (and, with lexical_dim,
+    hashes its words); serving computes the prompt's features the same way and the gates route on them."""
     from hub.services.inference import CompletionRequest, InferenceService
     from hub.services.inference.routers import read_state
 
-    job = _train(rhub, name="alice/emb-router", params={"k": 1, "features": "embedding"})
+    job = _train(rhub, name="alice/emb-router", params={"k": 1, "features": "embedding", "lexical_dim": lexical_dim})
     assert job.status == "succeeded", job.error
     ver = rhub.adapters.version(None, "alice", "emb-router")
     state = read_state(rhub, ver, "alice/emb-router@1")
     assert state.config["features"] == "embedding" and state.config["embedding_dim"] == 384
+    assert state.config["lexical_dim"] == lexical_dim
     svc = InferenceService(rhub, device="cpu")
     try:
         picks = {}

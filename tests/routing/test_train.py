@@ -191,6 +191,50 @@ def test_embedding_features_need_an_embed_function_of_the_right_width(model, exp
         build_router(model, experts, "meteora", {"features": "pixels"})
 
 
+def test_lexical_features_are_stateless_normalised_and_keep_numbers_apart():
+    from routing.train import lexical_features
+
+    texts = ["abc | caesar shift by 2", "abc | caesar shift by 4", "xyz | caesar shift by 2", ""]
+    a, b = lexical_features(texts, 256), lexical_features(texts, 256)
+    assert a.shape == (4, 256) and a.dtype == torch.float32 and torch.equal(a, b)  # same buckets every call
+    assert torch.allclose(a[:3].norm(dim=1), torch.ones(3)) and not a[3].any()
+    assert float(a[0] @ a[1]) < 0.8  # one number apart ("2" and "by 2" differ) ...
+    assert float(a[0] @ a[2]) < float(a[0] @ a[1]) + 0.2  # ... about as far apart as a different input
+
+
+def test_lexical_features_route_requests_that_the_embedding_cannot_tell_apart(model, base_model, experts):
+    """lexical_dim: the hashed words of the request are appended to its embedding. With an embedding that
+    is the same for every request, only the words (one number apart) can tell the experts apart."""
+    from routing.train import request_features
+
+    g = torch.Generator().manual_seed(1)
+    data = [[{"input": f"{''.join(ALPHABETS[0][int(j)] for j in torch.randint(0, 6, (4,), generator=g))} "
+                       f"shift by {i}=", "output": "x"} for _ in range(8)] for i in range(4)]
+    texts = [e["input"] for rows in data for e in rows]
+    batch = collate([(encode(e["input"] + e["output"]), [], i) for i, rows in enumerate(data) for e in rows])
+
+    def blind(t):
+        return torch.ones(len(t), 4) / 2.0
+
+    acc = {}
+    for lex in (0, 64):
+        cfg = {"k": 1, "features": "embedding", "embedding_dim": 4, "lexical_dim": lex}
+        torch.manual_seed(0)
+        state = train_router(model, experts, "meteora", cfg, examples=data, tokenizer=encode, names=NAMES,
+                             train=TrainConfig(steps=40, lr=5e-2, batch_size=8), embed=blind)
+        routed = load_router(copy.deepcopy(base_model), experts, state, names=NAMES)
+        assert all(gate.proj.in_features == 4 + lex for gate in routed.gates.values())
+        routed.set_features(request_features(blind, texts, routed.config))
+        acc[lex] = gate_accuracy(routed, batch)
+    assert acc[64] > 0.95 and acc[0] < 0.5, acc
+    with pytest.raises(InvalidInputError, match="68 columns"):
+        routed.set_features(torch.zeros(1, 4))
+    with pytest.raises(InvalidInputError, match="lexical_dim must be >= 0"):
+        build_router(model, experts, "meteora", {"features": "embedding", "lexical_dim": -1})
+    with pytest.raises(InvalidInputError, match="needs features='embedding'"):
+        build_router(model, experts, "meteora", {"lexical_dim": 64})
+
+
 @pytest.mark.parametrize("preset", ["mole_wu", "smora", "lora_mixer"])
 def test_task_ce_teaches_label_free_presets_the_experts(preset, model, base_model, experts):
     """task_ce: the supervised gate CE (free labels: each expert's own samples) works for row-level gates

@@ -210,10 +210,11 @@ class RouterRunner:
         if plan.state.preset == "semantic":
             routed.router.apply(routed, [lb.tokenizer.decode(ids, skip_special_tokens=True)])
         elif routed.needs_features:  # gates that read the request's embedding (config features="embedding")
-            from routing.train import embed_texts
+            from routing.train import request_features
 
             text = lb.tokenizer.decode(ids, skip_special_tokens=True)
-            routed.set_features(embed_texts(lambda t: torch.from_numpy(self.svc.hub.search.embed(t)), [text]))
+            routed.set_features(request_features(lambda t: torch.from_numpy(self.svc.hub.search.embed(t)), [text],
+                                                 routed.config))
         greedy = req.temperature == 0.0
         kw = {} if greedy else {"temperature": req.temperature, "top_p": req.top_p}
         if not greedy and req.seed is not None:
