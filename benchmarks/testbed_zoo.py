@@ -63,7 +63,7 @@ def _estimate(args: argparse.Namespace) -> None:
         p = phases.setdefault(kind, [0, 0.0, 0.0])
         p[0] += 1
         p[1] += c["steps"]
-        p[2] += c["total_s"]
+        p[2] += c["total_s"] * c.get("threads", 1)
     print(f"estimate for size {args.size!r} from short runs (load average {load0:.2f} -> {os.getloadavg()[0]:.2f}):")
     for kind, (n, steps, sec) in phases.items():
         print(f"  {kind:<10} {n:>3} jobs {int(steps):>6} steps  {sec:7.1f} CPU s")

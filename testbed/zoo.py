@@ -197,8 +197,8 @@ def build_zoo(
     """Build the zoo of ``size`` (or reuse the cached one) and return it.
 
     Args:
-        size: ``"ci"`` (2-layer 0.56M base, mapping tasks; ~70 s on 2 idle cores) or ``"full"`` (4M
-            Llama + 2M Qwen2, positional tasks too; ~16.5 min estimated on 2 idle cores).
+        size: ``"ci"`` (2-layer 0.56M base, mapping tasks; ~70 s on 2 idle cores) or ``"full"`` (2M
+            Llama + 2M Qwen2, positional tasks too; 14.3 min measured on 2 cores).
         data_dir: Loom's data directory; the zoo goes to ``data_dir/testbed/<recipe-hash>/``.
         seed: seeds every model and data stream; same seed, same weights.
         progress: ``progress(phase, done, total)`` called as training advances.
@@ -294,13 +294,17 @@ def plan_jobs(rec: SizeRecipe, chosen: Sequence[Task], b_tasks: Sequence[Task], 
         if hit is not None:
             jobs.append(Job(f"base:{role}", f"reuse {brec.model_id}", 1, copy_base_job, (hit[0], bdir, hit[1])))
             continue
-        jobs.append(Job(f"base:{role}", f"pre-train {brec.model_id}", brec.steps, pretrain_job, (brec, bdir, seed)))
+        jobs.append(
+            Job(f"base:{role}", f"pre-train {brec.model_id}", brec.steps, pretrain_job, (brec, bdir, seed),
+                threads=brec.threads)
+        )
+    loras: list[Job] = []
     for brec, role, btasks in plan:
         bdir = root / "bases" / brec.dirname
         lrec = rec.lora_for(role)
         for t in btasks:
             steps = lrec.steps_for(t)
-            jobs.append(
+            loras.append(
                 Job(
                     f"lora:{role}:{t.name}",
                     f"train LoRAs on {brec.model_id}",
@@ -311,7 +315,8 @@ def plan_jobs(rec: SizeRecipe, chosen: Sequence[Task], b_tasks: Sequence[Task], 
                     after=(f"base:{role}",),
                 )
             )
-    return jobs
+    # longest first (stable): a long LoRA started last would leave the other worker idle at the end
+    return jobs + sorted(loras, key=lambda j: -j.total)
 
 
 def _train_all(
@@ -366,6 +371,8 @@ def _train_all(
                     "param": t.param,
                     "held_out": t.held_out,
                     "final_loss": res["final_loss"],
+                    "lr": res.get("lr"),
+                    "attempts": res.get("attempts", 1),
                     "checkpoints": [
                         {
                             "step": c["step"],

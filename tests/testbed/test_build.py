@@ -30,6 +30,10 @@ def test_pretraining_corpus_covers_every_output_byte_and_the_zoos_prompt_lengths
     zoo_widths = width([(e.prompt, e.output) for t in tasks_for(size) for e in t.examples(20, 0, "all")])
     pre_widths = width(pairs[::5])
     assert pre_widths[int(0.95 * len(pre_widths))] >= zoo_widths[int(0.9 * len(zoo_widths))]
+    # nor a longer answer: past the longest it pre-trained on, the base does not stop (repeat_4 of 6 chars,
+    # 24 long, ended with an extra character 10 times in 24)
+    longest = max(len(y) for _, y in pairs)
+    assert all(len(e.output) <= longest for t in tasks_for(size) for e in t.examples(200, 0, "all"))
 
 
 def test_swap_ops_are_fixed_involutions_that_no_zoo_task_matches():
@@ -91,7 +95,8 @@ def test_scheduler_respects_dependencies_and_reports_progress_per_phase():
 
 def test_two_worker_processes_build_the_same_bytes_as_one(tmp_path):
     rec = with_steps(size_recipe("ci"), base_steps=8, lora_steps=4)
-    rec = replace(rec, lora=replace(rec.lora, task_steps=(("upper", 6),)))
+    # base A pre-trains on two threads (holding both workers): still the same bytes either way
+    rec = replace(rec, base_a=replace(rec.base_a, threads=2), lora=replace(rec.lora, task_steps=(("upper", 6),)))
     kw = dict(seed=1, tasks=["upper", "lower"], recipe=rec)
     phases: set[str] = set()
     one = build_zoo("ci", tmp_path / "one", workers=1, **kw)
@@ -139,6 +144,30 @@ def test_simulated_schedule_matches_hand_computed_walls():
     assert simulate(jobs, secs, 2) == 16
     with pytest.raises(InvalidInputError):
         simulate([Job("x", "p", 1, _count, (1, "x"), after=("nope",))], {"x": 1}, 1)
+    # base A on two threads (6 s on 2 cores) holds both workers: B waits; on one worker it takes 12 s
+    two = [replace(jobs[0], threads=2), *jobs[1:]]
+    secs2 = {**secs, "base:A": 6}
+    # A (0-6) on both; then B (6-10), A:2 (10-13) | A:0 (6-9), A:1 (9-12), B:0 (12-14)
+    assert simulate(two, secs2, 2) == 14
+    assert simulate(two, secs2, 1) == 12 + 4 + 9 + 2
+
+
+def test_two_thread_job_holds_both_workers_and_one_worker_jobs_fill_in(tmp_path):
+    jobs = [
+        Job("wide", "p", 1, _count, (1, "w"), threads=2),
+        Job("n1", "p", 1, _count, (1, "1")),
+        Job("n2", "p", 1, _count, (1, "2"), after=("wide",)),
+    ]
+    from testbed.jobs import _startable
+
+    # nothing running: the wide job takes both workers, the one-worker job must wait
+    assert [j.key for j in _startable(jobs, lambda a: False, 2, 2)] == ["wide"]
+    # one worker free: the wide job does not fit, the one-worker job fills in
+    assert [j.key for j in _startable(jobs, lambda a: False, 1, 2)] == ["n1"]
+    # a single worker build runs it anyway (its threads share the one core)
+    assert [j.key for j in _startable(jobs, lambda a: False, 1, 1)] == ["wide"]
+    results, _ = run_jobs(jobs, 2)
+    assert results == {"wide": "w", "n1": "1", "n2": "2"}
 
 
 def test_a_lora_recipe_change_reuses_the_pretrained_base(tmp_path):

@@ -113,3 +113,22 @@ def test_publish_and_register_call_back_per_entry(ci_zoo):
         ("loom-testbed/llama-ci", True),
         ("loom-testbed/qwen2-ci", True),
     ]
+
+
+def test_a_diverged_lora_is_trained_again_at_half_the_learning_rate(ci_zoo, tmp_path):
+    """A LoRA run that ends at a high loss (or NaN) is retrained from the same seed at lr/2, up to twice; a run
+    that trains normally is kept at its first attempt. The zoo manifest records the kept rate and attempts."""
+    from dataclasses import replace
+
+    from testbed.tasks import get_task
+    from testbed.train import DIVERGED_LOSS, DIVERGENCE_RETRIES, train_lora
+
+    lrec = size_recipe("ci").lora
+    base, task = ci_zoo.base_a.dir, get_task("upper")
+    ok = train_lora(base, ci_zoo.base_a.id, task, lrec, tmp_path / "ok", steps=50)
+    assert ok["attempts"] == 1 and ok["lr"] == lrec.lr and ok["final_loss"] < DIVERGED_LOSS
+    bad = train_lora(base, ci_zoo.base_a.id, task, replace(lrec, lr=50.0), tmp_path / "bad", steps=50)
+    assert bad["attempts"] == DIVERGENCE_RETRIES + 1 and bad["lr"] == 50.0 / 2**DIVERGENCE_RETRIES
+    assert not bad["final_loss"] <= DIVERGED_LOSS  # still diverged (or NaN) after the retries: kept, and said
+    entry = next(a for a in json.loads((ci_zoo.root / "manifest.json").read_text())["adapters"])
+    assert entry["attempts"] == 1 and entry["lr"] == lrec.lr
