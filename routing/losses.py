@@ -85,7 +85,9 @@ def supervised_ce(records: dict[str, list[GateRecord]], labels: torch.Tensor,
 def expert_ce(records: dict[str, list[GateRecord]], task_ids: torch.Tensor, experts: int,
               mask: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy of every gate's logits to the example's expert, for token-level (M = B*T) and row-level
-    (M = B) records alike; logits over rank groups (G = experts * g) are pooled per expert by logsumexp."""
+    (M = B) records alike; logits over rank groups (G = experts * g) are pooled per expert by their mean, so
+    the loss raises every rank of the example's expert together (a top-k over ranks then picks that expert's
+    ranks, i.e. the expert itself; logsumexp pooling raised mainly its best rank)."""
     terms = []
     rows = task_ids.shape[0]
     for rec in _records(records):
@@ -94,7 +96,7 @@ def expert_ce(records: dict[str, list[GateRecord]], task_ids: torch.Tensor, expe
             continue
         z = z.float()
         if z.shape[1] != experts:
-            z = z.view(z.shape[0], experts, -1).logsumexp(-1)  # (M, N)
+            z = z.view(z.shape[0], experts, -1).mean(-1)  # (M, N)
         y = task_ids.to(z.device).long()
         if z.shape[0] != rows:  # token level
             y = token_labels(y, z.shape[0] // rows)

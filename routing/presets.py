@@ -45,7 +45,7 @@ class RouterConfig:
         task_ce: coefficient of a supervised cross-entropy of every gate's logits to the example's expert
             (MeteoRA's aux loss, offered to every trained preset because a hub's experts come with their own
             sample data, i.e. free task labels); 0 keeps each paper's losses. Rank groups (SMoRA) are pooled
-            per expert by logsumexp.
+            per expert by their mean.
     """
 
     backend: str = "auto"
