@@ -76,7 +76,7 @@ def estimate_build(
         _timed(jobs[0], 1)  # warm up lazy imports before timing anything
         costs: dict[str, dict[str, float]] = {}
         for job in jobs:  # bases first (LoRA jobs need a saved base: the short pre-training leaves one)
-            # a job on n threads: CPU seconds / n is its wall time on n idle cores (measured 1.8x on 2)
+            # a job on n threads: CPU seconds / n approximates its wall time on n idle cores (a 2-thread job measured 1.45-1.8x)
             a, b = _timed(job, k1) / job.threads, _timed(job, k2) / job.threads
             per = max(0.0, (b - a) / (k2 - k1))
             fixed = max(0.0, a - per * k1)
