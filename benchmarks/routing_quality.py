@@ -165,7 +165,7 @@ def main() -> None:
     ap.add_argument("--features", default="site_input,embedding",
                     help="gate features of the trained presets: site_input (paper), embedding (MiniLM of the "
                          "request), lexical (MiniLM + hashed words of the request, --lexical-dim buckets)")
-    ap.add_argument("--lexical-dim", type=int, default=1024, help="hashed word buckets of the 'lexical' mode")
+    ap.add_argument("--lexical-dim", type=int, default=4096, help="hashed word buckets of the 'lexical' mode")
     ap.add_argument("--params", default=None,
                     help='JSON {preset: {field: value}} merged over the hub settings, e.g. \'{"mole_wu": {"balance_coef": 0}}\'')
     ap.add_argument("--composite-temperature", type=float, default=15.0)
