@@ -9,6 +9,7 @@ modules again so ``model`` is left as it came. The job runner and the registry a
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -44,15 +45,20 @@ def embed_texts(embed: Embed, texts: Sequence[str], batch: int = 256) -> torch.T
     return torch.cat(out) if out else torch.zeros(0, 0)
 
 
+@functools.lru_cache(maxsize=8)
+def _hasher(dim: int) -> Any:
+    """The word hasher of ``dim`` buckets (stateless; built once per width, not per request)."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    return HashingVectorizer(n_features=dim, ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b",
+                             alternate_sign=False, norm="l2", dtype=np.float32)
+
+
 def lexical_features(texts: Sequence[str], dim: int) -> torch.Tensor:
     """A hashed, L2-normalised bag of the lower-cased words and word pairs of each text (after
     :func:`request_text`) -> float32 (N, dim). Stateless (MurmurHash3 buckets), so training and serving
     agree with nothing stored; single characters count as words (the "3" of "shift by 3")."""
-    from sklearn.feature_extraction.text import HashingVectorizer
-
-    vec = HashingVectorizer(n_features=dim, ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b",
-                            alternate_sign=False, norm="l2", dtype=np.float32)
-    return torch.from_numpy(vec.transform([request_text(t) for t in texts]).toarray())
+    return torch.from_numpy(_hasher(dim).transform([request_text(t) for t in texts]).toarray())
 
 
 def request_features(embed: Embed, texts: Sequence[str], config: Any) -> torch.Tensor:

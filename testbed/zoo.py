@@ -371,8 +371,8 @@ def _train_all(
                     "param": t.param,
                     "held_out": t.held_out,
                     "final_loss": res["final_loss"],
-                    "lr": res.get("lr"),
-                    "attempts": res.get("attempts", 1),
+                    "lr": res["lr"],
+                    "attempts": res["attempts"],
                     "checkpoints": [
                         {
                             "step": c["step"],
