@@ -1,13 +1,16 @@
 """Routed quality on the testbed zoo: each router preset vs the oracle, and MeteoRA on composite prompts.
 
-1. Mixed stream: every zoo task's held-out prompts (exact match, ``testbed.eval.evaluate``). The oracle
+1. Mixed stream: every zoo task's prompts, new inputs (exact match, ``testbed.eval.evaluate``), once with
+   the training phrasings ("seen") and once with held-out phrasings no adapter or router saw ("unseen");
+   "all" weighs the two by how many phrasings of each kind a task has. The oracle
    knows each prompt's task and answers with that task's own adapter; each router preset sees only the
    prompt and routes over ALL the zoo's adapters (one bank, in zoo order). Rows of a batch are routed
    independently (token-level gates per token, semantic per request), so a stream mixed across tasks
    gives the same answers as these per-task batches. Printed: accuracy per preset, the ratio to the
    oracle measured in the same run (goal >= 0.98), and the base model as the floor.
 2. Composite prompts (``composite2`` / ``composite3``: two or three tasks chained in one prompt):
-   MeteoRA (top-k, temperature for multi-intent) vs every single adapter merged into the base.
+   MeteoRA (top-k, temperature for multi-intent; ``sum_to_k``: each chosen expert at full strength)
+   vs every single adapter merged into the base.
 
 Gates are trained with :func:`routing.train.train_router` exactly as the ``router_train`` job does,
 on per-task training examples (``train`` cue phrasings, a seed disjoint from the evaluation stream);
@@ -134,9 +137,11 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
 #: MeteoRA top-1: with request-level features every token of a row routes alike, and a second expert only
 #: blurs the first (ci, lexical features: top-2 0.921 of the oracle, top-1 0.959). Wu MoLE without its balance
 #: loss: -sum_i log q_i over a batch of 16 rows and 17 experts punishes every peaked gate (0.344 -> 0.933).
-#: LoRA-Mixer top-1 likewise (0.907 -> 0.953).
+#: LoRA-Mixer top-1 likewise (0.907 -> 0.953). LLaVA-MoLE with its layer routers also routing the experts'
+#: attention LoRAs (``routed_attention``): its MLP-only placement drops what the zoo's adapters do in attention.
 HUB_PARAMS: dict[str, dict[str, Any]] = {
-    "meteora": {"k": 1}, "mole_llava": {"task_ce": 1.0}, "mole_wu": {"task_ce": 1.0, "balance_coef": 0.0},
+    "meteora": {"k": 1}, "mole_llava": {"task_ce": 1.0, "routed_attention": True},
+    "mole_wu": {"task_ce": 1.0, "balance_coef": 0.0},
     "smora": {"task_ce": 1.0, "trainable": "gate"},
     "lora_mixer": {"task_ce": 1.0, "placement": "all_linear", "k": 1},
 }
@@ -223,24 +228,47 @@ def main() -> None:
                 f" (loss {meta['first_loss']:.3f} -> {meta['final_loss']:.3f})" if "final_loss" in meta else ""))
             configs[p] = Function(routed_answer(routed, args.batch_size, embed))
     t1 = time.perf_counter()
-    res = evaluate(configs, zoo=zoo, tasks=list(zoo.tasks), n=args.n, split="all", batch_size=args.batch_size)
-    console.print(f"mixed-stream eval: {time.perf_counter() - t1:.1f} s")
-    oracle, base = res.mean("oracle"), res.mean("base")
-    t = Table(title=f"routed accuracy over {len(entries)} experts vs the oracle (n={args.n} per task, "
-                    f"{len(zoo.tasks)} tasks)")
-    for col in ("config", "mean exact match", "/ oracle", "min task", "goal >= 0.98"):
+    res = {split: evaluate(configs, zoo=zoo, tasks=list(zoo.tasks), n=args.n, split=split,
+                           batch_size=args.batch_size) for split in ("train", "heldout")}
+    console.print(f"mixed-stream eval (seen and unseen phrasings): {time.perf_counter() - t1:.1f} s")
+    from testbed.tasks import get_task
+
+    def per_task(name: str) -> dict[str, dict[str, float]]:
+        """seen / unseen / all (weighted by how many phrasings of each kind the task has) per task."""
+        out: dict[str, dict[str, float]] = {}
+        for tk in zoo.tasks:
+            seen, unseen = res["train"].accuracy[name][tk] or 0.0, res["heldout"].accuracy[name][tk] or 0.0
+            task = get_task(tk)
+            n_s, n_u = len(task.all_cues("train")), len(task.all_cues("heldout"))
+            out[tk] = {"seen": seen, "unseen": unseen, "all": (n_s * seen + n_u * unseen) / (n_s + n_u)}
+        return out
+
+    scores = {name: per_task(name) for name in ["base", "oracle", *presets]}
+
+    def mean(name: str, kind: str) -> float:
+        return sum(v[kind] for v in scores[name].values()) / len(scores[name])
+
+    t = Table(title=f"routed accuracy over {len(entries)} experts vs the oracle (n={args.n} per task and "
+                    f"phrasing kind, {len(zoo.tasks)} tasks); seen = the training phrasings on new inputs, "
+                    f"unseen = phrasings no adapter or router saw")
+    for col in ("config", "seen", "/ oracle", "unseen", "/ oracle", "all", "/ oracle", "min task (all)",
+                "goal >= 0.98 (seen / all)"):
         t.add_column(col)
+    kinds = ("seen", "unseen", "all")
+    oracle = {k: mean("oracle", k) for k in kinds}
     report: dict[str, Any] = {"zoo": str(zoo.root), "tasks": list(zoo.tasks), "n": args.n, "steps": args.steps,
-                              "oracle": oracle, "base": base, "presets": {}, "train": info}
+                              "oracle": oracle, "base": {k: mean("base", k) for k in kinds}, "presets": {},
+                              "train": info}
     for name in ["base", "oracle", *presets]:
-        m = res.mean(name)
-        per = {tk: res.accuracy[name][tk] for tk in zoo.tasks}
-        worst = min(per, key=lambda k: per[k] if per[k] is not None else 1.0)
-        ratio = m / oracle if oracle else float("nan")
-        t.add_row(name, f"{m:.3f}", f"{ratio:.3f}", f"{worst} {per[worst]:.2f}",
-                  "" if name in ("base", "oracle") else ("yes" if ratio >= 0.98 else "no"))
+        m = {k: mean(name, k) for k in kinds}
+        ratio = {k: m[k] / oracle[k] if oracle[k] else float("nan") for k in kinds}
+        worst = min(scores[name], key=lambda tk: scores[name][tk]["all"])
+        goal = "" if name in ("base", "oracle") else " / ".join(
+            "yes" if ratio[k] >= 0.98 else "no" for k in ("seen", "all"))
+        t.add_row(name, *(x for k in kinds for x in (f"{m[k]:.3f}", f"{ratio[k]:.3f}")),
+                  f"{worst} {scores[name][worst]['all']:.2f}", goal)
         if name in presets:
-            report["presets"][name] = {"mean": m, "ratio_to_oracle": ratio, "per_task": per}
+            report["presets"][name] = {"mean": m, "ratio_to_oracle": ratio, "per_task": scores[name]}
     console.print(t)
 
     if not args.no_composite:
@@ -258,10 +286,12 @@ def main() -> None:
                              train=TrainConfig(steps=args.steps, batch_size=16, lr=args.lr, max_length=160,
                                                seed=args.seed, pad_id=PAD_ID))
         comp_cfgs: dict[str, Any] = {}
-        for k, temp in ((2, args.composite_temperature), (3, args.composite_temperature), (2, 1.0)):
-            cfg = {**state.config, "k": k, "temperature": temp}
+        for k, temp, sum_k in ((2, args.composite_temperature, False), (3, args.composite_temperature, False),
+                               (2, 1.0, False), (2, args.composite_temperature, True),
+                               (3, args.composite_temperature, True)):
+            cfg = {**state.config, "k": k, "temperature": temp, "sum_to_k": sum_k}
             st = type(state)(**{**vars(state), "config": cfg})
-            comp_cfgs[f"meteora({feats}) k={k} T={temp:g}"] = Function(routed_answer(
+            comp_cfgs[f"meteora({feats}) k={k} T={temp:g}{' sum_to_k' if sum_k else ''}"] = Function(routed_answer(
                 load_router(fresh_base(zoo), experts, st, names=names), args.batch_size, embed))
         singles = {f"single {e.task}": Adapter(e) for e in entries}
         t2 = time.perf_counter()

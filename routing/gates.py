@@ -133,8 +133,8 @@ class TokenGate(nn.Module):
             probs = rec.probs
             assert probs is not None
             val = probs.gather(1, idx)
-        else:
-            raise InvalidInputError(f"weights {spec.weights!r} needs sigmoid scores")
+        else:  # sum_to_k over linear logits: the top-k softmax scaled so the k weights add up to k
+            val = k * torch.softmax(top / spec.temperature, dim=-1)
         rec.weights = GroupWeights(idx, val)
         if spec.straight_through:  # value w, gradient of p, over all groups
             p = rec.probs

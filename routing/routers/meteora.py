@@ -28,10 +28,13 @@ from routing.routers._common import per_site, sites_for
 class MeteoraConfig(RouterConfig):
     """Attributes: k (experts per token), temperature (T of the top-k softmax), placement,
     ce_coef (weight of the supervised gate CE), trainable (``gate`` as in the paper, or
-    ``gate+experts`` as in the released script)."""
+    ``gate+experts`` as in the released script), sum_to_k (multi-intent requests: the top-k softmax
+    weights are scaled to add up to k, so with a high temperature each chosen expert acts at full
+    strength, a sum of the adapters as a ``cat`` merge is, instead of a 1/k share of each)."""
 
     k: int = 2
     temperature: float = 1.0
+    sum_to_k: bool = False
     placement: str = "all_linear"
     ce_coef: float = 50.0
     trainable: str = "gate"
@@ -48,7 +51,8 @@ def build(model: nn.Module, experts: Sequence[LoraAdapter], config: MeteoraConfi
           names: Sequence[str] | None = None) -> RoutedModel:
     """One TokenGate per site over the N experts."""
     n = len(experts)
-    spec = GateSpec(k=min(config.k, n), weights="softmax_topk", temperature=config.temperature)
+    spec = GateSpec(k=min(config.k, n), weights="sum_to_k" if config.sum_to_k else "softmax_topk",
+                    temperature=config.temperature)
     routed = per_site(model, experts, names, sites_for(model, experts, config.placement),
                       lambda site, lin, bank: TokenGate(gate_width(lin.in_features, config), n, spec, external=config.features == "embedding"),
                       backend=config.backend, dropout=config.dropout)

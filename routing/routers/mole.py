@@ -5,7 +5,9 @@ MLP (gate/up/down), ONE router per decoder layer reading the MLP input (linear w
 unit weight (the released inference's dense soft mix is ``dense=True``). Straight-through
 ``onehot - sg(p) + p`` is on by default so the router learns from the task loss (the released code
 only uses it in the balance loss). Balance loss ``sum_e P_e f_e`` without the factor N. Optionally
-one expert's attention LoRA is applied to every token (the paper's shared attention LoRA).
+one expert's attention LoRA is applied to every token (the paper's shared attention LoRA), or, with
+``routed_attention``, each layer's router is read at the layer's input and also picks the attention
+LoRA of the chosen expert (frozen hub experts adapt attention too; the MLP-only placement drops it).
 
 ``mole_wu`` -- MoLE, Wu et al., ICLR 2024, https://arxiv.org/abs/2404.13628 : one gate per
 decoder block, per SEQUENCE: dense ``softmax(ε/τ)`` with learnable τ over the experts, where ε is
@@ -37,17 +39,22 @@ from routing.routers._common import block_of, per_site, sites_for
 class MoleLlavaConfig(RouterConfig):
     """Attributes: dense (soft mix of all experts instead of top-1 unit weight), straight_through,
     balance_coef (w_bal of the Switch-style loss without N), attention_expert (index of the expert
-    whose attention LoRA applies to all tokens, or None), trainable."""
+    whose attention LoRA applies to all tokens, or None), routed_attention (each layer's router, read
+    at the layer input, also routes the experts' attention LoRAs), trainable."""
 
     dense: bool = False
     straight_through: bool = True
     balance_coef: float = 0.01
     attention_expert: int | None = None
+    routed_attention: bool = False
     trainable: str = "gate"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive("balance_coef", self.balance_coef, allow_zero=True)
+        if self.routed_attention and self.attention_expert is not None:
+            raise InvalidInputError("routed_attention routes the attention LoRAs; attention_expert (one shared "
+                                    "attention LoRA) cannot be set with it")
         if self.trainable not in ("gate", "gate+experts"):
             raise InvalidInputError(f"trainable must be gate or gate+experts, got {self.trainable!r}")
 
@@ -57,23 +64,31 @@ def build_llava(model: nn.Module, experts: Sequence[LoraAdapter], config: MoleLl
     n = len(experts)
     if config.attention_expert is not None and not 0 <= config.attention_expert < n:
         raise InvalidInputError(f"attention_expert must be in [0, {n}), got {config.attention_expert}")
-    leaves = MLP + (ATTN if config.attention_expert is not None else ())
+    with_attn = config.attention_expert is not None or config.routed_attention
+    leaves = MLP + (ATTN if with_attn else ())
     sites = [s for s in sites_for(model, experts, "all_linear") if s.rsplit(".", 1)[-1] in leaves]
     spec = GateSpec(bias=True, k=n if config.dense else 1, weights="prob" if config.dense else "unit",
                     straight_through=config.straight_through and not config.dense)
+    prefix = "layer" if config.routed_attention else "mlp"  # the record / shared-weights key of a block's router
 
     def gate_for(site: str, lin: nn.Linear, bank: Any) -> nn.Module | None:
-        if site.rsplit(".", 1)[-1] in ATTN:
+        if site.rsplit(".", 1)[-1] in ATTN and not config.routed_attention:
             return ConstantGate(config.attention_expert or 0)
         return None
 
+    def shared(site: str) -> str | None:
+        return f"{prefix}:{block_of(site)}" if config.routed_attention or site.rsplit(".", 1)[-1] in MLP else None
+
     routed = per_site(model, experts, names, sites, gate_for, backend=config.backend, dropout=config.dropout,
-                      shared_key=lambda s: f"mlp:{block_of(s)}" if s.rsplit(".", 1)[-1] in MLP else None)
-    for block in sorted({block_of(s) for s in sites if s.rsplit(".", 1)[-1] in MLP}):
-        mlp = model.get_submodule(block + ".mlp")
+                      shared_key=shared)
+    routed_blocks = {block_of(s) for s in sites if config.routed_attention or s.rsplit(".", 1)[-1] in MLP}
+    for block in sorted(routed_blocks):
+        # the router reads the MLP input (paper), or the layer input when it also routes attention
+        where = model.get_submodule(block if config.routed_attention else block + ".mlp")
         gate = TokenGate(gate_width(_hidden(model), config), n, spec, external=config.features == "embedding")
-        routed.gates[gate_key(block + ".mlp")] = gate
-        routed.hooks.append(mlp.register_forward_pre_hook(_mlp_hook(routed, gate, f"mlp:{block}")))
+        routed.gates[gate_key(block if config.routed_attention else block + ".mlp")] = gate
+        routed.hooks.append(where.register_forward_pre_hook(_token_hook(routed, gate, f"{prefix}:{block}"),
+                                                            with_kwargs=True))
     routed.set_trainable(config.trainable)
     return routed
 
@@ -83,17 +98,17 @@ def _hidden(model: nn.Module) -> int:
     return int(cfg.hidden_size)
 
 
-def _mlp_hook(routed: RoutedModel, gate: TokenGate, key: str) -> Any:
-    def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
-        x = args[0]
-        rec = gate(features_for(gate, routed.context, x))  # (B*T, d|D) -> weights shared by gate/up/down
+def _token_hook(routed: RoutedModel, gate: TokenGate, key: str) -> Any:
+    def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        x = args[0] if args else kwargs["hidden_states"]
+        rec = gate(features_for(gate, routed.context, x))  # (B*T, d|D) -> weights shared by the block's sites
         routed.context.shared[key] = rec.weights
         routed.context.record(key, rec)
     return hook
 
 
 def aux_llava(routed: RoutedModel, task_ids: torch.Tensor | None) -> torch.Tensor:
-    recs = {k: v for k, v in routed.context.records.items() if k.startswith("mlp:")}
+    recs = {k: v for k, v in routed.context.records.items() if k.startswith(("mlp:", "layer:"))}
     return routed.config.balance_coef * losses.switch_balance(recs, routed.context.token_mask, n_factor=False)
 
 

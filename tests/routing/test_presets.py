@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from hub.core.adapter import LoraAdapter
+from hub.core.errors import InvalidInputError
 from routing import build_router
 from routing.gates import GateSpec, TokenGate
 from routing.routers import lora_mixer
@@ -52,6 +53,22 @@ def test_meteora_temperature_paths_and_k1():
     assert torch.equal(g1(u).weights.val, torch.ones(50, 1))
 
 
+def test_meteora_sum_to_k_with_equal_logits_is_the_sum_of_the_chosen_experts(model, base_model, experts, batch):
+    ids, am = batch
+    routed = build_router(model, experts, "meteora", {"k": 2, "sum_to_k": True, "temperature": 30.0})
+    for g in routed.gates.values():
+        g.force(torch.tensor([-9.0, 4.0, -9.0, 4.0]))  # experts 1 and 3 tie: weight 1 each
+    ref = merged(merged(base_model, experts[1]), experts[3])
+    torch.testing.assert_close(logits(routed, ids, am), logits(ref, ids, am), atol=1e-5, rtol=1e-5)
+    rec = TokenGate(3, 4, GateSpec(k=2, weights="sum_to_k", temperature=2.0))(torch.randn(5, 3))
+    torch.testing.assert_close(rec.weights.val.sum(-1), torch.full((5,), 2.0))  # k * softmax(top-k / T)
+    plain = build_router(copy.deepcopy(base_model), experts, "meteora", {"k": 2, "temperature": 30.0})
+    for g in plain.gates.values():
+        g.force(torch.tensor([-9.0, 4.0, -9.0, 4.0]))  # the paper's weights: half of each
+    half = merged(merged(base_model, experts[1], 0.5), experts[3], 0.5)
+    torch.testing.assert_close(logits(plain, ids, am), logits(half, ids, am), atol=1e-5, rtol=1e-5)
+
+
 # -- LLaVA-MoLE ------------------------------------------------------------------------------------
 def test_mole_llava_router_bias_one_hot_equals_the_expert_mlp_triple(model, base_model, experts, batch):
     ids, am = batch
@@ -69,6 +86,26 @@ def test_mole_llava_router_bias_one_hot_equals_the_expert_mlp_triple(model, base
     for name, g in dense.gates.items():
         g.load_state_dict(routed.gates[name].state_dict())
     torch.testing.assert_close(logits(dense, ids, am), logits(routed, ids, am), atol=1e-5, rtol=1e-5)
+
+
+def test_mole_llava_routed_attention_one_hot_equals_the_whole_expert(model, base_model, experts, expert_dirs,
+                                                                    batch):
+    ids, am = batch
+    routed = build_router(model, experts, "mole_llava", {"routed_attention": True})
+    assert len(routed.gates) == 2 and all(not k.endswith("mlp") for k in routed.gates)  # one router per layer
+    assert any(s.endswith(("q_proj", "v_proj")) for s in routed.layers)
+    for e in (0, 2):
+        with torch.no_grad():
+            for g in routed.gates.values():
+                g.proj.bias.zero_()
+                g.proj.bias[e] = 1e4
+        torch.testing.assert_close(logits(routed, ids, am), logits(merged(base_model, experts[e]), ids, am),
+                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(logits(routed, ids), peft_logits(base_model, expert_dirs[e], ids),
+                                   atol=1e-4, rtol=1e-4)
+    with pytest.raises(InvalidInputError, match="attention_expert"):
+        build_router(copy.deepcopy(base_model), experts, "mole_llava", {"routed_attention": True,
+                                                                         "attention_expert": 0})
 
 
 @pytest.mark.parametrize("st", [False, True])
