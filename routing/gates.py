@@ -56,6 +56,8 @@ class GateSpec:
         weights: how the selected groups are weighted (see spec §6).
         temperature: divides logits (MeteoRA ``T`` applies to the top-k logits only).
         straight_through: forward weights ``w``, backward through the full softmax ``p``.
+        min_prob: of the top-k, keep only groups whose probability ``softmax(z)`` is at least this
+            (the first always): a token whose gate is sure of one group gets one, an unsure one up to k.
         balance_bias: keep a non-trainable per-group selection bias updated by the sign rule.
         bias_rate: ``u`` of the sign rule.
     """
@@ -66,6 +68,7 @@ class GateSpec:
     weights: WeightRule = "softmax_topk"
     temperature: float = 1.0
     straight_through: bool = False
+    min_prob: float = 0.0
     balance_bias: bool = False
     bias_rate: float = 1e-5
 
@@ -74,6 +77,8 @@ class GateSpec:
             raise InvalidInputError(f"k must be >= 1, got {self.k}")
         if not self.temperature > 0 or not math.isfinite(self.temperature):
             raise InvalidInputError(f"temperature must be > 0, got {self.temperature}")
+        if not 0.0 <= self.min_prob < 1.0:
+            raise InvalidInputError(f"min_prob must be in [0, 1), got {self.min_prob}")
         if self.weights not in WEIGHT_RULES:
             raise InvalidInputError(f"weights must be one of {WEIGHT_RULES}, got {self.weights!r}")
         if self.score == "sigmoid" and self.weights != "sum_to_k":
@@ -122,6 +127,13 @@ class TokenGate(nn.Module):
             return GateRecord(GroupWeights(idx, pt), logits=z)
         top, idx = z.topk(k, dim=-1)  # (M, k)
         rec = GateRecord(GroupWeights(idx, top), logits=z)  # probs = softmax(z), lazily
+        if spec.min_prob > 0 and spec.weights in ("softmax_topk", "sum_to_k"):
+            probs = rec.probs
+            assert probs is not None
+            keep = probs.gather(1, idx) >= spec.min_prob  # (M, k); the first choice always stays
+            keep[:, 0] = True
+            top = top.masked_fill(~keep, float("-inf"))  # dropped groups get weight 0
+            k = keep.sum(-1, keepdim=True)  # (M, 1): experts kept per token (sum_to_k scales by it)
         if spec.weights == "softmax_topk":
             val = torch.softmax(top / spec.temperature, dim=-1)
         elif spec.weights == "renorm_prob":

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from hub.core.adapter import LoraAdapter
+from hub.core.errors import InvalidInputError
 from routing import losses
 from routing.gates import GateSpec, TokenGate, gate_width
 from routing.model import RoutedModel
@@ -30,11 +31,14 @@ class MeteoraConfig(RouterConfig):
     ce_coef (weight of the supervised gate CE), trainable (``gate`` as in the paper, or
     ``gate+experts`` as in the released script), sum_to_k (multi-intent requests: the top-k softmax
     weights are scaled to add up to k, so with a high temperature each chosen expert acts at full
-    strength, a sum of the adapters as a ``cat`` merge is, instead of a 1/k share of each)."""
+    strength, a sum of the adapters as a ``cat`` merge is, instead of a 1/k share of each), min_prob
+    (of the top-k keep the experts whose gate probability is at least this: one for a request the gate
+    is sure of, several for one that names several tasks)."""
 
     k: int = 2
     temperature: float = 1.0
     sum_to_k: bool = False
+    min_prob: float = 0.0
     placement: str = "all_linear"
     ce_coef: float = 50.0
     trainable: str = "gate"
@@ -44,6 +48,8 @@ class MeteoraConfig(RouterConfig):
         check_positive("k", self.k)
         check_positive("temperature", self.temperature)
         check_positive("ce_coef", self.ce_coef, allow_zero=True)
+        if not 0.0 <= self.min_prob < 1.0:
+            raise InvalidInputError(f"min_prob must be in [0, 1), got {self.min_prob}")
         check_choice("trainable", self.trainable, ("gate", "gate+experts"))
 
 
@@ -52,7 +58,7 @@ def build(model: nn.Module, experts: Sequence[LoraAdapter], config: MeteoraConfi
     """One TokenGate per site over the N experts."""
     n = len(experts)
     spec = GateSpec(k=min(config.k, n), weights="sum_to_k" if config.sum_to_k else "softmax_topk",
-                    temperature=config.temperature)
+                    temperature=config.temperature, min_prob=config.min_prob)
     routed = per_site(model, experts, names, sites_for(model, experts, config.placement),
                       lambda site, lin, bank: TokenGate(gate_width(lin.in_features, config), n, spec, external=config.features == "embedding"),
                       backend=config.backend, dropout=config.dropout)

@@ -69,6 +69,22 @@ def test_meteora_sum_to_k_with_equal_logits_is_the_sum_of_the_chosen_experts(mod
     torch.testing.assert_close(logits(plain, ids, am), logits(half, ids, am), atol=1e-5, rtol=1e-5)
 
 
+def test_meteora_min_prob_keeps_one_expert_for_a_sure_gate_and_several_for_an_unsure_one():
+    g = TokenGate(3, 4, GateSpec(k=3, weights="sum_to_k", temperature=30.0, min_prob=0.25))
+    for logits, kept in (([5.0, 0.0, 0.0, 0.0], [0]), ([3.0, 3.0, 0.0, -1.0], [0, 1]), ([2.0, 2.0, 2.0, -9.0], [0, 1, 2])):
+        g.force(torch.tensor(logits))
+        w = g(torch.zeros(2, 3)).weights.dense(4)
+        want = torch.zeros(4)
+        want[kept] = 1.0  # each kept expert at (about) full strength, the rest exactly 0
+        torch.testing.assert_close(w, want.expand(2, 4), atol=2e-2, rtol=0)
+        assert bool((w[:, [i for i in range(4) if i not in kept]] == 0).all())
+    soft = TokenGate(3, 4, GateSpec(k=2, temperature=1.0, min_prob=0.25))
+    soft.force(torch.tensor([5.0, 0.0, 0.0, 0.0]))
+    torch.testing.assert_close(soft(torch.zeros(1, 3)).weights.dense(4), torch.tensor([[1.0, 0.0, 0.0, 0.0]]))
+    with pytest.raises(InvalidInputError, match="min_prob"):
+        GateSpec(min_prob=1.0)
+
+
 # -- LLaVA-MoLE ------------------------------------------------------------------------------------
 def test_mole_llava_router_bias_one_hot_equals_the_expert_mlp_triple(model, base_model, experts, batch):
     ids, am = batch
