@@ -72,10 +72,15 @@ def test_joint_training_gives_unselected_experts_zero_grad(model, experts, batch
     assert any(torch.count_nonzero(lay.bank.a.grad[0]) > 0 for lay in routed.layers.values())
 
 
-@pytest.mark.parametrize("preset", ["meteora", "mole_llava", "mole_wu", "smora", "lora_mixer"])
-def test_every_trainable_preset_trains_and_round_trips(preset, model, base_model, experts, batch, tmp_path):
+VARIANTS = {"smora": {"k": 3}, "mole_llava+attn": {"routed_attention": True},
+            "meteora+multi": {"k": 3, "sum_to_k": True, "min_prob": 0.2, "temperature": 15.0}}
+
+
+@pytest.mark.parametrize("variant", ["meteora", "meteora+multi", "mole_llava", "mole_llava+attn", "mole_wu", "smora",
+                                     "lora_mixer"])
+def test_every_trainable_preset_trains_and_round_trips(variant, model, base_model, experts, batch, tmp_path):
     ids, am = batch
-    cfg = {"k": 3} if preset == "smora" else {}
+    preset, cfg = variant.split("+")[0], VARIANTS.get(variant, {})
     state = train_router(model, experts, preset, cfg, examples=sample_data(2), tokenizer=encode, names=NAMES,
                          train=TrainConfig(steps=2, batch_size=4))
     assert all(torch.isfinite(t).all() for t in state.tensors.values())
