@@ -33,6 +33,28 @@ def toy_embed(text: str, dim: int = 64) -> torch.Tensor:
     return v / v.norm().clamp_min(1e-8)
 
 
+def member_interpolation(library: list, held: object) -> object | None:
+    """Diagnostic: the held-out member's weights as the per-parameter least-squares line through its family's
+    members (A and B fitted separately: the zoo trains every LoRA from the same seed, so their A's start alike),
+    read at the held-out parameter. What a generator interpolating member weights would produce at best;
+    None when the family has fewer than two members in the library."""
+    from dataclasses import replace
+
+    from hub.core.adapter import LoraAdapter
+    from hub.core.peft_io import load_peft
+
+    members = [e for e in library if e.family is not None and e.family == getattr(held, "family", None)]
+    if len(members) < 2:
+        return None
+    ks = torch.tensor([float(e.param) for e in members])
+    w = torch.tensor([1.0, float(held.param)]) @ torch.linalg.pinv(torch.stack([torch.ones_like(ks), ks], 1))  # type: ignore[attr-defined]
+    ads = [load_peft(e.dir) for e in members]
+    layers = {m: replace(la, a=sum(float(wi) * ad.layers[m].a for wi, ad in zip(w, ads, strict=True)),
+                         b=sum(float(wi) * ad.layers[m].b for wi, ad in zip(w, ads, strict=True)))
+              for m, la in ads[0].layers.items()}
+    return LoraAdapter(layers, ads[0].spec)
+
+
 class _Timings(dict):
     def __setitem__(self, key: str, value: float) -> None:
         print(f"  [{value:8.2f}s] {key}", flush=True)
@@ -145,6 +167,7 @@ def main() -> None:
         top = [next(e for e in library if e.name == n) for n in prior.names]
         w = [float(x) for x in prior.weights]
         cat = merge([load_peft(e.dir) for e in top], "cat", weights=w)
+        interp = member_interpolation(library, held)
         configs = {
             "base": BaseModel(),
             f"nearest ({nearest.task})": Adapter(nearest.dir),
@@ -154,6 +177,8 @@ def main() -> None:
             "icm_lora": Adapter(icm_adapter),
             "oracle (trained)": Adapter(zoo.adapter(held.name).dir),
         }
+        if interp is not None:
+            configs["member interpolation (diagnostic)"] = Adapter(interp)
         t0 = time.perf_counter()
         res1 = evaluate(configs, zoo=zoo, tasks=[held.name], n=args.n, composites=False)
         timings["eval part 1"] = time.perf_counter() - t0

@@ -98,7 +98,6 @@ def minilm() -> Any:
 def build_preset(zoo: Any, entries: list[Any], experts: list[Any], preset: str, params: dict, steps: int,
                  data: list[list[dict]], seed: int, embed: Any = None, lr: float = 1e-2) -> tuple[Any, dict[str, Any]]:
     """Train (or, for ``semantic``, set up) a router over ``experts`` on a fresh copy of base A."""
-    import torch
 
     from routing import ROUTERS, build_router
     from routing.checkpoint import load_router
@@ -108,16 +107,9 @@ def build_preset(zoo: Any, entries: list[Any], experts: list[Any], preset: str, 
     names = [e.name for e in entries]
     model = fresh_base(zoo)
     t0 = time.perf_counter()
-    if not ROUTERS.get(preset).trainable:
-        from hub.search.embedder import load_embedder
-
-        emb = load_embedder(device="cpu")
-        vecs = []
-        for rows in data:  # exemplar embedding: mean of the adapter's sample prompts (spec §8.2 #1)
-            v = torch.as_tensor(emb.embed([r["input"].strip(BOS_MARK).strip() for r in rows]))
-            vecs.append(torch.nn.functional.normalize(v.mean(0), dim=0))
-        routed = build_router(model, experts, preset, params, names=names, adapter_vectors=torch.stack(vecs),
-                              embed=lambda texts: torch.as_tensor(emb.embed(list(texts))))
+    if not ROUTERS.get(preset).trainable:  # exemplars: the adapter's sample prompts (spec §8.2 #1)
+        exemplars = [[r["input"].strip(BOS_MARK).strip() for r in rows] for rows in data]
+        routed = build_router(model, experts, preset, params, names=names, exemplars=exemplars, embed=embed)
         return routed, {"train_s": time.perf_counter() - t0}
     tc = TrainConfig(steps=steps, batch_size=16, lr=lr, max_length=160, seed=seed, pad_id=PAD_ID)
     state = train_router(model, experts, preset, params, examples=data, tokenizer=_encoder(), names=names, train=tc,
@@ -131,6 +123,9 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "meteora": {"k": 2}, "mole_llava": {}, "mole_wu": {}, "smora": {}, "lora_mixer": {"k": 2},
     "semantic": {"k": 1},
 }
+#: the semantic router with request features (``--features lexical``): exemplars and requests as the embedding
+#: plus hashed words, and the best single exemplar weighed with the mean (``nearest``).
+SEMANTIC_LEXICAL = {"nearest": 0.5}
 #: the hub setting (``--features embedding``): gates read the request embedding; presets without a supervised
 #: gate loss get ``task_ce`` (the experts' own samples are free task labels); hub LoRAs stay frozen (SMoRA);
 #: LoRA-Mixer routes every linear the zoo's adapters adapt (its paper placement drops their MLP parts).
@@ -220,11 +215,13 @@ def main() -> None:
     configs: dict[str, Any] = {"base": "base", "oracle": "oracle"}
     info: dict[str, Any] = {}
     for preset in [p for p in args.presets.split(",") if p]:
-        modes = args.features.split(",") if ROUTERS.get(preset).trainable else ["-"]
+        modes = args.features.split(",") if ROUTERS.get(preset).trainable else (
+            ["-", "lexical"] if "lexical" in args.features.split(",") else ["-"])
         for mode in modes:
             p = preset if mode in ("-", "site_input") else f"{preset}+{mode[:3]}"
             params = {**DEFAULT_PARAMS.get(preset, {}), **(feature_params(mode, args.lexical_dim) if mode != "-" else {}),
-                      **(hub_params.get(preset, {}) if mode in ("embedding", "lexical") else {})}
+                      **(hub_params.get(preset, {}) if mode in ("embedding", "lexical") else {}),
+                      **(SEMANTIC_LEXICAL if preset == "semantic" and mode == "lexical" else {})}
             routed, meta = build_preset(zoo, entries, experts, preset, params, args.steps, data, args.seed, embed, args.lr)
             info[p] = meta
             presets.append(p)

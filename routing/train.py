@@ -71,6 +71,8 @@ def request_features(embed: Embed, texts: Sequence[str], config: Any) -> torch.T
     if getattr(config, "lexical_dim", 0):
         feats = torch.cat([feats, lexical_features(texts, config.lexical_dim)], dim=1)
     return feats
+
+
 Progress = Callable[[dict[str, Any]], None]
 
 

@@ -262,3 +262,34 @@ def test_semantic_threshold_falls_back_to_base_and_top1_is_the_adapter(model, ba
     out = logits(routed, ids)
     torch.testing.assert_close(out[0], peft_logits(base_model, expert_dirs[1], ids[:1])[0], atol=1e-5, rtol=0)
     torch.testing.assert_close(out[1], peft_logits(base_model, expert_dirs[3], ids[1:])[0], atol=1e-5, rtol=0)
+
+
+def test_semantic_exemplars_nearest_and_lexical_words(model, experts):
+    """Adapters represented by their sample prompts: the best single exemplar counts (``nearest``), and the
+    hashed words tell apart requests a sentence embedding cannot (here: an embedding that is the same for all)."""
+    flat = lambda texts: torch.ones(len(texts), 8)  # noqa: E731 - every text embeds alike
+    exemplars = [["hello | caesar shift by 2"], ["hi | caesar shift by 4"], ["x | mirror it"], ["y | shout"]]
+    with pytest.raises(InvalidInputError, match="nearest"):
+        build_router(copy.deepcopy(model), experts, "semantic", {"nearest": 0.5}, embed=flat,
+                     adapter_vectors=torch.eye(4, 8))
+    plain = build_router(copy.deepcopy(model), experts, "semantic", {"embedding_dim": 8, "threshold": -1.0},
+                         embed=flat, exemplars=exemplars)
+    scores = plain.router.route(["abc | caesar shift by 4"])[0].scores
+    assert max(scores) - min(scores) < 1e-6  # embedding only: no way to tell the four apart
+    lex = build_router(copy.deepcopy(model), experts, "semantic",
+                       {"embedding_dim": 8, "features": "embedding", "lexical_dim": 256, "threshold": -1.0},
+                       embed=flat, exemplars=exemplars)
+    assert [d.indices for d in lex.router.route(["abc | caesar shift by 4", "q | caesar shift by 2",
+                                                 "zz | shout"])] == [(1,), (0,), (3,)]
+    # nearest: adapter 0 has one exemplar phrased like the request among many that are not; its mean loses,
+    # its best exemplar wins
+    many = [["a | caesar shift by 2"] + [f"b{i} | rotate letters" for i in range(6)], ["c | shift by 2 please"],
+            ["x | mirror it"], ["y | shout"]]
+    cfg = {"embedding_dim": 8, "features": "embedding", "lexical_dim": 256, "threshold": -1.0}
+    mean_only = build_router(copy.deepcopy(model), experts, "semantic", cfg, embed=flat, exemplars=many)
+    assert mean_only.router.route(["z | caesar shift by 2"])[0].indices == (1,)
+    best = build_router(copy.deepcopy(model), experts, "semantic", {**cfg, "nearest": 0.5}, embed=flat,
+                        exemplars=many)
+    assert best.router.route(["z | caesar shift by 2"])[0].indices == (0,)
+    with pytest.raises(InvalidInputError, match="exemplar"):
+        build_router(copy.deepcopy(model), experts, "semantic", cfg, embed=flat, exemplars=many[:3])
