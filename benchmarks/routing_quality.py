@@ -278,25 +278,29 @@ def main() -> None:
         from routing.train import TrainConfig, train_router
         from testbed.train import PAD_ID
 
-        model = fresh_base(zoo)
         names = [e.name for e in entries]
         feats = args.features.split(",")[-1]  # the last feature mode asked for (default: embedding)
-        state = train_router(model, experts, "meteora", {"k": 2, **feature_params(feats, args.lexical_dim)},
-                             examples=data,
-                             tokenizer=_encoder(), names=names, embed=embed,
-                             train=TrainConfig(steps=args.steps, batch_size=16, lr=args.lr, max_length=160,
-                                               seed=args.seed, pad_id=PAD_ID))
+        def train_meteora(**extra: Any) -> Any:
+            return train_router(fresh_base(zoo), experts, "meteora",
+                                {"k": 2, **feature_params(feats, args.lexical_dim), **extra}, examples=data,
+                                tokenizer=_encoder(), names=names, embed=embed,
+                                train=TrainConfig(steps=args.steps, batch_size=16, lr=args.lr, max_length=160,
+                                                  seed=args.seed, pad_id=PAD_ID))
+
+        state, multi = train_meteora(), train_meteora(multi_label=True)
         comp_cfgs: dict[str, Any] = {}
         hot = args.composite_temperature
-        for k, temp, sum_k, min_p in ((2, hot, False, 0.0), (3, hot, False, 0.0), (2, 1.0, False, 0.0),
-                                      (2, hot, True, 0.0), (3, hot, True, 0.0),
-                                      (2, hot, True, args.min_prob), (3, hot, True, args.min_prob)):
-            cfg = {**state.config, "k": k, "temperature": temp, "sum_to_k": sum_k, "min_prob": min_p}
-            st = type(state)(**{**vars(state), "config": cfg})
-            label = f"meteora({feats}) k={k} T={temp:g}" + (" sum_to_k" if sum_k else "") + (
-                f" min_prob={min_p:g}" if min_p else "")
-            comp_cfgs[label] = Function(routed_answer(load_router(fresh_base(zoo), experts, st, names=names),
-                                                      args.batch_size, embed))
+        settings: list[tuple[Any, dict[str, Any], str]] = [
+            (state, {"k": k, "temperature": temp, "sum_to_k": sum_k, "min_prob": min_p},
+             f"k={k} T={temp:g}" + (" sum_to_k" if sum_k else "") + (f" min_prob={min_p:g}" if min_p else ""))
+            for k, temp, sum_k, min_p in ((2, hot, False, 0.0), (3, hot, False, 0.0), (2, 1.0, False, 0.0),
+                                          (2, hot, True, 0.0), (3, hot, True, 0.0),
+                                          (2, hot, True, args.min_prob), (3, hot, True, args.min_prob))]
+        settings += [(multi, {"k": k}, f"k={k} multi_label") for k in (2, 3)]
+        for st0, over, label in settings:
+            st = type(st0)(**{**vars(st0), "config": {**st0.config, **over}})
+            comp_cfgs[f"meteora({feats}) {label}"] = Function(routed_answer(
+                load_router(fresh_base(zoo), experts, st, names=names), args.batch_size, embed))
         singles = {f"single {e.task}": Adapter(e) for e in entries}
         t2 = time.perf_counter()
         comp = evaluate({**comp_cfgs, **singles, "base": "base"}, zoo=zoo, tasks=["composite2", "composite3"],

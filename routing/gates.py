@@ -56,8 +56,9 @@ class GateSpec:
         weights: how the selected groups are weighted (see spec §6).
         temperature: divides logits (MeteoRA ``T`` applies to the top-k logits only).
         straight_through: forward weights ``w``, backward through the full softmax ``p``.
-        min_prob: of the top-k, keep only groups whose probability ``softmax(z)`` is at least this
-            (the first always): a token whose gate is sure of one group gets one, an unsure one up to k.
+        min_prob: of the top-k, keep only groups whose probability (``softmax(z)``; with sigmoid scores
+            each group's own ``sigmoid(z)``) is at least this, the first always: a token whose gate is sure
+            of one group gets one, a request naming several tasks up to k.
         balance_bias: keep a non-trainable per-group selection bias updated by the sign rule.
         bias_rate: ``u`` of the sign rule.
     """
@@ -116,7 +117,13 @@ class TokenGate(nn.Module):
         if spec.score == "sigmoid":
             s = torch.sigmoid(z) + self.beta  # (M, G); the bias enters selection and value (SMoRA)
             top, idx = s.topk(k, dim=-1)  # (M, k)
-            val = k * top / top.sum(-1, keepdim=True)
+            n = k
+            if spec.min_prob > 0:  # multi-label selection: groups whose own score is at least min_prob
+                keep = torch.sigmoid(z).gather(1, idx) >= spec.min_prob
+                keep[:, 0] = True
+                top = top * keep
+                n = keep.sum(-1, keepdim=True)
+            val = n * top / top.sum(-1, keepdim=True)
             if self.training and spec.balance_bias:
                 with torch.no_grad():
                     self.load += torch.bincount(idx.reshape(-1), minlength=g).to(self.load)

@@ -82,6 +82,24 @@ def supervised_ce(records: dict[str, list[GateRecord]], labels: torch.Tensor,
     return _mean(terms)
 
 
+def supervised_bce(records: dict[str, list[GateRecord]], labels: torch.Tensor,
+                   mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Multi-label form of MeteoRA's gate loss: ``BCE(sigmoid(z_t), onehot(y_t))`` over real tokens, averaged
+    over gate sites: each expert's score answers "does this request ask for my task?" on its own, so a request
+    naming two tasks can switch two experts on. ``labels``: (M,) long expert index per token (-100 = ignore)."""
+    terms = []
+    for rec in _records(records):
+        if rec.logits is None:
+            continue
+        y = labels.to(rec.logits.device)
+        v = _valid(rec, mask) & (y >= 0)
+        if v.any():
+            z = rec.logits[v].float()
+            target = torch.nn.functional.one_hot(y[v].long(), z.shape[1]).float()
+            terms.append(torch.nn.functional.binary_cross_entropy_with_logits(z, target))
+    return _mean(terms)
+
+
 def expert_ce(records: dict[str, list[GateRecord]], task_ids: torch.Tensor, experts: int,
               mask: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy of every gate's logits to the example's expert, for token-level (M = B*T) and row-level

@@ -33,12 +33,15 @@ class MeteoraConfig(RouterConfig):
     weights are scaled to add up to k, so with a high temperature each chosen expert acts at full
     strength, a sum of the adapters as a ``cat`` merge is, instead of a 1/k share of each), min_prob
     (of the top-k keep the experts whose gate probability is at least this: one for a request the gate
-    is sure of, several for one that names several tasks)."""
+    is sure of, several for one that names several tasks), multi_label (each expert's gate score is its
+    own sigmoid, trained with a binary CE to "is this my task?" instead of the softmax CE, and every expert
+    of the top-k scoring at least ``min_prob``, default 0.5, acts at full strength)."""
 
     k: int = 2
     temperature: float = 1.0
     sum_to_k: bool = False
     min_prob: float = 0.0
+    multi_label: bool = False
     placement: str = "all_linear"
     ce_coef: float = 50.0
     trainable: str = "gate"
@@ -57,8 +60,11 @@ def build(model: nn.Module, experts: Sequence[LoraAdapter], config: MeteoraConfi
           names: Sequence[str] | None = None) -> RoutedModel:
     """One TokenGate per site over the N experts."""
     n = len(experts)
-    spec = GateSpec(k=min(config.k, n), weights="sum_to_k" if config.sum_to_k else "softmax_topk",
-                    temperature=config.temperature, min_prob=config.min_prob)
+    if config.multi_label:
+        spec = GateSpec(score="sigmoid", k=min(config.k, n), weights="sum_to_k", min_prob=config.min_prob or 0.5)
+    else:
+        spec = GateSpec(k=min(config.k, n), weights="sum_to_k" if config.sum_to_k else "softmax_topk",
+                        temperature=config.temperature, min_prob=config.min_prob)
     routed = per_site(model, experts, names, sites_for(model, experts, config.placement),
                       lambda site, lin, bank: TokenGate(gate_width(lin.in_features, config), n, spec, external=config.features == "embedding"),
                       backend=config.backend, dropout=config.dropout)
@@ -67,13 +73,15 @@ def build(model: nn.Module, experts: Sequence[LoraAdapter], config: MeteoraConfi
 
 
 def aux_loss(routed: RoutedModel, task_ids: torch.Tensor | None) -> torch.Tensor:
-    """``ce_coef * CE(gate logits, task label)`` averaged over sites and real tokens."""
+    """``ce_coef * CE(gate logits, task label)`` (``multi_label``: the binary CE to the one-hot label)
+    averaged over sites and real tokens."""
     if task_ids is None:
         return torch.zeros(())
     ctx = routed.context
     m = next((r[-1].logits.shape[0] for r in ctx.records.values() if r and r[-1].logits is not None), 0)
     labels = losses.token_labels(task_ids, m // max(task_ids.shape[0], 1))
-    return routed.config.ce_coef * losses.supervised_ce(ctx.records, labels, ctx.token_mask)
+    loss = losses.supervised_bce if routed.config.multi_label else losses.supervised_ce
+    return routed.config.ce_coef * loss(ctx.records, labels, ctx.token_mask)
 
 
 ROUTERS.register("meteora", paper="https://arxiv.org/abs/2405.13053",

@@ -54,3 +54,16 @@ def test_supervised_ce_goes_to_zero_with_matched_large_logits_and_ignores_minus_
     assert float(losses.supervised_ce(bad, labels)) > 10
     one_hot = rec(torch.eye(N)[[1, 2]], torch.tensor([[1], [2]]))
     assert float(losses.entropy(one_hot)) == 0.0
+
+
+def test_supervised_bce_is_the_per_expert_binary_ce_to_the_one_hot_label():
+    labels = torch.tensor([0, 2, -100])
+    logits = torch.tensor([[3.0, -1.0, 0.0, -2.0], [0.5, -0.5, 1.0, 2.0], [9.0, 9.0, 9.0, 9.0]])
+    r = rec(torch.sigmoid(logits), labels.clamp_min(0)[:, None], logits)
+    target = torch.tensor([[1.0, 0, 0, 0], [0, 0, 1.0, 0]])
+    p = torch.sigmoid(logits[:2])
+    want = -(target * p.log() + (1 - target) * (1 - p).log()).mean()  # the ignored row does not count
+    assert math.isclose(float(losses.supervised_bce(r, labels)), float(want), rel_tol=1e-5)
+    sure = torch.full((2, N), -30.0)
+    sure[0, 0] = sure[1, 2] = 30.0
+    assert float(losses.supervised_bce(rec(torch.sigmoid(sure), labels[:2, None], sure), labels[:2])) < 1e-6

@@ -85,6 +85,21 @@ def test_meteora_min_prob_keeps_one_expert_for_a_sure_gate_and_several_for_an_un
         GateSpec(min_prob=1.0)
 
 
+def test_meteora_multi_label_switches_on_every_expert_scoring_over_half(model, base_model, experts, batch):
+    ids, am = batch
+    routed = build_router(model, experts, "meteora", {"k": 3, "multi_label": True})
+    sig = torch.sigmoid(torch.tensor([5.0, 4.0]))
+    for g in routed.gates.values():
+        g.force(torch.tensor([5.0, 4.0, -5.0, -6.0]))  # two tasks asked for: sigmoid 0.99 and 0.98, the rest < 0.01
+    w = 2 * sig / sig.sum()  # each at (about) full strength, adding up to the number kept
+    ref = merged(merged(base_model, experts[0], float(w[0])), experts[1], float(w[1]))
+    torch.testing.assert_close(logits(routed, ids, am), logits(ref, ids, am), atol=1e-5, rtol=1e-5)
+    for g in routed.gates.values():
+        g.force(torch.tensor([-4.0, 3.0, -5.0, -6.0]))  # one task: one expert, weight 1
+    torch.testing.assert_close(logits(routed, ids, am), logits(merged(base_model, experts[1]), ids, am),
+                               atol=1e-5, rtol=1e-5)
+
+
 # -- LLaVA-MoLE ------------------------------------------------------------------------------------
 def test_mole_llava_router_bias_one_hot_equals_the_expert_mlp_triple(model, base_model, experts, batch):
     ids, am = batch

@@ -73,10 +73,11 @@ def test_joint_training_gives_unselected_experts_zero_grad(model, experts, batch
 
 
 VARIANTS = {"smora": {"k": 3}, "mole_llava+attn": {"routed_attention": True},
-            "meteora+multi": {"k": 3, "sum_to_k": True, "min_prob": 0.2, "temperature": 15.0}}
+            "meteora+multi": {"k": 3, "sum_to_k": True, "min_prob": 0.2, "temperature": 15.0},
+            "meteora+labels": {"k": 3, "multi_label": True}}
 
 
-@pytest.mark.parametrize("variant", ["meteora", "meteora+multi", "mole_llava", "mole_llava+attn", "mole_wu", "smora",
+@pytest.mark.parametrize("variant", ["meteora", "meteora+multi", "meteora+labels", "mole_llava", "mole_llava+attn", "mole_wu", "smora",
                                      "lora_mixer"])
 def test_every_trainable_preset_trains_and_round_trips(variant, model, base_model, experts, batch, tmp_path):
     ids, am = batch
