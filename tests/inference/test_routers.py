@@ -21,17 +21,28 @@ def raw_base(base_dir):
     return m
 
 
-@pytest.fixture
-def router_state(service, base_dir):
+#: routers whose gates sit in different places: per linear (MeteoRA, also multi-label), per decoder layer
+#: routing attention and MLP together (LLaVA-MoLE with routed_attention)
+SERVED = {"meteora": ("meteora", {"k": 2}), "meteora-multi-label": ("meteora", {"k": 2, "multi_label": True}),
+          "mole_llava-attn": ("mole_llava", {"routed_attention": True})}
+
+
+@pytest.fixture(params=["meteora"])
+def router_state(request, service, base_dir):
     from routing import build_router
     from routing.checkpoint import router_state
 
+    preset, cfg = SERVED[request.param]
     experts = [service.adapter(None, e, BASE_ID, e)[1] for e in EXPERTS]
     torch.manual_seed(3)
-    routed = build_router(raw_base(base_dir), experts, "meteora", {"k": 2}, names=EXPERTS)
+    routed = build_router(raw_base(base_dir), experts, preset, cfg, names=EXPERTS)
+    if preset == "mole_llava":  # a non-trivial gate (the bias starts at zero: top-1 would always be expert 0)
+        for g in routed.gates.values():
+            torch.nn.init.normal_(g.proj.weight, std=1.0)
     return router_state(routed, experts), experts
 
 
+@pytest.mark.parametrize("router_state", list(SERVED), indirect=True)
 def test_router_artifact_served_like_the_engine(service, ihub, base_dir, router_state):
     from hub.services.inference.routers import publish_router
     from routing.batching import generate_routed
