@@ -9,8 +9,9 @@
    gives the same answers as these per-task batches. Printed: accuracy per preset, the ratio to the
    oracle measured in the same run (goal >= 0.98), and the base model as the floor.
 2. Composite prompts (``composite2`` / ``composite3``: two or three tasks chained in one prompt):
-   MeteoRA (top-k, temperature for multi-intent; ``sum_to_k``: each chosen expert at full strength)
-   vs every single adapter merged into the base.
+   MeteoRA (top-k, temperature for multi-intent; ``sum_to_k``: each chosen expert at full strength;
+   ``min_prob`` and ``multi_label``: as many experts as the gate finds asked for) vs every single adapter
+   merged into the base; each MeteoRA setting is also scored on single-task prompts (what it costs there).
 
 Gates are trained with :func:`routing.train.train_router` exactly as the ``router_train`` job does,
 on per-task training examples (``train`` cue phrasings, a seed disjoint from the evaluation stream);
@@ -134,8 +135,8 @@ SEMANTIC_LEXICAL = {"nearest": 0.5}
 #: loss: -sum_i log q_i over a batch of 16 rows and 17 experts punishes every peaked gate (0.344 -> 0.933).
 #: LoRA-Mixer top-1 likewise (0.907 -> 0.953). LLaVA-MoLE with its layer routers also routing the experts'
 #: attention LoRAs (``routed_attention``): its MLP-only placement drops what the zoo's adapters do in attention
-#: (0.321 -> 0.949 of the oracle). SMoRA's gate CE at 5 (every one of 80+ rank groups per site must rank below
-#: the expert's 8; seen phrasings 0.972 -> 0.994; a per-rank BCE instead of the pooled CE: 0.878).
+#: (0.321 -> 0.949 of the oracle). SMoRA's gate CE at 5 (its top-8 of 136 rank groups per site, 17 experts of rank 8,
+#: must all be the expert's; seen phrasings 0.972 -> 0.994; a per-rank BCE instead of the pooled CE: 0.878).
 HUB_PARAMS: dict[str, dict[str, Any]] = {
     "meteora": {"k": 1}, "mole_llava": {"task_ce": 1.0, "routed_attention": True},
     "mole_wu": {"task_ce": 1.0, "balance_coef": 0.0},

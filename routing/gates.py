@@ -82,6 +82,9 @@ class GateSpec:
             raise InvalidInputError(f"min_prob must be in [0, 1), got {self.min_prob}")
         if self.weights not in WEIGHT_RULES:
             raise InvalidInputError(f"weights must be one of {WEIGHT_RULES}, got {self.weights!r}")
+        if self.min_prob and self.weights not in ("softmax_topk", "sum_to_k"):
+            raise InvalidInputError(f"min_prob selects among top-k weighted softmax_topk or sum_to_k, not "
+                                    f"{self.weights!r}")
         if self.score == "sigmoid" and self.weights != "sum_to_k":
             raise InvalidInputError("sigmoid scores use weights='sum_to_k'")
 
@@ -134,13 +137,14 @@ class TokenGate(nn.Module):
             return GateRecord(GroupWeights(idx, pt), logits=z)
         top, idx = z.topk(k, dim=-1)  # (M, k)
         rec = GateRecord(GroupWeights(idx, top), logits=z)  # probs = softmax(z), lazily
-        if spec.min_prob > 0 and spec.weights in ("softmax_topk", "sum_to_k"):
+        n: int | torch.Tensor = k  # groups kept per token (sum_to_k scales by it)
+        if spec.min_prob > 0:
             probs = rec.probs
             assert probs is not None
             keep = probs.gather(1, idx) >= spec.min_prob  # (M, k); the first choice always stays
             keep[:, 0] = True
             top = top.masked_fill(~keep, float("-inf"))  # dropped groups get weight 0
-            k = keep.sum(-1, keepdim=True)  # (M, 1): experts kept per token (sum_to_k scales by it)
+            n = keep.sum(-1, keepdim=True)  # (M, 1)
         if spec.weights == "softmax_topk":
             val = torch.softmax(top / spec.temperature, dim=-1)
         elif spec.weights == "renorm_prob":
@@ -152,8 +156,8 @@ class TokenGate(nn.Module):
             probs = rec.probs
             assert probs is not None
             val = probs.gather(1, idx)
-        else:  # sum_to_k over linear logits: the top-k softmax scaled so the k weights add up to k
-            val = k * torch.softmax(top / spec.temperature, dim=-1)
+        else:  # sum_to_k over linear logits: the top-k softmax scaled so the weights add up to the groups kept
+            val = n * torch.softmax(top / spec.temperature, dim=-1)
         rec.weights = GroupWeights(idx, val)
         if spec.straight_through:  # value w, gradient of p, over all groups
             p = rec.probs

@@ -84,11 +84,11 @@ def build_llava(model: nn.Module, experts: Sequence[LoraAdapter], config: MoleLl
     routed_blocks = {block_of(s) for s in sites if config.routed_attention or s.rsplit(".", 1)[-1] in MLP}
     for block in sorted(routed_blocks):
         # the router reads the MLP input (paper), or the layer input when it also routes attention
-        where = model.get_submodule(block if config.routed_attention else block + ".mlp")
+        reads = block if config.routed_attention else block + ".mlp"
         gate = TokenGate(gate_width(_hidden(model), config), n, spec, external=config.features == "embedding")
-        routed.gates[gate_key(block if config.routed_attention else block + ".mlp")] = gate
-        routed.hooks.append(where.register_forward_pre_hook(_token_hook(routed, gate, f"{prefix}:{block}"),
-                                                            with_kwargs=True))
+        routed.gates[gate_key(reads)] = gate
+        routed.hooks.append(model.get_submodule(reads).register_forward_pre_hook(
+            _token_hook(routed, gate, f"{prefix}:{block}"), with_kwargs=True))
     routed.set_trainable(config.trainable)
     return routed
 

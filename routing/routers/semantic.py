@@ -78,11 +78,9 @@ def text_features(embed: Embed | None, texts: Sequence[str], config: SemanticCon
     """Texts -> (B, d) vectors: the injected embedding, plus the hashed words with ``lexical_dim``."""
     if embed is None:
         raise InvalidInputError("text queries need an embed function; pass vectors instead")
-    if config.lexical_dim:
-        from routing.train import request_features
+    from routing.train import embed_texts, request_features
 
-        return request_features(embed, texts, config)
-    return torch.as_tensor(embed(list(texts))).float()
+    return request_features(embed, texts, config) if config.lexical_dim else embed_texts(embed, texts)
 
 
 class SemanticRouter:

@@ -83,6 +83,8 @@ def test_meteora_min_prob_keeps_one_expert_for_a_sure_gate_and_several_for_an_un
     torch.testing.assert_close(soft(torch.zeros(1, 3)).weights.dense(4), torch.tensor([[1.0, 0.0, 0.0, 0.0]]))
     with pytest.raises(InvalidInputError, match="min_prob"):
         GateSpec(min_prob=1.0)
+    with pytest.raises(InvalidInputError, match="min_prob"):
+        GateSpec(weights="unit", min_prob=0.2)
 
 
 def test_meteora_multi_label_switches_on_every_expert_scoring_over_half(model, base_model, experts, batch):
