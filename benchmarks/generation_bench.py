@@ -19,8 +19,14 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from hub.core.adapter import LoraAdapter
+    from testbed.tasks import Task
+    from testbed.zoo import AdapterEntry
 
 FAMILY_TASKS = ("upper", "caesar_1", "caesar_2", "caesar_3", "caesar_4", "caesar_5")
 
@@ -33,7 +39,7 @@ def toy_embed(text: str, dim: int = 64) -> torch.Tensor:
     return v / v.norm().clamp_min(1e-8)
 
 
-def member_interpolation(library: list, held: object) -> object | None:
+def member_interpolation(library: list[AdapterEntry], held: Task) -> LoraAdapter | None:
     """Diagnostic: the held-out member's weights as the per-parameter least-squares line through its family's
     members (A and B fitted separately: the zoo trains every LoRA from the same seed, so their A's start alike),
     read at the held-out parameter. What a generator interpolating member weights would produce at best;
@@ -43,11 +49,11 @@ def member_interpolation(library: list, held: object) -> object | None:
     from hub.core.adapter import LoraAdapter
     from hub.core.peft_io import load_peft
 
-    members = [e for e in library if e.family is not None and e.family == getattr(held, "family", None)]
-    if len(members) < 2:
+    members = [e for e in library if e.family is not None and e.family == held.family]
+    if len(members) < 2 or held.param is None:
         return None
-    ks = torch.tensor([float(e.param) for e in members])
-    w = torch.tensor([1.0, float(held.param)]) @ torch.linalg.pinv(torch.stack([torch.ones_like(ks), ks], 1))  # type: ignore[attr-defined]
+    ks = torch.tensor([float(e.param or 0) for e in members])
+    w = torch.tensor([1.0, float(held.param)]) @ torch.linalg.pinv(torch.stack([torch.ones_like(ks), ks], 1))
     ads = [load_peft(e.dir) for e in members]
     layers = {m: replace(la, a=sum(float(wi) * ad.layers[m].a for wi, ad in zip(w, ads, strict=True)),
                          b=sum(float(wi) * ad.layers[m].b for wi, ad in zip(w, ads, strict=True)))

@@ -124,9 +124,6 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "meteora": {"k": 2}, "mole_llava": {}, "mole_wu": {}, "smora": {}, "lora_mixer": {"k": 2},
     "semantic": {"k": 1},
 }
-#: the semantic router with request features (``--features lexical``): exemplars and requests as the embedding
-#: plus hashed words, and the best single exemplar weighed with the mean (``nearest``).
-SEMANTIC_LEXICAL = {"nearest": 0.5}
 #: the hub setting (``--features embedding``): gates read the request embedding; presets without a supervised
 #: gate loss get ``task_ce`` (the experts' own samples are free task labels); hub LoRAs stay frozen (SMoRA);
 #: LoRA-Mixer routes every linear the zoo's adapters adapt (its paper placement drops their MLP parts).
@@ -142,6 +139,8 @@ HUB_PARAMS: dict[str, dict[str, Any]] = {
     "mole_wu": {"task_ce": 1.0, "balance_coef": 0.0},
     "smora": {"task_ce": 5.0, "trainable": "gate"},
     "lora_mixer": {"task_ce": 1.0, "placement": "all_linear", "k": 1},
+    # exemplars and requests as the embedding plus hashed words; the best single exemplar weighs with the mean
+    "semantic": {"nearest": 0.5},
 }
 
 
@@ -221,8 +220,7 @@ def main() -> None:
         for mode in modes:
             p = preset if mode in ("-", "site_input") else f"{preset}+{mode[:3]}"
             params = {**DEFAULT_PARAMS.get(preset, {}), **(feature_params(mode, args.lexical_dim) if mode != "-" else {}),
-                      **(hub_params.get(preset, {}) if mode in ("embedding", "lexical") else {}),
-                      **(SEMANTIC_LEXICAL if preset == "semantic" and mode == "lexical" else {})}
+                      **(hub_params.get(preset, {}) if mode in ("embedding", "lexical") else {})}
             routed, meta = build_preset(zoo, entries, experts, preset, params, args.steps, data, args.seed, embed, args.lr)
             info[p] = meta
             presets.append(p)

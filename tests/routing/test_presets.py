@@ -67,6 +67,12 @@ def test_meteora_sum_to_k_with_equal_logits_is_the_sum_of_the_chosen_experts(mod
         g.force(torch.tensor([-9.0, 4.0, -9.0, 4.0]))  # the paper's weights: half of each
     half = merged(merged(base_model, experts[1], 0.5), experts[3], 0.5)
     torch.testing.assert_close(logits(plain, ids, am), logits(half, ids, am), atol=1e-5, rtol=1e-5)
+    sure = build_router(copy.deepcopy(base_model), experts, "meteora",
+                        {"k": 3, "sum_to_k": True, "temperature": 30.0, "min_prob": 0.25})
+    for g in sure.gates.values():
+        g.force(torch.tensor([6.0, 0.0, 0.0, -9.0]))  # one expert asked for: min_prob keeps it alone, at weight 1
+    torch.testing.assert_close(logits(sure, ids, am), logits(merged(base_model, experts[0]), ids, am),
+                               atol=1e-5, rtol=1e-5)
 
 
 def test_meteora_min_prob_keeps_one_expert_for_a_sure_gate_and_several_for_an_unsure_one():
@@ -100,6 +106,22 @@ def test_meteora_multi_label_switches_on_every_expert_scoring_over_half(model, b
         g.force(torch.tensor([-4.0, 3.0, -5.0, -6.0]))  # one task: one expert, weight 1
     torch.testing.assert_close(logits(routed, ids, am), logits(merged(base_model, experts[1]), ids, am),
                                atol=1e-5, rtol=1e-5)
+    # its gate loss is the binary CE (not the softmax CE) of the learned logits to the example's expert
+    from routing import losses
+    from routing.routers import meteora
+
+    for g in routed.gates.values():
+        g.force(None)
+    routed.context.collect = True
+    routed.context.clear_records()
+    logits(routed, ids, am)
+    task_ids = torch.tensor([2, 0])
+    labels = losses.token_labels(task_ids, ids.shape[1])
+    want = routed.config.ce_coef * losses.supervised_bce(routed.context.records, labels, routed.context.token_mask)
+    got = meteora.aux_loss(routed, task_ids)
+    torch.testing.assert_close(got, want)
+    assert not torch.isclose(got, routed.config.ce_coef * losses.supervised_ce(
+        routed.context.records, labels, routed.context.token_mask))
 
 
 # -- LLaVA-MoLE ------------------------------------------------------------------------------------
