@@ -10,7 +10,8 @@
    oracle measured in the same run (goal >= 0.98), and the base model as the floor.
 2. Composite prompts (``composite2`` / ``composite3``: two or three tasks chained in one prompt):
    MeteoRA (top-k, temperature for multi-intent; ``sum_to_k``: each chosen expert at full strength;
-   ``min_prob`` and ``multi_label``: as many experts as the gate finds asked for) vs every single adapter
+   ``min_prob`` and ``multi_label``: as many experts as the gate finds asked for; ``mix_intents``: multi-label
+   gates also trained on synthetic two-task requests) vs every single adapter
    merged into the base; each MeteoRA setting is also scored on single-task prompts (what it costs there).
 
 Gates are trained with :func:`routing.train.train_router` exactly as the ``router_train`` job does,
@@ -173,6 +174,10 @@ def main() -> None:
                     help='JSON {preset: {field: value}} merged over the hub settings, e.g. \'{"mole_wu": {"balance_coef": 0}}\'')
     ap.add_argument("--composite-temperature", type=float, default=15.0)
     ap.add_argument("--min-prob", type=float, default=0.25, help="MeteoRA min_prob of the adaptive composite setting")
+    ap.add_argument("--mix-intents", type=float, default=0.5,
+                    help="MeteoRA multi_label mix_intents: share of synthetic two-task requests in gate training")
+    ap.add_argument("--mix-lr", type=float, default=0.1,
+                    help="gate learning rate of the mix_intents router (at --lr 3e-2 it needs about 3x the steps)")
     ap.add_argument("--no-composite", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-transfer", action="store_true", help="zoo without base B (a different cache entry)")
@@ -279,14 +284,15 @@ def main() -> None:
 
         names = [e.name for e in entries]
         feats = args.features.split(",")[-1]  # the last feature mode asked for (default: embedding)
-        def train_meteora(**extra: Any) -> Any:
+        def train_meteora(lr: float = args.lr, **extra: Any) -> Any:
             return train_router(fresh_base(zoo), experts, "meteora",
                                 {"k": 2, **feature_params(feats, args.lexical_dim), **extra}, examples=data,
                                 tokenizer=_encoder(), names=names, embed=embed,
-                                train=TrainConfig(steps=args.steps, batch_size=16, lr=args.lr, max_length=160,
+                                train=TrainConfig(steps=args.steps, batch_size=16, lr=lr, max_length=160,
                                                   seed=args.seed, pad_id=PAD_ID))
 
         state, multi = train_meteora(), train_meteora(multi_label=True)
+        mixed = train_meteora(args.mix_lr, multi_label=True, mix_intents=args.mix_intents)
         comp_cfgs: dict[str, Any] = {}
         hot = args.composite_temperature
         settings: list[tuple[Any, dict[str, Any], str]] = [
@@ -296,6 +302,7 @@ def main() -> None:
                                           (2, hot, True, 0.0), (3, hot, True, 0.0),
                                           (2, hot, True, args.min_prob), (3, hot, True, args.min_prob))]
         settings += [(multi, {"k": k}, f"k={k} multi_label") for k in (2, 3)]
+        settings += [(mixed, {"k": k}, f"k={k} multi_label mix_intents={args.mix_intents:g}") for k in (2, 3)]
         for st0, over, label in settings:
             st = type(st0)(**{**vars(st0), "config": {**st0.config, **over}})
             comp_cfgs[f"meteora({feats}) {label}"] = Function(routed_answer(

@@ -86,16 +86,17 @@ def supervised_bce(records: dict[str, list[GateRecord]], labels: torch.Tensor,
                    mask: torch.Tensor | None = None) -> torch.Tensor:
     """Multi-label form of MeteoRA's gate loss: ``BCE(sigmoid(z_t), onehot(y_t))`` over real tokens, averaged
     over gate sites: each expert's score answers "does this request ask for my task?" on its own, so a request
-    naming two tasks can switch two experts on. ``labels``: (M,) long expert index per token (-100 = ignore)."""
+    naming two tasks can switch two experts on. ``labels``: (M,) long expert index per token (-100 = ignore),
+    or (M, N) multi-hot float targets (a row of zeros = ignore)."""
     terms = []
     for rec in _records(records):
         if rec.logits is None:
             continue
         y = labels.to(rec.logits.device)
-        v = _valid(rec, mask) & (y >= 0)
+        v = _valid(rec, mask) & ((y.sum(-1) > 0) if y.dim() == 2 else (y >= 0))
         if v.any():
             z = rec.logits[v].float()
-            target = torch.nn.functional.one_hot(y[v].long(), z.shape[1]).float()
+            target = y[v].float() if y.dim() == 2 else torch.nn.functional.one_hot(y[v].long(), z.shape[1]).float()
             terms.append(torch.nn.functional.binary_cross_entropy_with_logits(z, target))
     return _mean(terms)
 
@@ -137,5 +138,8 @@ def entropy(records: dict[str, list[GateRecord]], mask: torch.Tensor | None = No
 
 
 def token_labels(task_ids: torch.Tensor, tokens_per_row: int) -> torch.Tensor:
-    """(B,) expert index per example -> (B*T,) per-token labels (every token, prompt and response)."""
+    """(B,) expert index per example -> (B*T,) per-token labels (every token, prompt and response); (B, N)
+    multi-hot targets -> (B*T, N)."""
+    if task_ids.dim() == 2:
+        return task_ids.float().repeat_interleave(tokens_per_row, dim=0)
     return task_ids.long().repeat_interleave(tokens_per_row)

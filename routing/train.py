@@ -129,6 +129,26 @@ def _examples(data: Sequence[Sequence[Example]], n: int, encode: Encode, cfg: Tr
     return out
 
 
+def _intent_pairs(items: Sequence[tuple], experts: int, count: int, encode: Encode, cfg: TrainConfig,
+                  seed: int) -> list[tuple]:
+    """``count`` synthetic two-task requests (MeteoRA ``mix_intents``): the prompts of two examples of different
+    experts joined by a space, no answer (labels ignored: the composed answer is unknown), tagged with both
+    experts. Items as :func:`_examples` makes them, the task field an ``(a, b)`` pair."""
+    by_expert: dict[int, list[tuple]] = {}
+    for it in items:
+        by_expert.setdefault(it[2], []).append(it)
+    if experts < 2:
+        raise InvalidInputError("mix_intents needs at least two experts")
+    rng = random.Random(f"mix_intents|{seed}")
+    out = []
+    for _ in range(count):
+        a, b = rng.sample(range(experts), 2)
+        xa, xb = rng.choice(by_expert[a])[3], rng.choice(by_expert[b])[3]
+        ids = (encode(xa) + encode(xb))[: cfg.max_length]
+        out.append((ids, [-100] * len(ids), (a, b), f"{xa} {xb}"))
+    return out
+
+
 def collate(items: Sequence[tuple], pad_id: int = 0) -> dict[str, torch.Tensor]:
     """Right-pad (ids, labels, task) items into input_ids, attention_mask, labels, task_ids."""
     t = max(len(it[0]) for it in items)
@@ -164,12 +184,16 @@ def train_router(model: nn.Module, experts: Sequence[LoraAdapter], preset: str, 
     if not entry.trainable:
         raise InvalidInputError(f"router {preset!r} is training-free; nothing to train")
     cfg, tc = make_config(preset, config), train or TrainConfig()
-    items = _examples(examples, len(experts), _encoder(tokenizer), tc)
+    encode = _encoder(tokenizer)
+    items = _examples(examples, len(experts), encode, tc)
+    mix = float(getattr(cfg, "mix_intents", 0.0))
+    n_mix = min(round(mix * tc.batch_size), tc.batch_size - 1)  # at least one real example (the LM loss)
+    pairs = _intent_pairs(items, len(experts), len(items), encode, tc, tc.seed) if n_mix else []
     feats: torch.Tensor | None = None
     if getattr(cfg, "features", "site_input") == "embedding":
         if embed is None:
             raise InvalidInputError(f"router {preset!r} with features='embedding' needs an embed function")
-        feats = request_features(embed, [it[3] for it in items], cfg)
+        feats = request_features(embed, [it[3] for it in items + pairs], cfg)
     torch.manual_seed(tc.seed)
     rng = random.Random(tc.seed)
     was_training = model.training
@@ -188,13 +212,20 @@ def train_router(model: nn.Module, experts: Sequence[LoraAdapter], preset: str, 
         model.train()
         history: list[dict[str, Any]] = []
         for step in range(tc.steps):
-            pick = [rng.randrange(len(items)) for _ in range(tc.batch_size)]
-            batch = collate([items[j] for j in pick], tc.pad_id)
+            pick = [rng.randrange(len(items)) for _ in range(tc.batch_size - n_mix)]
+            pick += [len(items) + rng.randrange(len(pairs)) for _ in range(n_mix)]
+            rows = [items[j] if j < len(items) else pairs[j - len(items)] for j in pick]
+            batch = collate([(it[0], it[1], -100 if isinstance(it[2], tuple) else it[2]) for it in rows], tc.pad_id)
+            targets: torch.Tensor = batch["task_ids"]
+            if n_mix:  # (B, N) multi-hot: one expert for a real example, both for a joined pair
+                targets = torch.zeros(len(rows), len(experts))
+                for r, it in enumerate(rows):
+                    targets[r, list(it[2]) if isinstance(it[2], tuple) else it[2]] = 1.0
             routed.context.clear_records()
             if feats is not None:
                 routed.set_features(feats[pick])
             out = routed(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
-            aux = entry.aux_loss(routed, batch["task_ids"])
+            aux = entry.aux_loss(routed, targets)
             if getattr(cfg, "task_ce", 0.0) > 0:
                 aux = aux + cfg.task_ce * losses.expert_ce(routed.context.records, batch["task_ids"], len(experts),
                                                            routed.context.token_mask)

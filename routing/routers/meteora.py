@@ -35,13 +35,18 @@ class MeteoraConfig(RouterConfig):
     (of the top-k keep the experts whose gate probability is at least this: one for a request the gate
     is sure of, several for one that names several tasks), multi_label (each expert's gate score is its
     own sigmoid, trained with a binary CE to "is this my task?" instead of the softmax CE, and every expert
-    of the top-k scoring at least ``min_prob``, default 0.5, acts at full strength)."""
+    of the top-k scoring at least ``min_prob``, default 0.5, acts at full strength), mix_intents (with
+    ``multi_label`` and ``features="embedding"``: this share of every training batch is a synthetic request
+    naming two experts' tasks, two sample prompts of different experts joined, labelled with both; the
+    experts' data hold one task per prompt, so without it the gates learn that one task's words mean "not
+    the others" and never switch on two)."""
 
     k: int = 2
     temperature: float = 1.0
     sum_to_k: bool = False
     min_prob: float = 0.0
     multi_label: bool = False
+    mix_intents: float = 0.0
     placement: str = "all_linear"
     ce_coef: float = 50.0
     trainable: str = "gate"
@@ -54,6 +59,11 @@ class MeteoraConfig(RouterConfig):
         if not 0.0 <= self.min_prob < 1.0:
             raise InvalidInputError(f"min_prob must be in [0, 1), got {self.min_prob}")
         check_choice("trainable", self.trainable, ("gate", "gate+experts"))
+        if not 0.0 <= self.mix_intents < 1.0:
+            raise InvalidInputError(f"mix_intents must be in [0, 1), got {self.mix_intents}")
+        if self.mix_intents and not (self.multi_label and self.features == "embedding"):
+            raise InvalidInputError("mix_intents trains multi-label gates on request features: it needs "
+                                    "multi_label=true and features='embedding'")
 
 
 def build(model: nn.Module, experts: Sequence[LoraAdapter], config: MeteoraConfig, *,
@@ -73,8 +83,9 @@ def build(model: nn.Module, experts: Sequence[LoraAdapter], config: MeteoraConfi
 
 
 def aux_loss(routed: RoutedModel, task_ids: torch.Tensor | None) -> torch.Tensor:
-    """``ce_coef * CE(gate logits, task label)`` (``multi_label``: the binary CE to the one-hot label)
-    averaged over sites and real tokens."""
+    """``ce_coef * CE(gate logits, task label)`` (``multi_label``: the binary CE to the one-hot label, or to
+    the (B, N) multi-hot targets ``task_ids`` of a batch with synthetic two-task requests) averaged over sites
+    and real tokens."""
     if task_ids is None:
         return torch.zeros(())
     ctx = routed.context

@@ -67,3 +67,17 @@ def test_supervised_bce_is_the_per_expert_binary_ce_to_the_one_hot_label():
     sure = torch.full((2, N), -30.0)
     sure[0, 0] = sure[1, 2] = 30.0
     assert float(losses.supervised_bce(rec(torch.sigmoid(sure), labels[:2, None], sure), labels[:2])) < 1e-6
+
+
+def test_supervised_bce_takes_multi_hot_targets_for_requests_naming_several_tasks():
+    logits = torch.tensor([[3.0, -1.0, 0.0, -2.0], [0.5, -0.5, 1.0, 2.0], [9.0, 9.0, 9.0, 9.0]])
+    r = rec(torch.sigmoid(logits), torch.zeros(3, 1, dtype=torch.long), logits)
+    target = torch.tensor([[1.0, 0, 1.0, 0], [0, 1.0, 0, 0], [0, 0, 0, 0]])  # two tasks; one; a row ignored
+    p = torch.sigmoid(logits[:2])
+    want = -(target[:2] * p.log() + (1 - target[:2]) * (1 - p).log()).mean()
+    assert math.isclose(float(losses.supervised_bce(r, target)), float(want), rel_tol=1e-5)
+    one_hot = torch.tensor([[1.0, 0, 0, 0], [0, 0, 1.0, 0]])  # the same loss as the index labels
+    r2 = rec(torch.sigmoid(logits[:2]), torch.zeros(2, 1, dtype=torch.long), logits[:2])
+    assert math.isclose(float(losses.supervised_bce(r2, one_hot)), float(losses.supervised_bce(r2, torch.tensor([0, 2]))),
+                        rel_tol=1e-6)
+    assert torch.equal(losses.token_labels(target[:2], 3), target[:2].repeat_interleave(3, dim=0))

@@ -262,3 +262,56 @@ def test_task_ce_teaches_label_free_presets_the_experts(preset, model, base_mode
             routed(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         ce[coef] = float(losses.expert_ce(routed.context.records, batch["task_ids"], 4, routed.context.token_mask))
     assert ce[1.0] < 0.5 < ce[0.0], ce  # log(4) = 1.39 at chance
+
+
+def alphabet_bag(texts: list[str]) -> torch.Tensor:
+    """A request embedder for the tests: the L2-normalised share of each alphabet's letters in the text, so a
+    request written in two alphabets (two tasks asked for) sits between the two one-task requests."""
+    out = torch.zeros(len(texts), 4)
+    for r, t in enumerate(texts):
+        for c in t:
+            hit = [i for i, a in enumerate(ALPHABETS) if c in a]
+            if hit:
+                out[r, hit[0]] += 1.0
+    return torch.nn.functional.normalize(out, dim=1)
+
+
+def test_mix_intents_teaches_multi_label_gates_to_switch_on_both_tasks_of_a_joined_request(model, base_model,
+                                                                                          experts):
+    """MeteoRA ``mix_intents``: the experts' data name one task per prompt; joined pairs of prompts labelled
+    with both experts teach the sigmoid gates that two tasks' words mean two experts, while a one-task request
+    still switches on one."""
+    from routing.train import request_features
+
+    data = sample_data()
+    singles = [e["input"] for rows in data for e in rows]
+    pairs = [(a, b) for a in range(4) for b in range(4) if a != b]
+    joined = [f"{data[a][0]['input']} {data[b][1]['input']}" for a, b in pairs]
+    kept = {}
+    for mix in (0.0, 0.5):
+        cfg = {"k": 2, "multi_label": True, "features": "embedding", "embedding_dim": 4, "mix_intents": mix}
+        torch.manual_seed(0)
+        state = train_router(model, experts, "meteora", cfg, examples=data, tokenizer=encode, names=NAMES,
+                             train=TrainConfig(steps=150, lr=5e-2, batch_size=8), embed=alphabet_bag)
+        assert state.config["mix_intents"] == mix
+        routed = load_router(copy.deepcopy(base_model), experts, state, names=NAMES)
+        gate = next(iter(routed.gates.values()))
+        with torch.no_grad():
+            on = torch.sigmoid(gate.proj(request_features(alphabet_bag, singles + joined, routed.config))) >= 0.5
+        one, two = on[: len(singles)], on[len(singles):]
+        want_one = torch.nn.functional.one_hot(torch.arange(4).repeat_interleave(6), 4).bool()
+        want_two = torch.zeros(len(pairs), 4, dtype=torch.bool)
+        for r, (a, b) in enumerate(pairs):
+            want_two[r, [a, b]] = True
+        assert torch.equal(one, want_one)  # one-task requests: exactly their expert, with or without mixing
+        kept[mix] = int((two == want_two).all(1).sum())
+    assert kept[0.5] == len(pairs) and kept[0.0] < len(pairs), kept
+
+
+def test_mix_intents_needs_multi_label_gates_on_request_features(model, experts):
+    with pytest.raises(InvalidInputError, match="mix_intents trains multi-label gates"):
+        build_router(model, experts, "meteora", {"mix_intents": 0.25, "features": "embedding", "embedding_dim": 4})
+    with pytest.raises(InvalidInputError, match="mix_intents trains multi-label gates"):
+        build_router(model, experts, "meteora", {"mix_intents": 0.25, "multi_label": True})
+    with pytest.raises(InvalidInputError, match=r"mix_intents must be in \[0, 1\)"):
+        build_router(model, experts, "meteora", {"mix_intents": 1.0, "multi_label": True, "features": "embedding"})
