@@ -31,6 +31,13 @@ if TYPE_CHECKING:
 FAMILY_TASKS = ("upper", "caesar_1", "caesar_2", "caesar_3", "caesar_4", "caesar_5")
 
 
+def zoo_tasks(held: Task) -> tuple[str, ...]:
+    """The benchmark's zoo: ``upper``, the caesar family and the held-out member's own family."""
+    from testbed.tasks import TASKS
+
+    return tuple(dict.fromkeys([*FAMILY_TASKS, *(t.name for t in TASKS.values() if t.family == held.family)]))
+
+
 def toy_embed(text: str, dim: int = 64) -> torch.Tensor:
     v = torch.zeros(dim)
     for w in text.lower().replace(",", " ").replace(".", " ").split():
@@ -125,7 +132,7 @@ def main() -> None:
 
         zoo = Zoo.load(args.zoo_root)
     else:
-        zoo = build_zoo(args.size, args.data_dir, seed=0, tasks=FAMILY_TASKS, recipe=recipe)
+        zoo = build_zoo(args.size, args.data_dir, seed=0, tasks=zoo_tasks(get_task(args.held_out)), recipe=recipe)
     print(f"zoo {zoo.root} ready in {time.perf_counter() - t0:.0f}s", flush=True)
     timings["zoo (build or cache)"] = time.perf_counter() - t0
     codec = TextCodec(build_tokenizer())
@@ -148,6 +155,7 @@ def main() -> None:
         timings["sg_lora: train generator"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         sg_adapter = sg.generate(query, seed=0)[0]
+        sg_mean = sg.generate(query, seed=0, sample=False)[0]
         timings["sg_lora: generate"] = time.perf_counter() - t0
         prior = sg.prior(query)
         topk = sg.topk_weighted(query)
@@ -180,6 +188,7 @@ def main() -> None:
             f"cat top-{len(top)}": Adapter(cat),
             f"linear top-{len(top)} (topk_weighted)": Adapter(topk),
             "sg_lora": Adapter(sg_adapter),
+            "sg_lora (z = prior mean)": Adapter(sg_mean),
             "icm_lora": Adapter(icm_adapter),
             "oracle (trained)": Adapter(zoo.adapter(held.name).dir),
         }

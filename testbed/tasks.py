@@ -4,7 +4,7 @@ Every task maps an input string to one exact output. A prompt is ``"<input> | <c
 names the task the way a person would ("shout this", "in capitals"). Each task has several training
 cues and a few *held-out* cues that no adapter sees in training, for routing and eval of unseen
 phrasings. Parametric families ("shift every letter k places forward", "add k to every digit",
-"repeat each character n times") mark some members ``held_out`` so generation methods can be judged
+"repeat each character n times", "mask the first k characters") mark some members ``held_out`` so generation methods can be judged
 on members they never saw. Composite prompts chain 2-3 tasks in one request.
 """
 
@@ -260,6 +260,31 @@ def _build() -> dict[str, Task]:
                 param=k,
                 held_out=(k == 3),
                 digits=True,
+            )
+        )
+    for k in range(1, 6):
+        w, s_ = _word(k), "s" if k > 1 else ""
+        ts.append(
+            Task(
+                f"mask_first_{k}",
+                f"Masks the first {k} character{s_} of the text with asterisks (a shorter text is masked "
+                f"entirely); the rest is kept as is.",
+                ("masking", "positional", f"first-{k}"),
+                lambda x, k=k: "*" * min(k, len(x)) + x[k:],
+                (
+                    f"mask the first {k} characters",
+                    f"star out the first {w} character{s_}",
+                    f"hide the first {k} symbols",
+                    f"first {k} to *",
+                ),
+                (f"censor the first {w} character{s_}", f"blank the opening {k} characters"),
+                family="mask_first",
+                param=k,
+                # the interpolation target of the generation benchmark: k enters these adapters like a threshold
+                # that moves smoothly in weight space (measured on the ci base: the mean of the k=2 and k=4
+                # LoRAs scores 86-100% on k=3 over 9 seeds, the nearest member 0-12%), unlike caesar_k
+                held_out=(k == 3),
+                composable=False,  # keeps the composite eval sets of the other tasks as they were
             )
         )
     ts.append(

@@ -42,6 +42,13 @@ def test_zoo_has_enough_tasks_with_cards_cues_and_families():
     assert any(t.min_size == "full" for t in tasks_for("full"))
 
 
+def test_mask_first_k_masks_a_prefix_of_k_characters():
+    assert [get_task(f"mask_first_{k}").fn("ab3,Zq") for k in (1, 3, 5)] == ["*b3,Zq", "***,Zq", "*****q"]
+    assert get_task("mask_first_5").fn("abc") == "***"  # shorter than k: masked entirely
+    held = [t.name for t in TASKS.values() if t.family == "mask_first" and t.held_out]
+    assert held == ["mask_first_3"] and not get_task("mask_first_3").composable
+
+
 def test_examples_are_seeded_and_never_identity():
     t = get_task("caesar_2")
     a, b = t.examples(20, 3), t.examples(20, 3)
