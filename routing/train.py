@@ -187,7 +187,10 @@ def train_router(model: nn.Module, experts: Sequence[LoraAdapter], preset: str, 
     encode = _encoder(tokenizer)
     items = _examples(examples, len(experts), encode, tc)
     mix = float(getattr(cfg, "mix_intents", 0.0))
-    n_mix = min(round(mix * tc.batch_size), tc.batch_size - 1)  # at least one real example (the LM loss)
+    n_mix = min(max(1, round(mix * tc.batch_size)), tc.batch_size - 1) if mix else 0  # >= 1 real row (LM loss)
+    if mix and n_mix < 1:
+        raise InvalidInputError(f"mix_intents needs batch_size >= 2 (a joined request and a real example), got "
+                                f"{tc.batch_size}")
     pairs = _intent_pairs(items, len(experts), len(items), encode, tc, tc.seed) if n_mix else []
     feats: torch.Tensor | None = None
     if getattr(cfg, "features", "site_input") == "embedding":

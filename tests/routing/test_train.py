@@ -313,5 +313,9 @@ def test_mix_intents_needs_multi_label_gates_on_request_features(model, experts)
         build_router(model, experts, "meteora", {"mix_intents": 0.25, "features": "embedding", "embedding_dim": 4})
     with pytest.raises(InvalidInputError, match="mix_intents trains multi-label gates"):
         build_router(model, experts, "meteora", {"mix_intents": 0.25, "multi_label": True})
+    with pytest.raises(InvalidInputError, match="batch_size >= 2"):
+        train_router(model, experts, "meteora", {"k": 2, "multi_label": True, "features": "embedding",
+                                                 "embedding_dim": 4, "mix_intents": 0.5},
+                     examples=sample_data(2), tokenizer=encode, embed=alphabet_bag, train=TrainConfig(batch_size=1))
     with pytest.raises(InvalidInputError, match=r"mix_intents must be in \[0, 1\)"):
         build_router(model, experts, "meteora", {"mix_intents": 1.0, "multi_label": True, "features": "embedding"})
