@@ -82,6 +82,9 @@ def main() -> None:
     ap.add_argument("--transfer-task", default="upper")
     ap.add_argument("--n", type=int, default=50, help="eval examples per task")
     ap.add_argument("--k", type=int, default=4)
+    ap.add_argument("--sg-seeds", default="0,1,2",
+                    help="SG-LoRA generator seeds (train + sample); rows 'sg_lora' (z = the prior mean, the default)"
+                         " and 'sg_lora, z ~ p(z|c)' (the paper's draw) per seed, their means below the table")
     ap.add_argument("--sg-steps", type=int, default=300)
     ap.add_argument("--icm-steps", type=int, default=200)
     ap.add_argument("--distil-steps", type=int, default=300)
@@ -150,13 +153,19 @@ def main() -> None:
         timings["load library"] = time.perf_counter() - t0
         query = toy_embed(held.description)
 
-        t0 = time.perf_counter()
-        sg = SGLoRA.fit(experts, SGConfig(k=args.k, tau=0.05, steps=args.sg_steps, lr=1e-3, seed=0))
-        timings["sg_lora: train generator"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        sg_adapter = sg.generate(query, seed=0)[0]
-        sg_mean = sg.generate(query, seed=0, sample=False)[0]
-        timings["sg_lora: generate"] = time.perf_counter() - t0
+        sg_rows: dict[str, LoraAdapter] = {}
+        for i, seed in enumerate(int(x) for x in args.sg_seeds.split(",")):
+            t0 = time.perf_counter()
+            gen = SGLoRA.fit(experts, SGConfig(k=args.k, tau=0.05, steps=args.sg_steps, lr=1e-3, seed=seed))
+            if i == 0:
+                timings["sg_lora: train generator"] = time.perf_counter() - t0
+                sg = gen
+            t0 = time.perf_counter()
+            tag = "" if i == 0 else f" (seed {seed})"
+            sg_rows[f"sg_lora{tag}"] = gen.generate(query, seed=seed)[0]  # the default: z = the prior's mean
+            if i == 0:
+                timings["sg_lora: generate"] = time.perf_counter() - t0
+            sg_rows[f"sg_lora, z ~ p(z|c){tag}"] = gen.generate(query, seed=seed, sample=True)[0]
         prior = sg.prior(query)
         topk = sg.topk_weighted(query)
 
@@ -187,8 +196,7 @@ def main() -> None:
             f"nearest ({nearest.task})": Adapter(nearest.dir),
             f"cat top-{len(top)}": Adapter(cat),
             f"linear top-{len(top)} (topk_weighted)": Adapter(topk),
-            "sg_lora": Adapter(sg_adapter),
-            "sg_lora (z = prior mean)": Adapter(sg_mean),
+            **{name: Adapter(ad) for name, ad in sg_rows.items()},
             "icm_lora": Adapter(icm_adapter),
             "oracle (trained)": Adapter(zoo.adapter(held.name).dir),
         }
@@ -250,6 +258,10 @@ def main() -> None:
             ratio = f"{a / oracle:5.2f}x oracle" if oracle else "   - "
             vs_nn = f"{a / nn_acc:5.2f}x nearest" if nn_acc else "   -"
             print(f"  {name:34s} {100 * a:5.1f}%   {ratio}   {vs_nn}")
+        for kind in ("sg_lora", "sg_lora, z ~ p(z|c)"):
+            accs = [res1.accuracy[n][held.name] or 0.0 for n in sg_rows if n == kind or n.startswith(f"{kind} (seed")]
+            print(f"  {kind}: mean over {len(accs)} generator seeds {100 * sum(accs) / len(accs):.1f}% "
+                  f"(min {100 * min(accs):.0f}%, max {100 * max(accs):.0f}%)")
     if args.part in ("all", "transfer"):
         t = args.transfer_task
         src_acc = res2.accuracy["source on A"][t] or 0.0

