@@ -179,3 +179,26 @@ def test_router_reading_the_request_embedding_trains_and_serves(rhub, lexical_di
     finally:
         svc.close()
     assert picks == {"up: cow": "alice/upper@1", "#14 15": "bob/digits@1"}
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite"])
+def test_multi_intent_router_job_serves_one_expert_per_task_asked_for(rhub):
+    """MeteoRA ``multi_label`` + ``mix_intents`` through the job and the inference service: a request naming one
+    expert's task gets that expert alone, a request naming both tasks gets both at full strength (without
+    ``mix_intents`` the joined request gets one expert)."""
+    from hub.services.inference import CompletionRequest, InferenceService
+
+    job = _train(rhub, name="alice/multi", steps=60, params={"k": 2, "multi_label": True, "mix_intents": 0.5,
+                                                             "features": "embedding", "lexical_dim": 256})
+    assert job.status == "succeeded", job.error
+    svc = InferenceService(rhub, device="cpu")
+    try:
+        used = {}
+        for prompt in ("up: cow", "#14 15", "up: cow #14 15"):
+            res = svc.complete(None, CompletionRequest(model="alice/multi", prompts=[prompt], max_tokens=2,
+                                                       temperature=0.0))
+            used[prompt] = {n: round(w, 1) for n, w in res.choices[0].adapters.items()}
+    finally:
+        svc.close()
+    assert used == {"up: cow": {"alice/upper@1": 1.0}, "#14 15": {"bob/digits@1": 1.0},
+                    "up: cow #14 15": {"alice/upper@1": 1.0, "bob/digits@1": 1.0}}, used
