@@ -86,7 +86,7 @@ def main() -> None:
                     help="SG-LoRA generator seeds (train + sample); rows 'sg_lora' (z = the prior mean, the default)"
                          " and 'sg_lora, z ~ p(z|c)' (the paper's draw) per seed, their means below the table")
     ap.add_argument("--sg-steps", type=int, default=300)
-    ap.add_argument("--icm-steps", type=int, default=200)
+    ap.add_argument("--icm-steps", type=int, default=1000)
     ap.add_argument("--distil-steps", type=int, default=300)
     ap.add_argument("--n-accept", type=int, default=2048)
     ap.add_argument("--base-steps", type=int, default=None, help="shorter base pre-training (loaded hosts)")

@@ -11,7 +11,12 @@ Deliberate differences from the released code (spec section 5): the depth (strid
 channels are parameters, so ``L`` is padded to a multiple of ``2**depth`` instead of 4096; the
 conditions are standardised with the training tasks' mean and std; for a task never seen in
 training (a new task vector) the reference statistics are those of the training task with the
-nearest condition (cosine), which the paper does not cover.
+nearest condition (cosine), which the paper does not cover; by default (``center``) the CVAE decodes a
+residual over the training snapshots' mean, starting at zero. The testbed's LoRAs share their A init, so
+most of every vector is common to all tasks and a conv decoder spends its capacity re-drawing it. Measured
+on the ci zoo's 10-adapter library (28 snapshots, L=32768; ``mask_first_2`` regenerated from its own task
+vector) at 200 / 1000 / 3000 steps: reconstruction MSE 0.34 / 0.26 / 0.24 centered vs 0.63 / - / 0.42 not,
+the regenerated adapter 4% / 46% / 36% exact match centered vs 0% / - / 4% not (its own adapter: 100%).
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ class ICMConfig:
         steps, lr, batch: Adam steps with cosine annealing (T_max = 2 * steps, as the code).
         seed: seeds initialisation and batches.
         condition: ``"hidden"`` (task vectors from sample prompts) or ``"description"``.
+        center: model each normalised snapshot as the training snapshots' mean plus a decoded residual (the
+            decoder's last layer starts at zero, so an untrained generator gives the mean; the default) instead
+            of decoding the whole vector (``False``: the code). See the module docstring.
     """
 
     depth: int = 6
@@ -67,6 +75,7 @@ class ICMConfig:
     batch: int = 8
     seed: int = 2024
     condition: str = "hidden"
+    center: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.depth <= 16:
@@ -146,8 +155,10 @@ class ICMLoRA:
 
     def __init__(self, model: ConvCVAE, layout: FlatLayout, cfg: ICMConfig, tasks: list[str],
                  conditions: torch.Tensor, ref_stats: torch.Tensor, cond_mean: torch.Tensor,
-                 cond_std: torch.Tensor, parents: tuple[ParentRef, ...], report: dict[str, Any]) -> None:
+                 cond_std: torch.Tensor, parents: tuple[ParentRef, ...], report: dict[str, Any],
+                 center: torch.Tensor | None = None) -> None:
         self.model, self.layout, self.cfg, self.tasks = model.eval(), layout, cfg, tasks
+        self.center = center if center is not None else torch.zeros(model.length)  # (L_p,) added to every decode
         self.conditions, self.ref_stats = conditions, ref_stats  # (T, d), (T, n_tensors, 2)
         self.cond_mean, self.cond_std = cond_mean, cond_std
         self.parents, self.report = parents, report
@@ -185,9 +196,14 @@ class ICMLoRA:
                 cs.append((conds[i] - cond_mean) / cond_std)
             refs.append(tensor_stats(flats[-1], layout))  # reference: the task's last snapshot
         X, C = torch.stack(xs), torch.stack(cs)  # (N, L_p), (N, d)
+        center = X.mean(0) if cfg.center else torch.zeros(length)
+        X = X - center
         g = torch.Generator().manual_seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         model = ConvCVAE(length, conds.shape[1], cfg)
+        if cfg.center:
+            nn.init.zeros_(model.decoder[-1].weight)
+            nn.init.zeros_(model.decoder[-1].bias)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=2 * cfg.steps)
         model.train()
@@ -213,7 +229,7 @@ class ICMLoRA:
                   "samples": n, "length": layout.length, "padded_length": length,
                   "parameters": sum(p.numel() for p in model.parameters())}
         return cls(model, layout, cfg, [t.name for t in tasks], conds, torch.stack(refs), cond_mean, cond_std,
-                   parents, report)
+                   parents, report, center)
 
     # ---- generation -----------------------------------------------------------------------
     def _cond(self, condition: torch.Tensor) -> torch.Tensor:
@@ -255,7 +271,7 @@ class ICMLoRA:
             raise InvalidInputError(f"reference task {reference!r} is not one of {self.tasks}")
         g = torch.Generator().manual_seed(seed)
         z = torch.randn((1, self.cfg.latent), generator=g) if sample else torch.zeros((1, self.cfg.latent))
-        u = self.model.decode(z, c)[0, : self.layout.length]
+        u = (self.center + self.model.decode(z, c)[0])[: self.layout.length]
         x = denormalise(u, self.ref_stats[ref], self.layout)
         adapter = unflatten(x, self.layout)
         prov = Provenance.create(METHOD, {"seed": seed, "reference": self.tasks[ref], "sample": sample,
@@ -272,8 +288,8 @@ class ICMLoRA:
         stats = tensor_stats(x, self.layout)
         u = _pad(normalise(x, stats, self.layout), self.model.length)[None]
         c = self._cond(self.conditions[i])
-        mu, _ = self.model.encode(u, c)
-        u_hat = self.model.decode(mu, c)
+        mu, _ = self.model.encode(u - self.center, c)
+        u_hat = self.center + self.model.decode(mu, c)
         mse = float(((u_hat - u)[0, : self.layout.length] ** 2).mean())
         return unflatten(denormalise(u_hat[0, : self.layout.length], stats, self.layout), self.layout), mse
 
@@ -282,7 +298,7 @@ class ICMLoRA:
         """Write ``generator.safetensors`` + ``generator.json`` (no pickle)."""
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items() if v.dtype.is_floating_point}
         tensors.update({"conditions": self.conditions, "ref_stats": self.ref_stats, "cond_mean": self.cond_mean,
-                        "cond_std": self.cond_std})
+                        "cond_std": self.cond_std, "center": self.center})
         meta = {"method": METHOD, "method_version": METHOD_VERSION, "config": self.cfg.to_dict(),
                 "layout": self.layout.to_dict(), "tasks": self.tasks, "padded_length": self.model.length,
                 "parents": parents_to_json(self.parents), "report": self.report}
@@ -303,4 +319,4 @@ class ICMLoRA:
             raise InvalidInputError(f"generator weights are missing tensors: {missing[:4]}")
         return cls(model, FlatLayout.from_dict(meta["layout"]), cfg, list(meta["tasks"]), conds,
                    tensors["ref_stats"], tensors["cond_mean"], tensors["cond_std"],
-                   parents_from_json(meta["parents"]), meta.get("report", {}))
+                   parents_from_json(meta["parents"]), meta.get("report", {}), tensors.get("center"))
