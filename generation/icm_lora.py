@@ -310,6 +310,7 @@ class ICMLoRA:
         tensors, meta = load_artifact(folder, METHOD)
         c = dict(meta["config"])
         c["channels"] = tuple(c["channels"])
+        c.setdefault("center", False)  # generators saved before ``center`` existed decode whole vectors
         cfg = ICMConfig(**c)
         conds = tensors["conditions"]
         model = ConvCVAE(int(meta["padded_length"]), conds.shape[1], cfg)

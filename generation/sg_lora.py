@@ -333,7 +333,7 @@ class SGLoRA:
     def load(cls, folder: str | Path) -> SGLoRA:
         """Read a generator written by :meth:`save`."""
         tensors, meta = load_artifact(folder, METHOD)
-        cfg = SGConfig(**meta["config"])
+        cfg = SGConfig(**{"sample": True, **meta["config"]})  # saved before ``sample`` existed: they drew z
         layout = FlatLayout.from_dict(meta["layout"])
         model = SemanticCVAE(layout.length, cfg)
         model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})

@@ -107,3 +107,22 @@ def test_centered_generator_starts_at_the_snapshot_mean_and_keeps_it_in_its_file
     again = ICMLoRA.load(tmp_path / "g")
     assert torch.equal(again.center, gen.center) and again.cfg.center
     assert again.generate(tasks[1].condition, seed=2).allclose(gen.generate(tasks[1].condition, seed=2), atol=1e-6)
+
+
+def test_generators_saved_before_centering_decode_whole_vectors(trained, tmp_path):
+    import json
+
+    from generation.artifact import META
+    from safetensors.torch import load_file, save_file
+
+    gen, tasks = trained
+    folder = gen.save(tmp_path / "g")
+    meta = json.loads((folder / META).read_text())
+    del meta["config"]["center"]
+    (folder / META).write_text(json.dumps(meta))
+    weights = next(folder.glob("*.safetensors"))
+    tensors = load_file(weights)
+    del tensors["center"]
+    save_file(tensors, weights)
+    old = ICMLoRA.load(folder)
+    assert not old.cfg.center and not old.center.any()

@@ -94,3 +94,19 @@ def test_bad_input(trained, clouds):
     with pytest.raises(InvalidInputError, match="at least 2 experts"):
         SGLoRA.fit(experts[:1])
     assert isinstance(FlatLayout.of(clouds[0][0]).length, int)
+
+
+def test_generators_saved_before_the_sample_setting_keep_drawing_z(trained, tmp_path):
+    import json
+
+    from generation.artifact import META
+
+    gen, experts = trained
+    folder = gen.save(tmp_path / "g")
+    meta = json.loads((folder / META).read_text())
+    del meta["config"]["sample"]
+    (folder / META).write_text(json.dumps(meta))
+    old = SGLoRA.load(folder)
+    assert old.cfg.sample
+    drawn = gen.generate(experts[0].embedding, seed=4, sample=True)[0]
+    assert old.generate(experts[0].embedding, seed=4)[0].allclose(drawn, atol=1e-6)
