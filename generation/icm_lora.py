@@ -87,6 +87,8 @@ class ICMConfig:
                 raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.beta < 0 or self.lr <= 0:
             raise InvalidInputError(f"beta must be >= 0 and lr > 0, got beta={self.beta}, lr={self.lr}")
+        if not isinstance(self.center, bool):
+            raise InvalidInputError(f"center must be true or false, got {self.center!r}")
         if self.condition not in ("hidden", "description"):
             raise InvalidInputError(f"condition must be 'hidden' or 'description', got {self.condition!r}")
 

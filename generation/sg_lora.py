@@ -74,6 +74,8 @@ class SGConfig:
             raise InvalidInputError(f"tau must be > 0, got {self.tau}")
         if not -1.0 <= self.min_similarity <= 1.0:
             raise InvalidInputError(f"min_similarity must be in [-1, 1], got {self.min_similarity}")
+        if not isinstance(self.sample, bool):
+            raise InvalidInputError(f"sample must be true or false, got {self.sample!r}")
         if self.train_condition not in ("leave_one_out", "self"):
             raise InvalidInputError(f"train_condition must be 'leave_one_out' or 'self', got {self.train_condition!r}")
 

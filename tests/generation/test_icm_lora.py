@@ -78,6 +78,8 @@ def test_bad_input(trained, clouds):
     gen, tasks = trained
     with pytest.raises(InvalidInputError, match="condition has 3 values"):
         gen.generate(torch.ones(3))
+    with pytest.raises(InvalidInputError, match="center must be true or false"):
+        ICMConfig(center=1)
     with pytest.raises(InvalidInputError, match="no LoRA snapshots"):
         ICMLoRA.fit([TaskSnapshots("x", torch.ones(8), [])])
     other = planted_clouds(1, 1, dim=12)[0]

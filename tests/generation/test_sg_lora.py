@@ -93,6 +93,8 @@ def test_bad_input(trained, clouds):
         SGLoRA.fit([])
     with pytest.raises(InvalidInputError, match="at least 2 experts"):
         SGLoRA.fit(experts[:1])
+    with pytest.raises(InvalidInputError, match="sample must be true or false"):
+        SGConfig(sample="yes")
     assert isinstance(FlatLayout.of(clouds[0][0]).length, int)
 
 
