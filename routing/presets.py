@@ -61,6 +61,13 @@ class RouterConfig:
         return self.embedding_dim + self.lexical_dim
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # JSON params arrive untyped: "yes" is not a bool, "0.5" not a float
+            v, kind = getattr(self, f.name), str(f.type)
+            if kind == "bool" and not isinstance(v, bool):
+                raise InvalidInputError(f"{f.name} must be true or false, got {v!r}")
+            if kind in ("int", "float") and (isinstance(v, bool) or not isinstance(v, int | float) or
+                                             kind == "int" and not isinstance(v, int)):
+                raise InvalidInputError(f"{f.name} must be {'an integer' if kind == 'int' else 'a number'}, got {v!r}")
         if self.backend not in BACKENDS:
             raise InvalidInputError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if not 0.0 <= self.dropout < 1.0:

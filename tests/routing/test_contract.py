@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import copy
 
 import pytest
@@ -71,6 +73,14 @@ def test_config_json_round_trip_and_validation(name):
         cls.from_dict({"no_such_field": 1})
     with pytest.raises(InvalidInputError, match="backend"):
         cls.from_dict({"backend": "cuda-magic"})
+    with pytest.raises(InvalidInputError, match="dropout must be a number, got '0.1'"):  # JSON params are untyped
+        cls.from_dict({"dropout": "0.1"})
+    with pytest.raises(InvalidInputError, match="lexical_dim must be an integer, got 8.0"):
+        cls.from_dict({"lexical_dim": 8.0})
+    for f in dataclasses.fields(cls):
+        if str(f.type) == "bool":
+            with pytest.raises(InvalidInputError, match=f"{f.name} must be true or false"):
+                cls.from_dict({f.name: "false"})
 
 
 EXPECTED_SUM = {"smora": 3.0}
