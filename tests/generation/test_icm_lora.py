@@ -114,8 +114,9 @@ def test_centered_generator_starts_at_the_snapshot_mean_and_keeps_it_in_its_file
 def test_generators_saved_before_centering_decode_whole_vectors(trained, tmp_path):
     import json
 
-    from generation.artifact import META
     from safetensors.torch import load_file, save_file
+
+    from generation.artifact import META
 
     gen, tasks = trained
     folder = gen.save(tmp_path / "g")
