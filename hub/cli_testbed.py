@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def demo(
-        size: Annotated[str, typer.Option("--size", help="full (about 14 min on 2 cores, cached) or ci (~1 min).")]
+        size: Annotated[str, typer.Option("--size", help="full (about 10 min on 2 cores, cached) or ci (~1 min).")]
         = "full",
         serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the hub afterwards.")] = True,
         host: Annotated[str | None, typer.Option("--host")] = None,
