@@ -58,10 +58,10 @@ def test_cvae_reconstructs_and_samples_near_each_task(trained, clouds):
 
 def test_deterministic_lineage_and_files(trained, tmp_path):
     gen, experts = trained
-    mean = gen.generate(experts[0].embedding, seed=1, n_samples=2)  # default: z = the prior's mean, no draw
-    assert not gen.cfg.sample and mean[0].allclose(mean[1], rtol=0, atol=0)
-    drawn = gen.generate(experts[0].embedding, seed=1, n_samples=2, sample=True)
-    assert not drawn[0].allclose(drawn[1], atol=1e-6) and not drawn[0].allclose(mean[0], atol=1e-6)
+    drawn = gen.generate(experts[0].embedding, seed=1, n_samples=2)  # default: z ~ p(z|c), the paper's draw
+    assert gen.cfg.sample and not drawn[0].allclose(drawn[1], atol=1e-6)
+    mean = gen.generate(experts[0].embedding, seed=1, n_samples=2, sample=False)  # z = the prior's mean
+    assert mean[0].allclose(mean[1], rtol=0, atol=0) and not drawn[0].allclose(mean[0], atol=1e-6)
     a = gen.generate(experts[0].embedding, seed=5)[0]
     b = gen.generate(experts[0].embedding, seed=5)[0]
     assert a.allclose(b, rtol=0, atol=0)
@@ -98,7 +98,7 @@ def test_bad_input(trained, clouds):
     assert isinstance(FlatLayout.of(clouds[0][0]).length, int)
 
 
-def test_generators_saved_before_the_sample_setting_keep_drawing_z(trained, tmp_path):
+def test_generators_saved_before_the_sample_setting_draw_z(trained, tmp_path):
     import json
 
     from generation.artifact import META
