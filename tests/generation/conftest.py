@@ -51,3 +51,23 @@ def _one_thread():
 @pytest.fixture(scope="session")
 def clouds() -> list[list[LoraAdapter]]:
     return planted_clouds()
+
+
+def as_saved_before(folder, setting: str, tensor: str | None = None):
+    """Rewrite a saved generator as one written before ``setting`` existed: the key leaves its config (and
+    ``tensor``, if given, its safetensors file). Returns the folder."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from generation.artifact import META
+
+    meta = json.loads((folder / META).read_text())
+    del meta["config"][setting]
+    (folder / META).write_text(json.dumps(meta))
+    if tensor is not None:
+        weights = next(folder.glob("*.safetensors"))
+        tensors = load_file(weights)
+        del tensors[tensor]
+        save_file(tensors, weights)
+    return folder

@@ -9,7 +9,7 @@ from generation.flat import FlatLayout, flatten
 from generation.sg_lora import Expert, SGConfig, SGLoRA, aggregate
 from hub.core.errors import InvalidInputError, NotFoundError
 from hub.core.provenance import ParentRef
-from tests.generation.conftest import toy_embed
+from tests.generation.conftest import as_saved_before, toy_embed
 
 DESCS = ["shift letters forward by one", "make every digit larger by two", "write the text in capitals"]
 
@@ -99,16 +99,8 @@ def test_bad_input(trained, clouds):
 
 
 def test_generators_saved_before_the_sample_setting_draw_z(trained, tmp_path):
-    import json
-
-    from generation.artifact import META
-
     gen, experts = trained
-    folder = gen.save(tmp_path / "g")
-    meta = json.loads((folder / META).read_text())
-    del meta["config"]["sample"]
-    (folder / META).write_text(json.dumps(meta))
-    old = SGLoRA.load(folder)
+    old = SGLoRA.load(as_saved_before(gen.save(tmp_path / "g"), "sample"))
     assert old.cfg.sample
     drawn = gen.generate(experts[0].embedding, seed=4, sample=True)[0]
     assert old.generate(experts[0].embedding, seed=4)[0].allclose(drawn, atol=1e-6)
