@@ -129,8 +129,7 @@ def _examples(data: Sequence[Sequence[Example]], n: int, encode: Encode, cfg: Tr
     return out
 
 
-def _intent_pairs(items: Sequence[tuple], experts: int, count: int, encode: Encode, cfg: TrainConfig,
-                  seed: int) -> list[tuple]:
+def _intent_pairs(items: Sequence[tuple], experts: int, count: int, encode: Encode, cfg: TrainConfig) -> list[tuple]:
     """``count`` synthetic two-task requests (MeteoRA ``mix_intents``): the prompts of two examples of different
     experts joined by a space, no answer (labels ignored: the composed answer is unknown), tagged with both
     experts. Items as :func:`_examples` makes them, the task field an ``(a, b)`` pair."""
@@ -139,7 +138,7 @@ def _intent_pairs(items: Sequence[tuple], experts: int, count: int, encode: Enco
         by_expert.setdefault(it[2], []).append(it)
     if experts < 2:
         raise InvalidInputError("mix_intents needs at least two experts")
-    rng = random.Random(f"mix_intents|{seed}")
+    rng = random.Random(f"mix_intents|{cfg.seed}")
     out = []
     for _ in range(count):
         a, b = rng.sample(range(experts), 2)
@@ -191,7 +190,7 @@ def train_router(model: nn.Module, experts: Sequence[LoraAdapter], preset: str, 
     if mix and n_mix < 1:
         raise InvalidInputError(f"mix_intents needs batch_size >= 2 (a joined request and a real example), got "
                                 f"{tc.batch_size}")
-    pairs = _intent_pairs(items, len(experts), len(items), encode, tc, tc.seed) if n_mix else []
+    pairs = _intent_pairs(items, len(experts), len(items), encode, tc) if n_mix else []
     feats: torch.Tensor | None = None
     if getattr(cfg, "features", "site_input") == "embedding":
         if embed is None:

@@ -104,3 +104,14 @@ def test_generators_saved_before_the_sample_setting_draw_z(trained, tmp_path):
     assert old.cfg.sample
     drawn = gen.generate(experts[0].embedding, seed=4, sample=True)[0]
     assert old.generate(experts[0].embedding, seed=4)[0].allclose(drawn, atol=1e-6)
+
+
+def test_an_untrained_generator_decodes_the_top_k_prior_mean(trained):
+    """The decoder's residual starts at zero: before any training, every latent (drawn or the prior's mean)
+    decodes the semantic prior's mean, i.e. the Top-K weighted baseline."""
+    _, experts = trained
+    fresh = SGLoRA.fit(experts, SGConfig(k=2, tau=0.1, steps=1, lr=1e-12, seed=0))
+    q = toy_embed("an unseen task description")
+    want = fresh.topk_weighted(q)
+    for sample in (True, False):
+        assert fresh.generate(q, seed=3, sample=sample)[0].allclose(want, atol=1e-6)
