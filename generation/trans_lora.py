@@ -26,6 +26,9 @@ such as ``1-s11l1`` and 0-2%; rewriting seeds with T, a repetition penalty and l
 seeds' gave 41%; instruction rewrites (the student must not key on three seed instructions) and a
 discriminator trained for 15 steps instead of 60 (on ~5 seeds a longer-trained one memorises them and
 keeps only near-copies) with 300 distillation steps at the testbed's LoRA learning rate gave 86-87%.
+Letting rewritten inputs grow past the longest seed (by up to ``length_jitter`` tokens) took ``caesar_1``
+from 81% to 99% (source 99%): its 5 seeds were at most 7 characters, the task's inputs reach 8, and a
+student that had never seen 8 dropped the last character.
 """
 
 from __future__ import annotations
@@ -184,9 +187,9 @@ class RewriteSampler:
 
     Every new token comes from the model, restricted to tokens that are printable text on their own
     (no special, control or partial UTF-8 tokens: a prompt is one printable line); the seeds fix the
-    format (instruction, length up to
-    ``length_jitter`` tokens more or less but never longer than the longest seed; added positions are
-    always sampled). Special tokens are
+    format (instruction, length up to ``length_jitter`` tokens more or less than the seed's, so also
+    longer than the longest seed: a handful of seeds rarely holds the task's longest input, and a
+    student that never saw one stops early; added positions are always sampled).
     ``repetition_penalty`` (CTRL-style, as in ``transformers``' ``generate``) damps
     tokens already in the candidate: a tiny base tends to repeat what it has just seen, and
     repetitive synthetic inputs teach the student to stutter.
@@ -207,14 +210,13 @@ class RewriteSampler:
         tok = self.codec.tokenizer
         parts = [s.split(self.separator, 1) if self.separator in s else [s, ""] for s in seeds]
         picks = [rng.choice(parts) for _ in range(n)]
-        longest = max(len(tok.encode(x, add_special_tokens=False)) for x, _ in parts)
         src: list[list[int]] = []  # per candidate: token ids, -1 where the model fills a new position
         keep: list[list[bool]] = []
         starts: list[int] = []  # where the instruction part begins (repetition is penalised per part)
         sep = tok.encode(self.separator, add_special_tokens=False)
         for x, cue in picks:
             ids = tok.encode(x, add_special_tokens=False) or [self.codec.pad_id]
-            size = min(longest, max(1, len(ids) + rng.randint(-self.length_jitter, self.length_jitter)))
+            size = max(1, len(ids) + rng.randint(-self.length_jitter, self.length_jitter))
             body = ids[:size] + [-1] * (size - len(ids))
             r, rc = rng.uniform(*self.rates), rng.uniform(*self.cue_rates)
             k = [i >= 0 and rng.random() >= r for i in body]

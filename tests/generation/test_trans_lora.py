@@ -62,8 +62,8 @@ def test_bad_input(world):
 
 def test_rewrite_sampler_keeps_the_format_and_is_seeded(world):
     """Candidates rewritten by the target base: printable one-line prompts (rarely a blank input, which the
-    transfer drops as malformed), at most as long as the longest
-    seed input, the seed's instruction kept when instruction_rates = (0, 0), the same under the same seed."""
+    transfer drops as malformed), up to length_jitter tokens longer than the
+    longest seed input (some are: a student must see inputs longer than 5 seeds show), the seed's instruction kept when instruction_rates = (0, 0), the same under the same seed."""
     from generation.trans_lora import RewriteSampler, _well_formed, answer_confidence
 
     cdc, s, t, pm, _source, seeds, _real = world
@@ -73,7 +73,8 @@ def test_rewrite_sampler_keeps_the_format_and_is_seeded(world):
     longest = max(len(x.split(" | ")[0]) for x in seeds)
     bad = [c for c in a if not _well_formed(c, " | ")]
     assert len(bad) <= 4 and all(not c.split(" | ")[0].strip() for c in bad), bad  # only blank inputs fail
-    assert all(c.endswith(" | " + w.CUE) and 1 <= len(c.split(" | ")[0]) <= longest for c in a), a
+    assert all(c.endswith(" | " + w.CUE) and 1 <= len(c.split(" | ")[0]) <= longest + 4 for c in a), a
+    assert any(len(c.split(" | ")[0]) > longest for c in a), a
     assert all(c.isprintable() and "\ufffd" not in c for c in a), a
     assert len(set(a)) > 32  # the model writes new inputs, not copies of the 5 seeds
     cues = RewriteSampler(t, cdc, " | ", 1.0, (0.3, 1.0), 2.0, 0, (1.0, 1.0))(seeds, 32, random.Random(3))
