@@ -63,6 +63,30 @@ def make_adapters(model, n: int, r: int, folder: Path) -> list[Path]:
     return dirs
 
 
+def decode_bytes(model, n_adapters: int, rank: int, batch: int, seq: int) -> dict[str, float]:
+    """Bytes one decode step must read (fp32): every linear weight incl. ``lm_head``, the KV cache of
+    ``batch`` rows of ``seq`` tokens, and ``n_adapters`` distinct rank-``rank`` LoRAs on ``TARGETS``.
+
+    A decode step of a small batch is bound by reading weights (one token per row: every base weight is
+    used by ``batch`` tokens, each row's own adapter by one), so ``base / (base + adapters)`` estimates
+    the best mixed-batch decode throughput against the base model, whatever the kernels (roofline;
+    fixed per-step costs such as attention and Python bring a measured ratio closer to 1).
+    """
+    from torch import nn
+
+    from routing.model import linear_sites
+
+    el = next(model.parameters()).element_size()
+    lin = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
+    cfg = model.config
+    kv_dim = cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads)
+    kv = cfg.num_hidden_layers * batch * seq * 2 * kv_dim
+    ad = sum(rank * (model.get_submodule(s).in_features + model.get_submodule(s).out_features)
+             for s in linear_sites(model, TARGETS))
+    base_b, ad_b = el * (lin + kv), el * n_adapters * ad
+    return {"base_mb": base_b / 2**20, "adapters_mb": ad_b / 2**20, "ceiling": base_b / (base_b + ad_b)}
+
+
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -110,6 +134,7 @@ def bench_size(size: str, args: argparse.Namespace, device: str) -> dict[str, di
           f"N={args.mixed} adapters in (c), "
           f"device {device}, threads {torch.get_num_threads()}, clock {args.clock}", flush=True)
     res: dict[str, dict[str, float]] = {}
+    res["bytes"] = decode_bytes(base, args.mixed, args.rank, b, t + args.decode // 2)
 
     # cold load: load_peft from disk + copy into the slot bank (wall clock: includes file I/O)
     eng = MixedAdapterModel(copy.deepcopy(base), capacity=16)
@@ -184,6 +209,11 @@ def report(size: str, res: dict[str, dict[str, float]]) -> None:
     ratio("(a) base", res["(c) N adapters mixed, PEFT"], "PEFT mixed batch")
     print("  (the base-vs-PEFT line is the ceiling of any LoRA path against PEFT's mixed batch)")
     ratio("(b) one adapter, Loom unmerged", res["(b) one adapter, PEFT"], "PEFT one adapter")
+    by = res["bytes"]
+    mixed = res["(c) N adapters mixed, Loom"]["decode"] / base["decode"]
+    print(f"  a decode step reads {by['base_mb']:.1f} MB of base weights and KV cache; the mixed batch's distinct "
+          f"adapters add {by['adapters_mb']:.1f} MB;\n  if a step were all weight reads, mixed decode could reach "
+          f"{by['ceiling']:.2f}x base (a roofline estimate); Loom's mixed decode is {mixed:.2f}x")
     print(f"  cold load median {res['cold_load_ms']['median']:.1f} ms (goal <= 100 ms)\n")
 
 
