@@ -8,8 +8,8 @@ Part 2 - Trans-LoRA: an adapter of base A moved to base B vs the source on A vs 
 adapter trained on B with real data. Time per phase of every job.
 
 Run:  python benchmarks/generation_bench.py --size ci --data-dir /tmp/gen/data
-Descriptions are embedded with a hashed bag of words (no model download); pass the same data dir
-to reuse a built zoo.
+Descriptions are embedded as the hub embeds them (all-MiniLM-L6-v2 from its PyPI package, offline;
+``--embedder hashed`` for a hashed bag of words); pass the same data dir to reuse a built zoo.
 """
 
 from __future__ import annotations
@@ -87,6 +87,8 @@ def main() -> None:
                          "draw, the default) and 'sg_lora, z = prior mean' per seed, their means below the table")
     ap.add_argument("--sg-steps", type=int, default=300)
     ap.add_argument("--icm-steps", type=int, default=1000)
+    ap.add_argument("--no-icm-description", dest="icm_description", action="store_false",
+                    help="skip the ICM-LoRA generator conditioned on description embeddings")
     ap.add_argument("--distil-steps", type=int, default=300)
     ap.add_argument("--n-accept", type=int, default=2048)
     ap.add_argument("--base-steps", type=int, default=None, help="shorter base pre-training (loaded hosts)")
@@ -104,6 +106,8 @@ def main() -> None:
     ap.add_argument("--ceiling", action="store_true",
                     help="also distil from *real* task prompts labelled by the teacher (an upper bound of the "
                          "synthesis, not a method)")
+    ap.add_argument("--embedder", choices=["minilm", "hashed"], default="minilm",
+                    help="description embeddings: the hub's MiniLM (default) or a hashed bag of words")
     ap.add_argument("--part", choices=["all", "generation", "transfer"], default="all")
     ap.add_argument("--zoo-root", default=None, help="use an already built zoo folder (manifest.json) as is")
     ap.add_argument("--json", default=None)
@@ -148,10 +152,19 @@ def main() -> None:
         library = [e for e in zoo.adapters_on() if e.task != held.name]
         t0 = time.perf_counter()
         snaps = {e.task: [load_peft(c.dir) for c in sorted(e.checkpoints, key=lambda c: c.step)] for e in library}
-        experts = [Expert(e.name, toy_embed(e.description), snaps[e.task], ParentRef(e.name, "1", sha256=e.sha256))
+        if args.embedder == "minilm":
+            from hub.search.embedder import load_embedder
+
+            minilm = load_embedder()
+
+            def embed(text: str) -> torch.Tensor:
+                return torch.from_numpy(minilm.embed([text])[0].copy()).float()
+        else:
+            embed = toy_embed
+        experts = [Expert(e.name, embed(e.description), snaps[e.task], ParentRef(e.name, "1", sha256=e.sha256))
                    for e in library]
         timings["load library"] = time.perf_counter() - t0
-        query = toy_embed(held.description)
+        query = embed(held.description)
 
         sg_rows: dict[str, LoraAdapter] = {}
         for i, seed in enumerate(int(x) for x in args.sg_seeds.split(",")):
@@ -177,13 +190,24 @@ def main() -> None:
                                        (ParentRef(e.name, "1", sha256=e.sha256),)))
         timings["icm_lora: task vectors"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        icm = ICMLoRA.fit(tasks, ICMConfig(depth=8, channels=(4, 8, 16, 32, 32, 32, 32, 32), latent=64,
-                                           steps=args.icm_steps, lr=2e-3, batch=8, seed=2024))
+        icm_cfg = dict(depth=8, channels=(4, 8, 16, 32, 32, 32, 32, 32), latent=64, steps=args.icm_steps, lr=2e-3,
+                       batch=8, seed=2024)
+        icm = ICMLoRA.fit(tasks, ICMConfig(**icm_cfg))  # type: ignore[arg-type]
         timings["icm_lora: train generator"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         held_prompts = [e.prompt for e in held.examples(5, 7, "train")]  # the task's few sample prompts
-        icm_adapter = icm.generate(task_vector(base_a, codec, held_prompts), seed=0)
+        held_vec = task_vector(base_a, codec, held_prompts)
+        icm_rows = {"icm_lora": icm.generate(held_vec, seed=0)}
         timings["icm_lora: generate"] = time.perf_counter() - t0
+        icm_rows["icm_lora, z = 0"] = icm.generate(held_vec, seed=0, sample=False)
+        if args.icm_description:  # the same generator conditioned on description embeddings instead
+            t0 = time.perf_counter()
+            desc = [TaskSnapshots(t.name, embed(e.description), t.snapshots, t.parents)
+                    for t, e in zip(tasks, library, strict=True)]
+            icm_d = ICMLoRA.fit(desc, ICMConfig(**{**icm_cfg, "condition": "description"}))  # type: ignore[arg-type]
+            timings["icm_lora (description): train generator"] = time.perf_counter() - t0
+            icm_rows["icm_lora, description condition"] = icm_d.generate(query, seed=0)
+            icm_rows["icm_lora, description condition, z = 0"] = icm_d.generate(query, seed=0, sample=False)
 
         nearest_name = prior.names[0]
         nearest = next(e for e in library if e.name == nearest_name)
@@ -197,7 +221,7 @@ def main() -> None:
             f"cat top-{len(top)}": Adapter(cat),
             f"linear top-{len(top)} (topk_weighted)": Adapter(topk),
             **{name: Adapter(ad) for name, ad in sg_rows.items()},
-            "icm_lora": Adapter(icm_adapter),
+            **{name: Adapter(ad) for name, ad in icm_rows.items()},
             "oracle (trained)": Adapter(zoo.adapter(held.name).dir),
         }
         if interp is not None:
@@ -257,7 +281,7 @@ def main() -> None:
             a = res1.accuracy[name][held.name] or 0.0
             ratio = f"{a / oracle:5.2f}x oracle" if oracle else "   - "
             vs_nn = f"{a / nn_acc:5.2f}x nearest" if nn_acc else "   -"
-            print(f"  {name:34s} {100 * a:5.1f}%   {ratio}   {vs_nn}")
+            print(f"  {name:42s} {100 * a:5.1f}%   {ratio}   {vs_nn}")
         for kind in ("sg_lora", "sg_lora, z = prior mean"):
             accs = [res1.accuracy[n][held.name] or 0.0 for n in sg_rows if n == kind or n.startswith(f"{kind} (seed")]
             print(f"  {kind}: mean over {len(accs)} generator seeds {100 * sum(accs) / len(accs):.1f}% "
@@ -274,7 +298,7 @@ def main() -> None:
             print(f"  {name:34s} {100 * a:5.1f}%   {a / src_acc if src_acc else 0:5.2f}x source")
     print("\n== seconds per phase")
     for k, v in {**timings, **phase_t}.items():
-        print(f"  {k:34s} {v:8.2f}")
+        print(f"  {k:42s} {v:8.2f}")
     out: dict = {"timings": {**timings, **phase_t}}
     if args.part in ("all", "generation"):
         print(f"  sg_lora generator: {sg.report['parameters']} params; icm_lora generator: {icm.report['parameters']}")
