@@ -83,8 +83,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=50, help="eval examples per task")
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--sg-seeds", default="0,1,2",
-                    help="SG-LoRA generator seeds (train + sample); rows 'sg_lora' (z ~ p(z|c), the paper's "
-                         "draw, the default) and 'sg_lora, z = prior mean' per seed, their means below the table")
+                    help="SG-LoRA generator seeds (train + sample); rows 'sg_lora' (z = the prior's mean, the "
+                         "default) and 'sg_lora, z ~ p(z|c)' (the paper's draw) per seed, their means below the table")
     ap.add_argument("--sg-steps", type=int, default=300)
     ap.add_argument("--icm-steps", type=int, default=1000)
     ap.add_argument("--no-icm-description", dest="icm_description", action="store_false",
@@ -175,10 +175,10 @@ def main() -> None:
                 sg = gen
             t0 = time.perf_counter()
             tag = "" if i == 0 else f" (seed {seed})"
-            sg_rows[f"sg_lora{tag}"] = gen.generate(query, seed=seed)[0]  # the default: z ~ p(z|c), the paper's
+            sg_rows[f"sg_lora{tag}"] = gen.generate(query, seed=seed)[0]  # the default: z = the prior's mean
             if i == 0:
                 timings["sg_lora: generate"] = time.perf_counter() - t0
-            sg_rows[f"sg_lora, z = prior mean{tag}"] = gen.generate(query, seed=seed, sample=False)[0]
+            sg_rows[f"sg_lora, z ~ p(z|c){tag}"] = gen.generate(query, seed=seed, sample=True)[0]  # the paper's
         prior = sg.prior(query)
         topk = sg.topk_weighted(query)
 
@@ -282,7 +282,7 @@ def main() -> None:
             ratio = f"{a / oracle:5.2f}x oracle" if oracle else "   - "
             vs_nn = f"{a / nn_acc:5.2f}x nearest" if nn_acc else "   -"
             print(f"  {name:42s} {100 * a:5.1f}%   {ratio}   {vs_nn}")
-        for kind in ("sg_lora", "sg_lora, z = prior mean"):
+        for kind in ("sg_lora", "sg_lora, z ~ p(z|c)"):
             accs = [res1.accuracy[n][held.name] or 0.0 for n in sg_rows if n == kind or n.startswith(f"{kind} (seed")]
             print(f"  {kind}: mean over {len(accs)} generator seeds {100 * sum(accs) / len(accs):.1f}% "
                   f"(min {100 * min(accs):.0f}%, max {100 * max(accs):.0f}%)")

@@ -58,10 +58,12 @@ def test_cvae_reconstructs_and_samples_near_each_task(trained, clouds):
 
 def test_deterministic_lineage_and_files(trained, tmp_path):
     gen, experts = trained
-    drawn = gen.generate(experts[0].embedding, seed=1, n_samples=2)  # default: z ~ p(z|c), the paper's draw
-    assert gen.cfg.sample and not drawn[0].allclose(drawn[1], atol=1e-6)
-    mean = gen.generate(experts[0].embedding, seed=1, n_samples=2, sample=False)  # z = the prior's mean
-    assert mean[0].allclose(mean[1], rtol=0, atol=0) and not drawn[0].allclose(mean[0], atol=1e-6)
+    drawn = gen.generate(experts[0].embedding, seed=1, n_samples=2, sample=True)  # z ~ p(z|c), the paper's draw
+    assert not drawn[0].allclose(drawn[1], atol=1e-6)
+    mean = gen.generate(experts[0].embedding, seed=1, n_samples=2)  # the default: z = the prior's mean
+    assert not gen.cfg.sample and mean[0].allclose(mean[1], rtol=0, atol=0)
+    assert mean[0].allclose(gen.generate(experts[0].embedding, seed=9)[0], rtol=0, atol=0)  # no seed enters
+    assert not drawn[0].allclose(mean[0], atol=1e-6)
     a = gen.generate(experts[0].embedding, seed=5)[0]
     b = gen.generate(experts[0].embedding, seed=5)[0]
     assert a.allclose(b, rtol=0, atol=0)
