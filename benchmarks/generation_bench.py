@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,7 +52,6 @@ def member_interpolation(library: list[AdapterEntry], held: Task) -> LoraAdapter
     members (A and B fitted separately: the zoo trains every LoRA from the same seed, so their A's start alike),
     read at the held-out parameter. What a generator interpolating member weights would produce at best;
     None when the family has fewer than two members in the library."""
-    from dataclasses import replace
 
     from hub.core.adapter import LoraAdapter
     from hub.core.peft_io import load_peft
@@ -190,9 +190,9 @@ def main() -> None:
                                        (ParentRef(e.name, "1", sha256=e.sha256),)))
         timings["icm_lora: task vectors"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        icm_cfg = dict(depth=8, channels=(4, 8, 16, 32, 32, 32, 32, 32), latent=64, steps=args.icm_steps, lr=2e-3,
-                       batch=8, seed=2024)
-        icm = ICMLoRA.fit(tasks, ICMConfig(**icm_cfg))  # type: ignore[arg-type]
+        icm_cfg = ICMConfig(depth=8, channels=(4, 8, 16, 32, 32, 32, 32, 32), latent=64, steps=args.icm_steps,
+                            lr=2e-3, batch=8, seed=2024)
+        icm = ICMLoRA.fit(tasks, icm_cfg)
         timings["icm_lora: train generator"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         held_prompts = [e.prompt for e in held.examples(5, 7, "train")]  # the task's few sample prompts
@@ -204,7 +204,7 @@ def main() -> None:
             t0 = time.perf_counter()
             desc = [TaskSnapshots(t.name, embed(e.description), t.snapshots, t.parents)
                     for t, e in zip(tasks, library, strict=True)]
-            icm_d = ICMLoRA.fit(desc, ICMConfig(**{**icm_cfg, "condition": "description"}))  # type: ignore[arg-type]
+            icm_d = ICMLoRA.fit(desc, replace(icm_cfg, condition="description"))
             timings["icm_lora (description): train generator"] = time.perf_counter() - t0
             icm_rows["icm_lora, description condition"] = icm_d.generate(query, seed=0)
             icm_rows["icm_lora, description condition, z = 0"] = icm_d.generate(query, seed=0, sample=False)

@@ -62,8 +62,9 @@ def test_bad_input(world):
 
 def test_rewrite_sampler_keeps_the_format_and_is_seeded(world):
     """Candidates rewritten by the target base: printable one-line prompts (rarely a blank input, which the
-    transfer drops as malformed), up to length_jitter tokens longer than the
-    longest seed input (some are: a student must see inputs longer than 5 seeds show), the seed's instruction kept when instruction_rates = (0, 0), the same under the same seed."""
+    transfer drops as malformed), up to length_jitter tokens longer than the longest seed input (and some
+    are: a student must see inputs longer than 5 seeds show), the seed's instruction kept when
+    instruction_rates = (0, 0), the same under the same seed."""
     from generation.trans_lora import RewriteSampler, _well_formed, answer_confidence
 
     cdc, s, t, pm, _source, seeds, _real = world
