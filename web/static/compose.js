@@ -1,11 +1,10 @@
-/* Compose page: POST /api/v1/compositions, then follow GET /api/v1/jobs/{id} until the job finishes. */
+/* Compose page: POST /api/v1/compositions, then follow the job until it finishes (jobfollow.js). */
 "use strict";
 
 const COMPOSE_FIELDS = ["task", "base_model", "k", "sources", "weights", "method", "params", "name", "description",
   "tags", "visibility"];
 const COMPOSE_INPUTS = { task: "c-task", base_model: "c-base", k: "c-k", sources: "c-sources", weights: "c-weights",
   method: "c-method", params: "c-params", name: "c-name", description: "c-description", tags: "c-tags" };
-const TERMINAL = ["succeeded", "failed", "cancelled"];
 
 function composeFieldFor(err) {
   const d = err.details || {};
@@ -26,10 +25,8 @@ document.addEventListener("DOMContentLoaded", () => {
   const form = document.getElementById("compose-form");
   if (!form) return;
   const top = document.getElementById("form-errors");
-  const jobBox = document.getElementById("job");
   const help = document.getElementById("c-method-help");
   const method = document.getElementById("c-method");
-  let timer = null;
 
   const mode = () => form.querySelector("input[name=mode]:checked").value;
   form.querySelectorAll("input[name=mode]").forEach((r) => r.addEventListener("change", () => {
@@ -66,6 +63,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (extra) top.append(extra);
     top.hidden = false; top.focus();
   }
+  const jobs = Loom.jobFollower(showTop);
   const list = (s) => s.split(/[\n,]/).map((x) => x.trim()).filter(Boolean);
 
   function body() {
@@ -121,67 +119,8 @@ document.addEventListener("DOMContentLoaded", () => {
       else showTop(err.message, err.code === "unauthenticated" ? Loom.el("p", {}, Loom.el("a", { href: "/signin", text: "Sign in with a token" })) : null);
       return;
     }
-    history.replaceState(null, "", "/compose?job=" + encodeURIComponent(data.id));
-    follow(data, data.deduplicated);
+    jobs.start(data);
   });
 
-  function render(job, dedup) {
-    jobBox.hidden = false;
-    document.getElementById("job-id").textContent = job.id;
-    document.getElementById("job-status").textContent = job.status + (dedup ? " (the same recipe was already submitted)" : "");
-    const pct = Math.round((job.progress || 0) * 100);
-    document.getElementById("job-progress").value = job.progress || 0;
-    document.getElementById("job-percent").textContent = pct + "%";
-    document.getElementById("job-message").textContent = job.message || "";
-    document.getElementById("job-log").replaceChildren(...(job.log || []).map((l) => Loom.el("li", { text: l })));
-    const result = document.getElementById("job-result");
-    const cancel = document.getElementById("job-cancel");
-    cancel.hidden = TERMINAL.includes(job.status);
-    if (job.status === "succeeded" && job.result && job.result.adapter) {
-      const r = job.result;
-      result.className = "success";
-      result.replaceChildren(Loom.el("p", {}, "Published ", Loom.el("a", { id: "job-result-link", href: "/a/" + r.adapter + "?version=" + r.version, text: r.adapter + "@" + r.version }),
-        r.method ? " with " + r.method + "." : "."));
-      if (r.reason) result.append(Loom.el("p", { class: "muted", text: "Why this method: " + r.reason }));
-    } else if (job.status === "failed") {
-      result.className = "alert";
-      result.replaceChildren(Loom.el("p", { text: "The job failed: " + ((job.error && job.error.message) || job.message) }));
-    } else if (job.status === "cancelled") {
-      result.className = "notice";
-      result.replaceChildren(Loom.el("p", { text: "Cancelled; nothing was published." }));
-    } else { result.className = ""; result.replaceChildren(); }
-  }
-
-  async function follow(job, dedup) {
-    render(job, dedup);
-    if (timer) clearTimeout(timer);
-    if (TERMINAL.includes(job.status)) return;
-    timer = setTimeout(async () => {
-      try {
-        const resp = await Loom.api("/api/v1/jobs/" + encodeURIComponent(job.id));
-        const data = await Loom.readJson(resp);
-        if (!resp.ok) { showTop(Loom.errorOf(resp, data).message); return; }
-        follow(data, dedup);
-      } catch (e) { timer = setTimeout(() => follow(job, dedup), 2000); }
-    }, 600);
-  }
-
-  document.getElementById("job-cancel").addEventListener("click", async () => {
-    const id = document.getElementById("job-id").textContent;
-    const resp = await Loom.api("/api/v1/jobs/" + encodeURIComponent(id), { method: "DELETE" });
-    const data = await Loom.readJson(resp);
-    if (!resp.ok) { showTop(Loom.errorOf(resp, data).message); return; }
-    follow(data, false);
-  });
-
-  const initial = new URLSearchParams(location.search).get("job");
-  if (initial) {
-    (async () => {
-      const resp = await Loom.api("/api/v1/jobs/" + encodeURIComponent(initial));
-      const data = await Loom.readJson(resp);
-      if (resp.status === 404 && /no route/i.test(Loom.errorOf(resp, data).message)) { showTop("Jobs are not available on this hub yet."); return; }
-      if (!resp.ok) { showTop(Loom.errorOf(resp, data).message); return; }
-      follow(data, false);
-    })();
-  }
+  jobs.resume();
 });

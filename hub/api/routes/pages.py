@@ -30,6 +30,7 @@ from hub.core.errors import (
     PermissionDeniedError,
 )
 from hub.db.models import User
+from hub.services.search import AdapterFilters
 
 COOKIE = "loom_token"
 COOKIE_MAX_AGE = 30 * 24 * 3600
@@ -303,6 +304,17 @@ def compose_page(request: Request, hub: HubDep, user: PageUser, source: Annotate
     return render(request, "compose.html", {"active": "compose", "methods": methods, "base_models": bases,
                                             "sources": [s for s in (source or []) if s.strip()][:16],
                                             "task": task})
+
+
+@router.get("/generate", response_class=HTMLResponse, operation_id="page_generate")
+def generate_page(request: Request, hub: HubDep, user: PageUser, source: str = "") -> HTMLResponse:
+    """Generate from a description (``POST /api/v1/generations``) or move an adapter to another base
+    (``POST /api/v1/transfers``), then the job's progress."""
+    _viewer(request, user)
+    generators, _ = hub.adapters.list(user, AdapterFilters(kind="generator"), offset=0, limit=200)
+    bases = sorted({b.model_id for b in hub.base_models.list()})
+    return render(request, "generate.html", {"active": "generate", "generators": generators, "base_models": bases,
+                                             "source": source.strip()[:200]})
 
 
 @router.get("/playground", response_class=HTMLResponse, operation_id="page_playground")
