@@ -19,6 +19,7 @@ from torch import nn
 
 from hub.core.adapter import LoraAdapter
 from hub.core.errors import InvalidInputError
+from hub.core.params import check_param_types
 from hub.core.registry import Registry
 from routing.gates import FEATURES
 from routing.layer import BACKENDS
@@ -61,13 +62,7 @@ class RouterConfig:
         return self.embedding_dim + self.lexical_dim
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):  # JSON params arrive untyped: "yes" is not a bool, "0.5" not a float
-            v, kind = getattr(self, f.name), str(f.type)
-            if kind == "bool" and not isinstance(v, bool):
-                raise InvalidInputError(f"{f.name} must be true or false, got {v!r}")
-            if kind in ("int", "float") and (isinstance(v, bool) or not isinstance(v, int | float) or
-                                             kind == "int" and not isinstance(v, int)):
-                raise InvalidInputError(f"{f.name} must be {'an integer' if kind == 'int' else 'a number'}, got {v!r}")
+        check_param_types(type(self), {f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
         if self.backend not in BACKENDS:
             raise InvalidInputError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if not 0.0 <= self.dropout < 1.0:

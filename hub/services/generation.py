@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.core.errors import IncompatibleAdaptersError, InvalidInputError, NotFoundError, PermissionDeniedError
+from hub.core.params import check_param_types
 from hub.core.provenance import Provenance
 from hub.jobs.queue import JobQueue, JobView
 from hub.repositories.adapters import AdapterFilters
@@ -89,35 +90,38 @@ class TransferRequest:
         _trans_config(self.params)
 
 
-def _config(method: str, params: dict[str, Any]) -> Any:
+def _build(cls: Any, method: str, params: dict[str, Any], tuples: tuple[str, ...]) -> Any:
+    """``cls(**params)`` with JSON lists turned into tuples for ``tuples``; unknown or mistyped params -> 4xx."""
+    import dataclasses
+
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise InvalidInputError(f"bad params for {method}: unknown {unknown}; known: {known}", field="params")
+    p = {k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in params.items()}
     try:
-        if method == "sg_lora":
-            from generation.sg_lora import SGConfig
-
-            return SGConfig(**params)
-        from generation.icm_lora import ICMConfig
-
-        p = dict(params)
-        if "channels" in p and p["channels"] is not None:
-            p["channels"] = tuple(p["channels"])
-        return ICMConfig(**p)
+        check_param_types(cls, p)
+        return cls(**p)
+    except InvalidInputError as e:
+        raise InvalidInputError(f"bad params for {method}: {e.message}", field="params") from None
     except TypeError as e:
         raise InvalidInputError(f"bad params for {method}: {e}", field="params") from None
+
+
+def _config(method: str, params: dict[str, Any]) -> Any:
+    if method == "sg_lora":
+        from generation.sg_lora import SGConfig
+
+        return _build(SGConfig, method, params, ())
+    from generation.icm_lora import ICMConfig
+
+    return _build(ICMConfig, method, params, ("channels",))
 
 
 def _trans_config(params: dict[str, Any]) -> Any:
     from generation.trans_lora import TransConfig
 
-    try:
-        p = dict(params)
-        if p.get("student_targets") is not None:
-            p["student_targets"] = tuple(p["student_targets"])
-        for key in ("rewrite_rates", "instruction_rates"):
-            if isinstance(p.get(key), list):
-                p[key] = tuple(p[key])
-        return TransConfig(**p)
-    except TypeError as e:
-        raise InvalidInputError(f"bad params for trans_lora: {e}", field="params") from None
+    return _build(TransConfig, "trans_lora", params, ("student_targets", "rewrite_rates", "instruction_rates"))
 
 
 def _samples(raw: bytes) -> list[str]:

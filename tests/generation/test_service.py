@@ -76,8 +76,18 @@ def test_bad_requests_are_refused_at_submit(setup):
     svc = GenerationService(hub)
     with pytest.raises(InvalidInputError, match="method must be one of"):
         TrainGeneratorRequest(method="nope", base_model=PICO_BASE_ID, name="alice/g")
-    with pytest.raises(InvalidInputError, match="bad params"):
+    with pytest.raises(InvalidInputError, match=r"bad params for sg_lora: unknown \['bogus'\]; known: \['k', "):
         TrainGeneratorRequest(method="sg_lora", base_model=PICO_BASE_ID, name="alice/g", params={"bogus": 1})
+    for method, params, msg in (("sg_lora", {"sample": "yes"}, "sample must be true or false"),
+                                ("sg_lora", {"k": 2.0}, "k must be an integer"),
+                                ("icm_lora", {"beta": "0.1"}, "beta must be a number"),
+                                ("icm_lora", {"depth": 0}, r"depth must be in \[1, 16\]")):
+        with pytest.raises(InvalidInputError, match=f"bad params for {method}: {msg}") as err:
+            TrainGeneratorRequest(method=method, base_model=PICO_BASE_ID, name="alice/g", params=params)
+        assert err.value.details == {"field": "params"}
+    with pytest.raises(InvalidInputError, match="bad params for trans_lora: student_steps must be an integer"):
+        TransferRequest(source="alice/upper", target_base="other/base", params={"student_steps": 2.5})
+    assert TransferRequest(source="alice/upper", target_base="other/base", params={"rewrite_rates": [0.1, 0.5]})
     with pytest.raises(NotFoundError, match="not registered"):
         svc.submit_train_generator(alice, TrainGeneratorRequest(method="sg_lora", base_model="x/unknown",
                                                                 name="alice/g"))
