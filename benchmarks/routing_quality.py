@@ -174,7 +174,7 @@ def main() -> None:
                     help='JSON {preset: {field: value}} merged over the hub settings, e.g. \'{"mole_wu": {"balance_coef": 0}}\'')
     ap.add_argument("--composite-temperature", type=float, default=15.0)
     ap.add_argument("--min-prob", type=float, default=0.25, help="MeteoRA min_prob of the adaptive composite setting")
-    ap.add_argument("--mix-intents", type=float, default=0.5,
+    ap.add_argument("--mix-intents", type=float, default=0.35,
                     help="MeteoRA multi_label mix_intents: share of synthetic two-task requests in gate training")
     ap.add_argument("--mix-lr", type=float, default=0.1,
                     help="gate learning rate of the mix_intents router (at --lr 3e-2 it needs about 3x the steps)")
