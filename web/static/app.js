@@ -47,6 +47,15 @@ const Loom = (() => {
     return node;
   }
 
+  /** A function that shows a message (and an optional extra node) in alert box ``box`` and focuses it. */
+  function alertIn(box) {
+    return (message, extra) => {
+      box.replaceChildren(el("p", { text: message }));
+      if (extra) box.append(extra);
+      box.hidden = false; box.focus();
+    };
+  }
+
   function initCopy() {
     const status = document.getElementById("copy-status");
     document.querySelectorAll("button[data-copy]").forEach((btn) => {
@@ -112,6 +121,6 @@ const Loom = (() => {
   }
 
   document.addEventListener("DOMContentLoaded", () => { initCopy(); initSignin(); initSignout(); initAuthDownloads(); });
-  return { token, setToken, api, readJson, errorOf, el };
+  return { token, setToken, api, readJson, errorOf, el, alertIn };
 })();
 window.Loom = Loom;

@@ -58,11 +58,7 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     return input || box;
   }
-  function showTop(message, extra) {
-    top.replaceChildren(Loom.el("p", { text: message }));
-    if (extra) top.append(extra);
-    top.hidden = false; top.focus();
-  }
+  const showTop = Loom.alertIn(top);
   const jobs = Loom.jobFollower(showTop);
   const list = (s) => s.split(/[\n,]/).map((x) => x.trim()).filter(Boolean);
 

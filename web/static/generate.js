@@ -61,11 +61,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (input) input.setAttribute("aria-invalid", "true");
     return input || box;
   }
-  function showTop(message, extra) {
-    top.replaceChildren(Loom.el("p", { text: message }));
-    if (extra) top.append(extra);
-    top.hidden = false; top.focus();
-  }
+  const showTop = Loom.alertIn(top);
   const jobs = Loom.jobFollower(showTop);
   const lines = (s) => s.split("\n").map((x) => x.trim()).filter(Boolean);
   const visibility = (form) => form.querySelector("input[name=visibility]:checked").value;
