@@ -9,7 +9,13 @@ from fastapi.testclient import TestClient
 from hub.core.errors import IncompatibleAdaptersError, InvalidInputError, NotFoundError
 from hub.core.peft_io import load_peft_files
 from hub.jobs.worker import Worker
-from hub.services.generation import GenerateRequest, GenerationService, TrainGeneratorRequest, TransferRequest
+from hub.services.generation import (
+    GenerateRequest,
+    GenerationService,
+    TrainGeneratorRequest,
+    TransferRequest,
+    _trans_config,
+)
 from tests.helpers import PICO_BASE_ID
 from tests.registry.fixtures import *  # noqa: F403
 from tests.registry.util import files_of
@@ -87,7 +93,8 @@ def test_bad_requests_are_refused_at_submit(setup):
         assert err.value.details == {"field": "params"}
     with pytest.raises(InvalidInputError, match="bad params for trans_lora: student_steps must be an integer"):
         TransferRequest(source="alice/upper", target_base="other/base", params={"student_steps": 2.5})
-    assert TransferRequest(source="alice/upper", target_base="other/base", params={"rewrite_rates": [0.1, 0.5]})
+    cfg = _trans_config({"rewrite_rates": [0.1, 0.5], "student_targets": ["q_proj"]})  # JSON lists -> tuples
+    assert cfg.rewrite_rates == (0.1, 0.5) and cfg.student_targets == ("q_proj",)
     with pytest.raises(NotFoundError, match="not registered"):
         svc.submit_train_generator(alice, TrainGeneratorRequest(method="sg_lora", base_model="x/unknown",
                                                                 name="alice/g"))

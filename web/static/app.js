@@ -47,6 +47,17 @@ const Loom = (() => {
     return node;
   }
 
+  /** The request field an API error names (``details.field`` or a validation error's location), or null. */
+  function errorField(err) {
+    const d = err.details || {};
+    let f = typeof d.field === "string" ? d.field : null;
+    if (!f && Array.isArray(d.errors) && d.errors.length) {
+      const loc = d.errors[0].loc || [];
+      f = loc.length > 1 ? String(loc[1]) : null;
+    }
+    return f === "namespace" ? "name" : f;
+  }
+
   /** A function that shows a message (and an optional extra node) in alert box ``box`` and focuses it. */
   function alertIn(box) {
     return (message, extra) => {
@@ -121,6 +132,6 @@ const Loom = (() => {
   }
 
   document.addEventListener("DOMContentLoaded", () => { initCopy(); initSignin(); initSignout(); initAuthDownloads(); });
-  return { token, setToken, api, readJson, errorOf, el, alertIn };
+  return { token, setToken, api, readJson, errorOf, errorField, el, alertIn };
 })();
 window.Loom = Loom;

@@ -7,13 +7,7 @@ const COMPOSE_INPUTS = { task: "c-task", base_model: "c-base", k: "c-k", sources
   method: "c-method", params: "c-params", name: "c-name", description: "c-description", tags: "c-tags" };
 
 function composeFieldFor(err) {
-  const d = err.details || {};
-  let f = typeof d.field === "string" ? d.field : null;
-  if (!f && Array.isArray(d.errors) && d.errors.length) {
-    const loc = d.errors[0].loc || [];
-    f = loc.length > 1 ? String(loc[1]) : null;
-  }
-  if (f === "namespace") f = "name";
+  const f = Loom.errorField(err);
   if (f && COMPOSE_FIELDS.includes(f)) return f;
   if (f) return "params"; // a method parameter (density, ...) names itself
   if (/method/i.test(err.message)) return "method";

@@ -8,19 +8,9 @@ const GENERATE_INPUTS = { generator: "g-generator", task: "g-task", samples: "g-
 const TRANSFER_INPUTS = { source: "t-source", target_base: "t-target", name: "t-name", params: "t-params",
   visibility: "t-visibility" };
 
-function detailField(err) {
-  const d = err.details || {};
-  let f = typeof d.field === "string" ? d.field : null;
-  if (!f && Array.isArray(d.errors) && d.errors.length) {
-    const loc = d.errors[0].loc || [];
-    f = loc.length > 1 ? String(loc[1]) : null;
-  }
-  return f === "namespace" ? "name" : f;
-}
-
 /** The generate form's field an API error is about (null: a general error). */
 function generateFieldFor(err) {
-  const f = detailField(err);
+  const f = Loom.errorField(err);
   if (f && f in GENERATE_INPUTS) return f;
   if (f === "source" || f === "sources" || f === "base_model") return "generator"; // the generator's ref, kind or base
   if (!f && /^adapter .* (not found|has no version)/i.test(err.message)) return "generator";
@@ -29,7 +19,7 @@ function generateFieldFor(err) {
 
 /** The transfer form's field an API error is about; ``target`` is the target base as sent. */
 function transferFieldFor(err, target) {
-  const f = detailField(err);
+  const f = Loom.errorField(err);
   if (f === "base_model") return /target base/i.test(err.message) ? "target_base" : "source";
   if (f === "sources") return "source";
   if (f && f in TRANSFER_INPUTS) return f;
