@@ -99,7 +99,7 @@ def run_train_generator(hub: Hub, job: JobView, report: Reporter) -> dict[str, A
         else:
             conds = [_embed(hub, d) for *_, d in items]
         gen = ICMLoRA.fit([TaskSnapshots(s["name"], c, [a], (p,))
-                           for (s, a, _, _), c, p in zip(items, conds, strict=True)], cfg)
+                           for (s, a, _, _), c, p in zip(items, conds, parents, strict=True)], cfg)
     report.log(f"trained: {json.dumps(gen.report, default=str)}")
     report(0.9, "publishing the generator", force=True)
     prov = Provenance.create(req["method"], {"config": cfg.to_dict(), "kind": "generator"}, parents)

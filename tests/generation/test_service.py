@@ -77,6 +77,41 @@ def test_train_generator_then_generate_publishes_with_lineage(setup):
     assert adapter.base_model == PICO_BASE_ID
 
 
+def test_icm_generator_trained_by_the_job_regenerates_its_sources(setup):
+    """icm_lora through the jobs: the (folded, default) CVAE trained on the registry's two adapters, conditioned on
+    their descriptions, generates for a source's own description an adapter that is that source's weights (nearer
+    to it than to the other, within 25%), published with lineage to the generator and the sources."""
+    import torch
+
+    from generation.flat import FlatLayout, flatten
+
+    hub, alice = setup
+    svc = GenerationService(hub)
+    job, _ = svc.submit_train_generator(alice, TrainGeneratorRequest(
+        method="icm_lora", base_model=PICO_BASE_ID, name="alice/icm", sources=("alice/upper", "alice/reverse"),
+        params={"condition": "description", "steps": 300, "lr": 3e-3, "latent": 16}))
+    _run_all(hub)
+    done = svc.jobs.get(job.id, alice.id)
+    assert done.status == "succeeded", done.error
+    assert done.result["report"]["final_recon_mse"] < 0.05, done.result["report"]
+    job2, _ = svc.submit_generate(alice, GenerateRequest(generator="alice/icm", task="convert text to upper case letters",
+                                                         name="alice/icm-made", seed=0))
+    _run_all(hub)
+    done2 = svc.jobs.get(job2.id, alice.id)
+    assert done2.status == "succeeded", done2.error
+    ver = hub.adapters.version(alice, "alice", "icm-made", None)
+    assert ver.provenance["method"] == "icm_lora"
+    assert {p["name"] for p in ver.provenance["parents"]} >= {"alice/upper", "alice/reverse", "alice/icm"}
+    made = load_peft_files(hub.blobs.path(ver.files["adapter_config.json"]["key"]),
+                           hub.blobs.path(ver.files["adapter_model.safetensors"]["key"]))
+    srcs = [hub.adapters.load(alice, n, None)[0] for n in ("alice/upper", "alice/reverse")]
+    layout = FlatLayout.of(srcs[0])
+    x, up, rev = (flatten(a, layout) for a in (made, *srcs))
+    assert float((x - up).norm()) < float((x - rev).norm())
+    assert float((x - up).norm() / up.norm()) < 0.25, float((x - up).norm() / up.norm())
+    assert torch.isfinite(x).all()
+
+
 def test_bad_requests_are_refused_at_submit(setup):
     hub, alice = setup
     svc = GenerationService(hub)
