@@ -87,6 +87,11 @@ def main() -> None:
                          "default) and 'sg_lora, z ~ p(z|c)' (the paper's draw) per seed, their means below the table")
     ap.add_argument("--sg-steps", type=int, default=300)
     ap.add_argument("--icm-steps", type=int, default=1000)
+    ap.add_argument("--icm-seeds", default="2024",
+                    help="ICM-LoRA generator seeds; rows per seed and condition kind, their means below the table")
+    ap.add_argument("--icm-fold", type=int, default=None,
+                    help="ICM-LoRA fold (default: ICMConfig's); 1 with --icm-depth 8 is the released code's shape")
+    ap.add_argument("--icm-depth", type=int, default=None)
     ap.add_argument("--no-icm-description", dest="icm_description", action="store_false",
                     help="skip the ICM-LoRA generator conditioned on description embeddings")
     ap.add_argument("--distil-steps", type=int, default=300)
@@ -189,25 +194,38 @@ def main() -> None:
             tasks.append(TaskSnapshots(e.name, task_vector(base_a, codec, prompts), snaps[e.task],
                                        (ParentRef(e.name, "1", sha256=e.sha256),)))
         timings["icm_lora: task vectors"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        icm_cfg = ICMConfig(depth=8, channels=(4, 8, 16, 32, 32, 32, 32, 32), latent=64, steps=args.icm_steps,
-                            lr=2e-3, batch=8, seed=2024)
-        icm = ICMLoRA.fit(tasks, icm_cfg)
-        timings["icm_lora: train generator"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
         held_prompts = [e.prompt for e in held.examples(5, 7, "train")]  # the task's few sample prompts
         held_vec = task_vector(base_a, codec, held_prompts)
-        icm_rows = {"icm_lora": icm.generate(held_vec, seed=0)}
-        timings["icm_lora: generate"] = time.perf_counter() - t0
-        icm_rows["icm_lora, z = 0"] = icm.generate(held_vec, seed=0, sample=False)
-        if args.icm_description:  # the same generator conditioned on description embeddings instead
+        desc = [TaskSnapshots(t.name, embed(e.description), t.snapshots, t.parents)
+                for t, e in zip(tasks, library, strict=True)]
+        shape = {k: v for k, v in {"fold": args.icm_fold, "depth": args.icm_depth}.items() if v is not None}
+        if args.icm_fold == 1:  # the released code's single channel (the bench's earlier default)
+            shape["channels"] = (4, 8, 16, 32, 32, 32, 32, 32)[: shape.get("depth", 8)]
+            shape.setdefault("depth", len(shape["channels"]))
+        icm_rows: dict[str, LoraAdapter] = {}
+        for i, seed in enumerate(int(x) for x in args.icm_seeds.split(",")):
+            icm_cfg = ICMConfig(latent=64, steps=args.icm_steps, lr=2e-3, batch=8, seed=seed, **shape)
+            tag = "" if i == 0 else f" (seed {seed})"
             t0 = time.perf_counter()
-            desc = [TaskSnapshots(t.name, embed(e.description), t.snapshots, t.parents)
-                    for t, e in zip(tasks, library, strict=True)]
-            icm_d = ICMLoRA.fit(desc, replace(icm_cfg, condition="description"))
-            timings["icm_lora (description): train generator"] = time.perf_counter() - t0
-            icm_rows["icm_lora, description condition"] = icm_d.generate(query, seed=0)
-            icm_rows["icm_lora, description condition, z = 0"] = icm_d.generate(query, seed=0, sample=False)
+            icm = ICMLoRA.fit(tasks, icm_cfg)
+            if i == 0:
+                timings["icm_lora: train generator"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            icm_rows[f"icm_lora{tag}"] = icm.generate(held_vec, seed=seed)
+            if i == 0:
+                timings["icm_lora: generate"] = time.perf_counter() - t0
+            icm_rows[f"icm_lora, z = 0{tag}"] = icm.generate(held_vec, seed=seed, sample=False)
+            if i == 0:
+                icm_seen_gen = icm
+            if args.icm_description:  # the same generator conditioned on description embeddings instead
+                t0 = time.perf_counter()
+                icm_d = ICMLoRA.fit(desc, replace(icm_cfg, condition="description"))
+                if i == 0:
+                    icm_seen_desc = icm_d
+                    timings["icm_lora (description): train generator"] = time.perf_counter() - t0
+                icm_rows[f"icm_lora, description condition{tag}"] = icm_d.generate(query, seed=seed)
+                icm_rows[f"icm_lora, description condition, z = 0{tag}"] = icm_d.generate(query, seed=seed,
+                                                                                          sample=False)
 
         nearest_name = prior.names[0]
         nearest = next(e for e in library if e.name == nearest_name)
@@ -228,6 +246,20 @@ def main() -> None:
             configs["member interpolation (diagnostic)"] = Adapter(interp)
         t0 = time.perf_counter()
         res1 = evaluate(configs, zoo=zoo, tasks=[held.name], n=args.n, composites=False)
+        # the paper's own setting: a task the generator was trained on, regenerated from fresh sample prompts
+        seen_task = get_task(nearest.task)
+        seen_vec = task_vector(base_a, codec, [e.prompt for e in seen_task.examples(5, 13, "train")])
+        seen_configs = {f"icm_lora for the seen {seen_task.name} (fresh prompts)":
+                        Adapter(icm_seen_gen.generate(seen_vec, seed=0, sample=False)),
+                        f"icm_lora for the seen {seen_task.name} (its sample prompts)":
+                        Adapter(icm_seen_gen.generate(
+                            task_vector(base_a, codec, [r["input"] for r in nearest.sample_rows()]), seed=0,
+                            sample=False)),
+                        f"own adapter ({seen_task.name})": Adapter(nearest.dir)}
+        if args.icm_description:
+            seen_configs[f"icm_lora, description condition, for the seen {seen_task.name}"] = Adapter(
+                icm_seen_desc.generate(embed(nearest.description), seed=0, sample=False))
+        res_seen = evaluate(seen_configs, zoo=zoo, tasks=[seen_task.name], n=args.n, composites=False)
         timings["eval part 1"] = time.perf_counter() - t0
 
     # ---- Part 2: Trans-LoRA base A -> base B ---------------------------------------------
@@ -282,10 +314,16 @@ def main() -> None:
             ratio = f"{a / oracle:5.2f}x oracle" if oracle else "   - "
             vs_nn = f"{a / nn_acc:5.2f}x nearest" if nn_acc else "   -"
             print(f"  {name:42s} {100 * a:5.1f}%   {ratio}   {vs_nn}")
-        for kind in ("sg_lora", "sg_lora, z ~ p(z|c)"):
-            accs = [res1.accuracy[n][held.name] or 0.0 for n in sg_rows if n == kind or n.startswith(f"{kind} (seed")]
+        for kind, rows in (("sg_lora", sg_rows), ("sg_lora, z ~ p(z|c)", sg_rows), ("icm_lora", icm_rows),
+                           ("icm_lora, description condition", icm_rows),
+                           ("icm_lora, description condition, z = 0", icm_rows)):
+            accs = [res1.accuracy[n][held.name] or 0.0 for n in rows if n == kind or n.startswith(f"{kind} (seed")]
+            if not accs:
+                continue
             print(f"  {kind}: mean over {len(accs)} generator seeds {100 * sum(accs) / len(accs):.1f}% "
                   f"(min {100 * min(accs):.0f}%, max {100 * max(accs):.0f}%)")
+        print(f"  seen member, on {seen_task.name}: " + ", ".join(
+            f"{name} {100 * (res_seen.accuracy[name][seen_task.name] or 0.0):.1f}%" for name in seen_configs))
     if args.part in ("all", "transfer"):
         t = args.transfer_task
         src_acc = res2.accuracy["source on A"][t] or 0.0

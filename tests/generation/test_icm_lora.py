@@ -19,7 +19,7 @@ def _mean_flat(snaps, layout):
 @pytest.fixture(scope="module")
 def trained(clouds):
     tasks = [TaskSnapshots(f"t{i}", torch.eye(8)[i], snaps) for i, snaps in enumerate(clouds)]
-    return ICMLoRA.fit(tasks, ICMConfig(depth=4, latent=16, steps=200, lr=3e-3, batch=8, seed=1)), tasks
+    return ICMLoRA.fit(tasks, ICMConfig(depth=4, latent=16, steps=200, lr=3e-3, batch=8, seed=1, fold=16)), tasks
 
 
 def test_flatten_round_trip_is_exact(clouds):
@@ -31,13 +31,26 @@ def test_flatten_round_trip_is_exact(clouds):
     assert back.allclose(a, rtol=0, atol=1e-6) and back.base_model == a.base_model
 
 
-def test_architecture_shapes():
-    cfg = ICMConfig(depth=6, latent=32)
+@pytest.mark.parametrize(("fold", "depth"), [(1, 6), (64, 3)])
+def test_architecture_shapes(fold, depth):
+    cfg = ICMConfig(depth=depth, latent=32, fold=fold)
     m = ConvCVAE(4096, 8, cfg).eval()
     x, c = torch.randn(3, 4096), torch.randn(3, 8)
     mu, logvar = m.encode(x, c)
     assert mu.shape == logvar.shape == (3, 32)
     assert m.decode(mu, c).shape == (3, 4096)
+    with pytest.raises(InvalidInputError, match="multiple of fold"):
+        ConvCVAE(4096 + 64 * 2 ** 3, 8, ICMConfig(depth=6, fold=64))
+
+
+def test_fold_keeps_neighbouring_values_together():
+    """Folding puts each run of ``fold`` neighbouring values at one position (as channels), and the decoder's output
+    is unfolded the same way: a decoder whose every channel-position is a distinct number comes back in order."""
+    m = ConvCVAE(64, 2, ICMConfig(depth=1, latent=4, fold=8, channels=(4,))).eval()
+    x = torch.arange(64.0)[None]
+    folded = m._folded(x)
+    assert folded.shape == (1, 8, 8) and folded[0, :, 1].tolist() == list(range(8, 16))
+    assert torch.equal(folded.transpose(1, 2).reshape(1, 64), x)
 
 
 def test_reconstructs_and_generates_each_task(trained, clouds):
@@ -92,14 +105,14 @@ def test_centered_generator_starts_at_the_snapshot_mean_and_keeps_it_in_its_file
     zero, so before training it decodes that mean (denormalised with the reference task's statistics); trained,
     it still reconstructs and tells the tasks apart, and the mean travels with the saved generator."""
     tasks = [TaskSnapshots(f"t{i}", torch.eye(8)[i], snaps) for i, snaps in enumerate(clouds)]
-    untrained = ICMLoRA.fit(tasks, ICMConfig(depth=4, latent=16, steps=1, lr=1e-9, batch=8, seed=1, center=True))
+    untrained = ICMLoRA.fit(tasks, ICMConfig(depth=4, latent=16, steps=1, lr=1e-9, batch=8, seed=1, center=True, fold=16))
     layout = untrained.layout
     normed = [normalise(flatten(s, layout), tensor_stats(flatten(s, layout), layout), layout)
               for snaps in clouds for s in snaps]
     want = denormalise(torch.stack(normed).mean(0), untrained.ref_stats[0], layout)
     got = flatten(untrained.generate(tasks[0].condition, reference="t0", sample=False), layout)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-    gen = ICMLoRA.fit(tasks, ICMConfig(depth=4, latent=16, steps=200, lr=3e-3, batch=8, seed=1, center=True))
+    gen = ICMLoRA.fit(tasks, ICMConfig(depth=4, latent=16, steps=200, lr=3e-3, batch=8, seed=1, center=True, fold=16))
     means = [_mean_flat(s, layout) for s in clouds]
     for i, t in enumerate(tasks):
         assert gen.reconstruct(t.snapshots[0], t.name)[1] < 0.05
