@@ -128,3 +128,24 @@ def test_generators_saved_before_centering_decode_whole_vectors(trained, tmp_pat
     gen, tasks = trained
     old = ICMLoRA.load(as_saved_before(gen.save(tmp_path / "g"), "center", tensor="center"))
     assert not old.cfg.center and not old.center.any()
+
+
+def test_folded_cvae_regenerates_many_tasks_closer_than_the_single_channel_one():
+    """Ten tasks of L = 4096 at 300 steps: the folded CVAE (fold 64, 128 channels) regenerates every task within 5%
+    of its snapshot mean (relative Frobenius), the released code's single channel (fold 1, 6 stages) stays above
+    5% for every task (measured 2.5-4.0% vs 6.7-7.7%). Fails if folding stops giving the decoder its capacity."""
+    clouds = planted_clouds(10, 3, dim=128, r=8, seed=3)
+    tasks = [TaskSnapshots(f"t{i}", torch.eye(10)[i], s) for i, s in enumerate(clouds)]
+
+    def errors(**shape):
+        gen = ICMLoRA.fit(tasks, ICMConfig(latent=16, steps=300, lr=3e-3, batch=8, seed=1, **shape))
+        out = []
+        for t, snaps in zip(tasks, clouds, strict=True):
+            mean = _mean_flat(snaps, gen.layout)
+            x = flatten(gen.generate(t.condition, seed=0, sample=False), gen.layout)
+            out.append(float((x - mean).norm() / mean.norm()))
+        return out
+
+    folded, single = errors(fold=64, depth=3), errors(fold=1, depth=6)
+    assert max(folded) < 0.05, folded
+    assert min(single) > 0.05, single
