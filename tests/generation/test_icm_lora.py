@@ -149,3 +149,23 @@ def test_folded_cvae_regenerates_many_tasks_closer_than_the_single_channel_one()
     folded, single = errors(fold=64, depth=3), errors(fold=1, depth=6)
     assert max(folded) < 0.05, folded
     assert min(single) > 0.05, single
+
+
+def test_conditions_keep_their_geometry_with_one_global_scale(clouds, tmp_path):
+    """``cond_scale="global"`` (default) centres the conditions and divides them by one number, so the decoder reads
+    the same angles and distance ratios as the embedding space; ``"dim"`` z-scores each dimension (a dimension in
+    which the training tasks agree is blown up). Generators saved before the setting load as ``"dim"``."""
+    conds = [torch.tensor([1.0, 0.0, 0.01]), torch.tensor([0.0, 1.0, 0.0]), torch.tensor([0.0, 0.0, 0.02])]
+    tasks = [TaskSnapshots(f"t{i}", c, snaps[:2]) for i, (c, snaps) in enumerate(zip(conds, clouds, strict=True))]
+    shape = {"depth": 4, "latent": 8, "steps": 1, "fold": 16}
+    new = torch.tensor([0.5, 0.5, 0.1])
+    scaled = {k: ICMLoRA.fit(tasks, ICMConfig(cond_scale=k, **shape)) for k in ("global", "dim")}
+    mean = torch.stack(conds).mean(0)
+    ratio = scaled["global"]._cond(new)[0] / (new - mean)
+    torch.testing.assert_close(ratio, torch.full((3,), float(ratio[0])))  # one scale for every dimension
+    dim = scaled["dim"]._cond(new)[0]
+    assert float(dim[2].abs()) > 5 * float(dim[0].abs())  # the near-constant third dimension dominates
+    old = ICMLoRA.load(as_saved_before(scaled["dim"].save(tmp_path / "g"), "cond_scale"))
+    assert old.cfg.cond_scale == "dim" and torch.equal(old.cond_std, scaled["dim"].cond_std)
+    with pytest.raises(InvalidInputError, match="cond_scale must be 'global' or 'dim'"):
+        ICMConfig(cond_scale="pca")
