@@ -37,6 +37,19 @@ def _run_all(hub):
         pass
 
 
+def _generated(hub, svc, user, req):
+    """Submit a generation, run it, and return the published version and its PEFT adapter."""
+    job, _ = svc.submit_generate(user, req)
+    _run_all(hub)
+    done = svc.jobs.get(job.id, user.id)
+    assert done.status == "succeeded", done.error
+    ns, nm = req.name.split("/")
+    ver = hub.adapters.version(user, ns, nm, None)
+    files = ver.files
+    return ver, load_peft_files(hub.blobs.path(files["adapter_config.json"]["key"]),
+                                hub.blobs.path(files["adapter_model.safetensors"]["key"]))
+
+
 def test_train_generator_then_generate_publishes_with_lineage(setup):
     hub, alice = setup
     svc = GenerationService(hub)
@@ -63,17 +76,10 @@ def test_train_generator_then_generate_publishes_with_lineage(setup):
     cjob, _ = CompositionService(hub).submit(alice, CompositionRequest(
         task="write a haiku about the rain", base_model=PICO_BASE_ID, method="auto", min_score=0.99))
     assert cjob.kind == "generate" and any("auto: no adapter" in line for line in cjob.log), cjob.log
-    job2, _ = svc.submit_generate(alice, GenerateRequest(generator="alice/gen", task="make text upper case",
-                                                         name="alice/made", seed=3))
-    _run_all(hub)
-    done2 = svc.jobs.get(job2.id, alice.id)
-    assert done2.status == "succeeded", done2.error
-    ver = hub.adapters.version(alice, "alice", "made", None)
+    ver, adapter = _generated(hub, svc, alice, GenerateRequest(generator="alice/gen", task="make text upper case",
+                                                               name="alice/made", seed=3))
     assert ver.provenance["method"] == "sg_lora"
     assert {p["name"] for p in ver.provenance["parents"]} >= {"alice/upper", "alice/gen"}
-    files = ver.files
-    adapter = load_peft_files(hub.blobs.path(files["adapter_config.json"]["key"]),
-                              hub.blobs.path(files["adapter_model.safetensors"]["key"]))
     assert adapter.base_model == PICO_BASE_ID
 
 
@@ -94,16 +100,10 @@ def test_icm_generator_trained_by_the_job_regenerates_its_sources(setup):
     done = svc.jobs.get(job.id, alice.id)
     assert done.status == "succeeded", done.error
     assert done.result["report"]["final_recon_mse"] < 0.05, done.result["report"]
-    job2, _ = svc.submit_generate(alice, GenerateRequest(generator="alice/icm", task="convert text to upper case letters",
-                                                         name="alice/icm-made", seed=0))
-    _run_all(hub)
-    done2 = svc.jobs.get(job2.id, alice.id)
-    assert done2.status == "succeeded", done2.error
-    ver = hub.adapters.version(alice, "alice", "icm-made", None)
+    ver, made = _generated(hub, svc, alice, GenerateRequest(
+        generator="alice/icm", task="convert text to upper case letters", name="alice/icm-made", seed=0))
     assert ver.provenance["method"] == "icm_lora"
     assert {p["name"] for p in ver.provenance["parents"]} >= {"alice/upper", "alice/reverse", "alice/icm"}
-    made = load_peft_files(hub.blobs.path(ver.files["adapter_config.json"]["key"]),
-                           hub.blobs.path(ver.files["adapter_model.safetensors"]["key"]))
     srcs = [hub.adapters.load(alice, n, None)[0] for n in ("alice/upper", "alice/reverse")]
     layout = FlatLayout.of(srcs[0])
     x, up, rev = (flatten(a, layout) for a in (made, *srcs))
