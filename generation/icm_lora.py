@@ -20,9 +20,9 @@ generator's pixel shuffle does, so the decoder's last conv reads ``fold`` output
 channels instead of one output from 4-8 channels at full length (the code), which cannot draw the
 high-frequency content of LoRA weights. Measured on the ci zoo's 10-adapter library (28 snapshots, L=32768,
 description conditions, 1000 steps, CPU): reconstruction MSE in normalised space 0.32 unfolded (depth 8,
-4-32 channels, 104 s) vs 0.023 folded (depth 3, 128 channels, 27 s); ``mask_first_2`` regenerated from the
-task vector of fresh sample prompts 60% -> 100% exact match (its own adapter: 100%); the held-out
-``mask_first_3`` from its description 0% -> 16-66% over four generator seeds.
+4-32 channels, 104 s) vs 0.023 folded (depth 3, 128 channels, 27 s); the seen ``mask_first_2`` regenerated
+from its description 60% -> 100% exact match (its own adapter: 100%); the held-out ``mask_first_3`` from its
+description 0% -> 16-66% over four generator seeds.
 
 ``cond_scale`` (default ``"global"``): the conditions are divided by one scale instead of being z-scored per
 dimension. With a few tasks in a 384-d embedding space, per-dimension z-scores blow up the dimensions in which
