@@ -89,9 +89,9 @@ def main() -> None:
     ap.add_argument("--icm-steps", type=int, default=1000)
     ap.add_argument("--icm-seeds", default="2024",
                     help="ICM-LoRA generator seeds; rows per seed and condition kind, their means below the table")
-    ap.add_argument("--icm-fold", type=int, default=None,
-                    help="ICM-LoRA fold (default: ICMConfig's); 1 with --icm-depth 8 is the released code's shape")
-    ap.add_argument("--icm-depth", type=int, default=None)
+    ap.add_argument("--icm-code-shape", action="store_true",
+                    help="ICM-LoRA with the released code's single-channel CVAE (fold 1, 8 stages of 4-32 channels; "
+                         "the bench's config before fold) instead of ICMConfig's folded default")
     ap.add_argument("--no-icm-description", dest="icm_description", action="store_false",
                     help="skip the ICM-LoRA generator conditioned on description embeddings")
     ap.add_argument("--distil-steps", type=int, default=300)
@@ -198,10 +198,7 @@ def main() -> None:
         held_vec = task_vector(base_a, codec, held_prompts)
         desc = [TaskSnapshots(t.name, embed(e.description), t.snapshots, t.parents)
                 for t, e in zip(tasks, library, strict=True)]
-        shape = {k: v for k, v in {"fold": args.icm_fold, "depth": args.icm_depth}.items() if v is not None}
-        if args.icm_fold == 1:  # the released code's single channel (the bench's earlier default)
-            shape["channels"] = (4, 8, 16, 32, 32, 32, 32, 32)[: shape.get("depth", 8)]
-            shape.setdefault("depth", len(shape["channels"]))
+        shape = {"fold": 1, "depth": 8, "channels": (4, 8, 16, 32, 32, 32, 32, 32)} if args.icm_code_shape else {}
         icm_rows: dict[str, LoraAdapter] = {}
         for i, seed in enumerate(int(x) for x in args.icm_seeds.split(",")):
             icm_cfg = ICMConfig(latent=64, steps=args.icm_steps, lr=2e-3, batch=8, seed=seed, **shape)
@@ -246,19 +243,19 @@ def main() -> None:
             configs["member interpolation (diagnostic)"] = Adapter(interp)
         t0 = time.perf_counter()
         res1 = evaluate(configs, zoo=zoo, tasks=[held.name], n=args.n, composites=False)
-        # the paper's own setting: a task the generator was trained on, regenerated from fresh sample prompts
+        # the paper's own setting: a task the generator was trained on, regenerated from its training condition
+        # (its sample prompts' task vector, its description) and from the task vector of 5 other sample prompts
         seen_task = get_task(nearest.task)
-        seen_vec = task_vector(base_a, codec, [e.prompt for e in seen_task.examples(5, 13, "train")])
+        seen = library.index(nearest)
+        fresh_vec = task_vector(base_a, codec, [e.prompt for e in seen_task.examples(5, 13, "train")])
         seen_configs = {f"icm_lora for the seen {seen_task.name} (fresh prompts)":
-                        Adapter(icm_seen_gen.generate(seen_vec, seed=0, sample=False)),
+                        Adapter(icm_seen_gen.generate(fresh_vec, seed=0, sample=False)),
                         f"icm_lora for the seen {seen_task.name} (its sample prompts)":
-                        Adapter(icm_seen_gen.generate(
-                            task_vector(base_a, codec, [r["input"] for r in nearest.sample_rows()]), seed=0,
-                            sample=False)),
+                        Adapter(icm_seen_gen.generate(tasks[seen].condition, seed=0, sample=False)),
                         f"own adapter ({seen_task.name})": Adapter(nearest.dir)}
         if args.icm_description:
             seen_configs[f"icm_lora, description condition, for the seen {seen_task.name}"] = Adapter(
-                icm_seen_desc.generate(embed(nearest.description), seed=0, sample=False))
+                icm_seen_desc.generate(desc[seen].condition, seed=0, sample=False))
         res_seen = evaluate(seen_configs, zoo=zoo, tasks=[seen_task.name], n=args.n, composites=False)
         timings["eval part 1"] = time.perf_counter() - t0
 

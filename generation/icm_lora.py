@@ -117,6 +117,11 @@ class ICMConfig:
         if self.condition not in ("hidden", "description"):
             raise InvalidInputError(f"condition must be 'hidden' or 'description', got {self.condition!r}")
 
+    @property
+    def unit(self) -> int:
+        """The CVAE's input length is a multiple of this: ``fold`` values a position, halved ``depth`` times."""
+        return self.fold * 2 ** self.depth
+
     def stage_channels(self) -> tuple[int, ...]:
         if self.channels:
             return self.channels
@@ -146,12 +151,11 @@ class ConvCVAE(nn.Module):
     def __init__(self, length: int, cond_dim: int, cfg: ICMConfig) -> None:
         super().__init__()
         ch = cfg.stage_channels()
-        unit = cfg.fold * 2 ** cfg.depth
-        if length < unit or length % unit:
-            raise InvalidInputError(f"the CVAE's input length must be a positive multiple of fold * 2**depth = {unit}, "
-                                    f"got {length}")
+        if length < cfg.unit or length % cfg.unit:
+            raise InvalidInputError(f"the CVAE's input length must be a positive multiple of fold * 2**depth = "
+                                    f"{cfg.unit}, got {length}")
         self.length, self.cond_dim, self.depth, self.fold = length, cond_dim, cfg.depth, cfg.fold
-        self.low = length // (cfg.fold * 2 ** cfg.depth)  # positions after the encoder's stages
+        self.low = length // cfg.unit  # positions after the encoder's stages
         enc: list[nn.Module] = []
         c_in = cfg.fold
         for c in ch:
@@ -178,11 +182,15 @@ class ConvCVAE(nn.Module):
 
     def decode(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         h = self.from_latent(torch.cat([z, c], dim=1)).view(-1, self.channels_low, self.low)  # (B, C, low)
-        return self.decoder(h).transpose(1, 2).reshape(h.shape[0], self.length)  # (B, L_p)
+        return self._unfolded(self.decoder(h))  # (B, L_p)
 
     def _folded(self, x: torch.Tensor) -> torch.Tensor:
         """(B, L_p) -> (B, fold, L_p / fold): each run of ``fold`` neighbouring values becomes one position's channels."""
         return x.view(x.shape[0], -1, self.fold).transpose(1, 2)
+
+    def _unfolded(self, y: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`_folded`: (B, fold, L_p / fold) -> (B, L_p)."""
+        return y.transpose(1, 2).reshape(y.shape[0], self.length)
 
 
 def _pad(u: torch.Tensor, length: int) -> torch.Tensor:
@@ -222,8 +230,7 @@ class ICMLoRA:
             raise InvalidInputError(f"all task conditions must have the same size, got sizes {sorted(dims)}")
         t0 = time.perf_counter()
         layout = common_layout([s for t in tasks for s in t.snapshots])
-        unit = cfg.fold * 2 ** cfg.depth
-        length = math.ceil(layout.length / unit) * unit
+        length = math.ceil(layout.length / cfg.unit) * cfg.unit
         conds = torch.stack([t.condition.float().reshape(-1) for t in tasks])  # (T, d)
         cond_mean = conds.mean(0)
         if len(tasks) == 1:

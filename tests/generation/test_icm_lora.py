@@ -45,12 +45,14 @@ def test_architecture_shapes(fold, depth):
 
 def test_fold_keeps_neighbouring_values_together():
     """Folding puts each run of ``fold`` neighbouring values at one position (as channels), and the decoder's output
-    is unfolded the same way: a decoder whose every channel-position is a distinct number comes back in order."""
+    is unfolded by the inverse: numbered values come back in order, and the decoder emits ``fold`` channels."""
     m = ConvCVAE(64, 2, ICMConfig(depth=1, latent=4, fold=8, channels=(4,))).eval()
     x = torch.arange(64.0)[None]
     folded = m._folded(x)
     assert folded.shape == (1, 8, 8) and folded[0, :, 1].tolist() == list(range(8, 16))
-    assert torch.equal(folded.transpose(1, 2).reshape(1, 64), x)
+    assert torch.equal(m._unfolded(folded), x)
+    h = m.from_latent(torch.zeros(1, 6)).view(1, 4, m.low)
+    assert m.decoder(h).shape == (1, 8, 8)
 
 
 def test_reconstructs_and_generates_each_task(trained, clouds):
