@@ -13,10 +13,11 @@ from typing import Any
 import torch
 
 from hub.core.errors import InvalidInputError
+from hub.core.files import GENERATOR_MANIFEST, GENERATOR_TENSORS
 from hub.core.provenance import ParentRef
 
-WEIGHTS = "generator.safetensors"
-META = "generator.json"
+WEIGHTS = GENERATOR_TENSORS
+META = GENERATOR_MANIFEST
 FORMAT_VERSION = 1
 
 

@@ -21,6 +21,8 @@ from typing import Any, BinaryIO
 import httpx
 
 from hub.core import errors as E
+from hub.core.files import ADAPTER_UPLOAD_FILES
+from hub.core.refs import AdapterRef
 
 Progress = Callable[[int], None]  # called with the number of bytes just moved
 
@@ -31,7 +33,7 @@ _ERRORS: dict[str, type[E.LoomError]] = {
         E.PermissionDeniedError, E.StorageError, E.UpstreamError,
     )
 }
-UPLOAD_FILES = ("adapter_config.json", "adapter_model.safetensors", "README.md", "samples.jsonl")
+UPLOAD_FILES = ADAPTER_UPLOAD_FILES
 
 
 class ServerError(E.LoomError):
@@ -57,17 +59,9 @@ class _Counting:
 
 
 def split_ref(ref: str) -> tuple[str, str, int | None]:
-    """``"ns/name[@version]"`` -> (namespace, name, version or None)."""
-    version: int | None = None
-    if "@" in ref:
-        ref, v = ref.rsplit("@", 1)
-        if not v.isdigit() or int(v) < 1:
-            raise E.InvalidInputError(f"version must be a positive number, got {v!r}")
-        version = int(v)
-    if ref.count("/") != 1 or not all(ref.split("/")):
-        raise E.InvalidInputError(f"expected namespace/name[@version], got {ref!r}")
-    ns, name = ref.split("/")
-    return ns, name, version
+    """``"ns/name[@version]"`` -> (namespace, name, version or None), by :class:`hub.core.refs.AdapterRef`."""
+    r = AdapterRef.parse(ref)
+    return r.namespace, r.name, r.version
 
 
 class LoomClient:

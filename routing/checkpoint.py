@@ -22,12 +22,13 @@ from torch import nn
 
 from hub.core.adapter import LoraAdapter
 from hub.core.errors import IncompatibleAdaptersError, InvalidInputError
+from hub.core.files import ROUTER_MANIFEST, ROUTER_TENSORS
 from hub.core.safetensors_check import check_safetensors_header
 from routing.model import RoutedModel, model_id
 
 FORMAT = "loom-router/1"
-TENSORS = "router.safetensors"
-MANIFEST = "router.json"
+TENSORS = ROUTER_TENSORS
+MANIFEST = ROUTER_MANIFEST
 
 
 @dataclass

@@ -21,10 +21,9 @@ from safetensors.torch import load_file, save_file
 
 from hub.core.adapter import LoraAdapter, LoraLayer, LoraSpec
 from hub.core.errors import InvalidAdapterError, UnsupportedFeatureError
+from hub.core.files import CONFIG_NAME, WEIGHTS_NAME
 from hub.core.safetensors_check import check_safetensors_header
 
-CONFIG_NAME = "adapter_config.json"
-WEIGHTS_NAME = "adapter_model.safetensors"
 PICKLE_NAMES = ("adapter_model.bin", "adapter_model.pt", "pytorch_model.bin")
 PREFIX = "base_model.model."
 _KEY_RE = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<ab>[AB])\.weight$")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.core.errors import ConflictError, InvalidAdapterError, PayloadTooLargeError
+from hub.core.files import CONFIG_NAME, README_NAME, WEIGHTS_NAME
 from hub.hf_sync.errors import CallContext
 from hub.hf_sync.refs import source_uri, validate_repo_id
 from hub.hf_sync.retry import DEFAULT_POLICY, RetryPolicy, call_hub
@@ -29,9 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CONFIG_NAME = "adapter_config.json"
-WEIGHTS_NAME = "adapter_model.safetensors"
-CARD_NAME = "README.md"
+CARD_NAME = README_NAME
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 

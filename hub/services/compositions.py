@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub.core.errors import IncompatibleAdaptersError, InvalidInputError, NotFoundError
 from hub.core.provenance import ParentRef, Provenance, canonical_json
+from hub.core.refs import AdapterRef
 from hub.jobs.queue import JobQueue, JobView
 from hub.jobs.worker import HANDLERS, Reporter
 from hub.repositories.adapters import AdapterFilters
@@ -38,7 +39,6 @@ if TYPE_CHECKING:  # pragma: no cover
 MAX_SOURCES = 16
 MAX_TASK = 1000
 MAX_SAMPLES_FOR_RESULT = 64
-_REF = re.compile(r"^(?P<name>[^@\s]+?)(?:@(?P<version>\d+))?$")
 
 
 #: task-description requests weigh the retrieved adapters by ``softmax(similarity / T)`` (a convex combination of
@@ -55,15 +55,6 @@ def similarity_weights(sims: Sequence[float], temperature: float = SIMILARITY_TE
     ex = [math.exp((s - top) / temperature) for s in sims]
     total = sum(ex)
     return [e / total for e in ex]
-
-
-def parse_ref(ref: str) -> tuple[str, int | None]:
-    """``"ns/name@3"`` -> (``"ns/name"``, 3); ``"ns/name"`` -> (``"ns/name"``, None = latest)."""
-    m = _REF.match(ref.strip()) if isinstance(ref, str) else None
-    if not m:
-        raise InvalidInputError(f"source must be 'namespace/name[@version]', got {ref!r}", field="sources")
-    v.parse_name(m["name"])
-    return m["name"], int(m["version"]) if m["version"] else None
 
 
 @dataclass(frozen=True)
@@ -152,8 +143,8 @@ class CompositionService:
         """
         log: list[str] = []
         if req.sources:
-            refs = [parse_ref(r) for r in req.sources]
-            resolved = [self._resolve(user, name, ver) for name, ver in refs]
+            refs = [AdapterRef.parse(r, field="sources") for r in req.sources]
+            resolved = [self._resolve(user, r.full_name, r.version) for r in refs]
             weights = list(req.weights) if req.weights is not None else [1.0] * len(resolved)
             sims: list[float] | None = None
         else:

@@ -16,19 +16,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.core.errors import IncompatibleAdaptersError, InvalidInputError, NotFoundError, PermissionDeniedError
+from hub.core.files import GENERATOR_MANIFEST, GENERATOR_TENSORS
 from hub.core.params import check_param_types
 from hub.core.provenance import Provenance
+from hub.core.refs import AdapterRef
 from hub.jobs.queue import JobQueue, JobView
 from hub.repositories.adapters import AdapterFilters
 from hub.services import validation as v
-from hub.services.compositions import parse_ref
 
 if TYPE_CHECKING:  # pragma: no cover
     from hub.db.models import User
     from hub.services.hub import Hub
 
 GENERATOR_METHODS = ("sg_lora", "icm_lora")
-MANIFEST, TENSORS = "generator.json", "generator.safetensors"
+MANIFEST, TENSORS = GENERATOR_MANIFEST, GENERATOR_TENSORS
 MAX_SOURCES = 256
 
 
@@ -83,7 +84,7 @@ class TransferRequest:
     visibility: str = "public"
 
     def __post_init__(self) -> None:
-        parse_ref(self.source)
+        AdapterRef.parse(self.source, field="source")
         if self.name is not None:
             v.parse_name(self.name)
         v.check_visibility(self.visibility)
@@ -137,8 +138,8 @@ class GenerationService:
         self.jobs = JobQueue(hub.sessions)
 
     def _resolve(self, user: User | None, ref: str, kind: str = "adapter") -> dict[str, Any]:
-        name, number = parse_ref(ref)
-        ns, nm = v.parse_name(name)
+        r = AdapterRef.parse(ref, field="source")
+        ns, nm, number = r.namespace, r.name, r.version
         row = self.hub.adapters.get(user, ns, nm)
         if row.kind != kind:
             raise InvalidInputError(f"{ns}/{nm} is a {row.kind}, not a {kind}", field="source")

@@ -32,16 +32,17 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from hub.core.errors import AuthenticationError, LoomError
+from hub.core.files import CONFIG_NAME, README_NAME, WEIGHTS_NAME
 from hub.db.hf import HfImport
 from hub.db.models import Adapter, AdapterVersion, User
 from hub.hf_sync.refs import is_commit_sha, parse_repo_ref
 from hub.hf_sync.retry import DEFAULT_POLICY, RetryPolicy
 from hub.jobs.worker import HANDLERS
 from hub.services import validation as v
-from hub.services.hf_export import ExportMixin, ExportResult, WebhookOutcome, parse_version_ref
+from hub.services.hf_export import ExportMixin, ExportResult, WebhookOutcome
 
 __all__ = ["BulkOutcome", "ExportResult", "HfService", "ImportResult", "SyncReport", "Tracker", "WebhookOutcome",
-           "default_name", "parse_version_ref"]
+           "default_name"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from huggingface_hub import HfApi
@@ -53,9 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-CONFIG_NAME = "adapter_config.json"  # = hub.core.peft_io.CONFIG_NAME (not imported: torch)
-WEIGHTS_NAME = "adapter_model.safetensors"
-CARD_NAME = "README.md"
+CARD_NAME = README_NAME
 DEFAULT_TRACK = "main"
 
 

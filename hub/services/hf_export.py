@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.core.errors import AuthenticationError, InvalidInputError, PermissionDeniedError
+from hub.core.files import CONFIG_NAME, WEIGHTS_NAME
+from hub.core.refs import AdapterRef
 from hub.db.hf import HfExport
 from hub.hf_sync.refs import SOURCE_PREFIX, parse_source, validate_repo_id
 from hub.services import validation as v
@@ -38,20 +39,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from hub.hf_sync.webhooks import RepoUpdate
     from hub.services.hf import Tracker
     from hub.services.hub import Hub
-
-CONFIG_NAME = "adapter_config.json"
-WEIGHTS_NAME = "adapter_model.safetensors"
-
-_REF = re.compile(r"^(?P<name>[^@\s]+?)(?:@(?P<version>\d+))?$")
-
-
-def parse_version_ref(ref: str) -> tuple[str, str, int | None]:
-    """``"ns/name[@3]"`` -> (namespace, name, 3 or None for the latest)."""
-    m = _REF.match(ref.strip()) if isinstance(ref, str) else None
-    if not m:
-        raise InvalidInputError(f"expected 'namespace/name[@version]', got {ref!r}", field="name")
-    ns, nm = v.parse_name(m["name"])
-    return ns, nm, int(m["version"]) if m["version"] else None
 
 
 @dataclass(frozen=True)
@@ -106,7 +93,8 @@ class ExportMixin:
 
         if user is None:
             raise AuthenticationError("exporting to the Hugging Face Hub needs an API token")
-        ns, nm, number = parse_version_ref(ref)
+        r = AdapterRef.parse(ref)
+        ns, nm, number = r.namespace, r.name, r.version
         validate_repo_id(repo_id)
         adapter = self.hub.adapters.get(user, ns, nm)
         if adapter.owner_id != user.id:

@@ -30,6 +30,7 @@ from hub.core.errors import (
     PayloadTooLargeError,
     PermissionDeniedError,
 )
+from hub.core.files import CONFIG_NAME, README_NAME, SAMPLES_NAME, WEIGHTS_NAME
 from hub.core.provenance import Provenance
 from hub.db.models import Adapter, AdapterVersion, LineageEdge, User
 from hub.repositories import adapters as repo
@@ -41,10 +42,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from hub.core.adapter import LoraAdapter
     from hub.services.hub import Hub
 
-CONFIG_NAME = "adapter_config.json"  # = hub.core.peft_io.CONFIG_NAME (not imported: torch)
-WEIGHTS_NAME = "adapter_model.safetensors"
-README_NAME = "README.md"
-SAMPLES_NAME = "samples.jsonl"
 MAX_CONFIG_BYTES = 1024 * 1024
 
 

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from hub.core.errors import IncompatibleAdaptersError, InvalidInputError, PermissionDeniedError
 from hub.core.provenance import ParentRef, Provenance
+from hub.core.refs import AdapterRef
 from hub.jobs.queue import JobQueue, JobView
 from hub.jobs.worker import HANDLERS, Reporter
 from hub.services import validation as v
-from hub.services.compositions import parse_ref
 
 if TYPE_CHECKING:  # pragma: no cover
     from hub.db.models import User
@@ -127,8 +127,8 @@ class RouterTrainingService:
             PermissionDeniedError: ``name`` belongs to someone else or is not a router.
         """
         config = _check_preset(req.preset, req.params, req.steps, req.train)
-        refs = [parse_ref(r) for r in req.experts]
-        resolved = [self._resolve(user, name, ver) for name, ver in refs]
+        refs = [AdapterRef.parse(r, field="experts") for r in req.experts]
+        resolved = [self._resolve(user, r.full_name, r.version) for r in refs]
         keys = [f"{r['name']}@{r['version']}" for r in resolved]
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup:

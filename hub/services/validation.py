@@ -1,9 +1,7 @@
 """Validation of user-supplied names and metadata at the service boundary.
 
-Names: ``namespace/name``, each part matching ``^[a-z0-9][a-z0-9._-]{0,63}$`` (lowercase ASCII
-letters, digits, ``.``, ``_``, ``-``; starts with a letter or digit; at most 64 characters; no
-``..``). Names never become filesystem paths (blobs are keyed by sha256), but the rule keeps them
-safe in URLs, CLI arguments and folder names on the client side anyway.
+Names and references (``namespace/name[@version]``) are validated by :mod:`hub.core.refs`; this
+module re-exports its name checks for the services.
 """
 
 from __future__ import annotations
@@ -13,8 +11,8 @@ import re
 from typing import Any
 
 from hub.core.errors import InvalidInputError, PayloadTooLargeError
+from hub.core.refs import NAME_PART_RE, check_name_part, parse_name  # noqa: F401  (re-exported)
 
-NAME_PART_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 TAG_RE = re.compile(r"^[a-z0-9][a-z0-9._:/+-]{0,63}$")
 LICENSE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 VISIBILITIES = ("public", "private")
@@ -23,26 +21,6 @@ MAX_TAGS = 32
 MAX_SAMPLES_BYTES = 1024 * 1024
 MAX_SAMPLES = 1000
 MAX_README_BYTES = 1024 * 1024
-
-
-def check_name_part(part: str, what: str = "name") -> str:
-    """Validate one part of a name (a namespace, a name, or a user name)."""
-    if not isinstance(part, str) or not NAME_PART_RE.match(part) or ".." in part:
-        raise InvalidInputError(
-            f"{what} {part!r} is not allowed: use 1-64 lowercase letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit, without '..'",
-            field=what,
-            value=part,
-        )
-    return part
-
-
-def parse_name(full: str) -> tuple[str, str]:
-    """Split and validate ``"namespace/name"``."""
-    if not isinstance(full, str) or full.count("/") != 1:
-        raise InvalidInputError(f"name must be 'namespace/name', got {full!r}", field="name", value=full)
-    ns, name = full.split("/")
-    return check_name_part(ns, "namespace"), check_name_part(name, "name")
 
 
 def check_visibility(v: str) -> str:

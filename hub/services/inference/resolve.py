@@ -16,7 +16,6 @@ Accepted forms (spec ecosystem §4.3):
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 AUTO = "auto"
 MAX_MIXTURE = 16
-_REF = re.compile(r"^(?P<name>[^/@:\s]+/[^/@:\s]+)(?:@(?P<version>[0-9]+))?$")
 STRATEGIES = ("linear", "ties", "dare_linear", "dare_ties")
 
 
@@ -104,14 +102,6 @@ class Plan:
     scores: dict[str, float] | None = None
     router: str | None = None
     state: Any = None
-
-
-def parse_ref(ref: str) -> tuple[str, int | None] | None:
-    """``"ns/name@3"`` -> ("ns/name", 3); ``"ns/name"`` -> ("ns/name", None); anything else -> None."""
-    m = _REF.match(ref.strip()) if isinstance(ref, str) else None
-    if not m:
-        return None
-    return m["name"], int(m["version"]) if m["version"] else None
 
 
 def split_model(model: str) -> tuple[str | None, str]:

@@ -19,13 +19,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from hub.core.errors import IncompatibleAdaptersError, InvalidInputError, NotFoundError, PermissionDeniedError
+from hub.core.files import ROUTER_MANIFEST, ROUTER_TENSORS
 from hub.services.inference.resolve import Plan, check_base
 
 if TYPE_CHECKING:  # pragma: no cover
     from hub.db.models import User
 
-MANIFEST = "router.json"
-TENSORS = "router.safetensors"
+MANIFEST, TENSORS = ROUTER_MANIFEST, ROUTER_TENSORS
 
 
 def read_state(hub: Any, ver: Any, key: str) -> Any:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from hub.core.errors import InvalidInputError, NotFoundError
+from hub.core.refs import AdapterRef
 from hub.services.inference.messages import (
     Choice,
     CompletionRequest,
@@ -25,7 +26,6 @@ from hub.services.inference.resolve import (
     MergedAdapters,
     Plan,
     check_base,
-    parse_ref,
     split_model,
     unknown_model,
 )
@@ -189,11 +189,11 @@ class InferenceService:
         """Resolve an adapter ref to (key, LoraAdapter, adapter row, version row), checked against the base."""
         from hub.core.compat import check_against_base
 
-        parsed = parse_ref(ref)
+        parsed = AdapterRef.try_parse(ref)
         if parsed is None:
             raise self._unknown(viewer, model)
-        name, number = parsed
-        ns, nm = name.split("/")
+        name, number = parsed.full_name, parsed.version
+        ns, nm = parsed.namespace, parsed.name
         try:
             row = self.hub.adapters.get(viewer, ns, nm)
             ver = self.hub.adapters.version(viewer, ns, nm, number)
