@@ -30,8 +30,7 @@ def main() -> None:
     from rich.table import Table
 
     from hub.cli_testbed import ZOO_OWNER, publish_zoo_into
-    from hub.services.hub import Hub
-    from hub.services.inference import InferenceService
+    from hub.services.container import Hub, inference_service
     from hub.settings import get_settings
     from testbed.tasks import get_task
     from testbed.zoo import build_zoo
@@ -48,7 +47,7 @@ def main() -> None:
             base = hub.base_models.find(zoo.base_a.id)
             for mode in (False, True):
                 settings.semantic_router_exemplars = mode
-                svc = InferenceService(hub, device="cpu")
+                svc = inference_service(hub, "cpu")
                 label = "card + exemplars" if mode else "card only"
                 results[label] = {}
                 t0 = time.perf_counter()

@@ -48,7 +48,7 @@ def setup(root: Path, hidden: int, layers: int, n_adapters: int, rank: int):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from hub.services.hub import Hub
+    from hub.services.container import Hub
     from hub.services.publish import PublishFiles
     from hub.settings import get_settings
     from testbed.tokenizer import save_tokenizer
@@ -71,7 +71,7 @@ def setup(root: Path, hidden: int, layers: int, n_adapters: int, rank: int):
         d = make_peft_adapter(model, root / f"ad{i}", seed=i, r=rank, alpha=2 * rank, targets=TARGETS,
                               base_id=BASE_ID)
         d_cfg, d_w = (d / "adapter_config.json").read_bytes(), d / "adapter_model.safetensors"
-        hub.adapters.publish(user, f"bench/ad{i}", PublishFiles(config=d_cfg, weights=d_w), description=f"task {i}")
+        hub.publisher.publish(user, f"bench/ad{i}", PublishFiles(config=d_cfg, weights=d_w), description=f"task {i}")
         names.append(f"bench/ad{i}")
     return hub, names
 
@@ -108,7 +108,7 @@ def main() -> None:
     ap.add_argument("--window-ms", type=float, default=20.0, help="the batcher's collection window")
     args = ap.parse_args()
 
-    from hub.services.inference import InferenceService
+    from hub.services.container import inference_service
     from hub.services.inference.cache import CpuTier
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,7 +119,7 @@ def main() -> None:
         for label, max_batch in modes.items():  # the batcher reads the settings when the base loads
             hub.settings.inference_max_batch = max_batch
             hub.settings.inference_batch_window_ms = args.window_ms
-            svcs[label] = svc = InferenceService(hub)
+            svcs[label] = svc = inference_service(hub)
             run_round(svc, names, prompts, args.max_tokens)  # warm-up: loads the base and the adapters
             b = svc.engine(BASE_ID)[2]
             marks[label], times[label] = (b.generate_calls, b.rows_served), []
@@ -139,7 +139,7 @@ def main() -> None:
         assert a == b, "batched outputs differ from one-at-a-time outputs"
 
         # cold load: blobs -> LoraAdapter (host tier), then LoraAdapter -> slot bank (device tier)
-        svc = InferenceService(hub)
+        svc = inference_service(hub)
         lb, gpu, _ = svc.engine(BASE_ID)
         host, dev = [], []
         for n in names:

@@ -173,8 +173,8 @@ def describe_requests(zoo: Any, args: Any, ref: Any, console: Any) -> dict[str, 
     from hub.cli_testbed import publish_zoo_into
     from hub.core.errors import LoomError
     from hub.jobs.worker import Worker
-    from hub.services.compositions import CompositionRequest, CompositionService
-    from hub.services.hub import Hub
+    from hub.services.compositions import CompositionRequest
+    from hub.services.container import Hub
     from hub.settings import get_settings
     from testbed.eval import Adapter, evaluate
 
@@ -188,7 +188,7 @@ def describe_requests(zoo: Any, args: Any, ref: Any, console: Any) -> dict[str, 
         try:
             publish_zoo_into(hub, zoo)
             console.print(f"fresh hub with the published zoo in {time.perf_counter() - t0:.1f} s")
-            svc, worker = CompositionService(hub), Worker(hub, "merge-quality")
+            svc, worker = hub.compositions, Worker(hub.queue, hub.handlers, "merge-quality")
             for spec in describe_specs(args):
                 method, k = spec.split(":")
                 for task in zoo.tasks:

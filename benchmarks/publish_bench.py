@@ -67,7 +67,7 @@ def main() -> None:
 
     from transformers import LlamaConfig
 
-    from hub.services.hub import Hub
+    from hub.services.container import Hub
     from hub.services.publish import PublishFiles
     from hub.settings import get_settings
 
@@ -97,7 +97,7 @@ def main() -> None:
 
         def publish(i: int) -> None:
             d = folders[i]
-            hub.adapters.publish(user, f"bench/adapter-{i}", PublishFiles(
+            hub.publisher.publish(user, f"bench/adapter-{i}", PublishFiles(
                 config=(d / "adapter_config.json").read_bytes(), weights=d / "adapter_model.safetensors"),
                 description=f"benchmark adapter number {i} for a 7B model", tags=["bench"])
 

@@ -75,7 +75,7 @@ def _client():
 
 
 def _local_hub(migrate: bool = True):
-    from hub.services.hub import Hub
+    from hub.services.container import Hub
 
     return Hub(_settings(), migrate=migrate)
 
@@ -428,5 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     return rc if isinstance(rc, int) else 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+if __name__ == "__main__":  # pragma: no cover - ``python -m hub.cli``: run the importable module's app,
+    from hub.cli import main as _main  # where the command modules registered their commands
+
+    sys.exit(_main())

@@ -159,13 +159,18 @@ def register(app: typer.Typer) -> None:
         cli._print_json(job) if json_out else cli.console.print(f"{job['id']}: {job['status']}")
 
     @app.command()
-    def worker(poll: Annotated[float, typer.Option("--poll", help="Seconds between queue polls.")] = 0.5) -> None:
+    def worker(poll: Annotated[float, typer.Option("--poll", help="Seconds between queue polls.")] = 0.5,
+               parent_pid: Annotated[int | None, typer.Option("--parent-pid", hidden=True,
+                                                              help="Exit when this process is gone.")] = None) -> None:
         """Run jobs from the queue (local: uses LOOM_DATA_DIR / LOOM_DATABASE_URL)."""
+        import logging
+
         from hub.jobs.worker import Worker
 
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(message)s")
         with cli._local_hub(migrate=False) as hub:
             cli.err_console.print("worker started; Ctrl-C stops it")
             try:
-                Worker(hub).run_forever(poll)
+                Worker(hub.queue, hub.handlers).run_forever(poll, parent_pid=parent_pid)
             except KeyboardInterrupt:
                 pass

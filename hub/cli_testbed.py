@@ -41,7 +41,7 @@ def publish_zoo_into(hub: Any, zoo: Any) -> tuple[int, int]:
             readme=readme.read_bytes() if readme.is_file() else None,
             samples=Path(a.samples).read_bytes(),
         )
-        return hub.adapters.publish(owner, a.name, files, description=a.description, tags=list(a.tags),
+        return hub.publisher.publish(owner, a.name, files, description=a.description, tags=list(a.tags),
                                     license=a.license, source=f"testbed:{zoo.size}")
 
     n_bases = len(register_bases(zoo, register))
@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         workers: Annotated[int | None, typer.Option("--workers", help="Job worker processes.")] = None,
     ) -> None:
         """Build the testbed zoo (tiny base models + task adapters, cached), publish it, then serve the hub."""
-        from hub.services.hub import Hub
+        from hub.services.container import Hub
         from testbed.commands import build_with_progress
 
         settings = cli._settings()

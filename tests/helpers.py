@@ -127,3 +127,14 @@ def serve_in_thread(app, timeout: float = 30.0):
     finally:
         srv.should_exit = True
         t.join(timeout=10)
+
+
+def publish_router(hub, user, name: str, state, description: str = "") -> str:
+    """Publish a :class:`routing.checkpoint.RouterState` as router ``name``; returns ``ns/name@version``."""
+    import tempfile
+
+    from hub.services.artifacts import router_bundle
+
+    with tempfile.TemporaryDirectory() as tmp:
+        res = hub.publisher.publish(user, name, router_bundle(state, Path(tmp) / "router"), description=description)
+    return f"{res.adapter.full_name}@{res.version.number}"

@@ -60,12 +60,12 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, hub: A
     Args:
         settings: the deployment's settings (default: from the environment).
         migrate: apply Alembic migrations on start.
-        hub: an existing :class:`hub.services.hub.Hub` to serve (then ``settings`` and ``migrate`` are unused
+        hub: an existing :class:`hub.services.container.Hub` to serve (then ``settings`` and ``migrate`` are unused
             and the caller closes it).
         embedder_factory: builds the search embedder from the model name (tests).
         warm_index: load or rebuild the search index in the background on start.
     """
-    from hub.services.hub import Hub
+    from hub.services.container import Hub
 
     settings = settings or get_settings()
     own = hub is None

@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from hub.core.errors import AuthenticationError
 from hub.db.models import User
-from hub.services.hub import Hub
+from hub.services.container import Hub
 
 _bearer = HTTPBearer(auto_error=False, description="An API token from `loom token create USER`.")
 

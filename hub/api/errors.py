@@ -31,6 +31,8 @@ STATUS_BY_CODE = {
     "forbidden": 403,
     "storage_error": 500,
     "upstream_error": 502,
+    "context_length_exceeded": 400,
+    "loom_error": 500,  # the base class, never raised itself: a bare one is a bug
 }
 HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 422: "invalid_input"}
@@ -41,7 +43,13 @@ def error_body(code: str, message: str, details: object = None) -> dict:
 
 
 def status_for(exc: LoomError) -> int:
-    return STATUS_BY_CODE.get(exc.code, 400)
+    """The HTTP status of a domain error. Every code has one (a meta-test checks); an unmapped code is a bug,
+    answered 500 and logged, never silently a 4xx."""
+    status = STATUS_BY_CODE.get(exc.code)
+    if status is None:
+        log.error("error code %r has no HTTP status in STATUS_BY_CODE; answering 500", exc.code)
+        return 500
+    return status
 
 
 def _json(status: int, code: str, message: str, details: object = None, headers: dict | None = None) -> JSONResponse:

@@ -72,7 +72,7 @@ class FetchedAdapter:
     adapter: LoraAdapter | None = field(default=None, repr=False, compare=False)
 
 
-def _has_token(api: HfApi) -> bool:
+def has_token(api: HfApi) -> bool:
     token = getattr(api, "token", None)
     if token is False:
         return False
@@ -167,7 +167,7 @@ def fetch_adapter(
     validate_repo_id(repo_id)
     dest = Path(dest_dir)
     _prepare_dest(dest)
-    authed = _has_token(api)
+    authed = has_token(api)
     ctx = CallContext("reading", repo_id, revision, authed)
     info = call_hub(api.model_info, repo_id, revision=revision, files_metadata=max_bytes is not None,
                     ctx=ctx, policy=policy)

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hub.core.errors import InvalidInputError
+from hub.core.files import CONFIG_NAME, WEIGHTS_NAME
+from hub.core.files import README_NAME as CARD_NAME
 from hub.hf_sync.cards import parse_model_card
 from hub.hf_sync.errors import CallContext
-from hub.hf_sync.fetch import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, _has_token
+from hub.hf_sync.fetch import has_token
 from hub.hf_sync.refs import validate_repo_id
 from hub.hf_sync.retry import DEFAULT_POLICY, RetryPolicy, call_hub
 
@@ -50,7 +52,7 @@ def push_adapter(
     d = Path(folder)
     load_peft(d)  # raises InvalidAdapterError with the reason
     parse_model_card(card_text)  # raises InvalidInputError on bad YAML
-    authed = _has_token(api)
+    authed = has_token(api)
     if not authed:
         from hub.core.errors import AuthenticationError
 

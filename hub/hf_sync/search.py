@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub.core.errors import InvalidInputError, LoomError
 from hub.hf_sync.errors import CallContext
-from hub.hf_sync.fetch import _has_token
+from hub.hf_sync.fetch import has_token
 from hub.hf_sync.refs import validate_repo_id
 from hub.hf_sync.retry import DEFAULT_POLICY, RetryPolicy, call_hub
 
@@ -68,7 +68,7 @@ def search_adapters(
     """
     if not 1 <= limit <= 1000:
         raise InvalidInputError(f"limit must be in [1, 1000], got {limit}")
-    ctx = CallContext("searching", None, None, _has_token(api))
+    ctx = CallContext("searching", None, None, has_token(api))
 
     def run() -> list[Any]:
         return list(api.list_models(filter=adapter_filters(base_model, filters), author=author or None,
@@ -92,7 +92,7 @@ def upstream_sha(api: HfApi, repo_id: str, revision: str = "main", *,
         NotFoundError, AuthenticationError, PermissionDeniedError, UpstreamError: see :func:`fetch_adapter`.
     """
     validate_repo_id(repo_id)
-    ctx = CallContext("checking", repo_id, revision, _has_token(api))
+    ctx = CallContext("checking", repo_id, revision, has_token(api))
     info = call_hub(api.model_info, repo_id, revision=revision, ctx=ctx, policy=policy)
     return str(info.sha)
 

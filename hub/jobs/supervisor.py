@@ -1,4 +1,8 @@
-"""Start and stop worker processes next to the API (what ``loom serve`` does with ``--workers N``)."""
+"""Start and stop worker processes next to the API (what ``loom serve`` does with ``--workers N``).
+
+Each worker runs ``python -m hub.cli worker --parent-pid <this process>`` and exits when this process
+does; the command is built here, the handler table by the worker process's own composition root.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,15 @@ import subprocess
 import sys
 
 
+def worker_command(parent_pid: int | None = None) -> list[str]:
+    """The command line of one worker process (``loom worker``) that exits when ``parent_pid`` does."""
+    return [sys.executable, "-m", "hub.cli", "worker", "--parent-pid", str(parent_pid or os.getpid())]
+
+
 def start_workers(n: int, env: dict[str, str] | None = None) -> list[subprocess.Popen[bytes]]:
-    """Spawn ``n`` worker processes (``python -m hub.jobs.worker``) that exit when this process does."""
+    """Spawn ``n`` worker processes that exit when this process does."""
     child_env = {**os.environ, **(env or {})}
-    return [
-        subprocess.Popen([sys.executable, "-m", "hub.jobs.worker", "--parent-pid", str(os.getpid())], env=child_env)
-        for _ in range(max(0, n))
-    ]
+    return [subprocess.Popen(worker_command(), env=child_env) for _ in range(max(0, n))]
 
 
 def stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:

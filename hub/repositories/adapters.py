@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Select, String, and_, cast, func, or_, select, true
 from sqlalchemy.orm import Session
 
+from hub.core.errors import NotFoundError
+from hub.core.provenance import Provenance
+from hub.core.refs import parse_name
 from hub.db.models import Adapter, AdapterVersion, LineageEdge, User
 
 
@@ -188,3 +191,20 @@ def allowed_ids_among(session: Session, viewer: User | None, ids: Sequence[int])
     if not ids:
         return []
     return list(session.scalars(select(Adapter.id).where(visible_to(viewer), Adapter.id.in_([int(i) for i in ids]))))
+
+
+def add_lineage(session: Session, child: AdapterVersion, provenance: Provenance) -> None:
+    """One lineage edge from each parent of ``provenance`` (``ns/name`` + version, latest if none) to ``child``.
+
+    Raises:
+        NotFoundError: a parent that does not exist (the caller's transaction then rolls back).
+    """
+    for p in provenance.parents:
+        pns, pnm = parse_name(p.name)
+        parent_adapter = get_adapter(session, pns, pnm)
+        number = int(p.version) if p.version not in (None, "") else None
+        parent = get_version(session, parent_adapter, number) if parent_adapter else None
+        if parent is None:
+            raise NotFoundError(f"lineage parent {p.name}@{p.version or 'latest'} does not exist")
+        session.add(LineageEdge(parent_id=parent.id, child_id=child.id, method=provenance.method,
+                                recipe=provenance.recipe, weight=p.weight))

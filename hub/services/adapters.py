@@ -8,20 +8,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
 
 from hub.core.errors import AuthenticationError, InvalidInputError, NotFoundError, PermissionDeniedError
+from hub.core.files import CONFIG_NAME, SAMPLES_NAME, WEIGHTS_NAME
 from hub.db.models import Adapter, AdapterVersion, User
 from hub.repositories import adapters as repo
 from hub.repositories.adapters import AdapterFilters
 from hub.services import validation as v
-from hub.services.publish import WEIGHTS_NAME, Publisher
+from hub.services.search import vector_hash
 
 if TYPE_CHECKING:  # pragma: no cover
     from hub.core.adapter import LoraAdapter
-    from hub.services.hub import Hub
+    from hub.services.metrics import Metrics
+    from hub.services.search import SearchService
+    from hub.storage import BlobStore
 
 MAX_PAGE = 200
 
@@ -43,12 +48,19 @@ class Lineage:
     children: list[dict]
 
 
-class AdapterService(Publisher):
-    """Every adapter operation the API and the CLI perform."""
+class AdapterService:
+    """Reading, downloading, loading, patching and deleting registry artifacts (publishing is
+    :class:`hub.services.publish.Publisher`'s).
 
-    def __init__(self, hub: Hub) -> None:
-        super().__init__(hub)
-        self.sessions = hub.sessions
+    Args:
+        sessions: the DB session factory. blobs: the blob store. search: re-embeds and indexes on patch.
+        metrics: counts downloads. embedding_model: recorded beside new embeddings.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, search: SearchService, metrics: Metrics,
+                 *, embedding_model: str) -> None:
+        self.sessions, self.blobs, self.search, self.metrics = sessions, blobs, search, metrics
+        self.embedding_model = embedding_model
 
     @staticmethod
     def _visible(a: Adapter | None, viewer: User | None, ns: str, name: str) -> Adapter:
@@ -107,17 +119,35 @@ class AdapterService(Publisher):
             raise NotFoundError(
                 f"{namespace}/{name}@{ver.number} has no file {filename!r}; files: {sorted(ver.files)}"
             )
-        chunks = self.hub.blobs.iter_bytes(entry["key"])  # opens now: a missing blob fails before any byte
+        chunks = self.blobs.iter_bytes(entry["key"])  # opens now: a missing blob fails before any byte
         if filename == WEIGHTS_NAME:
             with self.sessions.begin() as s:
                 s.execute(update(Adapter).where(Adapter.id == ver.adapter_id)
                           .values(downloads=Adapter.downloads + 1, updated_at=Adapter.updated_at))
-        self.hub.metrics.downloads.labels(file=filename).inc()
+        self.metrics.downloads.labels(file=filename).inc()
         return FileStream(filename, int(entry["size"]), entry["key"], ver.number, chunks)
 
     def read_file(self, viewer: User | None, namespace: str, name: str, filename: str,
                   number: int | None = None) -> bytes:
         return b"".join(self.open_file(viewer, namespace, name, filename, number).chunks)
+
+    def version_file(self, ver: AdapterVersion, filename: str) -> bytes:
+        """The bytes of file ``filename`` of a version already resolved (with its visibility checked).
+
+        Raises:
+            NotFoundError: the version has no such file.
+        """
+        entry = (ver.files or {}).get(filename)
+        if entry is None:
+            raise NotFoundError(f"version {ver.number} has no file {filename!r}; files: {sorted(ver.files or {})}")
+        return self.blobs.read_bytes(entry["key"])
+
+    def version_path(self, ver: AdapterVersion, filename: str) -> Path:
+        """A local path of file ``filename`` of a resolved version (for readers that need a file)."""
+        entry = (ver.files or {}).get(filename)
+        if entry is None:
+            raise NotFoundError(f"version {ver.number} has no file {filename!r}; files: {sorted(ver.files or {})}")
+        return self.blobs.path(entry["key"])
 
     def load(self, viewer: User | None, name: str, number: int | None = None) -> tuple[LoraAdapter, bytes]:
         """A version as a :class:`LoraAdapter` (validated again on load) and its samples.jsonl bytes.
@@ -131,11 +161,11 @@ class AdapterService(Publisher):
         ver = self.version(viewer, ns, nm, number)
         files = ver.files or {}
         try:
-            cfg_path = self.hub.blobs.path(files["adapter_config.json"]["key"])
-            w_path = self.hub.blobs.path(files[WEIGHTS_NAME]["key"])
+            cfg_path = self.blobs.path(files[CONFIG_NAME]["key"])
+            w_path = self.blobs.path(files[WEIGHTS_NAME]["key"])
         except KeyError as e:
             raise NotFoundError(f"{name}@{ver.number} has no {e.args[0]}") from None
-        samples = self.hub.blobs.read_bytes(files["samples.jsonl"]["key"]) if "samples.jsonl" in files else b""
+        samples = self.blobs.read_bytes(files[SAMPLES_NAME]["key"]) if SAMPLES_NAME in files else b""
         return load_peft_files(cfg_path, w_path), samples
 
     def _owned(self, s, user: User | None, namespace: str, name: str) -> Adapter:
@@ -160,9 +190,7 @@ class AdapterService(Publisher):
         new_tags = tag_list if tag_list is not None else list(cur.tags)
         embedding = None
         if new_desc != cur.description or new_tags != list(cur.tags):
-            embedding = self.hub.search.embed_adapter(namespace, name, new_desc, new_tags)
-        from hub.services.search import vector_hash
-
+            embedding = self.search.embed_adapter(namespace, name, new_desc, new_tags)
         with self.sessions.begin() as s:
             a = self._owned(s, user, namespace, name)
             a.description, a.tags = new_desc, new_tags
@@ -172,11 +200,11 @@ class AdapterService(Publisher):
                 a.license = lic
             if embedding is not None:
                 a.embedding, a.embedding_hash = embedding, vector_hash(embedding)
-                a.embedding_model = self.hub.settings.embedding_model
+                a.embedding_model = self.embedding_model
             s.flush()
             s.refresh(a)
         if embedding is not None:
-            self.hub.search.upsert(a.id, embedding)
+            self.search.upsert(a.id, embedding)
         return a
 
     def delete(self, user: User | None, namespace: str, name: str) -> None:
@@ -185,4 +213,4 @@ class AdapterService(Publisher):
             a = self._owned(s, user, namespace, name)
             adapter_id = a.id
             s.delete(a)
-        self.hub.search.remove(adapter_id)
+        self.search.remove(adapter_id)

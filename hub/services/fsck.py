@@ -19,7 +19,7 @@ from hub.repositories import adapters as repo
 from hub.services.search import embedding_text, vector_hash
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hub.services.hub import Hub
+    from hub.services.container import Hub
 
 
 @dataclass

@@ -7,7 +7,7 @@ import secrets
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.core.errors import AuthenticationError
+from hub.core.errors import AuthenticationError, NotFoundError
 from hub.db.models import ApiToken, User, utcnow
 from hub.repositories import users as repo
 from hub.services.validation import check_name_part
@@ -34,6 +34,19 @@ class UserService:
                 user = User(name=name)
                 s.add(user)
                 s.flush()
+            return user
+
+    def get(self, user_id: int | None) -> User:
+        """The user with id ``user_id`` (detached from its session).
+
+        Raises:
+            NotFoundError: no such user (e.g. the owner of a queued job was deleted).
+        """
+        with self.sessions() as s:
+            user = s.get(User, user_id) if user_id is not None else None
+            if user is None:
+                raise NotFoundError(f"user #{user_id} does not exist")
+            s.expunge(user)
             return user
 
     def create_token(self, user_name: str, label: str | None = None) -> tuple[User, str]:

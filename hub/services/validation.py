@@ -23,6 +23,11 @@ MAX_SAMPLES = 1000
 MAX_README_BYTES = 1024 * 1024
 
 
+def article(noun: str) -> str:
+    """``"an adapter"``, ``"a router"``: for messages that name a kind of artifact."""
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
+
+
 def check_visibility(v: str) -> str:
     if v not in VISIBILITIES:
         raise InvalidInputError(f"visibility must be one of {VISIBILITIES}, got {v!r}", field="visibility", value=v)

@@ -11,10 +11,9 @@ from hub.core.peft_io import load_peft_files
 from hub.jobs.worker import Worker
 from hub.services.generation import (
     GenerateRequest,
-    GenerationService,
     TrainGeneratorRequest,
     TransferRequest,
-    _trans_config,
+    transfer_config,
 )
 from tests.helpers import PICO_BASE_ID
 from tests.registry.fixtures import *  # noqa: F403
@@ -26,13 +25,13 @@ def setup(hub, adapter_dirs, tiny_model):
     alice = hub.users.ensure_user("alice")
     a, b, _ = adapter_dirs
     hub.base_models.register(PICO_BASE_ID, tiny_model.config.to_json_string().encode())
-    hub.adapters.publish(alice, "alice/upper", files_of(a), description="convert text to upper case letters")
-    hub.adapters.publish(alice, "alice/reverse", files_of(b), description="reverse the order of characters")
+    hub.publisher.publish(alice, "alice/upper", files_of(a), description="convert text to upper case letters")
+    hub.publisher.publish(alice, "alice/reverse", files_of(b), description="reverse the order of characters")
     return hub, alice
 
 
 def _run_all(hub):
-    w = Worker(hub, name="test-worker")
+    w = Worker(hub.queue, hub.handlers, name="test-worker")
     while w.run_once():
         pass
 
@@ -52,7 +51,7 @@ def _generated(hub, svc, user, req):
 
 def test_train_generator_then_generate_publishes_with_lineage(setup):
     hub, alice = setup
-    svc = GenerationService(hub)
+    svc = hub.generation
     job, _ = svc.submit_train_generator(alice, TrainGeneratorRequest(
         method="sg_lora", base_model=PICO_BASE_ID, name="alice/gen", sources=("alice/upper", "alice/reverse@1"),
         params={"steps": 20, "k": 2}))
@@ -65,15 +64,13 @@ def test_train_generator_then_generate_publishes_with_lineage(setup):
     lineage = hub.adapters.lineage(alice, "alice", "gen")
     labels = " ".join(str(p["version"]) for p in lineage.parents)
     assert len(lineage.parents) == 2 and "alice/upper" in labels and "alice/reverse" in labels, lineage.parents
-    from hub.services.generation import generate_instead
-
-    assert generate_instead(hub, alice, "make text upper case", "other/base", best_score=None, min_score=0.3) is None
-    auto = generate_instead(hub, alice, "make text upper case", PICO_BASE_ID, best_score=0.1, min_score=0.3)
+    assert hub.generation.generate_instead(alice, "make text upper case", "other/base", best_score=None, min_score=0.3) is None
+    auto = hub.generation.generate_instead(alice, "make text upper case", PICO_BASE_ID, best_score=0.1, min_score=0.3)
     assert auto is not None and auto[0].kind == "generate" and "alice/gen@1" in auto[2]
     # A composition asked for "auto" with no close adapter generates one instead, and says why.
-    from hub.services.compositions import CompositionRequest, CompositionService
+    from hub.services.compositions import CompositionRequest
 
-    cjob, _ = CompositionService(hub).submit(alice, CompositionRequest(
+    cjob, _ = hub.compositions.submit(alice, CompositionRequest(
         task="write a haiku about the rain", base_model=PICO_BASE_ID, method="auto", min_score=0.99))
     assert cjob.kind == "generate" and any("auto: no adapter" in line for line in cjob.log), cjob.log
     ver, adapter = _generated(hub, svc, alice, GenerateRequest(generator="alice/gen", task="make text upper case",
@@ -92,7 +89,7 @@ def test_icm_generator_trained_by_the_job_regenerates_its_sources(setup):
     from generation.flat import FlatLayout, flatten
 
     hub, alice = setup
-    svc = GenerationService(hub)
+    svc = hub.generation
     job, _ = svc.submit_train_generator(alice, TrainGeneratorRequest(
         method="icm_lora", base_model=PICO_BASE_ID, name="alice/icm", sources=("alice/upper", "alice/reverse"),
         params={"condition": "description", "steps": 300, "lr": 3e-3, "latent": 16}))
@@ -114,7 +111,7 @@ def test_icm_generator_trained_by_the_job_regenerates_its_sources(setup):
 
 def test_bad_requests_are_refused_at_submit(setup):
     hub, alice = setup
-    svc = GenerationService(hub)
+    svc = hub.generation
     with pytest.raises(InvalidInputError, match="method must be one of"):
         TrainGeneratorRequest(method="nope", base_model=PICO_BASE_ID, name="alice/g")
     with pytest.raises(InvalidInputError, match=r"bad params for sg_lora: unknown \['bogus'\]; known: \['k', "):
@@ -128,7 +125,7 @@ def test_bad_requests_are_refused_at_submit(setup):
         assert err.value.details == {"field": "params"}
     with pytest.raises(InvalidInputError, match="bad params for trans_lora: student_steps must be an integer"):
         TransferRequest(source="alice/upper", target_base="other/base", params={"student_steps": 2.5})
-    cfg = _trans_config({"rewrite_rates": [0.1, 0.5], "student_targets": ["q_proj"]})  # JSON lists -> tuples
+    cfg = transfer_config({"rewrite_rates": [0.1, 0.5], "student_targets": ["q_proj"]})  # JSON lists -> tuples
     assert cfg.rewrite_rates == (0.1, 0.5) and cfg.student_targets == ("q_proj",)
     with pytest.raises(NotFoundError, match="not registered"):
         svc.submit_train_generator(alice, TrainGeneratorRequest(method="sg_lora", base_model="x/unknown",

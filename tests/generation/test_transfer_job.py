@@ -22,7 +22,7 @@ def tb_zoo(tmp_path_factory):
 
 @pytest.fixture
 def thub(tmp_path, db_templates, tb_zoo):  # noqa: F811
-    from hub.services.hub import Hub
+    from hub.services.container import Hub
     from hub.services.publish import PublishFiles
     from hub.settings import get_settings
 
@@ -34,7 +34,7 @@ def thub(tmp_path, db_templates, tb_zoo):  # noqa: F811
         alice = hub.users.ensure_user("alice")
         files = PublishFiles(config=(src.dir / "adapter_config.json").read_bytes(),
                              weights=src.dir / "adapter_model.safetensors", samples=src.samples.read_bytes())
-        hub.adapters.publish(alice, f"alice/{TASK}", files, description=src.description)
+        hub.publisher.publish(alice, f"alice/{TASK}", files, description=src.description)
         try:
             yield hub
         finally:
@@ -58,7 +58,7 @@ def test_transfer_job_lifts_target_accuracy(thub, tb_zoo):
             "params": {"n_accept": 512, "max_candidates": 2048}})
         assert r.status_code == 202 and r.json()["kind"] == "transfer", r.text
         job_id = r.json()["id"]
-        worker = Worker(thub, name="test-worker")
+        worker = Worker(thub.queue, thub.handlers, name="test-worker")
         while worker.run_once():
             pass
         job = c.get(f"/api/v1/jobs/{job_id}", headers=h).json()

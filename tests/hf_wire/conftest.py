@@ -42,9 +42,9 @@ def alice(hf_hub):
 @pytest.fixture
 def svc(hf_hub):
     """The HfService of ``hf_hub`` with retries that do not sleep."""
-    from hub.services.hf import HfService
+    from hub.services.container import build_hf
 
-    return HfService(hf_hub, policy=NO_SLEEP)
+    return build_hf(hf_hub, policy=NO_SLEEP)
 
 
 @pytest.fixture

@@ -112,7 +112,7 @@ def test_webhook_route(hf_api, hf_hub, fake_hub, lora_dirs):
     r = hf_api.post(url, content=payload(REPO, new), headers={"X-Webhook-Secret": WEBHOOK_SECRET})
     assert r.status_code == 202 and r.json()["status"] == "queued"
     job_id = r.json()["job_id"]
-    assert Worker(hf_hub).run_once()
+    assert Worker(hf_hub.queue, hf_hub.handlers).run_once()
     job = hf_api.get(f"/api/v1/jobs/{job_id}", headers=hf_api.alice).json()
     assert job["status"] == "succeeded" and job["kind"] == "hf_sync"
     r = hf_api.get("/api/v1/adapters/hf-alice/pico-french/versions")

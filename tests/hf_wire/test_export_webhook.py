@@ -27,10 +27,10 @@ def composed(svc, hf_hub, alice, fake_hub, lora_dirs):
     """alice/mix@1, composed from an adapter imported from the Hub and one uploaded to Loom."""
     sha = seed(fake_hub, REPO, lora_dirs["one"])
     svc.import_repo(alice, REPO)
-    hf_hub.adapters.publish(alice, "alice/plain", files_of(lora_dirs["two"]), description="Plain uploaded adapter.")
+    hf_hub.publisher.publish(alice, "alice/plain", files_of(lora_dirs["two"]), description="Plain uploaded adapter.")
     prov = Provenance.create("linear", {"weights": [0.7, 0.3]},
                              parents=[ParentRef("hf-alice/pico-french", "1", 0.7), ParentRef("alice/plain", "1", 0.3)])
-    hf_hub.adapters.publish(alice, "alice/mix", files_of(lora_dirs["three"]), description="French plain mix.",
+    hf_hub.publisher.publish(alice, "alice/mix", files_of(lora_dirs["three"]), description="French plain mix.",
                             license="apache-2.0", provenance=prov)
     return sha
 
@@ -68,9 +68,7 @@ def test_export_refusals_record_nothing(svc, hf_hub, alice, fake_hub, composed, 
         svc.export(bob, "alice/mix", "bob/stolen")
     with pytest.raises(PermissionDeniedError, match="not allowed"):
         svc.export(alice, "alice/mix", "bob/not-alices")  # the Hub token may not write to bob's namespace
-    from hub.services.hf import HfService
-
-    no_token = HfService(make_hub(hf_endpoint=fake_hub.url))
+    no_token = make_hub(hf_endpoint=fake_hub.url).hf
     with pytest.raises(AuthenticationError, match="needs a Hugging Face token"):
         no_token.export(alice, "alice/mix", "alice/x")
     assert counts(hf_hub)["hf_exports"] == 0 and "bob/not-alices" not in fake_hub.state.repos
@@ -106,7 +104,7 @@ def test_webhook_verifies_the_secret_and_queues_a_sync_a_worker_runs(svc, hf_hub
     assert again.job_id == out.job_id  # the same event twice: one job
     assert hf_hub.adapters.version(alice, "hf-alice", "pico-french").number == 1  # nothing ran yet
 
-    assert Worker(hf_hub).run_once()
+    assert Worker(hf_hub.queue, hf_hub.handlers).run_once()
     job = JobQueue(hf_hub.sessions).get(out.job_id, check_owner=False)
     assert job.status == "succeeded", job.error
     assert job.result["updated"] == [{"name": "hf-alice/pico-french", "version": 2, "repo_id": REPO, "sha": second,
@@ -118,9 +116,7 @@ def test_webhook_verifies_the_secret_and_queues_a_sync_a_worker_runs(svc, hf_hub
 
 
 def test_webhook_without_a_configured_secret_refuses_everything(make_hub, fake_hub):
-    from hub.services.hf import HfService
-
-    svc = HfService(make_hub(hf_endpoint=fake_hub.url))
+    svc = make_hub(hf_endpoint=fake_hub.url).hf
     with pytest.raises(AuthenticationError):
         svc.handle_webhook({"X-Webhook-Secret": ""}, payload(REPO, "a" * 40))
 
@@ -138,6 +134,6 @@ def test_webhook_for_a_tracked_branch_other_than_main(svc, hf_hub, alice, fake_h
                              branch="stable")
     out = svc.handle_webhook({"X-Webhook-Secret": WEBHOOK_SECRET}, payload(REPO, stable, ref="refs/heads/stable"))
     assert out.status == "queued" and out.sha == stable
-    assert Worker(hf_hub).run_once()
+    assert Worker(hf_hub.queue, hf_hub.handlers).run_once()
     ver = hf_hub.adapters.version(alice, "hf-alice", "pico-french")
     assert ver.number == 2 and ver.source == f"hf:{REPO}@{stable}"

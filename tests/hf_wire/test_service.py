@@ -109,12 +109,12 @@ def test_import_errors_register_nothing(svc, hf_hub, alice, fake_hub, lora_dirs)
     assert svc.import_repo(alice, REPO).created  # the retry completes
 
 
-def test_private_hub_repo_imports_private(svc, alice, fake_hub, lora_dirs):
+def test_private_hub_repo_imports_private(svc, hf_hub, alice, fake_hub, lora_dirs):
     seed(fake_hub, "alice/secret", lora_dirs["one"], private=True)
     assert svc.import_repo(alice, "alice/secret").adapter.visibility == "private"
     assert [t.name for t in svc.trackers()] == ["hf-alice/secret"]
-    svc.hub.adapters.delete(alice, "hf-alice", "secret")  # its import records go with it
-    assert svc.trackers() == [] and counts(svc.hub)["hf_imports"] == 0
+    hf_hub.adapters.delete(alice, "hf-alice", "secret")  # its import records go with it
+    assert svc.trackers() == [] and counts(hf_hub)["hf_imports"] == 0
 
 
 def test_bulk_import_from_search(svc, hf_hub, alice, fake_hub, lora_dirs):

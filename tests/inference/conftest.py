@@ -84,7 +84,7 @@ def publish(hub, folder, name, description="", tags=()):
     user = hub.users.ensure_user(name.split("/")[0])
     files = PublishFiles(config=(folder / "adapter_config.json").read_bytes(),
                          weights=folder / "adapter_model.safetensors")
-    return hub.adapters.publish(user, name, files, description=description, tags=list(tags))
+    return hub.publisher.publish(user, name, files, description=description, tags=list(tags))
 
 
 @pytest.fixture(params=["sqlite"])
@@ -95,7 +95,7 @@ def db_kind(request):
 @pytest.fixture
 def ihub(tmp_path, db_templates, db_kind, embedder, base_dir, other_base_dir, adapter_dirs):  # noqa: F811
     """A hub with both bases registered and the four adapters published (SQLite unless parametrized)."""
-    from hub.services.hub import Hub
+    from hub.services.container import Hub
     from hub.settings import get_settings
 
     with db_templates.database(db_kind, tmp_path) as url:
@@ -116,8 +116,8 @@ def ihub(tmp_path, db_templates, db_kind, embedder, base_dir, other_base_dir, ad
 
 @pytest.fixture
 def service(ihub):
-    from hub.services.inference import InferenceService
+    from hub.services.container import inference_service
 
-    svc = InferenceService(ihub, device="cpu")
+    svc = inference_service(ihub, "cpu")
     yield svc
     svc.close()

@@ -25,18 +25,19 @@ def _publish_with_samples(hub, folder, name, prompts):
     rows = "".join(json.dumps({"input": p, "output": "ok"}) + "\n" for p in prompts).encode()
     files = PublishFiles(config=(folder / "adapter_config.json").read_bytes(),
                          weights=folder / "adapter_model.safetensors", samples=rows)
-    hub.adapters.publish(user, name, files, description=CARD, tags=[])
+    hub.publisher.publish(user, name, files, description=CARD, tags=[])
 
 
 @pytest.mark.parametrize("exemplars", [True, False])
 def test_auto_uses_sample_prompts_when_cards_do_not_differ(ihub, adapter_dirs, exemplars):
-    from hub.services.inference import CompletionRequest, InferenceService
+    from hub.services.container import inference_service
+    from hub.services.inference import CompletionRequest
 
     for (name, prompts), folder in zip(SAMPLES.items(), ("alice/math", "bob/python"), strict=True):
         _publish_with_samples(ihub, adapter_dirs[folder], name, prompts)
     ihub.settings.semantic_router_exemplars = exemplars
     ihub.settings.semantic_router_threshold = -1.0  # always route; this test is about which adapter wins
-    svc = InferenceService(ihub, device="cpu")
+    svc = inference_service(ihub, "cpu")
     try:
         res = svc.complete(None, CompletionRequest(model=f"{BASE_ID}:auto", prompts=[PROMPT], max_tokens=2,
                                                    temperature=0.0))

@@ -122,7 +122,7 @@ def test_private_adapters_need_their_owners_token(server, ihub, adapter_dirs):
 
     d = adapter_dirs["alice/math"]
     alice, token = ihub.users.create_token("alice")
-    ihub.adapters.publish(alice, "alice/secret", PublishFiles(config=(d / "adapter_config.json").read_bytes(),
+    ihub.publisher.publish(alice, "alice/secret", PublishFiles(config=(d / "adapter_config.json").read_bytes(),
                                                               weights=d / "adapter_model.safetensors"),
                           visibility="private")
     url = server[0] + "/v1"

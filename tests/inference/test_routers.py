@@ -33,7 +33,7 @@ def router_state(request, service, base_dir):
     from routing.checkpoint import router_state
 
     preset, cfg = SERVED[request.param]
-    experts = [service.adapter(None, e, BASE_ID, e)[1] for e in EXPERTS]
+    experts = [service.resolver.adapter(None, e, BASE_ID, e)[1] for e in EXPERTS]
     torch.manual_seed(3)
     routed = build_router(raw_base(base_dir), experts, preset, cfg, names=EXPERTS)
     if preset == "mole_llava":  # a non-trivial gate (the bias starts at zero: top-1 would always be expert 0)
@@ -44,9 +44,9 @@ def router_state(request, service, base_dir):
 
 @pytest.mark.parametrize("router_state", list(SERVED), indirect=True)
 def test_router_artifact_served_like_the_engine(service, ihub, base_dir, router_state):
-    from hub.services.inference.routers import publish_router
     from routing.batching import generate_routed
     from routing.checkpoint import load_router
+    from tests.helpers import publish_router
 
     state, experts = router_state
     alice = ihub.users.ensure_user("alice")
@@ -72,7 +72,7 @@ def test_router_artifact_served_like_the_engine(service, ihub, base_dir, router_
 
 @pytest.mark.parametrize("db_kind", ["sqlite", "postgresql"])
 def test_router_with_deleted_expert_is_a_clear_error(service, ihub, router_state):
-    from hub.services.inference.routers import publish_router
+    from tests.helpers import publish_router
 
     state, _ = router_state
     alice, bob = ihub.users.ensure_user("alice"), ihub.users.ensure_user("bob")
@@ -85,7 +85,7 @@ def test_router_with_deleted_expert_is_a_clear_error(service, ihub, router_state
 
 
 def test_router_artifact_without_files_is_refused(service, ihub, router_state):
-    from hub.services.inference.routers import publish_router
+    from tests.helpers import publish_router
 
     state, _ = router_state
     with pytest.raises(InvalidInputError):

@@ -177,14 +177,14 @@ def test_cache_tiers(service, ihub):
     assert service.stats()["cold_load_seconds"]["alice/math@1"] > 0
     lb, gpu, _ = service.engine(BASE_ID)
     tier = GpuTier(lb.mixed, 1)
-    ma = service.adapter(None, "alice/math", None, "x")
-    assert ma[1] is service.adapter(None, "alice/math@1", None, "x")[1]  # a host-tier hit: same object
+    ma = service.resolver.adapter(None, "alice/math", None, "x")
+    assert ma[1] is service.resolver.adapter(None, "alice/math@1", None, "x")[1]  # a host-tier hit: same object
     ads = {ma[0]: ma[1]}
     tier.pin("alice/math@1")
-    fr = service.adapter(None, "alice/french", None, "x")
+    fr = service.resolver.adapter(None, "alice/french", None, "x")
     tier.ensure(ads)
     tier.ensure({fr[0]: fr[1]})
-    py = service.adapter(None, "bob/python", None, "x")
+    py = service.resolver.adapter(None, "bob/python", None, "x")
     tier.ensure({py[0]: py[1]})
     assert tier.resident() == ["alice/math@1", "bob/python@1"]  # pinned kept, LRU french evicted
     assert "alice/french@1" not in lb.mixed.slots
@@ -201,7 +201,7 @@ def test_deleted_and_republished_name_is_not_served_stale(service, ihub, adapter
     assert after.tokens == greedy(service, "alice/math").tokens != before.tokens  # ... but the new weights
 
 
-def test_tokens_stream_while_the_batch_generates(service):
+def test_tokens_stream_while_the_batch_generates(service, ihub):
     import queue
 
     from hub.services.inference.batcher import Job
@@ -209,13 +209,13 @@ def test_tokens_stream_while_the_batch_generates(service):
     lb, _, batcher = service.engine(BASE_ID)
     ids = encode_prompt(lb.tokenizer, PROMPT)
     q: queue.Queue = queue.Queue()
-    ad = service.adapter(None, "alice/math", None, "x")
+    ad = service.resolver.adapter(None, "alice/math", None, "x")
     fut = batcher.submit(Job(ids, {ad[0]: 1.0}, {ad[0]: ad[1]}, 60, tokens=q))
     first = q.get(timeout=60)
     assert not fut.done() and batcher.generate_calls == 0  # the first token came out mid-generation
     from prometheus_client import generate_latest
 
-    assert 'running_lora_adapters="alice/math@1"' in generate_latest(service.hub.metrics.registry).decode()
+    assert 'running_lora_adapters="alice/math@1"' in generate_latest(ihub.metrics.registry).decode()
     got = [first]
     while (t := q.get(timeout=60)) is not None:
         got.append(t)

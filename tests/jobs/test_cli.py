@@ -17,8 +17,8 @@ from tests.registry.util import files_of
 def published(server, adapter_dirs):  # noqa: F811
     url, hub = server
     alice = hub.users.ensure_user("alice")
-    hub.adapters.publish(alice, "alice/a", files_of(adapter_dirs[0]), description="upper case")
-    hub.adapters.publish(alice, "alice/b", files_of(adapter_dirs[1]), description="reverse")
+    hub.publisher.publish(alice, "alice/a", files_of(adapter_dirs[0]), description="upper case")
+    hub.publisher.publish(alice, "alice/b", files_of(adapter_dirs[1]), description="reverse")
     _, token = hub.users.create_token("alice")
     return url, hub, token
 
@@ -26,7 +26,7 @@ def published(server, adapter_dirs):  # noqa: F811
 def test_compose_waits_with_progress_and_jobs_lists_it(published, capsys):
     url, hub, token = published
     stop = threading.Event()
-    t = threading.Thread(target=Worker(hub, "cli-test").run_forever, kwargs={"poll": 0.1, "should_stop": stop.is_set},
+    t = threading.Thread(target=Worker(hub.queue, hub.handlers, "cli-test").run_forever, kwargs={"poll": 0.1, "should_stop": stop.is_set},
                          daemon=True)
     t.start()
     try:

@@ -13,11 +13,10 @@ from hub.core.errors import (
     UnknownNameError,
 )
 from hub.jobs.queue import JobQueue
-from hub.jobs.worker import JobCancelled, Reporter, Worker
+from hub.jobs.reporter import JobCancelled, QueueReporter
+from hub.jobs.worker import Worker
 from hub.services.compositions import (
     CompositionRequest,
-    CompositionService,
-    run_compose,
     similarity_weights,
 )
 from tests.registry.util import files_of, registry_state
@@ -27,22 +26,22 @@ from tests.registry.util import files_of, registry_state
 def setup(hub, adapter_dirs):
     alice = hub.users.ensure_user("alice")
     a, b, _ = adapter_dirs
-    hub.adapters.publish(alice, "alice/upper", files_of(a), description="convert text to upper case letters",
+    hub.publisher.publish(alice, "alice/upper", files_of(a), description="convert text to upper case letters",
                          tags=["case"])
-    hub.adapters.publish(alice, "alice/reverse", files_of(b), description="reverse the order of characters",
+    hub.publisher.publish(alice, "alice/reverse", files_of(b), description="reverse the order of characters",
                          tags=["order"])
     return hub, alice
 
 
 def _run_all(hub):
-    w = Worker(hub, name="test-worker")
+    w = Worker(hub.queue, hub.handlers, name="test-worker")
     while w.run_once():
         pass
 
 
 def test_explicit_cat_equals_weighted_sum_and_records_lineage(setup):
     hub, alice = setup
-    svc = CompositionService(hub)
+    svc = hub.compositions
     job, dedup = svc.submit(alice, CompositionRequest(sources=("alice/upper@1", "alice/reverse"),
                                                       weights=(1.0, 0.5), method="cat", name="alice/mix"))
     assert job.status == "queued" and not dedup
@@ -70,7 +69,7 @@ def test_explicit_cat_equals_weighted_sum_and_records_lineage(setup):
 
 def test_task_description_retrieves_and_auto_explains(setup):
     hub, alice = setup
-    svc = CompositionService(hub)
+    svc = hub.compositions
     job, _ = svc.submit(alice, CompositionRequest(task="make every letter a capital letter",
                                                   base_model="loom-test/pico-llama", method="auto", k=2,
                                                   min_score=0.05))
@@ -120,9 +119,9 @@ def test_bad_requests_are_refused_at_submit(setup):
     before = registry_state(hub)
     for kwargs, error, words in BAD_REQUESTS:
         with pytest.raises(error, match=words):
-            CompositionService(hub).submit(alice, CompositionRequest(**kwargs))
+            hub.compositions.submit(alice, CompositionRequest(**kwargs))
     assert registry_state(hub) == before
-    assert CompositionService(hub).jobs.list(alice.id) == []
+    assert hub.jobs.list(alice.id) == []
 
 
 def test_different_base_models_are_incompatible(setup, tiny_model, tmp_path):
@@ -130,20 +129,20 @@ def test_different_base_models_are_incompatible(setup, tiny_model, tmp_path):
 
     hub, alice = setup
     other = make_peft_adapter(tiny_model, tmp_path / "o", seed=9, base_id="loom-test/other-base")
-    hub.adapters.publish(alice, "alice/other", files_of(other), description="something else")
+    hub.publisher.publish(alice, "alice/other", files_of(other), description="something else")
     with pytest.raises(IncompatibleAdaptersError, match="different base models"):
-        CompositionService(hub).submit(alice, CompositionRequest(sources=("alice/upper", "alice/other"),
+        hub.compositions.submit(alice, CompositionRequest(sources=("alice/upper", "alice/other"),
                                                                  method="cat"))
 
 
 def test_cancel_queued_and_running_jobs_publish_nothing(setup):
     hub, alice = setup
-    svc = CompositionService(hub)
+    svc = hub.compositions
     queued, _ = svc.submit(alice, CompositionRequest(sources=("alice/upper",), method="linear", name="alice/q"))
     assert svc.jobs.cancel(queued.id, alice.id).status == "cancelled"
     with pytest.raises(ConflictError, match="already cancelled"):
         svc.jobs.cancel(queued.id, alice.id)
-    assert not Worker(hub).run_once()  # nothing left to run
+    assert not Worker(hub.queue, hub.handlers).run_once()  # nothing left to run
 
     running, _ = svc.submit(alice, CompositionRequest(sources=("alice/upper", "alice/reverse"), method="cat",
                                                       name="alice/r"))
@@ -154,13 +153,13 @@ def test_cancel_queued_and_running_jobs_publish_nothing(setup):
     svc.jobs.cancel(running.id, alice.id)
     before = registry_state(hub)
     with pytest.raises(JobCancelled):
-        run_compose(hub, claimed, Reporter(q, claimed.id, min_interval=0))
+        hub.handlers["compose"](claimed, QueueReporter(q, claimed.id, min_interval=0))
     assert registry_state(hub)[:2] == before[:2]  # no adapter, no version
 
 
 def test_failed_job_reports_the_error_and_publishes_nothing(setup):
     hub, alice = setup
-    svc = CompositionService(hub)
+    svc = hub.compositions
     job, _ = svc.submit(alice, CompositionRequest(sources=("alice/upper", "alice/reverse"), method="cat",
                                                   name="alice/f"))
     hub.adapters.delete(alice, "alice", "reverse")  # the source disappears before the worker runs
@@ -174,18 +173,18 @@ def test_failed_job_reports_the_error_and_publishes_nothing(setup):
 def test_jobs_are_private_to_their_owner(setup):
     hub, alice = setup
     bob = hub.users.ensure_user("bob")
-    job, _ = CompositionService(hub).submit(alice, CompositionRequest(sources=("alice/upper",), method="linear"))
+    job, _ = hub.compositions.submit(alice, CompositionRequest(sources=("alice/upper",), method="linear"))
     with pytest.raises(NotFoundError):
-        CompositionService(hub).jobs.get(job.id, bob.id)
+        hub.jobs.get(job.id, bob.id)
     with pytest.raises(NotFoundError):
-        CompositionService(hub).jobs.cancel(job.id, bob.id)
+        hub.jobs.cancel(job.id, bob.id)
 
 
 def test_stale_running_job_is_requeued(setup):
     from datetime import timedelta
 
     hub, alice = setup
-    job, _ = CompositionService(hub).submit(alice, CompositionRequest(sources=("alice/upper",), method="linear"))
+    job, _ = hub.compositions.submit(alice, CompositionRequest(sources=("alice/upper",), method="linear"))
     q = JobQueue(hub.sessions)
     assert q.claim("dead-worker").id == job.id
     assert q.requeue_stale(older_than=timedelta(seconds=-1)) == 1

@@ -116,7 +116,7 @@ def _publish(hub, folder, name, rows=None):
     raw = "".join(json.dumps(r) + "\n" for r in rows).encode() if rows else None
     files = PublishFiles(config=(folder / "adapter_config.json").read_bytes(),
                          weights=folder / "adapter_model.safetensors", samples=raw)
-    return hub.adapters.publish(user, name, files, description=f"adapter {name}")
+    return hub.publisher.publish(user, name, files, description=f"adapter {name}")
 
 
 @pytest.fixture
@@ -157,7 +157,7 @@ def test_lorahub_composition_searches_records_and_beats_uniform_weights(client, 
                      "name": "alice/hubbed"})
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
-    assert Worker(hub, "test").run_once()
+    assert Worker(hub.queue, hub.handlers, "test").run_once()
     job = c.get(f"/api/v1/jobs/{job_id}", headers=auth).json()
     assert job["status"] == "succeeded", job["error"]
     found = job["result"]["weights"]
@@ -199,7 +199,7 @@ def test_lorahub_composition_searches_records_and_beats_uniform_weights(client, 
                       "min_score": -1.0})
     assert r3.status_code == 202, r3.text
     assert r3.json()["request"]["weights"] is None and len(r3.json()["request"]["sources"]) == 2
-    assert Worker(hub, "test").run_once()
+    assert Worker(hub.queue, hub.handlers, "test").run_once()
     job = c.get(f"/api/v1/jobs/{r3.json()['id']}", headers=auth).json()
     assert job["status"] == "succeeded", job["error"]
     assert len(job["result"]["weights"]) == 2 and any("lorahub found weights" in line for line in job["log"])

@@ -62,7 +62,7 @@ def _upload(url, headers, folder: Path, name: str, description: str):
 
 
 def test_queued_job_survives_api_restart_and_runs_in_a_worker_process(env, adapter_dirs):
-    from hub.services.hub import Hub
+    from hub.services.container import Hub
     from hub.settings import get_settings
 
     with Hub(get_settings(data_dir=Path(env["LOOM_DATA_DIR"]))) as hub:  # migrates the new database

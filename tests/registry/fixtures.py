@@ -39,7 +39,7 @@ def adapter_dirs(tmp_path_factory, tiny_model):
 @pytest.fixture
 def make_hub(tmp_path, db_url):
     """Build Hubs on the test's database (already migrated) with data under tmp_path."""
-    from hub.services.hub import Hub
+    from hub.services.container import Hub
     from hub.settings import get_settings
 
     hubs = []

@@ -16,15 +16,16 @@ from hub.core.errors import (
     PayloadTooLargeError,
     PermissionDeniedError,
 )
+from hub.repositories import adapters as adapters_repo
 from hub.services.fsck import fsck
-from hub.services.publish import Publisher, PublishFiles
+from hub.services.publish import PublishFiles
 from tests.registry.util import files_of, registry_state
 
 
 def test_publish_versions_and_ownership(hub, adapter_dirs):
     alice = hub.users.ensure_user("alice")
     bob = hub.users.ensure_user("bob")
-    r1 = hub.adapters.publish(alice, "alice/upper", files_of(adapter_dirs[0]), description="uppercases text",
+    r1 = hub.publisher.publish(alice, "alice/upper", files_of(adapter_dirs[0]), description="uppercases text",
                               tags=["Text", "case"], license="apache-2.0")
     assert r1.created and r1.version.number == 1 and r1.version.rank == 4
     assert r1.version.target_modules == ["q_proj", "v_proj"]
@@ -36,16 +37,16 @@ def test_publish_versions_and_ownership(hub, adapter_dirs):
     # the stored files are the uploaded bytes
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         assert hub.adapters.read_file(None, "alice", "upper", name) == (adapter_dirs[0] / name).read_bytes()
-    again = hub.adapters.publish(alice, "alice/upper", files_of(adapter_dirs[0]))
+    again = hub.publisher.publish(alice, "alice/upper", files_of(adapter_dirs[0]))
     assert not again.created and again.version.number == 1
-    r2 = hub.adapters.publish(alice, "alice/upper", files_of(adapter_dirs[2]))
+    r2 = hub.publisher.publish(alice, "alice/upper", files_of(adapter_dirs[2]))
     assert r2.created and r2.version.number == 2 and r2.version.rank == 8 and r2.adapter.latest_rank == 8
     assert [v.number for v in hub.adapters.versions(None, "alice", "upper")] == [1, 2]
     assert hub.adapters.get(None, "alice", "upper").description == "uppercases text"  # kept when not given
     with pytest.raises(PermissionDeniedError, match="belongs to alice"):
-        hub.adapters.publish(bob, "alice/upper", files_of(adapter_dirs[1]))
+        hub.publisher.publish(bob, "alice/upper", files_of(adapter_dirs[1]))
     with pytest.raises(AuthenticationError):
-        hub.adapters.publish(None, "anon/x", files_of(adapter_dirs[1]))
+        hub.publisher.publish(None, "anon/x", files_of(adapter_dirs[1]))
     assert hub.adapters.get(None, "alice", "upper").downloads == 1  # one read of the weights file above
 
 
@@ -107,7 +108,7 @@ def test_malformed_uploads_are_refused_and_change_nothing(hub, adapter_dirs, tmp
         samples = b'{"input": "a", "output": "A"}\n{"input": 1}\n'
     before = registry_state(hub)
     with pytest.raises(error, match=message):
-        hub.adapters.publish(alice, "alice/bad", files_of(d, samples=samples))
+        hub.publisher.publish(alice, "alice/bad", files_of(d, samples=samples))
     assert registry_state(hub) == before
 
 
@@ -117,7 +118,7 @@ def test_bad_names(hub, adapter_dirs, name):
     alice = hub.users.ensure_user("alice")
     before = registry_state(hub)
     with pytest.raises(InvalidInputError):
-        hub.adapters.publish(alice, name, files_of(adapter_dirs[0]))
+        hub.publisher.publish(alice, name, files_of(adapter_dirs[0]))
     assert registry_state(hub) == before
 
 
@@ -125,7 +126,7 @@ def test_oversize_is_refused(make_hub, adapter_dirs):
     hub = make_hub(max_upload_bytes=1000)
     alice = hub.users.ensure_user("alice")
     with pytest.raises(PayloadTooLargeError, match="limit of 1000 bytes"):
-        hub.adapters.publish(alice, "alice/big", files_of(adapter_dirs[0]))
+        hub.publisher.publish(alice, "alice/big", files_of(adapter_dirs[0]))
     assert registry_state(hub) == ([], 0, [], [])
 
 
@@ -137,23 +138,23 @@ def test_shapes_checked_against_registered_base(hub, tmp_path, tiny_model):
     wide = make_peft_adapter(pico_llama(hidden=64), tmp_path / "wide", seed=5)  # same base id, wrong shapes
     before = registry_state(hub)
     with pytest.raises(IncompatibleAdaptersError, match=r"\(32, 64\).*\(32, 32\)|\(64, 64\).*\(32, 32\)"):
-        hub.adapters.publish(alice, "alice/wide", files_of(wide))
+        hub.publisher.publish(alice, "alice/wide", files_of(wide))
     assert registry_state(hub) == before
     ok = make_peft_adapter(tiny_model, tmp_path / "ok", seed=6)
-    res = hub.adapters.publish(alice, "alice/ok", files_of(ok))
+    res = hub.publisher.publish(alice, "alice/ok", files_of(ok))
     assert res.created and not res.warnings
 
 
 def test_publish_is_atomic_when_the_transaction_fails(hub, adapter_dirs, monkeypatch):
     alice = hub.users.ensure_user("alice")
 
-    def boom(self, s, row, *args, **kwargs):
+    def boom(s, adapter_id):
         s.flush()  # the adapter row exists inside the transaction at this point
         raise RuntimeError("injected failure between blob write and commit")
 
-    monkeypatch.setattr(Publisher, "_insert_version", boom)
+    monkeypatch.setattr(adapters_repo, "max_version_number", boom)
     with pytest.raises(RuntimeError, match="injected"):
-        hub.adapters.publish(alice, "alice/atomic", files_of(adapter_dirs[0], samples=b'{"input":"a","output":"b"}\n'))
+        hub.publisher.publish(alice, "alice/atomic", files_of(adapter_dirs[0], samples=b'{"input":"a","output":"b"}\n'))
     names, n_versions, keys, tmp = registry_state(hub)
     assert names == [] and n_versions == 0 and tmp == []
     assert len(keys) == 4  # config, weights, README, samples: written, unreferenced
@@ -169,9 +170,9 @@ def test_fsck_finds_and_repairs_a_missing_blob(hub, adapter_dirs):
     alice = hub.users.ensure_user("alice")
     assert fsck(hub).stale_index  # no index persisted yet
     assert hub.search.ensure_index() == "rebuilt"  # what the server does at start
-    hub.adapters.publish(alice, "alice/one", files_of(adapter_dirs[0]), description="first")
-    hub.adapters.publish(alice, "alice/one", files_of(adapter_dirs[1]))
-    hub.adapters.publish(alice, "alice/two", files_of(adapter_dirs[2]), description="second")
+    hub.publisher.publish(alice, "alice/one", files_of(adapter_dirs[0]), description="first")
+    hub.publisher.publish(alice, "alice/one", files_of(adapter_dirs[1]))
+    hub.publisher.publish(alice, "alice/two", files_of(adapter_dirs[2]), description="second")
     assert fsck(hub).ok
     v2 = hub.adapters.version(None, "alice", "one", 2)
     weights_key = v2.files["adapter_model.safetensors"]["key"]
@@ -194,7 +195,7 @@ def test_fsck_finds_and_repairs_a_missing_blob(hub, adapter_dirs):
 def test_samples_are_stored(hub, adapter_dirs):
     alice = hub.users.ensure_user("alice")
     samples = b'{"input": "abc", "output": "ABC"}\n{"input": "x", "output": "X"}\n'
-    res = hub.adapters.publish(alice, "alice/s", PublishFiles(
+    res = hub.publisher.publish(alice, "alice/s", PublishFiles(
         config=(adapter_dirs[0] / "adapter_config.json").read_bytes(),
         weights=adapter_dirs[0] / "adapter_model.safetensors", samples=samples, readme=b"# My card\n"))
     assert res.version.samples_key is not None
@@ -207,11 +208,11 @@ def test_lineage_edges_from_provenance(hub, adapter_dirs):
     from hub.core.provenance import ParentRef, Provenance
 
     alice = hub.users.ensure_user("alice")
-    hub.adapters.publish(alice, "alice/p1", files_of(adapter_dirs[0]))
-    hub.adapters.publish(alice, "alice/p2", files_of(adapter_dirs[1]))
+    hub.publisher.publish(alice, "alice/p1", files_of(adapter_dirs[0]))
+    hub.publisher.publish(alice, "alice/p2", files_of(adapter_dirs[1]))
     prov = Provenance(method="linear", recipe_json='{"weights": [0.5, 0.5]}',
                       parents=(ParentRef("alice/p1", "1", 0.5), ParentRef("alice/p2", None, 0.5)))
-    res = hub.adapters.publish(alice, "alice/merged", files_of(adapter_dirs[2]), provenance=prov, source="merge")
+    res = hub.publisher.publish(alice, "alice/merged", files_of(adapter_dirs[2]), provenance=prov, source="merge")
     assert res.version.provenance["method"] == "linear" and res.version.source == "merge"
     lin = hub.adapters.lineage(None, "alice", "merged")
     assert sorted(p["version"] for p in lin.parents) == ["alice/p1@1", "alice/p2@1"]
@@ -225,7 +226,7 @@ def test_lineage_edges_from_provenance(hub, adapter_dirs):
     before = registry_state(hub)
     bad = Provenance(method="linear", parents=(ParentRef("alice/ghost", "1"),))
     with pytest.raises(NotFoundError, match="alice/ghost@1"):
-        hub.adapters.publish(alice, "alice/orphan", files_of(adapter_dirs[0]), provenance=bad)
+        hub.publisher.publish(alice, "alice/orphan", files_of(adapter_dirs[0]), provenance=bad)
     assert registry_state(hub)[:2] == before[:2]  # rolled back (its blobs are orphans for fsck)
 
 
@@ -237,6 +238,6 @@ def test_concurrent_publishes_get_distinct_version_numbers(hub, adapter_dirs, tm
     alice = hub.users.ensure_user("alice")
     dirs = [make_peft_adapter(tiny_model, tmp_path / f"c{i}", seed=100 + i) for i in range(4)]
     with ThreadPoolExecutor(4) as ex:
-        results = list(ex.map(lambda d: hub.adapters.publish(alice, "alice/busy", files_of(d)), dirs))
+        results = list(ex.map(lambda d: hub.publisher.publish(alice, "alice/busy", files_of(d)), dirs))
     assert sorted(r.version.number for r in results) == [1, 2, 3, 4]
     assert hub.adapters.get(None, "alice", "busy").latest_version == 4

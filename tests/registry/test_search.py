@@ -16,7 +16,7 @@ CATALOG = [
 def _fill(hub, adapter_dirs):
     users = {n: hub.users.ensure_user(n) for n in ("alice", "bob")}
     for name, idx, desc, tags, vis, lic in CATALOG:
-        hub.adapters.publish(users[name.split("/")[0]], name, files_of(adapter_dirs[idx]), description=desc,
+        hub.publisher.publish(users[name.split("/")[0]], name, files_of(adapter_dirs[idx]), description=desc,
                              tags=tags, visibility=vis, license=lic)
     return users
 
@@ -63,7 +63,7 @@ def test_index_persists_rebuilds_and_follows_patches(make_hub, adapter_dirs):
     assert again.search.ensure_index() == "loaded"
     assert again.search.indexed_count() == 3
     third = make_hub()
-    third.adapters.publish(alice, "alice/new", files_of(adapter_dirs[1]), description="Detects spam e-mails.")
+    third.publisher.publish(alice, "alice/new", files_of(adapter_dirs[1]), description="Detects spam e-mails.")
     fourth = make_hub()  # the persisted index no longer matches the DB
     assert fourth.search.is_stale() and fourth.search.ensure_index() == "rebuilt"
     assert names(fourth.search.search(None, "filter junk email", k=1)) == ["alice/new"]

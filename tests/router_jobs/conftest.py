@@ -56,7 +56,7 @@ def publish(hub, folder, name, samples=None, description=""):
            if samples else None)
     files = PublishFiles(config=(folder / "adapter_config.json").read_bytes(),
                          weights=folder / "adapter_model.safetensors", samples=raw)
-    return hub.adapters.publish(user, name, files, description=description)
+    return hub.publisher.publish(user, name, files, description=description)
 
 
 @pytest.fixture(params=["sqlite"])
@@ -67,7 +67,7 @@ def db_kind(request):
 @pytest.fixture
 def rhub(tmp_path, db_templates, db_kind, base_dir, expert_dirs):  # noqa: F811
     """A hub with the tiny base registered (local weights) and the experts published."""
-    from hub.services.hub import Hub
+    from hub.services.container import Hub
     from hub.settings import get_settings
 
     with db_templates.database(db_kind, tmp_path) as url:

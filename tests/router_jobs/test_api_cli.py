@@ -60,7 +60,7 @@ def test_cli_router_train_waits_with_progress_then_presets(server, rhub, capsys,
     monkeypatch.setattr(cli, "PLUGINS", [*cli.PLUGINS, "hub.cli_router:register"])
     url, token = server
     stop = threading.Event()
-    t = threading.Thread(target=Worker(rhub, "cli-test").run_forever, kwargs={"poll": 0.1, "should_stop": stop.is_set},
+    t = threading.Thread(target=Worker(rhub.queue, rhub.handlers, "cli-test").run_forever, kwargs={"poll": 0.1, "should_stop": stop.is_set},
                          daemon=True)
     t.start()
     try:

@@ -8,7 +8,7 @@ import torch
 from hub.core.errors import IncompatibleAdaptersError, InvalidInputError, NotFoundError, PermissionDeniedError
 from hub.jobs.queue import JobQueue
 from hub.jobs.worker import Worker
-from hub.services.router_training import RouterTrainingService, RouterTrainRequest
+from hub.services.router_training import RouterTrainRequest
 from tests.router_jobs.conftest import BASE_ID, EXPERTS, SAMPLES
 
 
@@ -16,16 +16,17 @@ def _train(hub, name="alice/router", steps=30, params=None, **kw):
     alice = hub.users.ensure_user("alice")
     req = RouterTrainRequest(preset="meteora", experts=tuple(EXPERTS), name=name, steps=steps,
                              params=params or {"k": 1}, train={"lr": 3e-2, "batch_size": 8, "seed": 0}, **kw)
-    job, dedup = RouterTrainingService(hub).submit(alice, req)
+    job, dedup = hub.routers.submit(alice, req)
     assert not dedup and job.status == "queued"
-    assert Worker(hub, "test").run_once()
+    assert Worker(hub.queue, hub.handlers, "test").run_once()
     return JobQueue(hub.sessions).get(job.id, alice.id)
 
 
 @pytest.mark.parametrize("db_kind", ["sqlite", "postgresql"])
 def test_job_publishes_a_router_with_lineage_and_it_is_served(rhub, base_dir):
-    from hub.services.inference import CompletionRequest, InferenceService
-    from hub.services.inference.routers import read_state
+    from hub.services.artifacts import read_router_state
+    from hub.services.container import inference_service
+    from hub.services.inference import CompletionRequest
 
     job = _train(rhub)
     assert job.status == "succeeded", job.error
@@ -49,7 +50,7 @@ def test_job_publishes_a_router_with_lineage_and_it_is_served(rhub, base_dir):
     from routing.checkpoint import load_router
     from routing.train import TrainConfig, _examples, collate, gate_accuracy
 
-    state = read_state(rhub, ver, "alice/router@1")
+    state = read_router_state(rhub.adapters, ver, "alice/router@1")
     assert state.expert_ids == EXPERTS and state.preset == "meteora"
     experts = [rhub.adapters.load(None, e.split("@")[0], 1)[0] for e in EXPERTS]
     model = AutoModelForCausalLM.from_pretrained(str(base_dir)).eval()
@@ -67,7 +68,7 @@ def test_job_publishes_a_router_with_lineage_and_it_is_served(rhub, base_dir):
     untrained = gate_accuracy(build_router(fresh, experts, "meteora", state.config, names=EXPERTS), batch)
     assert trained > untrained + 0.2, (trained, untrained)
 
-    svc = InferenceService(rhub, device="cpu")
+    svc = inference_service(rhub, "cpu")
     try:
         res = svc.complete(None, CompletionRequest(model="alice/router", prompts=["#12 13"], max_tokens=4,
                                                    temperature=0.0))
@@ -82,14 +83,14 @@ def test_job_publishes_a_router_with_lineage_and_it_is_served(rhub, base_dir):
 def test_same_recipe_is_deduplicated_and_a_new_version_is_published(rhub):
     alice = rhub.users.ensure_user("alice")
     req = RouterTrainRequest(preset="meteora", experts=tuple(EXPERTS), name="alice/r2", steps=2)
-    svc = RouterTrainingService(rhub)
+    svc = rhub.routers
     first, d1 = svc.submit(alice, req)
     again, d2 = svc.submit(alice, req)
     assert (d1, d2) == (False, True) and again.id == first.id
     other, d3 = svc.submit(alice, RouterTrainRequest(preset="meteora", experts=tuple(EXPERTS), name="alice/r2",
                                                      steps=3))
     assert not d3 and other.id != first.id
-    worker = Worker(rhub, "test")
+    worker = Worker(rhub.queue, rhub.handlers, "test")
     assert worker.run_once() and worker.run_once()
     assert [x.number for x in rhub.adapters.versions(None, "alice", "r2")] in ([1, 2], [2, 1])
 
@@ -115,7 +116,7 @@ def test_bad_requests_fail_at_submit_and_queue_nothing(rhub):
     for kw, err, text in BAD:
         fields = {"preset": "meteora", "experts": tuple(EXPERTS), "name": "alice/router", "steps": 5, **kw}
         with pytest.raises(err) as e:
-            RouterTrainingService(rhub).submit(alice, RouterTrainRequest(**fields))
+            rhub.routers.submit(alice, RouterTrainRequest(**fields))
         assert text in str(e.value), (kw, str(e.value))
     assert JobQueue(rhub.sessions).list(alice.id) == []
 
@@ -132,23 +133,22 @@ def test_request_fields_are_validated_where_built():
 def test_private_expert_of_someone_else_is_not_found(rhub):
     rhub.adapters.patch(rhub.users.ensure_user("bob"), "bob", "digits", visibility="private")
     with pytest.raises(NotFoundError):
-        RouterTrainingService(rhub).submit(rhub.users.ensure_user("alice"), RouterTrainRequest(
+        rhub.routers.submit(rhub.users.ensure_user("alice"), RouterTrainRequest(
             preset="meteora", experts=tuple(EXPERTS), name="alice/router"))
 
 
 def test_job_cancelled_while_running_publishes_nothing(rhub):
-    from hub.jobs.worker import JobCancelled, Reporter
-    from hub.services.router_training import run_router_train
+    from hub.jobs.reporter import JobCancelled, QueueReporter
 
     alice = rhub.users.ensure_user("alice")
     q = JobQueue(rhub.sessions)
-    job, _ = RouterTrainingService(rhub).submit(alice, RouterTrainRequest(
+    job, _ = rhub.routers.submit(alice, RouterTrainRequest(
         preset="meteora", experts=tuple(EXPERTS), name="alice/never", steps=50))
     running = q.claim("test", ("router_train",))
     assert running is not None and running.id == job.id
     assert q.cancel(job.id, alice.id).cancel_requested
     with pytest.raises(JobCancelled):
-        run_router_train(rhub, running, Reporter(q, job.id))
+        rhub.handlers["router_train"](running, QueueReporter(q, job.id))
     with pytest.raises(NotFoundError):
         rhub.adapters.get(None, "alice", "never")
 
@@ -158,16 +158,17 @@ def test_job_cancelled_while_running_publishes_nothing(rhub):
 def test_router_reading_the_request_embedding_trains_and_serves(rhub, lexical_dim):
     """config features="embedding": the job embeds each sample with the hub's MiniLM (and, with lexical_dim,
     hashes its words); serving computes the prompt's features the same way and the gates route on them."""
-    from hub.services.inference import CompletionRequest, InferenceService
-    from hub.services.inference.routers import read_state
+    from hub.services.artifacts import read_router_state
+    from hub.services.container import inference_service
+    from hub.services.inference import CompletionRequest
 
     job = _train(rhub, name="alice/emb-router", params={"k": 1, "features": "embedding", "lexical_dim": lexical_dim})
     assert job.status == "succeeded", job.error
     ver = rhub.adapters.version(None, "alice", "emb-router")
-    state = read_state(rhub, ver, "alice/emb-router@1")
+    state = read_router_state(rhub.adapters, ver, "alice/emb-router@1")
     assert state.config["features"] == "embedding" and state.config["embedding_dim"] == 384
     assert state.config["lexical_dim"] == lexical_dim
-    svc = InferenceService(rhub, device="cpu")
+    svc = inference_service(rhub, "cpu")
     try:
         picks = {}
         for prompt in ("up: cow", "#14 15"):
@@ -186,12 +187,13 @@ def test_multi_intent_router_job_serves_one_expert_per_task_asked_for(rhub):
     """MeteoRA ``multi_label`` + ``mix_intents`` through the job and the inference service: a request naming one
     expert's task gets that expert alone, a request naming both tasks gets both at full strength (without
     ``mix_intents`` the joined request gets one expert)."""
-    from hub.services.inference import CompletionRequest, InferenceService
+    from hub.services.container import inference_service
+    from hub.services.inference import CompletionRequest
 
     job = _train(rhub, name="alice/multi", steps=60, params={"k": 2, "multi_label": True, "mix_intents": 0.5,
                                                              "features": "embedding", "lexical_dim": 256})
     assert job.status == "succeeded", job.error
-    svc = InferenceService(rhub, device="cpu")
+    svc = inference_service(rhub, "cpu")
     try:
         used = {}
         for prompt in ("up: cow", "#14 15", "up: cow #14 15"):

@@ -6,7 +6,7 @@ from hub.cli_testbed import publish_zoo_into
 
 
 def test_zoo_is_published_into_a_hub_and_found_by_task(ci_zoo, tmp_path):
-    from hub.services.hub import Hub
+    from hub.services.container import Hub
     from hub.settings import get_settings
 
     with Hub(get_settings(data_dir=tmp_path / "data")) as hub:
@@ -27,8 +27,8 @@ def test_demo_hub_serves_zoo_adapters_like_the_testbed_eval(ci_zoo, tmp_path):
     """The inference endpoint answers zoo prompts (``<input> | <cue>`` + newline) as the testbed's own decoding."""
     from peft import PeftModel
 
-    from hub.services.hub import Hub
-    from hub.services.inference import CompletionRequest, InferenceService
+    from hub.services.container import Hub, inference_service
+    from hub.services.inference import CompletionRequest
     from hub.settings import get_settings
     from testbed.generate import greedy
     from testbed.tasks import TASKS
@@ -41,7 +41,7 @@ def test_demo_hub_serves_zoo_adapters_like_the_testbed_eval(ci_zoo, tmp_path):
     assert sum(a == e.output for a, e in zip(expected, examples, strict=True)) >= 6  # the adapter works
     with Hub(get_settings(data_dir=tmp_path / "data")) as hub:
         publish_zoo_into(hub, ci_zoo)
-        svc = InferenceService(hub)
+        svc = inference_service(hub)
         try:
             res = svc.complete(None, CompletionRequest(model="zoo/upper", prompts=[e.prompt + "\n" for e in examples],
                                                        max_tokens=40, temperature=0.0))

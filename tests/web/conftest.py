@@ -53,7 +53,7 @@ def live(tmp_path_factory) -> Live:
                ["summarization"]),
               ("alice/french-english", "Translates French sentences into fluent English.", ["translation"])]
     for (name, desc, tags), d in zip(decoys, dirs[1:], strict=True):
-        hub.adapters.publish(alice_user, name, PublishFiles(config=(d / "adapter_config.json").read_bytes(),
+        hub.publisher.publish(alice_user, name, PublishFiles(config=(d / "adapter_config.json").read_bytes(),
                                                             weights=d / "adapter_model.safetensors"),
                              description=desc, tags=tags, license="apache-2.0")
 
@@ -71,7 +71,7 @@ def live(tmp_path_factory) -> Live:
             raise RuntimeError("the test server did not start")
         time.sleep(0.05)
     stop = threading.Event()  # one job worker, in a thread here (``loom serve`` runs them as processes)
-    worker = threading.Thread(target=Worker(hub, name="web-test").run_forever,
+    worker = threading.Thread(target=Worker(hub.queue, hub.handlers, name="web-test").run_forever,
                               kwargs={"poll": 0.2, "should_stop": stop.is_set}, daemon=True, name="web-test-worker")
     worker.start()
     yield Live(f"http://127.0.0.1:{port}", hub, alice, bob, dirs)
@@ -103,7 +103,7 @@ def _serve_a_base(hub, user, root: Path) -> None:
     save_tokenizer(base_dir)
     hub.base_models.register(SERVED_BASE, json.loads((base_dir / "config.json").read_text()), weights=str(base_dir))
     d = make_peft_adapter(model, root / "served-adapter", seed=7, base_id=SERVED_BASE)
-    hub.adapters.publish(user, SERVED_ADAPTER, PublishFiles(config=(d / "adapter_config.json").read_bytes(),
+    hub.publisher.publish(user, SERVED_ADAPTER, PublishFiles(config=(d / "adapter_config.json").read_bytes(),
                                                             weights=d / "adapter_model.safetensors"),
                          description="Translate English sentences into French.", tags=["translation"])
 

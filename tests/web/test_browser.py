@@ -176,7 +176,7 @@ def test_private_adapter_only_for_owner(browser, live, artifacts):
 
     ad = live.adapters[0]
     alice = live.hub.users.authenticate(live.alice)
-    live.hub.adapters.publish(alice, "alice/secret-sql", PublishFiles(
+    live.hub.publisher.publish(alice, "alice/secret-sql", PublishFiles(
         config=(ad / "adapter_config.json").read_bytes(), weights=ad / "adapter_model.safetensors"),
         description="Private text-to-SQL adapter for internal database questions.", visibility="private")
     query = "/?q=" + "private text to SQL for database questions"
@@ -287,7 +287,7 @@ def test_owner_manages_and_deletes(browser, page, live, artifacts):
 
     ad = live.adapters[1]
     alice = live.hub.users.authenticate(live.alice)
-    live.hub.adapters.publish(alice, "alice/editable", PublishFiles(
+    live.hub.publisher.publish(alice, "alice/editable", PublishFiles(
         config=(ad / "adapter_config.json").read_bytes(), weights=ad / "adapter_model.safetensors"),
         description="Before the edit.", tags=["one"])
     # only the owner gets the panel

@@ -69,7 +69,7 @@ def test_compose_errors_next_to_fields(page, live):
     page.get_by_label("Adapters I choose").check()
     page.locator("#c-sources").fill("not a reference")
     page.get_by_role("button", name="Start job").click()
-    expect(page.locator("#err-sources")).to_contain_text("source must be 'namespace/name[@version]'")
+    expect(page.locator("#err-sources")).to_contain_text("sources must be 'namespace/name[@version]'")
     page.locator("#c-sources").fill("alice/news-summariser")
     page.get_by_label("Parameters").fill("{density: }")
     page.get_by_role("button", name="Start job").click()

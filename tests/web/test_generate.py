@@ -22,7 +22,7 @@ def gen(live, tmp_path_factory):
     live hub's worker) and ``dave`` with a private adapter that has sample data and no jobs at all."""
     from transformers import LlamaForCausalLM
 
-    from hub.services.generation import GenerationService, TrainGeneratorRequest
+    from hub.services.generation import TrainGeneratorRequest
     from hub.services.publish import PublishFiles
     from tests.helpers import make_peft_adapter
 
@@ -34,7 +34,7 @@ def gen(live, tmp_path_factory):
 
     def publish(user, name, seed, description, samples=None):
         d = make_peft_adapter(model, root / name.replace("/", "-"), seed=seed, base_id=SERVED_BASE)
-        hub.adapters.publish(user, name, PublishFiles(config=(d / "adapter_config.json").read_bytes(),
+        hub.publisher.publish(user, name, PublishFiles(config=(d / "adapter_config.json").read_bytes(),
                                                       weights=d / "adapter_model.safetensors", samples=samples),
                              description=description, visibility="private")
 
@@ -42,7 +42,7 @@ def gen(live, tmp_path_factory):
     samples = "\n".join(json.dumps({"input": f"repeat {w}", "output": w}) for w in ("one", "two", "three"))
     publish(dave, "dave/echo", 32, "Repeat the last word of a sentence.", samples.encode())
 
-    svc = GenerationService(hub)
+    svc = hub.generation
     job, _ = svc.submit_train_generator(carol, TrainGeneratorRequest(
         method="sg_lora", base_model=SERVED_BASE, name="carol/gen", sources=(SERVED_ADAPTER, "carol/shout"),
         params={"steps": 20, "k": 2}, description="Writes adapters of the served tiny Llama from a description."))
@@ -129,7 +129,7 @@ def test_generate_and_transfer_errors_next_to_fields(page, live, gen, artifacts)
     # an adapter is not a generator
     gform.get_by_label("Generator").fill("dave/echo")
     gform.get_by_role("button", name="Start job").click()
-    expect(page.locator("#err-g-generator")).to_contain_text("dave/echo is a adapter, not a generator")
+    expect(page.locator("#err-g-generator")).to_contain_text("dave/echo is an adapter, not a generator")
     gform.get_by_label("Seed").fill("1.5")
     gform.get_by_role("button", name="Start job").click()
     expect(page.locator("#err-g-seed")).to_contain_text("whole number")

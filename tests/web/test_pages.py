@@ -21,7 +21,7 @@ def _publish(live, user_token: str, name: str, d, **kw):
     from hub.services.publish import PublishFiles
 
     user = live.hub.users.authenticate(user_token)
-    return live.hub.adapters.publish(user, name, PublishFiles(config=(d / "adapter_config.json").read_bytes(),
+    return live.hub.publisher.publish(user, name, PublishFiles(config=(d / "adapter_config.json").read_bytes(),
                                                               weights=d / "adapter_model.safetensors"), **kw)
 
 

@@ -70,8 +70,8 @@ def publish(
     config = _read_small(adapter_config, "adapter_config.json")
     assert config is not None
     readme_bytes, samples_bytes = _read_small(readme, "README.md"), _read_small(samples, "samples.jsonl")
-    staged = hub.adapters.stage(adapter_model.file)  # publish() consumes or deletes it
-    res = hub.adapters.publish(
+    staged = hub.publisher.stage(adapter_model.file)  # publish() consumes or deletes it
+    res = hub.publisher.publish(
         user, name, PublishFiles(config=config, weights=staged, readme=readme_bytes, samples=samples_bytes),
         description=description, tags=_split_tags(tags), license=license, visibility=visibility,
     )

@@ -8,10 +8,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from hub.api.deps import HubDep, WriterDep
-from hub.api.routes.jobs import JobOut, _out
+from hub.api.routes.jobs import JobOut, job_out
 from hub.services.generation import (
     GenerateRequest,
-    GenerationService,
     TrainGeneratorRequest,
     TransferRequest,
 )
@@ -50,8 +49,8 @@ class TransferIn(BaseModel):
 def train_generator(hub: HubDep, user: WriterDep, body: TrainGeneratorIn) -> JobOut:
     req = TrainGeneratorRequest(method=body.method, base_model=body.base_model, name=body.name,
                                 sources=tuple(body.sources), params=body.params, description=body.description)
-    job, dedup = GenerationService(hub).submit_train_generator(user, req)
-    return _out(job, dedup)
+    job, dedup = hub.generation.submit_train_generator(user, req)
+    return job_out(job, dedup)
 
 
 @router.post("/generations", status_code=202, response_model=JobOut, operation_id="generate_adapter",
@@ -59,8 +58,8 @@ def train_generator(hub: HubDep, user: WriterDep, body: TrainGeneratorIn) -> Job
 def generate(hub: HubDep, user: WriterDep, body: GenerateIn) -> JobOut:
     req = GenerateRequest(generator=body.generator, task=body.task, samples=tuple(body.samples), seed=body.seed,
                           name=body.name, visibility=body.visibility)
-    job, dedup = GenerationService(hub).submit_generate(user, req)
-    return _out(job, dedup)
+    job, dedup = hub.generation.submit_generate(user, req)
+    return job_out(job, dedup)
 
 
 @router.post("/transfers", status_code=202, response_model=JobOut, operation_id="transfer_adapter",
@@ -68,5 +67,5 @@ def generate(hub: HubDep, user: WriterDep, body: GenerateIn) -> JobOut:
 def transfer(hub: HubDep, user: WriterDep, body: TransferIn) -> JobOut:
     req = TransferRequest(source=body.source, target_base=body.target_base, name=body.name, params=body.params,
                           visibility=body.visibility)
-    job, dedup = GenerationService(hub).submit_transfer(user, req)
-    return _out(job, dedup)
+    job, dedup = hub.generation.submit_transfer(user, req)
+    return job_out(job, dedup)

@@ -14,12 +14,6 @@ from hub.core.errors import InvalidInputError, LoomError
 router = APIRouter(prefix="/api/v1/hf", tags=["hugging face"])
 
 
-def _service(hub: Any) -> Any:
-    from hub.services.hf import HfService
-
-    return HfService(hub)
-
-
 class HfImportIn(BaseModel):
     """Either ``repo`` (+ ``revision``, ``name``) for one repo, or ``search``/``author``/``base_model`` for many."""
 
@@ -120,7 +114,7 @@ def _summary(items: list[HfImportItem]) -> HfImportOut:
              summary="Import LoRA adapters from the Hugging Face Hub (one repo, or every hit of a search)",
              responses={200: {"model": HfImportOut, "description": "nothing new: every commit was already imported"}})
 def hf_import(hub: HubDep, user: WriterDep, body: HfImportIn, response: Response) -> HfImportOut:
-    svc = _service(hub)
+    svc = hub.hf
     bulk = body.search is not None or body.author is not None or body.base_model is not None
     if bool(body.repo) == bulk:
         raise InvalidInputError("give either repo (one repository) or search/author/base_model (a Hub search)",
@@ -148,7 +142,7 @@ def hf_import(hub: HubDep, user: WriterDep, body: HfImportIn, response: Response
             summary="List PEFT adapters on the Hugging Face Hub (with the commit sha each would be imported at)")
 def hf_search(hub: HubDep, user: WriterDep, search: str | None = None, author: str | None = None,
               base_model: str | None = None, limit: int = Query(default=20, ge=1, le=1000)) -> list[HfRefOut]:
-    refs = _service(hub).search(search=search, author=author, base_model=base_model, limit=limit)
+    refs = hub.hf.search(search=search, author=author, base_model=base_model, limit=limit)
     return [HfRefOut(repo_id=r.repo_id, sha=r.sha, private=r.private, gated=r.gated, tags=list(r.tags),
                      last_modified=r.last_modified) for r in refs]
 
@@ -156,7 +150,7 @@ def hf_search(hub: HubDep, user: WriterDep, search: str | None = None, author: s
 @router.post("/sync", response_model=HfSyncOut, operation_id="hf_sync",
              summary="Re-sync your adapters imported from the Hub: new upstream commits become new versions")
 def hf_sync(hub: HubDep, user: WriterDep, body: HfSyncIn | None = None) -> HfSyncOut:
-    report = _service(hub).sync(repos=body.repos if body else None, owner=user).to_dict()
+    report = hub.hf.sync(repos=body.repos if body else None, owner=user).to_dict()
     return HfSyncOut(updated=[HfSyncItem(**u) for u in report["updated"]], unchanged=report["unchanged"],
                      errors={k: ErrorInfo(**e, details={}) for k, e in report["errors"].items()})
 
@@ -164,7 +158,7 @@ def hf_sync(hub: HubDep, user: WriterDep, body: HfSyncIn | None = None) -> HfSyn
 @router.post("/export", status_code=201, response_model=HfExportOut, operation_id="hf_export",
              summary="Push an adapter version to a Hugging Face Hub repo with a generated model card")
 def hf_export(hub: HubDep, user: WriterDep, body: HfExportIn) -> HfExportOut:
-    res = _service(hub).export(user, body.name, body.repo, private=body.private, commit_message=body.commit_message)
+    res = hub.hf.export(user, body.name, body.repo, private=body.private, commit_message=body.commit_message)
     return HfExportOut(**res.to_dict())
 
 
@@ -175,7 +169,7 @@ async def hf_webhook(request: Request, response: Response) -> WebhookOut:
     from starlette.concurrency import run_in_threadpool
 
     body = await request.body()
-    svc = _service(request.app.state.hub)
+    svc = request.app.state.hub.hf
     outcome = await run_in_threadpool(svc.handle_webhook, dict(request.headers), body)
     if outcome.status != "queued":
         response.status_code = 200

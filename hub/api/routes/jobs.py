@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 
 from hub.api.deps import HubDep, UserDep, WriterDep
 from hub.core.errors import AuthenticationError
-from hub.services.compositions import CompositionRequest, CompositionService, describe, job_summary
+from hub.services.compositions import CompositionRequest, describe
+from hub.services.jobs import job_summary
 
 router = APIRouter(prefix="/api/v1", tags=["compositions"])
 
@@ -51,7 +52,8 @@ class JobOut(BaseModel):
     deduplicated: bool = False
 
 
-def _out(job: Any, dedup: bool = False) -> JobOut:
+def job_out(job: Any, dedup: bool = False) -> JobOut:
+    """The API view of a job (``deduplicated``: an identical earlier job was returned)."""
     d = job_summary(job)
     d.pop("owner_id", None)
     return JobOut(**d, deduplicated=dedup)
@@ -66,8 +68,8 @@ def create_composition(hub: HubDep, user: WriterDep, body: CompositionIn) -> Job
         min_score=body.min_score, name=body.name, description=body.description, tags=tuple(body.tags),
         visibility=body.visibility,
     )
-    job, dedup = CompositionService(hub).submit(user, req)
-    return _out(job, dedup)
+    job, dedup = hub.compositions.submit(user, req)
+    return job_out(job, dedup)
 
 
 @router.get("/compositions/methods", operation_id="list_composition_methods",
@@ -81,16 +83,16 @@ def list_jobs(hub: HubDep, user: UserDep, status: str | None = None,
               limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[JobOut]:
     if user is None:
         raise AuthenticationError("listing jobs needs an API token (Authorization: Bearer <token>)")
-    return [_out(j) for j in CompositionService(hub).jobs.list(user.id, status=status, limit=limit)]
+    return [job_out(j) for j in hub.jobs.list(user.id, status=status, limit=limit)]
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, operation_id="get_job",
             summary="A job's status, progress, log, result or error")
 def get_job(hub: HubDep, user: UserDep, job_id: str) -> JobOut:
-    return _out(CompositionService(hub).jobs.get(job_id, user.id if user else None))
+    return job_out(hub.jobs.get(job_id, user.id if user else None))
 
 
 @router.delete("/jobs/{job_id}", response_model=JobOut, operation_id="cancel_job",
                summary="Cancel a queued or running job; a cancelled job publishes nothing")
 def cancel_job(hub: HubDep, user: WriterDep, job_id: str) -> JobOut:
-    return _out(CompositionService(hub).jobs.cancel(job_id, user.id))
+    return job_out(hub.jobs.cancel(job_id, user.id))

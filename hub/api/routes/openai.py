@@ -34,7 +34,7 @@ _lock = threading.Lock()
 
 def get_inference(request: Request) -> Any:
     """The app's :class:`~hub.services.inference.InferenceService` (built on first use)."""
-    from hub.services.inference import InferenceService
+    from hub.services.container import inference_service
 
     state = request.app.state
     with _lock:
@@ -43,7 +43,7 @@ def get_inference(request: Request) -> Any:
             hub = state.hub
             if not hub.settings.inference_enabled:
                 raise InvalidInputError("inference is disabled on this server (LOOM_INFERENCE_ENABLED=false)")
-            svc = state.inference = InferenceService(hub)
+            svc = state.inference = inference_service(hub)
     return svc
 
 
@@ -246,13 +246,12 @@ def create_inference_app(settings: Any = None, *, hub: Any = None, migrate: bool
 
     from hub.api import errors
     from hub.api.routes import system
-    from hub.services.hub import Hub
-    from hub.services.inference import InferenceService
+    from hub.services.container import Hub, inference_service
     from hub.settings import get_settings
 
     own = hub is None
     the_hub = hub if hub is not None else Hub(settings or get_settings(), migrate=migrate)
-    svc = InferenceService(the_hub, device=device)
+    svc = inference_service(the_hub, device)
     for base in preload or []:
         svc.engine(base)
     for ref in pin or []:

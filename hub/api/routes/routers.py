@@ -8,8 +8,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from hub.api.deps import HubDep, WriterDep
-from hub.api.routes.jobs import JobOut, _out
-from hub.services.router_training import RouterTrainingService, RouterTrainRequest, presets
+from hub.api.routes.jobs import JobOut, job_out
+from hub.services.router_training import RouterTrainRequest, presets
 
 router = APIRouter(prefix="/api/v1", tags=["routers"])
 
@@ -32,8 +32,8 @@ class RouterTrainIn(BaseModel):
 def train_router(hub: HubDep, user: WriterDep, body: RouterTrainIn) -> JobOut:
     req = RouterTrainRequest(preset=body.preset, experts=tuple(body.experts), name=body.name, steps=body.steps,
                              params=body.params, train=body.train, description=body.description)
-    job, dedup = RouterTrainingService(hub).submit(user, req)
-    return _out(job, dedup)
+    job, dedup = hub.routers.submit(user, req)
+    return job_out(job, dedup)
 
 
 @router.get("/routers/presets", operation_id="list_router_presets",

@@ -11,28 +11,32 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 
 class InferenceCollector:
-    """A custom collector reading the live state of an :class:`InferenceService` at scrape time."""
+    """A custom collector reading the live state of the served bases at scrape time.
 
-    def __init__(self, svc: Any) -> None:
-        self.svc = svc
+    Args:
+        engines: the :class:`~hub.services.inference.engines.BaseEngines`. max_lora: the device tier's size.
+    """
+
+    def __init__(self, engines: Any, max_lora: int) -> None:
+        self.engines, self.max_lora = engines, max_lora
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        svc = self.svc
-        with svc._lock:
-            engines = dict(svc._bases)
         running, waiting = set(), set()
         calls = CounterMetricFamily("loom_inference_generate_calls", "Batched generate calls", labels=["base"])
         rows = CounterMetricFamily("loom_inference_rows", "Request rows served", labels=["base"])
         resident = GaugeMetricFamily("loom_inference_resident_adapters", "Adapters in the slot bank",
                                      labels=["base"])
-        for base_id, (_, gpu, batcher) in engines.items():
+        for base_id, (_, gpu, batcher) in self.engines.loaded().items():
             running |= set(batcher.running)
             waiting |= batcher.waiting()
             calls.add_metric([base_id], batcher.generate_calls)
@@ -40,26 +44,30 @@ class InferenceCollector:
             resident.add_metric([base_id], len(gpu.resident()))
         info = GaugeMetricFamily("vllm:lora_requests_info", "Running and waiting LoRA adapters (vLLM-compatible)",
                                  labels=["running_lora_adapters", "waiting_lora_adapters", "max_lora"])
-        info.add_metric([",".join(sorted(running)), ",".join(sorted(waiting - running)),
-                         str(svc.settings.adapter_cache_gpu)], time.time())
+        info.add_metric([",".join(sorted(running)), ",".join(sorted(waiting - running)), str(self.max_lora)],
+                        time.time())
         yield from (info, calls, rows, resident)
 
     def describe(self) -> list[Any]:
         return []
 
 
-def register(svc: Any) -> InferenceCollector | None:
-    """Add the collector to the hub's registry (once per hub); returns it, or None if one is there."""
-    registry = svc.hub.metrics.registry
-    if getattr(svc.hub, "_inference_collector", None) is not None:
+#: the collector registered on each registry (at most one: two would report the same metric names)
+_REGISTERED: weakref.WeakKeyDictionary[CollectorRegistry, InferenceCollector] = weakref.WeakKeyDictionary()
+
+
+def register(registry: CollectorRegistry, engines: Any, max_lora: int) -> InferenceCollector | None:
+    """Add a collector of ``engines`` to ``registry`` unless one is there; returns it, or None."""
+    if registry in _REGISTERED:
         return None
-    col = InferenceCollector(svc)
+    col = InferenceCollector(engines, max_lora)
     registry.register(col)
-    svc.hub._inference_collector = col
+    _REGISTERED[registry] = col
     return col
 
 
-def unregister(svc: Any, col: InferenceCollector | None) -> None:
-    if col is not None and getattr(svc.hub, "_inference_collector", None) is col:
-        svc.hub.metrics.registry.unregister(col)
-        svc.hub._inference_collector = None
+def unregister(registry: CollectorRegistry, col: InferenceCollector | None) -> None:
+    """Take ``col`` (what :func:`register` returned) off ``registry``."""
+    if col is not None and _REGISTERED.get(registry) is col:
+        registry.unregister(col)
+        del _REGISTERED[registry]

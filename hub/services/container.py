@@ -1,0 +1,136 @@
+"""The composition root: every service of a running hub, built once, each with the dependencies it needs.
+
+``create_app`` (the API), the CLI's local commands and ``loom worker`` build a :class:`Hub` from
+:class:`~hub.settings.Settings`; nothing here runs at import time. Services receive the parts they use
+(sessions, the blob store, other services), never the container. :func:`job_handlers` is the one
+table of job kinds and the handlers that run them.
+
+Adding a job kind: write one module with the handler (a class taking its dependencies, with a
+``run(job, report) -> dict`` method) and the service that submits it (``jobs.submit(KIND, ...)``), then
+add one line to :func:`job_handlers` (and build the submitting service below if it is new).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from hub.db import make_engine, make_session_factory
+from hub.hf_sync.retry import DEFAULT_POLICY, RetryPolicy
+from hub.jobs.queue import JobQueue
+from hub.jobs.worker import Handler
+from hub.services import compositions, generation, hf_resync, router_training
+from hub.services.adapters import AdapterService
+from hub.services.base_models import BaseModelService
+from hub.services.composition_job import CompositionJob
+from hub.services.compositions import CompositionService
+from hub.services.generation import GenerationService
+from hub.services.generation_jobs import GenerationJobs
+from hub.services.hf import HfService
+from hub.services.hf_client import HubClient
+from hub.services.hf_export import HfExporter
+from hub.services.hf_imports import HfImports
+from hub.services.hf_resync import HfResync
+from hub.services.hf_webhooks import HfWebhooks
+from hub.services.jobs import JobService
+from hub.services.metrics import Metrics
+from hub.services.publish import Publisher
+from hub.services.router_training import RouterTrainingService
+from hub.services.router_training_job import RouterTrainingJob
+from hub.services.search import SearchService
+from hub.services.sources import SourceResolver
+from hub.services.users import UserService
+from hub.settings import Settings
+from hub.storage import LocalBlobStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    from huggingface_hub import HfApi
+
+    from hub.search.embedder import Embedder
+    from hub.services.inference import InferenceService
+
+
+class Hub:
+    """Everything a running registry needs, built from settings.
+
+    Args:
+        settings: the deployment's settings.
+        migrate: apply Alembic migrations up to head first (the default on ``loom serve``).
+        embedder_factory: builds the embedder from the model name (default: ``hub.search.embedder.load_embedder``).
+        hf_api: an ``HfApi`` to talk to instead of one built from the ``hf_*`` settings (tests, custom clients).
+    """
+
+    def __init__(self, settings: Settings, *, migrate: bool = True,
+                 embedder_factory: Callable[[str], Embedder] | None = None, hf_api: HfApi | None = None) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.engine = make_engine(settings.resolved_database_url)
+        if migrate:
+            from hub.db.migrate import upgrade
+
+            upgrade(self.engine)
+        self.sessions = sessions = make_session_factory(self.engine)
+        self.blobs = blobs = LocalBlobStore(settings.blob_dir)
+        self.metrics = metrics = Metrics()
+        self.users = UserService(sessions)
+        self.base_models = base_models = BaseModelService(sessions)
+        self.search = search = SearchService(settings, sessions, embedder_factory)
+        self.adapters = adapters = AdapterService(sessions, blobs, search, metrics,
+                                                  embedding_model=settings.embedding_model)
+        self.publisher = publisher = Publisher(sessions, blobs, search, metrics, base_models,
+                                               max_upload_bytes=settings.max_upload_bytes,
+                                               embedding_model=settings.embedding_model)
+        self.sources = sources = SourceResolver(adapters, base_models)
+        self.queue = JobQueue(sessions)
+        self.jobs = jobs = JobService(self.queue)
+        self.generation = GenerationService(jobs, sources, adapters, base_models)
+        self.compositions = CompositionService(jobs, sources, search, self.generation)
+        self.routers = RouterTrainingService(jobs, sources, publisher)
+        self.hf = build_hf(self, api=hf_api)
+        self.handlers = job_handlers(self)
+
+    def close(self) -> None:
+        """Persist the index if it changed and release DB connections."""
+        try:
+            self.search.save()
+        finally:
+            self.engine.dispose()
+
+    def __enter__(self) -> Hub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def job_handlers(hub: Hub) -> dict[str, Handler]:
+    """Every job kind and the handler that runs it: the one table a worker is given."""
+    gen = GenerationJobs(hub.users, hub.adapters, hub.publisher, hub.sources, hub.search.embed)
+    return {
+        compositions.KIND: CompositionJob(hub.users, hub.adapters, hub.publisher, hub.sources).run,
+        generation.TRAIN_GENERATOR: gen.train_generator,
+        generation.GENERATE: gen.generate,
+        generation.TRANSFER: gen.transfer,
+        router_training.KIND: RouterTrainingJob(hub.users, hub.adapters, hub.publisher, hub.sources,
+                                                hub.search.embed).run,
+        hf_resync.KIND: hub.hf.resync.run,
+    }
+
+
+def build_hf(hub: Hub, *, api: HfApi | None = None, policy: RetryPolicy | None = None) -> HfService:
+    """The Hugging Face sync service of ``hub`` (``api``/``policy`` replace the ones built from settings)."""
+    s = hub.settings
+    client = HubClient(s.hf_endpoint, s.hf_token, api=api, policy=policy or DEFAULT_POLICY)
+    imports = HfImports(client, hub.sessions, hub.publisher, cache_dir=s.cache_dir,
+                        max_upload_bytes=s.max_upload_bytes)
+    resync = HfResync(client, hub.sessions, imports)
+    exporter = HfExporter(client, hub.sessions, hub.adapters, hub.blobs, cache_dir=s.cache_dir)
+    webhooks = HfWebhooks(s.hf_webhook_secret, hub.jobs, resync)
+    return HfService(client, imports, resync, exporter, webhooks)
+
+
+def inference_service(hub: Hub, device: str | None = None) -> InferenceService:
+    """A new inference service over ``hub``'s registry (an app builds one on first use and closes it at shutdown)."""
+    from hub.services.inference import InferenceService
+
+    return InferenceService(hub.settings, hub.adapters, hub.base_models, hub.search, hub.metrics, device)

@@ -1,0 +1,104 @@
+"""The served base models of one process: each loaded on first use, with its adapter slot bank and batcher.
+
+An :class:`Engine` is one base: the model and tokenizer (:class:`~hub.services.inference.models.LoadedBase`),
+its device tier of adapters (:class:`~hub.services.inference.cache.GpuTier`) and its batcher, the only user
+of the model. :class:`BaseEngines` loads each base once (concurrent first requests wait for one load) and
+stops the batchers on close.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from hub.core.errors import InvalidInputError
+from hub.services.inference.resolve import split_model
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hub.db.models import BaseModel
+    from hub.services.base_models import BaseModelService
+    from hub.settings import Settings
+
+
+class Engine(NamedTuple):
+    """One served base: ``(base, gpu, batcher)``."""
+
+    base: Any
+    gpu: Any
+    batcher: Any
+
+
+class BaseEngines:
+    """Load, hold and stop the engines of the registered bases.
+
+    Args:
+        settings: inference settings (cache sizes, batch size and window, default base).
+        base_models: the registered bases. device: force ``cpu``/``cuda`` (default: cuda if available).
+    """
+
+    def __init__(self, settings: Settings, base_models: BaseModelService, device: str | None = None) -> None:
+        self.settings, self.base_models, self.device = settings, base_models, device
+        self._engines: dict[str, Engine] = {}
+        self._lock = threading.Lock()
+        self._base_locks: dict[str, threading.Lock] = {}
+
+    def get(self, base_id: str) -> Engine:
+        """The engine of ``base_id``, loading it on first use.
+
+        Raises:
+            NotFoundError: the base is not registered. InvalidInputError: it cannot be loaded.
+        """
+        from hub.services.inference.batcher import Batcher
+        from hub.services.inference.cache import GpuTier
+        from hub.services.inference.models import load_base
+
+        with self._lock:
+            if base_id in self._engines:
+                return self._engines[base_id]
+            lock = self._base_locks.setdefault(base_id, threading.Lock())
+        with lock:
+            with self._lock:
+                if base_id in self._engines:
+                    return self._engines[base_id]
+            row = self.base_models.get(base_id)
+            lb = load_base(row.model_id, row.revision, row.weights, self.device)
+            gpu = GpuTier(lb.mixed, self.settings.adapter_cache_gpu)
+            batcher = Batcher(lb, gpu, self.settings.inference_max_batch,
+                              self.settings.inference_batch_window_ms / 1000.0)
+            engine = Engine(lb, gpu, batcher)
+            with self._lock:
+                self._engines[base_id] = engine
+            return engine
+
+    def loaded(self) -> dict[str, Engine]:
+        """A snapshot of the engines loaded so far (base id -> engine)."""
+        with self._lock:
+            return dict(self._engines)
+
+    def served_bases(self) -> list[BaseModel]:
+        """Registered base rows (all of them; a base that cannot be loaded errors only when used)."""
+        return list(self.base_models.list())
+
+    def default_base(self) -> str:
+        """The base ``auto`` and mixtures use when the request names none."""
+        if self.settings.inference_default_base:
+            return self.settings.inference_default_base
+        ids = sorted({b.model_id for b in self.served_bases()})
+        if len(ids) == 1:
+            return ids[0]
+        raise InvalidInputError(f"several base models are registered ({ids}); name one as '<base>:auto' or set "
+                                "LOOM_INFERENCE_DEFAULT_BASE", field="model")
+
+    def base_for(self, model: str) -> str:
+        """The base a ``<base>:auto`` / ``auto`` / mixture request runs on."""
+        base_id, _ = split_model(model)
+        if base_id is None and self.base_models.find(model.strip()) is not None:
+            return model.strip()
+        return base_id or self.default_base()
+
+    def close(self) -> None:
+        """Stop the batchers."""
+        with self._lock:
+            engines, self._engines = list(self._engines.values()), {}
+        for e in engines:
+            e.batcher.close()

@@ -1,0 +1,61 @@
+"""Jobs as the API and the CLI see them: submit, list, show, cancel, and the public view of a job.
+
+Every job-producing service (compositions, generation, router training, Hugging Face sync) submits
+through :class:`JobService`; the composition root's :func:`~hub.services.container.job_handlers` names the
+handler of each kind (a meta-test checks that every kind a service submits has one).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hub.core.errors import NotFoundError
+from hub.jobs.queue import JobQueue, JobView
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hub.db.models import User
+    from hub.services.users import UserService
+
+
+class JobService:
+    """Submit and observe jobs in ``queue``."""
+
+    def __init__(self, queue: JobQueue) -> None:
+        self.queue = queue
+
+    def submit(self, kind: str, owner_id: int | None, request: dict[str, Any],
+               recipe_hash: str | None = None) -> tuple[JobView, bool]:
+        """Queue a job (or return the owner's identical live or succeeded one: ``(job, deduplicated)``)."""
+        return self.queue.submit(kind, owner_id, request, recipe_hash)
+
+    def get(self, job_id: str, viewer_id: int | None) -> JobView:
+        return self.queue.get(job_id, viewer_id)
+
+    def list(self, viewer_id: int | None, *, status: str | None = None, limit: int = 50) -> list[JobView]:
+        return self.queue.list(viewer_id, status=status, limit=limit)
+
+    def cancel(self, job_id: str, viewer_id: int | None) -> JobView:
+        return self.queue.cancel(job_id, viewer_id)
+
+    def log(self, job_id: str, line: str) -> None:
+        """Append a line to a job's log (e.g. why a service chose what it queued)."""
+        self.queue.report(job_id, log=line)
+
+
+def job_summary(job: JobView) -> dict[str, Any]:
+    """The public view of a job (what the API returns): the request without its internal log lines."""
+    d = job.to_dict()
+    d["request"] = {k: x for k, x in job.request.items() if k != "log"}
+    return d
+
+
+def job_owner(users: UserService, job: JobView) -> User:
+    """The user a job runs as.
+
+    Raises:
+        NotFoundError: the owner was deleted after the job was queued.
+    """
+    try:
+        return users.get(job.owner_id)
+    except NotFoundError:
+        raise NotFoundError("the job's owner no longer exists") from None
