@@ -29,7 +29,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from hub.cli_testbed import ZOO_OWNER, publish_zoo_into
+    from hub.cli.testbed import ZOO_OWNER, publish_zoo_into
     from hub.services.hub import Hub
     from hub.services.inference import InferenceService
     from hub.settings import get_settings
