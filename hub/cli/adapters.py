@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from hub.cli import common
 from hub.cli.common import JsonOpt
@@ -116,13 +115,9 @@ def show(ref: Annotated[str, typer.Argument(help="namespace/name")], json_out: J
     out.print(f"[bold]{a['id']}[/] ({a['visibility']}, owner {a['owner']}, {a['downloads']} downloads)")
     out.print(a["description"] or "(no description)")
     out.print(f"tags: {', '.join(a['tags']) or '-'}   license: {a['license'] or '-'}   base: {a['base_model']}")
-    t = Table(title="versions")
-    for col in ("ver", "rank", "targets", "size", "sha256", "source", "created"):
-        t.add_column(col)
-    for v in versions:
-        t.add_row(str(v["number"]), str(v["rank"]), ",".join(v["target_modules"]), str(v["size"]),
-                  v["sha256"][:12], v["source"], str(v["created_at"])[:19])
-    out.print(t)
+    out.print(common.table("versions", ("ver", "rank", "targets", "size", "sha256", "source", "created"), (
+        (str(v["number"]), str(v["rank"]), ",".join(v["target_modules"]), str(v["size"]), v["sha256"][:12],
+         v["source"], str(v["created_at"])[:19]) for v in versions)))
     for e in detail.get("parents", []):
         out.print(f"parent: {e['version']} via {e['method']} (weight {e['weight']})")
 

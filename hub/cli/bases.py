@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from hub.cli import common
 from hub.cli.common import JsonOpt
@@ -41,12 +40,5 @@ def base_ls(json_out: JsonOpt = False) -> None:
     """List registered base models."""
     with common.client() as c:
         items = c.list_bases()
-    if json_out:
-        common.print_json(items)
-        return
-    t = Table(title="base models")
-    for col in ("id", "revision", "model_type", "weights"):
-        t.add_column(col)
-    for b in items:
-        t.add_row(b["id"], b["revision"], str(b["config"].get("model_type")), b["weights"] or "")
-    common.console.print(t)
+    common.print_listing(items, json_out, "base models", ("id", "revision", "model_type", "weights"),
+                         lambda b: (b["id"], b["revision"], str(b["config"].get("model_type")), b["weights"] or ""))

@@ -9,6 +9,7 @@ SQLAlchemy, no httpx), so ``loom --help`` stays fast.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -95,6 +96,25 @@ def transfer_bar(label: str) -> Progress:
     """A transient byte-count progress bar on stderr (uploads and downloads)."""
     return Progress(TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err_console,
                     transient=True)
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], **column_options: Any) -> Table:
+    """A table titled ``title`` with ``columns`` (each given ``column_options``) and ``rows``."""
+    t = Table(title=title)
+    for col in columns:
+        t.add_column(col, **column_options)
+    for r in rows:
+        t.add_row(*r)
+    return t
+
+
+def print_listing(items: list[dict[str, Any]], json_out: bool, title: str, columns: Sequence[str],
+                  row: Callable[[dict[str, Any]], Sequence[str]], **column_options: Any) -> None:
+    """Print ``items`` as JSON (``--json``), else as a :func:`table` with one ``row(item)`` per item."""
+    if json_out:
+        print_json(items)
+    else:
+        console.print(table(title, columns, map(row, items), **column_options))
 
 
 def adapter_table(rows: list[dict[str, Any]], title: str | None = None, scores: list[float] | None = None) -> Table:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from hub.cli import common
 from hub.cli.common import JsonOpt
@@ -22,17 +21,14 @@ def jobs_list(ctx: typer.Context, status: Annotated[str | None, typer.Option("--
         return
     with common.client() as client:
         items = client.jobs(status=status)
-    if json_out:
-        common.print_json(items)
-        return
-    t = Table(title="jobs")
-    for col in ("id", "kind", "status", "progress", "message", "result", "created"):
-        t.add_column(col, overflow="fold")
-    for j in items:
+
+    def row(j: dict[str, Any]) -> tuple[str, ...]:
         res = j.get("result") or {}
-        t.add_row(j["id"][:12], j["kind"], j["status"], f"{j['progress']:.0%}", (j["message"] or "")[:60],
-                  f"{res.get('adapter', '')}@{res.get('version', '')}" if res else "", j["created_at"][:19])
-    common.console.print(t)
+        return (j["id"][:12], j["kind"], j["status"], f"{j['progress']:.0%}", (j["message"] or "")[:60],
+                f"{res.get('adapter', '')}@{res.get('version', '')}" if res else "", j["created_at"][:19])
+
+    common.print_listing(items, json_out, "jobs", ("id", "kind", "status", "progress", "message", "result", "created"),
+                         row, overflow="fold")
 
 
 @app.command("show")

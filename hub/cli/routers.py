@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from hub.cli import common
 from hub.cli.common import JsonOpt, parse_params
@@ -41,13 +40,10 @@ def list_presets(json_out: JsonOpt = False) -> None:
     """List the router presets and their config fields."""
     with common.client() as client:
         items = client.router_presets()
-    if json_out:
-        common.print_json(items)
-        return
-    t = Table(title="router presets")
-    for col in ("name", "granularity", "trainable", "config", "paper"):
-        t.add_column(col, overflow="fold")
-    for p in items:
+
+    def row(p: dict[str, Any]) -> tuple[str, ...]:
         cfg = ", ".join(f"{k}={v}" for k, v in p["config"].items())
-        t.add_row(p["name"], p["granularity"], "yes" if p["trainable"] else "no", cfg, p.get("paper") or "")
-    common.console.print(t)
+        return p["name"], p["granularity"], "yes" if p["trainable"] else "no", cfg, p.get("paper") or ""
+
+    common.print_listing(items, json_out, "router presets", ("name", "granularity", "trainable", "config", "paper"),
+                         row, overflow="fold")

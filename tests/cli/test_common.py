@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import typer
 
@@ -40,3 +42,12 @@ def test_root_options_reach_settings_and_client(tmp_path, monkeypatch):
     assert common.settings().data_dir == tmp_path / "d"
     with common.client() as c:
         assert c.server_url == "http://127.0.0.1:1234"
+
+
+def test_print_listing_is_json_or_a_table(capsys):
+    items = [{"id": "tiny/llama", "revision": "main"}, {"id": "tiny/qwen", "revision": "abc"}]
+    common.print_listing(items, True, "bases", ("id", "revision"), lambda b: (b["id"], b["revision"]))
+    assert json.loads(capsys.readouterr().out) == items
+    common.print_listing(items, False, "bases", ("id", "revision"), lambda b: (b["id"], b["revision"]))
+    lines = capsys.readouterr().out.splitlines()
+    assert "bases" in lines[0] and any("tiny/qwen" in line and "abc" in line for line in lines)
