@@ -29,7 +29,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from hub.cli_testbed import ZOO_OWNER, publish_zoo_into
+    from hub.cli.testbed import ZOO_OWNER, publish_zoo_into
     from hub.services.container import Hub, inference_service
     from hub.settings import get_settings
     from testbed.tasks import get_task

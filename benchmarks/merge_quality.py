@@ -170,7 +170,7 @@ def print_multi(report: dict[str, Any], args: Any, console: Any) -> None:
 
 def describe_requests(zoo: Any, args: Any, ref: Any, console: Any) -> dict[str, Any]:
     """Part 2: held-out task descriptions through the composition service; composed vs own adapter."""
-    from hub.cli_testbed import publish_zoo_into
+    from hub.cli.testbed import publish_zoo_into
     from hub.core.errors import LoomError
     from hub.jobs.worker import Worker
     from hub.services.compositions import CompositionRequest

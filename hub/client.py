@@ -58,6 +58,11 @@ class _Counting:
         return getattr(self._f, name)
 
 
+def without_none(**kw: Any) -> dict[str, Any]:
+    """The keyword arguments that are not None (query parameters and JSON bodies of optional fields)."""
+    return {k: v for k, v in kw.items() if v is not None}
+
+
 def split_ref(ref: str) -> tuple[str, str, int | None]:
     """``"ns/name[@version]"`` -> (namespace, name, version or None), by :class:`hub.core.refs.AdapterRef`."""
     r = AdapterRef.parse(ref)
@@ -106,15 +111,16 @@ class LoomClient:
         exc.code = code
         raise exc
 
-    def _req(self, method: str, path: str, **kw: Any) -> Any:
+    def request(self, method: str, path: str, **kw: Any) -> Any:
+        """Send one request to the API (``kw`` as for :meth:`httpx.Client.request`); returns the JSON body.
+
+        Raises:
+            LoomError: the server's domain error (or :class:`ServerError`), rebuilt from its error shape.
+        """
         resp = self._http.request(method, path, **kw)
         self._raise(resp)
         return resp.json() if resp.content and resp.headers.get("content-type", "").startswith("application/json") \
             else None
-
-    @staticmethod
-    def _params(**kw: Any) -> dict[str, Any]:
-        return {k: v for k, v in kw.items() if v is not None}
 
     # -- adapters -------------------------------------------------------------------------------
     def publish(self, folder: str | os.PathLike[str], name: str, *, description: str | None = None,
@@ -132,37 +138,37 @@ class LoomClient:
         handles = {n: (d / n).open("rb") for n in UPLOAD_FILES if (d / n).is_file()}
         try:
             files = {n: (n, _Counting(f, progress)) for n, f in handles.items()}
-            data: dict[str, Any] = self._params(name=name, description=description, license=license)
+            data: dict[str, Any] = without_none(name=name, description=description, license=license)
             if tags is not None:
                 data["tags"] = ",".join(tags)
             if private is not None:
                 data["visibility"] = "private" if private else "public"
-            return self._req("POST", "/api/v1/adapters", files=files, data=data)
+            return self.request("POST", "/api/v1/adapters", files=files, data=data)
         finally:
             for f in handles.values():
                 f.close()
 
     def list(self, *, offset: int = 0, limit: int = 50, **filters: Any) -> dict[str, Any]:
         """Adapters visible to this client (filters: base_model, tag, license, owner, min_rank, max_rank, kind)."""
-        return self._req("GET", "/api/v1/adapters", params=self._params(offset=offset, limit=limit, **filters))
+        return self.request("GET", "/api/v1/adapters", params=without_none(offset=offset, limit=limit, **filters))
 
     def get(self, ref: str) -> dict[str, Any]:
         """An adapter with its latest version and lineage."""
         ns, name, _ = split_ref(ref)
-        return self._req("GET", f"/api/v1/adapters/{ns}/{name}")
+        return self.request("GET", f"/api/v1/adapters/{ns}/{name}")
 
     def versions(self, ref: str) -> list[dict[str, Any]]:
         ns, name, _ = split_ref(ref)
-        return self._req("GET", f"/api/v1/adapters/{ns}/{name}/versions")["items"]
+        return self.request("GET", f"/api/v1/adapters/{ns}/{name}/versions")["items"]
 
     def patch(self, ref: str, **fields: Any) -> dict[str, Any]:
         """Change description, tags, visibility or license."""
         ns, name, _ = split_ref(ref)
-        return self._req("PATCH", f"/api/v1/adapters/{ns}/{name}", json=self._params(**fields))
+        return self.request("PATCH", f"/api/v1/adapters/{ns}/{name}", json=without_none(**fields))
 
     def delete(self, ref: str) -> None:
         ns, name, _ = split_ref(ref)
-        self._req("DELETE", f"/api/v1/adapters/{ns}/{name}")
+        self.request("DELETE", f"/api/v1/adapters/{ns}/{name}")
 
     def download(self, ref: str, filename: str, dest: str | os.PathLike[str], *, version: int | None = None,
                  progress: Progress | None = None, expected_sha256: str | None = None) -> Path:
@@ -174,7 +180,7 @@ class LoomClient:
         tmp = out.with_name(out.name + ".part")
         h = hashlib.sha256()
         with self._http.stream("GET", f"/api/v1/adapters/{ns}/{name}/files/{filename}",
-                               params=self._params(version=version)) as resp:
+                               params=without_none(version=version)) as resp:
             if not resp.is_success:
                 resp.read()
                 self._raise(resp)
@@ -214,24 +220,28 @@ class LoomClient:
     # -- search, base models, system -----------------------------------------------------------
     def search(self, q: str, k: int = 10, **filters: Any) -> dict[str, Any]:
         """Semantic search (filters: base_model, tag, license, owner, min_rank, max_rank, kind)."""
-        return self._req("GET", "/api/v1/search", params=self._params(q=q, k=k, **filters))
+        return self.request("GET", "/api/v1/search", params=without_none(q=q, k=k, **filters))
 
     def register_base(self, model_id: str, config: dict[str, Any], *, revision: str = "main",
                       weights: str | None = None) -> dict[str, Any]:
-        return self._req("POST", "/api/v1/base-models",
+        return self.request("POST", "/api/v1/base-models",
                          json={"id": model_id, "revision": revision, "config": config, "weights": weights})
 
     def list_bases(self) -> list[dict[str, Any]]:
-        return self._req("GET", "/api/v1/base-models")["items"]
+        return self.request("GET", "/api/v1/base-models")["items"]
 
     def get_base(self, model_id: str, revision: str | None = None) -> dict[str, Any]:
-        return self._req("GET", f"/api/v1/base-models/{model_id}", params=self._params(revision=revision))
+        return self.request("GET", f"/api/v1/base-models/{model_id}", params=without_none(revision=revision))
+
+    def router_presets(self) -> list[dict[str, Any]]:
+        """The router presets: ``[{"name", "granularity", "trainable", "config", "paper"}]``."""
+        return self.request("GET", "/api/v1/routers/presets")
 
     def whoami(self) -> str | None:
-        return self._req("GET", "/api/v1/whoami")["user"]
+        return self.request("GET", "/api/v1/whoami")["user"]
 
     def health(self) -> dict[str, Any]:
-        return self._req("GET", "/healthz")
+        return self.request("GET", "/healthz")
 
     # -- compositions and jobs ------------------------------------------------------------------
     def compose(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -240,16 +250,16 @@ class LoomClient:
 
     def submit_job(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST a job request (compositions, routers, generators, generations, transfers); returns the job."""
-        return self._req("POST", path, json=body)
+        return self.request("POST", path, json=body)
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return self._req("GET", f"/api/v1/jobs/{job_id}")
+        return self.request("GET", f"/api/v1/jobs/{job_id}")
 
     def jobs(self, *, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        return self._req("GET", "/api/v1/jobs", params=self._params(status=status, limit=limit))
+        return self.request("GET", "/api/v1/jobs", params=without_none(status=status, limit=limit))
 
     def cancel_job(self, job_id: str) -> dict[str, Any]:
-        return self._req("DELETE", f"/api/v1/jobs/{job_id}")
+        return self.request("DELETE", f"/api/v1/jobs/{job_id}")
 
     def wait_job(self, job_id: str, *, timeout: float = 600.0, poll: float = 0.5) -> dict[str, Any]:
         """Poll a job until it succeeds, fails or is cancelled (or ``timeout`` seconds pass)."""

@@ -1,4 +1,4 @@
-"""Plain functions behind ``loom demo`` and ``loom eval`` (no typer here: hub/cli.py wires them).
+"""Plain functions behind ``loom demo`` and ``loom eval`` (no typer here: hub/cli/testbed.py wires them).
 
 - :func:`run_demo` builds the zoo (or reuses the cache) with a rich progress bar per phase, registers
   the bases and publishes the adapters through caller-supplied functions, then calls ``serve``.

@@ -158,25 +158,21 @@ def test_api_maps_errors_to_4xx(setup):
         assert r.status_code == 202 and r.json()["kind"] == "train_generator", r.text
 
 
-def test_cli_plugin_submits_and_reports(setup, monkeypatch):
+def test_cli_generation_commands_submit_and_report(setup, monkeypatch):
     """`loom train-generator` / `loom transfer` against a real uvicorn server with the generation routes."""
 
-    import typer
     from typer.testing import CliRunner
 
-    from hub import cli
     from hub.api.app import create_app
-    from hub.cli_generation import register
+    from hub.cli import common
+    from hub.cli.generation import app as tapp
     from tests.helpers import serve_in_thread
 
     hub, _ = setup
     with serve_in_thread(create_app(hub=hub, warm_index=False)) as url:
         _, token = hub.users.create_token("alice")
-        monkeypatch.setitem(cli._state, "server", url)
-        monkeypatch.setitem(cli._state, "token", token)
-        tapp = typer.Typer()
-        register(tapp)
-        tapp.command("noop")(lambda: None)  # a multi-command app, as in `loom`
+        monkeypatch.setattr(common.options, "server", url)
+        monkeypatch.setattr(common.options, "token", token)
         runner = CliRunner()
         r = runner.invoke(tapp, ["transfer", "alice/upper", "--to", PICO_BASE_ID])
         assert r.exit_code != 0 and "already an adapter" in (r.output + str(r.exception))

@@ -1,4 +1,4 @@
-"""``loom serve-inference``'s app (inference routes only), the CLI plugin, and lazy imports."""
+"""``loom serve-inference``'s app (inference routes only), the CLI command, and lazy imports."""
 
 from __future__ import annotations
 
@@ -35,25 +35,17 @@ def test_inference_only_app_preloads_and_pins(ihub):
         assert f'loom_inference_rows_total{{base="{BASE_ID}"}} 3.0' in text
 
 
-def test_cli_plugin_registers_serve_inference():
-    import typer
+def test_cli_has_serve_inference():
     from typer.testing import CliRunner
 
-    from hub.cli_infer import register
+    from hub.cli import app
 
-    app = typer.Typer()
-
-    @app.command()
-    def other() -> None:  # a second command keeps typer in multi-command mode
-        pass
-
-    register(app)
     out = CliRunner().invoke(app, ["serve-inference", "--help"])
     assert out.exit_code == 0 and "--preload" in out.output and "--pin" in out.output
 
 
 def test_no_heavy_imports():
-    code = ("import sys, hub.api.routes.openai, hub.services.inference, hub.cli_infer; "
+    code = ("import sys, hub.api.routes.openai, hub.services.inference, hub.cli.server; "
             "print([m for m in ('torch', 'transformers', 'faiss') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

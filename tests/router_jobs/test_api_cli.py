@@ -53,11 +53,10 @@ def server(rhub):
         yield url, token
 
 
-def test_cli_router_train_waits_with_progress_then_presets(server, rhub, capsys, monkeypatch):
+def test_cli_router_train_waits_with_progress_then_presets(server, rhub, capsys):
     from hub import cli
     from hub.jobs.worker import Worker
 
-    monkeypatch.setattr(cli, "PLUGINS", [*cli.PLUGINS, "hub.cli_router:register"])
     url, token = server
     stop = threading.Event()
     t = threading.Thread(target=Worker(rhub.queue, rhub.handlers, "cli-test").run_forever, kwargs={"poll": 0.1, "should_stop": stop.is_set},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub.cli_testbed import publish_zoo_into
+from hub.cli.testbed import publish_zoo_into
 
 
 def test_zoo_is_published_into_a_hub_and_found_by_task(ci_zoo, tmp_path):

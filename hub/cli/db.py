@@ -1,0 +1,60 @@
+"""``loom db upgrade|downgrade|current``: the database's migrations (local: ``LOOM_DATABASE_URL``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+
+from hub.cli import common
+from hub.cli.common import JsonOpt
+
+app = typer.Typer(help="Database migrations (local).", no_args_is_help=True)
+
+
+@contextmanager
+def engine() -> Iterator[Any]:
+    """A SQLAlchemy engine on the configured database, disposed afterwards."""
+    from hub.db import make_engine
+
+    eng = make_engine(common.settings().resolved_database_url)
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
+@app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations up to REVISION (default head)."""
+    from hub.db.migrate import current, upgrade
+
+    with engine() as eng:
+        upgrade(eng, revision)
+        common.console.print(f"database at {current(eng)}")
+
+
+@app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument(help="e.g. -1 or base")] = "-1") -> None:
+    """Revert migrations down to REVISION."""
+    from hub.db.migrate import current, downgrade
+
+    with engine() as eng:
+        downgrade(eng, revision)
+        common.console.print(f"database at {current(eng) or 'base (empty)'}")
+
+
+@app.command("current")
+def db_current(json_out: JsonOpt = False) -> None:
+    """Show the database's migration revision and the newest one shipped."""
+    from hub.db.migrate import current, head
+
+    with engine() as eng:
+        cur, hd = current(eng), head()
+    if json_out:
+        common.print_json({"current": cur, "head": hd})
+    else:
+        common.console.print(f"current: {cur or 'none'}  head: {hd}"
+                             + ("" if cur == hd else "  (run `loom db upgrade`)"))

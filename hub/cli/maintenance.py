@@ -1,0 +1,59 @@
+"""``loom reindex`` and ``loom fsck``: keep the search index and the blob store in step with the database
+(local: ``LOOM_DATA_DIR`` / ``LOOM_DATABASE_URL``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn
+
+from hub.cli import common
+from hub.cli.common import JsonOpt
+
+app = typer.Typer()
+
+
+@app.command()
+def reindex(json_out: JsonOpt = False) -> None:
+    """Re-embed every adapter with the configured model and rebuild the search index."""
+    with common.local_hub() as hub:
+        progress = Progress(TextColumn("reindex"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                            console=common.err_console, transient=True)
+        with progress:
+            task = progress.add_task("reindex", total=None)
+            n = hub.search.reindex(progress=lambda done, total: progress.update(task, completed=done, total=total))
+    if json_out:
+        common.print_json({"indexed": n})
+    else:
+        common.console.print(f"re-embedded and indexed {n} adapter(s)")
+
+
+@app.command()
+def fsck(repair: Annotated[bool, typer.Option("--repair", help="Fix what is found.")] = False,
+         grace: Annotated[float, typer.Option("--grace", help="Keep orphan blobs younger than this (s).")] = 3600.0,
+         json_out: JsonOpt = False) -> None:
+    """Check the DB against the blob store and the search index; --repair fixes mismatches."""
+    from hub.services.fsck import fsck as run_fsck
+
+    with common.local_hub() as hub:
+        rep = run_fsck(hub, repair=repair, orphan_grace_s=grace)
+    out = common.console
+    if json_out:
+        common.print_json(rep.to_dict())
+    else:
+        for m in rep.missing_blobs:
+            out.print(f"[red]missing blob[/] {m['key'][:12]} ({m['file']} of {m['version']})")
+        for k in rep.orphan_blobs:
+            out.print(f"[yellow]orphan blob[/] {k}")
+        if rep.young_orphans:
+            out.print(f"{len(rep.young_orphans)} recent unreferenced blob(s) kept (publishes in flight?)")
+        for n in rep.missing_embeddings:
+            out.print(f"[yellow]no embedding[/] {n}")
+        if rep.stale_index:
+            out.print("[yellow]search index is stale[/]")
+        for r in rep.repaired:
+            out.print(f"[green]repaired:[/] {r}")
+        out.print("ok" if rep.ok else ("problems found" + ("" if repair else "; run `loom fsck --repair`")))
+    if not rep.ok and not repair:
+        raise typer.Exit(1)
