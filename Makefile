@@ -32,9 +32,10 @@ services:
 browser:
 	@test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
 
-test: install services browser
+test: install services browser lint
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
+# ruff, import-linter (the layers and the engines' contracts); CI runs it as part of `make test`
 lint: install
 	$(PY) -m ruff check hub merging routing testbed tests benchmarks
 	$(VENV)/bin/lint-imports
