@@ -37,5 +37,5 @@ test: install services browser lint
 
 # ruff, import-linter (the layers and the engines' contracts); CI runs it as part of `make test`
 lint: install
-	$(PY) -m ruff check hub merging routing testbed tests benchmarks
+	$(PY) -m ruff check hub merging routing generation testbed tests benchmarks
 	$(VENV)/bin/lint-imports
