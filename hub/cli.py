@@ -380,6 +380,8 @@ def fsck(repair: Annotated[bool, typer.Option("--repair", help="Fix what is foun
             console.print(f"[yellow]orphan blob[/] {k}")
         if rep.young_orphans:
             console.print(f"{len(rep.young_orphans)} recent unreferenced blob(s) kept (publishes in flight?)")
+        for n in rep.stale_temp_files:
+            console.print(f"[yellow]stale upload temp file[/] {n}")
         for n in rep.missing_embeddings:
             console.print(f"[yellow]no embedding[/] {n}")
         if rep.stale_index:

@@ -30,6 +30,7 @@ STATUS_BY_CODE = {
     "unauthenticated": 401,
     "forbidden": 403,
     "storage_error": 500,
+    "storage_unavailable": 503,
     "upstream_error": 502,
 }
 HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",

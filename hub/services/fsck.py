@@ -1,14 +1,18 @@
-"""Consistency check of the registry: DB rows vs blobs vs the vector index.
+"""Consistency check of the registry: DB rows vs blobs (local or S3) vs the vector index.
 
 Finds: versions whose blobs are missing, blobs no version references (orphans, e.g. left by a
-failed publish or a delete), adapters without an embedding of the configured model, and an index
-that does not match the DB. ``repair=True``: deletes versions whose content is gone (an adapter
-left with no version is deleted too), deletes orphan blobs older than ``orphan_grace_s`` (younger
-ones may belong to a publish in flight), re-embeds adapters missing a vector, rebuilds the index.
+failed publish or a delete), temp files of uploads whose writer died (a ``kill -9``) or that are
+older than the grace period, adapters without an embedding of the configured model, and an index
+that does not match the DB. The blob store is listed once (one LIST pass on S3, not a HEAD per
+blob). ``repair=True``: deletes versions whose content is gone (an adapter left with no version is
+deleted too), deletes orphan blobs and stale temp files older than ``orphan_grace_s`` (younger ones
+may belong to a publish in flight; temp files of dead writers go at once), re-embeds adapters
+missing a vector, rebuilds the index.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -29,26 +33,30 @@ class FsckReport:
     missing_blobs: list[dict] = field(default_factory=list)
     orphan_blobs: list[str] = field(default_factory=list)
     young_orphans: list[str] = field(default_factory=list)
+    stale_temp_files: list[str] = field(default_factory=list)
     missing_embeddings: list[str] = field(default_factory=list)
     stale_index: bool = False
+    store: str = ""
     repaired: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.missing_blobs or self.orphan_blobs or self.missing_embeddings or self.stale_index)
+        return not (self.missing_blobs or self.orphan_blobs or self.stale_temp_files or self.missing_embeddings
+                    or self.stale_index)
 
     def to_dict(self) -> dict:
         return {
-            "ok": self.ok, "missing_blobs": self.missing_blobs, "orphan_blobs": self.orphan_blobs,
-            "young_orphans": self.young_orphans, "missing_embeddings": self.missing_embeddings,
+            "ok": self.ok, "store": self.store, "missing_blobs": self.missing_blobs,
+            "orphan_blobs": self.orphan_blobs, "young_orphans": self.young_orphans,
+            "stale_temp_files": self.stale_temp_files, "missing_embeddings": self.missing_embeddings,
             "stale_index": self.stale_index, "repaired": self.repaired,
         }
 
 
 def fsck(hub: Hub, *, repair: bool = False, orphan_grace_s: float = 3600.0) -> FsckReport:
     """Check (and with ``repair`` fix) the registry of ``hub``; see the module docstring."""
-    rep = FsckReport()
     blobs = hub.blobs
+    rep = FsckReport(store=blobs.describe())
     hub.search.save()  # this process's in-memory index changes count as persisted
     with hub.sessions() as s:
         versions = repo.all_version_files(s)
@@ -56,18 +64,23 @@ def fsck(hub: Hub, *, repair: bool = False, orphan_grace_s: float = 3600.0) -> F
         no_vec = [(i, f"{ns}/{n}") for i, ns, n, e, m in s.execute(
             select(Adapter.id, Adapter.namespace, Adapter.name, Adapter.embedding, Adapter.embedding_model))
             if e is None or m != model]
+    stored = {b.key: b for b in blobs.list_blobs()}  # listed after the versions were read: see module doc
     referenced: set[str] = set()
     broken: set[int] = set()
     for vid, label, files in versions:
         for fname, entry in files.items():
             key = entry.get("key")
             referenced.add(key)
-            if not blobs.exists(key):
+            if key not in stored:
                 rep.missing_blobs.append({"version": label, "file": fname, "key": key})
                 broken.add(vid)
-    for key in blobs.keys():
+    now = time.time()
+    for key, info in stored.items():
         if key not in referenced:
-            (rep.orphan_blobs if blobs.age_seconds(key) >= orphan_grace_s else rep.young_orphans).append(key)
+            old = now - info.modified.timestamp() >= orphan_grace_s
+            (rep.orphan_blobs if old else rep.young_orphans).append(key)
+    stale_temp = blobs.stale_temp_files(orphan_grace_s)
+    rep.stale_temp_files = [f.name for f in stale_temp]
     rep.missing_embeddings = [label for _, label in no_vec]
     rep.stale_index = hub.search.is_stale()
     if not repair:
@@ -92,6 +105,10 @@ def fsck(hub: Hub, *, repair: bool = False, orphan_grace_s: float = 3600.0) -> F
     for key in rep.orphan_blobs:
         if blobs.delete(key):
             rep.repaired.append(f"deleted orphan blob {key}")
+    if stale_temp:
+        from hub.storage.staging import remove
+
+        rep.repaired.append(f"deleted {remove(stale_temp)} stale upload temp file(s)")
     if no_vec:
         with hub.sessions() as s:
             rows = list(s.execute(select(Adapter.id, Adapter.namespace, Adapter.name, Adapter.description,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from hub.db import make_engine, make_session_factory
 from hub.settings import Settings
-from hub.storage import LocalBlobStore
+from hub.storage import open_store
 
 if TYPE_CHECKING:  # pragma: no cover
     from hub.search.embedder import Embedder
@@ -42,7 +42,7 @@ class Hub:
 
             upgrade(self.engine)
         self.sessions = make_session_factory(self.engine)
-        self.blobs = LocalBlobStore(settings.blob_dir)
+        self.blobs = open_store(settings)
         self.metrics = Metrics()
         self.users = UserService(self.sessions)
         self.base_models = BaseModelService(self.sessions)
