@@ -94,8 +94,13 @@ class S3BlobStore:
         if isinstance(e, FileNotFoundError) and key is not None:
             raise missing(key) from None
         log.warning("object storage %s failed on %s %s: %s", self.describe(), op, key or "", e)
-        first = _URL.sub("", str(e).splitlines()[0] if str(e) else type(e).__name__).strip()
-        raise StorageUnavailableError(f"object storage {self.url} is unavailable ({op}): {first}",
+        exc = self._obs.exceptions
+        if isinstance(e, exc.PermissionDeniedError | exc.UnauthenticatedError):
+            reason = "it refused Loom's credentials (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
+        else:  # the first line, without the server's address or the XML body of the answer
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            reason = _URL.sub("", first.split(": <?xml")[0]).replace("  ", " ").strip()
+        raise StorageUnavailableError(f"object storage {self.url} is unavailable ({op}): {reason}",
                                       store=self.url, operation=op) from None
 
     def _call(self, op: str, key: str | None, fn: Callable[[], T]) -> T:
