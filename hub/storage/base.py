@@ -79,6 +79,21 @@ def copy_hashing(stream: BinaryIO, out: BinaryIO, max_bytes: int | None = None) 
     return h.hexdigest(), size
 
 
+def stage(temp: tuple[BinaryIO, Path], stream: BinaryIO, max_bytes: int | None = None) -> tuple[Path, str, int]:
+    """Copy ``stream`` into the open temp file ``temp`` (from a store's ``temp_file()``) while hashing it.
+
+    Returns (temp path, sha256 hex, size); on any failure the temp file is deleted and the error re-raised.
+    """
+    out, tmp = temp
+    try:
+        with out:
+            key, size = copy_hashing(stream, out, max_bytes)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp, key, size
+
+
 @runtime_checkable
 class BlobStore(Protocol):
     """What the services need of a blob store; :class:`~hub.storage.LocalBlobStore` and

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from hub.core.errors import NotFoundError, StorageError
 from hub.storage import staging
-from hub.storage.base import CHUNK, BlobInfo, PutResult, copy_hashing, key_of, key_path, validate_key
+from hub.storage.base import CHUNK, BlobInfo, PutResult, key_of, key_path, stage, validate_key
 
 
 def missing(key: str) -> NotFoundError:
@@ -79,13 +79,7 @@ class LocalBlobStore:
 
     def put_stream(self, stream: BinaryIO, max_bytes: int | None = None) -> PutResult:
         """Copy ``stream`` into the store while hashing it; over ``max_bytes`` -> PayloadTooLargeError."""
-        out, tmp = self.temp_file()
-        try:
-            with out:
-                key, size = copy_hashing(stream, out, max_bytes)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        tmp, key, size = stage(self.temp_file(), stream, max_bytes)
         return self._commit(tmp, key, size)
 
     def put_bytes(self, data: bytes) -> PutResult:

@@ -28,7 +28,7 @@ from typing import Any, BinaryIO, NoReturn, TypeVar
 
 from hub.core.errors import StorageError, StorageUnavailableError
 from hub.storage import staging
-from hub.storage.base import CHUNK, BlobInfo, PutResult, copy_hashing, key_of, key_path, validate_key
+from hub.storage.base import CHUNK, BlobInfo, PutResult, key_of, key_path, stage, validate_key
 from hub.storage.blobs import file_chunks, missing
 from hub.storage.cache import BlobCache
 
@@ -144,13 +144,7 @@ class S3BlobStore:
 
     def put_stream(self, stream: BinaryIO, max_bytes: int | None = None) -> PutResult:
         """Stage ``stream`` locally while hashing it, then upload it; over ``max_bytes`` nothing is stored."""
-        out, tmp = self.temp_file()
-        try:
-            with out:
-                key, size = copy_hashing(stream, out, max_bytes)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        tmp, key, size = stage(self.temp_file(), stream, max_bytes)
         return self.adopt(tmp, key, size)
 
     def put_file(self, path: str | os.PathLike[str]) -> PutResult:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 #: credentials for the test servers; set before any store is built (obstore reads them from the
 #: environment) and so that no AWS SDK looks for instance credentials off this machine.
