@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -39,6 +40,7 @@ class BlobCache:
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._clock = 0
         self.hits = 0
         self.misses = 0
 
@@ -50,7 +52,7 @@ class BlobCache:
         """The cached file of ``key`` (marked as just used), or None."""
         f = self.file(key)
         try:
-            os.utime(f)
+            self._touch(f)
         except FileNotFoundError:
             return None
         return f
@@ -88,7 +90,7 @@ class BlobCache:
         dest = self.file(key)
         dest.parent.mkdir(exist_ok=True)
         os.replace(tmp, dest)
-        os.utime(dest)
+        self._touch(dest)
         self.evict(keep=key)
         return dest
 
@@ -96,7 +98,7 @@ class BlobCache:
         """Forget ``key`` (after it was deleted from the store)."""
         self.file(key).unlink(missing_ok=True)
 
-    def entries(self) -> list[tuple[float, int, str, Path]]:
+    def entries(self) -> list[tuple[int, int, str, Path]]:
         """(mtime, size, key, file) of every cached blob, least recently used first."""
         out = []
         for sub in self.folder.iterdir():
@@ -110,7 +112,7 @@ class BlobCache:
                     st = f.stat()
                 except FileNotFoundError:
                     continue
-                out.append((st.st_mtime, st.st_size, key, f))
+                out.append((st.st_mtime_ns, st.st_size, key, f))
         return sorted(out)
 
     def total_bytes(self) -> int:
@@ -131,6 +133,14 @@ class BlobCache:
             total -= size
             gone.append(key)
         return gone
+
+    def _touch(self, f: Path) -> None:
+        """Mark ``f`` as just used: an explicit, strictly increasing mtime in ns (the kernel's own clock for a
+        bare ``utime`` is coarse, so touches within one tick would tie and LRU order would be lost)."""
+        with self._guard:
+            self._clock = max(time.time_ns(), self._clock + 1)
+            now = self._clock
+        os.utime(f, ns=(now, now))
 
     def _lock_for(self, key: str) -> threading.Lock:
         with self._guard:
