@@ -42,6 +42,17 @@ class Settings(BaseSettings):
         semantic_router_k / semantic_router_threshold / semantic_router_temperature: ``model: auto``
             picks the top-k adapters of the base whose cosine is >= threshold (else the base model),
             weighted by softmax(cosine / temperature).
+        blob_url: where blobs live (read by :func:`hub.storage.open_store`): ``file:///path`` for a local
+            content-addressed folder, or ``s3://bucket/prefix`` for an S3-compatible object store
+            (credentials and region from the standard ``AWS_*`` variables; needs ``loom-hub[s3]``).
+            Unset: ``file://<data_dir>/blobs``.
+        s3_endpoint: the S3-compatible server of an ``s3://`` blob URL (``http://seaweedfs:8333``);
+            unset: AWS itself.
+        s3_connect_timeout_s: how long a request to the object store waits for a connection; with a
+            few quick retries it bounds how long a publish takes to answer 503 when the store is down.
+        blob_cache_bytes: the bound on this node's read-through cache of blobs from a remote store
+            (``<data_dir>/blob-cache``): files that loading needs (safetensors, PEFT configs) are
+            downloaded once and kept until the least recently used ones are evicted.
         semantic_router_exemplars: represent each adapter by its card embedding PLUS the mean embedding of up
             to 16 of its sample prompts (samples.jsonl), as spec routers §8.2 recommends; False: the card only.
     """
@@ -73,6 +84,10 @@ class Settings(BaseSettings):
     semantic_router_threshold: float = 0.3
     semantic_router_temperature: float = 0.05
     semantic_router_exemplars: bool = True
+    blob_url: str | None = None
+    s3_endpoint: str | None = None
+    s3_connect_timeout_s: float = 5.0
+    blob_cache_bytes: int = Field(default=8 * 1024**3, ge=0)
 
     @cached_property
     def resolved_database_url(self) -> str:
@@ -81,6 +96,10 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def blob_cache_dir(self) -> Path:
+        return self.data_dir / "blob-cache"
 
     @property
     def index_dir(self) -> Path:

@@ -34,10 +34,9 @@ def fsck(repair: Annotated[bool, typer.Option("--repair", help="Fix what is foun
          grace: Annotated[float, typer.Option("--grace", help="Keep orphan blobs younger than this (s).")] = 3600.0,
          json_out: JsonOpt = False) -> None:
     """Check the DB against the blob store and the search index; --repair fixes mismatches."""
-    from hub.services.fsck import fsck as run_fsck
 
     with common.local_hub() as hub:
-        rep = run_fsck(hub, repair=repair, orphan_grace_s=grace)
+        rep = hub.fsck.run(repair=repair, orphan_grace_s=grace)
     out = common.console
     if json_out:
         common.print_json(rep.to_dict())
@@ -48,6 +47,8 @@ def fsck(repair: Annotated[bool, typer.Option("--repair", help="Fix what is foun
             out.print(f"[yellow]orphan blob[/] {k}")
         if rep.young_orphans:
             out.print(f"{len(rep.young_orphans)} recent unreferenced blob(s) kept (publishes in flight?)")
+        for n in rep.stale_temp_files:
+            out.print(f"[yellow]stale upload temp file[/] {n}")
         for n in rep.missing_embeddings:
             out.print(f"[yellow]no embedding[/] {n}")
         if rep.stale_index:

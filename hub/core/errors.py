@@ -88,6 +88,12 @@ class StorageError(LoomError, OSError):
     code = "storage_error"
 
 
+class StorageUnavailableError(StorageError):
+    """The blob store cannot be reached or refused the request (S3 down, bad credentials); retry later."""
+
+    code = "storage_unavailable"
+
+
 class UpstreamError(LoomError, ConnectionError):
     """A remote service (the Hugging Face Hub) failed or refused."""
 

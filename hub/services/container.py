@@ -24,6 +24,7 @@ from hub.services.adapters import AdapterService
 from hub.services.base_models import BaseModelService
 from hub.services.composition_job import CompositionJob
 from hub.services.compositions import CompositionService
+from hub.services.fsck import Fsck
 from hub.services.generation import GenerationService
 from hub.services.generation_jobs import GenerationJobs
 from hub.services.hf import HfService
@@ -41,7 +42,7 @@ from hub.services.search import SearchService
 from hub.services.sources import SourceResolver
 from hub.services.users import UserService
 from hub.settings import Settings
-from hub.storage import LocalBlobStore
+from hub.storage import open_store
 
 if TYPE_CHECKING:  # pragma: no cover
     from huggingface_hub import HfApi
@@ -70,7 +71,7 @@ class Hub:
 
             upgrade(self.engine)
         self.sessions = sessions = make_session_factory(self.engine)
-        self.blobs = blobs = LocalBlobStore(settings.blob_dir)
+        self.blobs = blobs = open_store(settings)
         self.metrics = metrics = Metrics()
         self.users = UserService(sessions)
         self.base_models = base_models = BaseModelService(sessions)
@@ -80,6 +81,7 @@ class Hub:
         self.publisher = publisher = Publisher(sessions, blobs, search, metrics, base_models,
                                                max_upload_bytes=settings.max_upload_bytes,
                                                embedding_model=settings.embedding_model)
+        self.fsck = Fsck(sessions, blobs, search, settings.embedding_model)
         self.sources = sources = SourceResolver(adapters, base_models)
         self.queue = JobQueue(sessions)
         self.jobs = jobs = JobService(self.queue)

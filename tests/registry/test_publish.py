@@ -17,7 +17,6 @@ from hub.core.errors import (
     PermissionDeniedError,
 )
 from hub.repositories import adapters as adapters_repo
-from hub.services.fsck import fsck
 from hub.services.publish import PublishFiles
 from tests.registry.util import files_of, registry_state
 
@@ -158,38 +157,38 @@ def test_publish_is_atomic_when_the_transaction_fails(hub, adapter_dirs, monkeyp
     names, n_versions, keys, tmp = registry_state(hub)
     assert names == [] and n_versions == 0 and tmp == []
     assert len(keys) == 4  # config, weights, README, samples: written, unreferenced
-    report = fsck(hub)
+    report = hub.fsck.run()
     assert sorted(report.young_orphans + report.orphan_blobs) == keys
-    report = fsck(hub, repair=True, orphan_grace_s=0)
+    report = hub.fsck.run(repair=True, orphan_grace_s=0)
     assert sorted(report.orphan_blobs) == keys
     assert list(hub.blobs.keys()) == []
-    assert fsck(hub).ok
+    assert hub.fsck.run().ok
 
 
 def test_fsck_finds_and_repairs_a_missing_blob(hub, adapter_dirs):
     alice = hub.users.ensure_user("alice")
-    assert fsck(hub).stale_index  # no index persisted yet
+    assert hub.fsck.run().stale_index  # no index persisted yet
     assert hub.search.ensure_index() == "rebuilt"  # what the server does at start
     hub.publisher.publish(alice, "alice/one", files_of(adapter_dirs[0]), description="first")
     hub.publisher.publish(alice, "alice/one", files_of(adapter_dirs[1]))
     hub.publisher.publish(alice, "alice/two", files_of(adapter_dirs[2]), description="second")
-    assert fsck(hub).ok
+    assert hub.fsck.run().ok
     v2 = hub.adapters.version(None, "alice", "one", 2)
     weights_key = v2.files["adapter_model.safetensors"]["key"]
     hub.blobs.delete(weights_key)
-    report = fsck(hub)
+    report = hub.fsck.run()
     assert not report.ok
     assert report.missing_blobs == [{"version": "alice/one@2", "file": "adapter_model.safetensors",
                                      "key": weights_key}]
-    report = fsck(hub, repair=True, orphan_grace_s=0)
+    report = hub.fsck.run(repair=True, orphan_grace_s=0)
     assert any("alice/one@2" in r for r in report.repaired)
     assert [v.number for v in hub.adapters.versions(None, "alice", "one")] == [1]
     assert hub.adapters.get(None, "alice", "one").latest_version == 1
-    assert fsck(hub).ok
+    assert hub.fsck.run().ok
     # publish with the file missing and an orphan: deleting an adapter leaves blobs for fsck
     hub.adapters.delete(alice, "alice/two".split("/")[0], "two")
-    report = fsck(hub, repair=True, orphan_grace_s=0)
-    assert len(report.orphan_blobs) >= 2 and fsck(hub).ok
+    report = hub.fsck.run(repair=True, orphan_grace_s=0)
+    assert len(report.orphan_blobs) >= 2 and hub.fsck.run().ok
 
 
 def test_samples_are_stored(hub, adapter_dirs):
