@@ -61,6 +61,11 @@ def check_experts(model: nn.Module, experts: Sequence[LoraAdapter], names: Seque
         check_against_base(ad, shapes, mid)
 
 
+def gate_key(site: str) -> str:
+    """ModuleDict-safe name of a site (``model.layers.0.mlp`` -> ``model__layers__0__mlp``)."""
+    return site.replace(".", "__")
+
+
 def _set_module(model: nn.Module, path: str, module: nn.Module) -> None:
     parent, _, leaf = path.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, leaf, module)

@@ -32,7 +32,7 @@ from hub.core.provenance import Provenance
 from merging.config import MethodConfig, check_range, param
 from merging.factors import merged_spec, unit_layer
 from merging.methods.cat import CatConfig, cat
-from merging.registry import register
+from merging.spec import MergeMethod
 
 Objective = Callable[[LoraAdapter], float]
 
@@ -100,7 +100,6 @@ def _compose(adapters: Sequence[LoraAdapter], w: Sequence[float], composition: s
     return cat(adapters, CatConfig(weights=tuple(float(x) for x in w)))
 
 
-@register("lorahub", paper="https://arxiv.org/abs/2307.13269", config=LoraHubConfig)
 def lorahub(adapters: Sequence[LoraAdapter], config: LoraHubConfig) -> LoraAdapter:
     """Search the adapters' weights with CMA-ES on a few-shot loss plus an L1 penalty."""
     with warnings.catch_warnings():
@@ -148,3 +147,6 @@ def lorahub(adapters: Sequence[LoraAdapter], config: LoraHubConfig) -> LoraAdapt
         "equivalent": {"method": "cat", "weights": best_w} if config.composition == "delta" else None,
     }
     return result.with_provenance(Provenance.create("report", report))
+
+
+LORAHUB = MergeMethod("lorahub", lorahub, LoraHubConfig, paper="https://arxiv.org/abs/2307.13269")

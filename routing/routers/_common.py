@@ -12,8 +12,7 @@ from hub.core.errors import InvalidInputError
 from routing.bank import ExpertBank
 from routing.context import RoutingContext
 from routing.layer import RoutedLoRALinear
-from routing.model import PLACEMENTS, RoutedModel, check_experts, inject, linear_sites
-from routing.presets import gate_key
+from routing.model import PLACEMENTS, RoutedModel, check_experts, gate_key, inject, linear_sites
 
 _LAYER_RE = re.compile(r"^(?P<block>.*\.layers\.(?P<i>\d+))\.")
 

@@ -26,9 +26,9 @@ from torch import nn
 
 from hub.core.adapter import LoraAdapter
 from hub.core.errors import InvalidInputError
+from routing.config import RouterConfig, RouterPreset, check_choice, check_positive
 from routing.context import GroupWeights
 from routing.model import RoutedModel
-from routing.presets import ROUTERS, RouterConfig, RouterPreset, check_choice, check_positive
 from routing.routers._common import per_site
 
 Embed = Callable[[list[str]], torch.Tensor]
@@ -190,7 +190,6 @@ def aux_loss(routed: RoutedModel, task_ids: torch.Tensor | None) -> torch.Tensor
     return torch.zeros(())
 
 
-ROUTERS.register("semantic", paper="https://arxiv.org/abs/2402.09997",
-                 summary="training-free: request vs adapter embeddings, top-k above a threshold, else base")(
-    RouterPreset("semantic", SemanticConfig, build, aux_loss, granularity="request", trainable=False)
-)
+PRESET = RouterPreset("semantic", SemanticConfig, build, aux_loss, granularity="request", trainable=False,
+                      paper="https://arxiv.org/abs/2402.09997",
+                      summary="training-free: request vs adapter embeddings, top-k above a threshold, else base")
