@@ -36,5 +36,6 @@ test: install services browser
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 lint: install
-	$(PY) -m ruff check hub merging routing testbed tests benchmarks
+	$(PY) -m ruff check hub merging routing generation testbed tests benchmarks
+	$(PY) -m mypy hub/core merging routing generation
 	$(VENV)/bin/lint-imports

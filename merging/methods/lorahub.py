@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from hub.core.adapter import LoraAdapter, LoraLayer
 from hub.core.errors import IncompatibleAdaptersError, InvalidInputError
@@ -88,9 +89,10 @@ def compose_factors(adapters: Sequence[LoraAdapter], weights: Sequence[float]) -
             raise IncompatibleAdaptersError(
                 f"lorahub composition='factor' needs the same rank in every adapter (module {module!r})"
             )
-        a = sum(w * math.sqrt(la.scaling) * la.a.float() for w, la in zip(weights, group, strict=True))  # (r, in)
-        b = sum(w * math.sqrt(la.scaling) * la.b.float() for w, la in zip(weights, group, strict=True))  # (out, r)
-        layers[module] = unit_layer(a, b, first.dtype)  # type: ignore[arg-type]
+        zero_a, zero_b = torch.zeros(ref.a.shape), torch.zeros(ref.b.shape)  # sum()'s start: exact, and a Tensor
+        a = sum((w * math.sqrt(la.scaling) * la.a.float() for w, la in zip(weights, group, strict=True)), zero_a)
+        b = sum((w * math.sqrt(la.scaling) * la.b.float() for w, la in zip(weights, group, strict=True)), zero_b)
+        layers[module] = unit_layer(a, b, first.dtype)
     return LoraAdapter(layers=layers, spec=merged_spec(adapters))
 
 
