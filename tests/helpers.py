@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -127,3 +129,10 @@ def serve_in_thread(app, timeout: float = 30.0):
     finally:
         srv.should_exit = True
         t.join(timeout=10)
+
+
+def fresh_python(code: str, timeout: float = 120) -> str:
+    """Run ``code`` in a new interpreter (nothing of ours imported yet); its stdout, or fail with its stderr."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout

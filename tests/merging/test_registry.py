@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import subprocess
-import sys
 
 import merging.methods
 from merging.methods import ALL
 from merging.registry import method_names, methods
 from merging.spec import MergeMethod
+from tests.helpers import fresh_python
 
 
 def _defined_in_modules() -> dict[str, MergeMethod]:
@@ -45,5 +44,4 @@ def test_the_methods_do_not_depend_on_import_order():
         "from merging import method_names\n"
         "print(','.join(method_names()))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    assert out.stdout.strip().split(",") == method_names()
+    assert fresh_python(code).strip().split(",") == method_names()

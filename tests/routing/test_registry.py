@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import subprocess
-import sys
 
 import routing.routers
 from routing.config import RouterPreset
 from routing.presets import PRESETS, ROUTERS
+from tests.helpers import fresh_python
 
 
 def test_every_preset_module_constant_is_listed_once():
@@ -32,5 +31,4 @@ def test_the_registry_is_full_whichever_module_is_imported_first():
         "from routing.presets import ROUTERS\n"
         "print(','.join(ROUTERS.names()))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    assert out.stdout.strip().split(",") == ROUTERS.names()
+    assert fresh_python(code).strip().split(",") == ROUTERS.names()
