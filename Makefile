@@ -38,4 +38,5 @@ test: install services browser lint
 # ruff, import-linter (the layers and the engines' contracts); CI runs it as part of `make test`
 lint: install
 	$(PY) -m ruff check hub merging routing generation testbed tests benchmarks
+	$(PY) -m mypy hub/core merging routing generation
 	$(VENV)/bin/lint-imports

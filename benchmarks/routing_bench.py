@@ -107,12 +107,12 @@ def measure(call: Callable[..., object], ids: torch.Tensor, steps: int, device: 
     sync(device)
     t1 = now()
     out = call(input_ids=ids, use_cache=True)
-    pkv, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
+    cache, nxt = out.cache, out.logits[:, -1:].argmax(-1)
     sync(device)
     t2 = now()
     for _ in range(steps):
-        out = call(input_ids=nxt, past_key_values=pkv, use_cache=True)
-        pkv, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
+        out = call(input_ids=nxt, cache=cache, use_cache=True)
+        cache, nxt = out.cache, out.logits[:, -1:].argmax(-1)
     sync(device)
     return t1 - t0, now() - t2
 

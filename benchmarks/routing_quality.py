@@ -58,7 +58,7 @@ def training_data(zoo: Any, entries: list[Any], source: str, per_task: int, seed
 
 def routed_answer(routed: Any, batch_size: int, embed: Any = None) -> Any:
     """A ``generate(prompts) -> answers`` function over a routed model (testbed greedy decoding)."""
-    from routing.train import request_features
+    from routing.features import request_features
     from testbed.generate import greedy
 
     def fn(prompts: list[str]) -> list[str]:
@@ -277,7 +277,6 @@ def main() -> None:
     console.print(t)
 
     if not args.no_composite:
-        from routing import build_router  # noqa: F401 - registers the presets
         from routing.checkpoint import load_router
         from routing.train import TrainConfig, train_router
         from testbed.train import PAD_ID

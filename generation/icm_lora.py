@@ -253,8 +253,10 @@ class ICMLoRA:
         torch.manual_seed(cfg.seed)
         model = ConvCVAE(length, conds.shape[1], cfg)
         if cfg.center:
-            nn.init.zeros_(model.decoder[-1].weight)
-            nn.init.zeros_(model.decoder[-1].bias)
+            out_conv = model.decoder[-1]
+            assert isinstance(out_conv, nn.Conv1d) and out_conv.bias is not None
+            nn.init.zeros_(out_conv.weight)
+            nn.init.zeros_(out_conv.bias)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=2 * cfg.steps)
         model.train()

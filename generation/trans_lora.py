@@ -299,8 +299,10 @@ def make_sampler(model: Any, codec: TextCodec, cfg: TransConfig) -> Sampler:
     """The candidate generator ``cfg.sampler`` names, on ``model``."""
     if cfg.sampler == "prefix":
         return PrefixSampler(model, codec, cfg.separator, cfg.temperature)
-    return RewriteSampler(model, codec, cfg.separator, cfg.temperature, tuple(cfg.rewrite_rates),
-                          cfg.repetition_penalty, cfg.length_jitter, tuple(cfg.instruction_rates))
+    lo, hi = cfg.rewrite_rates  # validated pairs (a JSON list or a tuple)
+    cue_lo, cue_hi = cfg.instruction_rates
+    return RewriteSampler(model, codec, cfg.separator, cfg.temperature, (lo, hi), cfg.repetition_penalty,
+                          cfg.length_jitter, (cue_lo, cue_hi))
 
 
 def _label_ids(codec: TextCodec) -> tuple[int, int]:

@@ -20,8 +20,7 @@ def __getattr__(name: str) -> Any:
     if name in ("METHODS", "merge", "describe_methods", "config_class", "method_names"):
         from merging import registry
 
-        registry._load()
-        return getattr(registry, name)
+        return registry.methods() if name == "METHODS" else getattr(registry, name)
     if name == "choose_method":
         from merging.auto import choose_method
 

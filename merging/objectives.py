@@ -9,7 +9,7 @@ forward pass per batch. transformers is not imported here: the model and tokeniz
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -38,7 +38,9 @@ def _encode(tokenizer: Any, examples: Sequence[Mapping[str, str]], max_length: i
     return rows
 
 
-def _batches(rows: list[tuple[list[int], list[int]]], batch_size: int, pad_id: int):  # type: ignore[no-untyped-def]
+def _batches(
+    rows: list[tuple[list[int], list[int]]], batch_size: int, pad_id: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
         width = max(len(ids) for ids, _ in chunk)

@@ -1,10 +1,9 @@
 """The merge-method registry and the one public entry point, :func:`merge`.
 
-A method is a pure function ``(adapters, config) -> LoraAdapter`` registered in :data:`METHODS`
-under its snake_case name with its paper link and its config class::
-
-    @register("ties", paper="https://arxiv.org/abs/2306.01708", config=TiesConfig)
-    def ties(adapters, config): ...
+A method is a pure function ``(adapters, config) -> LoraAdapter`` described by a
+:class:`merging.spec.MergeMethod` (name, paper link, config class). ``merging.methods.ALL`` lists
+every method; :func:`methods` builds the registry from that list on first use (importing the
+method modules loads torch, so ``import merging.registry`` does not).
 
 A method may attach a :class:`Provenance` whose recipe is a small JSON *report* (kept SVD energy,
 found weights, ...); :func:`merge` moves it under ``recipe["report"]`` of the final provenance.
@@ -12,33 +11,40 @@ found weights, ...); :func:`merge` moves it under ``recipe["report"]`` of the fi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from hub.core.errors import InvalidInputError
 from hub.core.registry import Registry
+from merging.spec import MergeFn, MergeMethod
 
 if TYPE_CHECKING:
     from hub.core.adapter import LoraAdapter
     from hub.core.provenance import ParentRef
     from merging.config import MethodConfig
 
-MergeFn = Callable[[Sequence["LoraAdapter"], Any], "LoraAdapter"]
-
-#: Every merge method by name. Filled when ``merging.methods`` is imported.
-METHODS: Registry[MergeFn] = Registry("merge method")
+__all__ = ["MergeFn", "config_class", "describe_methods", "merge", "method_names", "methods"]
 
 
-def register(
-    name: str, *, paper: str | None, config: type[MethodConfig], version: str = "1", summary: str = ""
-) -> Callable[[MergeFn], MergeFn]:
-    """Register a method function under ``name`` with its paper link and config class."""
-    return METHODS.register(name, paper=paper, version=version, summary=summary, config=config)
+@functools.cache
+def methods() -> Registry[MergeMethod]:
+    """Every merge method by name (built once from ``merging.methods.ALL``; duplicate names raise)."""
+    from merging.methods import ALL
+
+    reg: Registry[MergeMethod] = Registry("merge method")
+    for m in ALL:
+        doc = (m.fn.__doc__ or "").strip()
+        summary = m.summary or (doc.splitlines()[0] if doc else "")
+        reg.register(m.name, paper=m.paper, version=m.version, summary=summary)(m)
+    return reg
 
 
-def _load() -> None:
-    import merging.methods  # noqa: F401 - registers every method module
+def __getattr__(name: str) -> Any:
+    if name == "METHODS":  # the registry, built on first use
+        return methods()
+    raise AttributeError(f"module 'merging.registry' has no attribute {name!r}")
 
 
 def config_class(method: str) -> type[MethodConfig]:
@@ -47,30 +53,25 @@ def config_class(method: str) -> type[MethodConfig]:
     Raises:
         UnknownNameError: ``method`` is not registered; the message lists the known ones.
     """
-    _load()
-    cls: type[MethodConfig] = METHODS.entry(method).extra["config"]  # type: ignore[assignment]
-    return cls
+    return methods().get(method).config
 
 
 def method_names() -> list[str]:
     """The registered method names, sorted."""
-    _load()
-    return METHODS.names()
+    return methods().names()
 
 
 def describe_methods() -> list[dict[str, Any]]:
     """For docs and the API: name, version, paper, summary and params (type, default, doc) of each method."""
-    _load()
     out = []
-    for e in METHODS.entries():
-        cfg: type[MethodConfig] = e.extra["config"]  # type: ignore[assignment]
+    for e in methods().entries():
         out.append(
             {
                 "name": e.name,
                 "version": e.version,
                 "paper": e.paper,
                 "summary": e.summary,
-                "params": cfg.describe(),
+                "params": e.obj.config.describe(),
             }
         )
     return out
@@ -118,9 +119,7 @@ def merge(
     from hub.core.compat import check_compatible
     from hub.core.provenance import Provenance
 
-    _load()
-    entry = METHODS.entry(method)
-    cls: type[MethodConfig] = entry.extra["config"]  # type: ignore[assignment]
+    entry = methods().entry(method)
     adapters = list(adapters)
     for label, given in (("names", names), ("parents", parents)):
         if given is not None and len(given) != len(adapters):
@@ -130,8 +129,8 @@ def merge(
         raise InvalidInputError(
             f"weights has {len(weights)} entries but {len(adapters)} adapters were given", field="weights"
         )
-    config = cls.from_params(params, weights=weights)
-    result = entry.obj(adapters, config)
+    config = entry.obj.config.from_params(params, weights=weights)
+    result = entry.obj.fn(adapters, config)
     report = result.provenance.recipe if result.provenance is not None else {}
     used = config.weights_for(len(adapters))
     if "weights" in report:  # a method that finds its weights (lorahub) reports them

@@ -13,7 +13,8 @@ from typing import Any
 
 _LAZY = {
     "ROUTERS": "routing.presets",
-    "RouterPreset": "routing.presets",
+    "RouterConfig": "routing.config",
+    "RouterPreset": "routing.config",
     "build_router": "routing.presets",
     "make_config": "routing.presets",
     "RoutedModel": "routing.model",
@@ -33,8 +34,5 @@ __all__ = sorted(_LAZY)
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        mod = importlib.import_module(_LAZY[name])
-        if _LAZY[name] == "routing.presets":
-            importlib.import_module("routing.routers")  # register the presets
-        return getattr(mod, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'routing' has no attribute {name!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +24,19 @@ WEIGHT_RULES = ("softmax_topk", "renorm_prob", "unit", "prob", "sum_to_k", "dens
 FEATURES = ("site_input", "embedding")
 
 
-def gate_width(width: int, config: object) -> int:
+class GateInputs(Protocol):
+    """What :func:`gate_width` reads of a router config (every ``RouterConfig`` has both)."""
+
+    @property
+    def features(self) -> str: ...
+
+    @property
+    def feature_dim(self) -> int: ...
+
+
+def gate_width(width: int, config: GateInputs) -> int:
     """Input width of a gate: ``width`` (its site/block features) or the config's request-feature width."""
-    return int(config.feature_dim) if getattr(config, "features", "site_input") == "embedding" else width
+    return int(config.feature_dim) if config.features == "embedding" else width
 
 
 def features_for(gate: nn.Module, ctx: RoutingContext, x: torch.Tensor) -> torch.Tensor:
@@ -117,10 +127,10 @@ class TokenGate(nn.Module):
         else:
             z = self.proj(u.to(self.proj.weight.dtype)).float()  # (M, G)
         k = min(spec.k, g)
+        n: int | torch.Tensor = k  # groups kept per token (sum_to_k scales by it); (M, 1) with min_prob
         if spec.score == "sigmoid":
             s = torch.sigmoid(z) + self.beta  # (M, G); the bias enters selection and value (SMoRA)
             top, idx = s.topk(k, dim=-1)  # (M, k)
-            n = k
             if spec.min_prob > 0:  # multi-label selection: groups whose own score is at least min_prob
                 keep = torch.sigmoid(z).gather(1, idx) >= spec.min_prob
                 keep[:, 0] = True
@@ -137,7 +147,6 @@ class TokenGate(nn.Module):
             return GateRecord(GroupWeights(idx, pt), logits=z)
         top, idx = z.topk(k, dim=-1)  # (M, k)
         rec = GateRecord(GroupWeights(idx, top), logits=z)  # probs = softmax(z), lazily
-        n: int | torch.Tensor = k  # groups kept per token (sum_to_k scales by it)
         if spec.min_prob > 0:
             probs = rec.probs
             assert probs is not None

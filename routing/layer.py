@@ -19,7 +19,7 @@ Backends:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeGuard
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,11 @@ from routing.gates import features_for
 
 Backend = Literal["auto", "dense", "gather", "grouped", "fold"]
 BACKENDS = ("auto", "dense", "gather", "grouped", "fold")
+
+
+def is_backend(name: str) -> TypeGuard[Backend]:
+    """Whether ``name`` is one of :data:`BACKENDS` (configs hold the backend as a validated ``str``)."""
+    return name in BACKENDS
 
 
 class RoutedLoRALinear(nn.Module):
@@ -52,9 +57,9 @@ class RoutedLoRALinear(nn.Module):
 
     def __init__(self, base: nn.Linear, bank: ExpertBank, *, site: str, context: RoutingContext,
                  group_size: int | None = None, gate: nn.Module | None = None, gate_key: str | None = None,
-                 row_key: str | None = None, backend: Backend = "auto", dropout: float = 0.0) -> None:
+                 row_key: str | None = None, backend: str = "auto", dropout: float = 0.0) -> None:
         super().__init__()
-        if backend not in BACKENDS:
+        if not is_backend(backend):
             raise InvalidInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.base = base
         self.bank = bank

@@ -61,6 +61,11 @@ def check_experts(model: nn.Module, experts: Sequence[LoraAdapter], names: Seque
         check_against_base(ad, shapes, mid)
 
 
+def gate_key(site: str) -> str:
+    """ModuleDict-safe name of a site (``model.layers.0.mlp`` -> ``model__layers__0__mlp``)."""
+    return site.replace(".", "__")
+
+
 def _set_module(model: nn.Module, path: str, module: nn.Module) -> None:
     parent, _, leaf = path.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, leaf, module)
@@ -197,7 +202,9 @@ def _prefill_hook(ctx: RoutingContext) -> Callable[..., None]:
     """Top-level pre-hook: a forward with an empty KV cache starts a new sequence."""
 
     def hook(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
-        pkv = kwargs.get("past_key_values")
+        # transformers 5 names the KV cache ``cache`` (generate() passes it so); a caller on the deprecated
+        # ``past_key_values`` name still continues its sequence
+        pkv = kwargs.get("cache", kwargs.get("past_key_values"))
         ids = kwargs.get("input_ids", args[0] if args else None)
         if ids is None:
             ids = kwargs.get("inputs_embeds")

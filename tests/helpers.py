@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -138,3 +140,11 @@ def publish_router(hub, user, name: str, state, description: str = "") -> str:
     with tempfile.TemporaryDirectory() as tmp:
         res = hub.publisher.publish(user, name, router_bundle(state, Path(tmp) / "router"), description=description)
     return f"{res.adapter.full_name}@{res.version.number}"
+
+
+
+def fresh_python(code: str, timeout: float = 120) -> str:
+    """Run ``code`` in a new interpreter (nothing of ours imported yet); its stdout, or fail with its stderr."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout

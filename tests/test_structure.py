@@ -49,6 +49,13 @@ def import_cycles(graph) -> list[list[str]]:
     return cycles
 
 
+def test_no_import_cycles_among_our_modules():
+    import grimp
+
+    cycles = import_cycles(grimp.build_graph(*OURS, include_external_packages=False))
+    assert cycles == [], "\n".join(" <-> ".join(c) for c in cycles)
+
+
 def test_the_cycle_finder_finds_a_cycle():
     class Graph:
         modules = {"a", "b", "c"}

@@ -53,7 +53,6 @@ class RouterTrainingJob:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from routing import ROUTERS  # noqa: F401 - registers the presets (until the registry lists them itself)
         from routing.train import TrainConfig, train_router
 
         req = job.request

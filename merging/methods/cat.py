@@ -21,7 +21,7 @@ from hub.core.adapter import LoraAdapter, LoraLayer
 from hub.core.provenance import Provenance
 from merging.config import MethodConfig
 from merging.factors import fold, merged_spec, modules_of, present, summarize, unit_layer
-from merging.registry import register
+from merging.spec import MergeMethod
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,6 @@ class CatConfig(MethodConfig):
     """``cat`` has no params besides the weights."""
 
 
-@register("cat", paper="https://github.com/huggingface/peft/pull/817", config=CatConfig)
 def cat(adapters: Sequence[LoraAdapter], config: CatConfig) -> LoraAdapter:
     """Exact weighted sum of deltas by rank concatenation (output rank = sum of input ranks)."""
     weights = config.weights_for(len(adapters))
@@ -42,3 +41,6 @@ def cat(adapters: Sequence[LoraAdapter], config: CatConfig) -> LoraAdapter:
         layers[module] = unit_layer(a, b, dtype)
     report = summarize([la.rank for la in layers.values()])
     return LoraAdapter(layers=layers, spec=merged_spec(adapters), provenance=Provenance.create("report", report))
+
+
+CAT = MergeMethod("cat", cat, CatConfig, paper="https://github.com/huggingface/peft/pull/817")

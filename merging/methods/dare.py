@@ -31,7 +31,7 @@ from merging.dense import (
     dense_merge,
     rank_rule,
 )
-from merging.registry import register
+from merging.spec import MergeMethod
 from merging.taskvec import SignMethod
 
 PAPER = "https://arxiv.org/abs/2311.03099"
@@ -91,25 +91,27 @@ def _run(adapters: Sequence[LoraAdapter], config: DareLinearConfig, ties: bool, 
     return dense_merge(adapters, config, recipe, rank_rule(svd_form, svd_rank), svd_solver=config.svd_solver)
 
 
-@register("dare_linear", paper=PAPER, config=DareLinearConfig)
 def dare_linear(adapters: Sequence[LoraAdapter], config: DareLinearConfig) -> LoraAdapter:
     """DARE drop-and-rescale on the true deltas, weighted sum, exported at rank sum r_i."""
     return _run(adapters, config, ties=False, svd_form=False, svd_rank=None)
 
 
-@register("dare_ties", paper=PAPER, config=DareTiesConfig)
 def dare_ties(adapters: Sequence[LoraAdapter], config: DareTiesConfig) -> LoraAdapter:
     """DARE drop-and-rescale on the true deltas, TIES sign election, exported at rank sum r_i."""
     return _run(adapters, config, ties=True, svd_form=False, svd_rank=None)
 
 
-@register("dare_linear_svd", paper=PAPER, config=DareLinearSvdConfig)
 def dare_linear_svd(adapters: Sequence[LoraAdapter], config: DareLinearSvdConfig) -> LoraAdapter:
     """DARE-linear on the true deltas truncated by SVD to ``svd_rank`` (PEFT's ``dare_linear_svd``)."""
     return _run(adapters, config, ties=False, svd_form=True, svd_rank=config.svd_rank)
 
 
-@register("dare_ties_svd", paper=PAPER, config=DareTiesSvdConfig)
 def dare_ties_svd(adapters: Sequence[LoraAdapter], config: DareTiesSvdConfig) -> LoraAdapter:
     """DARE-TIES on the true deltas truncated by SVD to ``svd_rank`` (PEFT's ``dare_ties_svd``)."""
     return _run(adapters, config, ties=True, svd_form=True, svd_rank=config.svd_rank)
+
+
+DARE_LINEAR = MergeMethod("dare_linear", dare_linear, DareLinearConfig, paper=PAPER)
+DARE_TIES = MergeMethod("dare_ties", dare_ties, DareTiesConfig, paper=PAPER)
+DARE_LINEAR_SVD = MergeMethod("dare_linear_svd", dare_linear_svd, DareLinearSvdConfig, paper=PAPER)
+DARE_TIES_SVD = MergeMethod("dare_ties_svd", dare_ties_svd, DareTiesSvdConfig, paper=PAPER)

@@ -26,7 +26,7 @@ from hub.core.adapter import LoraAdapter, LoraLayer
 from hub.core.provenance import Provenance
 from merging.config import MethodConfig, check_range, param
 from merging.factors import fold, merged_spec, modules_of, present, refactor_sum, summarize, unit_layer
-from merging.registry import register
+from merging.spec import MergeMethod
 
 TA_PAPER = "https://arxiv.org/abs/2212.04089"
 
@@ -73,13 +73,15 @@ def weighted_sum_adapter(
     return LoraAdapter(layers=layers, spec=merged_spec(adapters), provenance=Provenance.create("report", report))
 
 
-@register("linear", paper=TA_PAPER, config=LinearConfig)
 def linear(adapters: Sequence[LoraAdapter], config: LinearConfig) -> LoraAdapter:
     """Exact weighted sum of the true deltas (task arithmetic), re-factored without cross terms."""
     return weighted_sum_adapter(adapters, config.weights_for(len(adapters)), config.rank, default_max=False)
 
 
-@register("svd", paper=TA_PAPER, config=SvdConfig)
 def svd(adapters: Sequence[LoraAdapter], config: SvdConfig) -> LoraAdapter:
     """Weighted sum of the true deltas truncated by SVD to ``svd_rank`` (PEFT's ``svd`` type)."""
     return weighted_sum_adapter(adapters, config.weights_for(len(adapters)), config.svd_rank, default_max=True)
+
+
+LINEAR = MergeMethod("linear", linear, LinearConfig, paper=TA_PAPER)
+SVD = MergeMethod("svd", svd, SvdConfig, paper=TA_PAPER)

@@ -40,7 +40,7 @@ from hub.core.errors import InvalidInputError
 from hub.core.provenance import Provenance
 from merging.config import MethodConfig, check_range, param
 from merging.factors import fold, merged_spec, modules_of, present, summarize, unit_layer
-from merging.registry import register
+from merging.spec import MergeMethod
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,6 @@ def _merge_module(here: list, cfg: LoraLegoConfig) -> tuple[torch.Tensor, torch.
     return a, b, {"k": k_out, "gamma": gamma, "max_factor": max(factors)}
 
 
-@register("lora_lego", paper="https://arxiv.org/abs/2409.16167", config=LoraLegoConfig)
 def lora_lego(adapters: Sequence[LoraAdapter], config: LoraLegoConfig) -> LoraAdapter:
     """Cluster the pooled rank-1 units of all adapters with k-means; centroids form the rank-k LoRA."""
     weights = config.weights_for(len(adapters))
@@ -211,3 +210,6 @@ def lora_lego(adapters: Sequence[LoraAdapter], config: LoraLegoConfig) -> LoraAd
     report = summarize([la.rank for la in layers.values()])
     report.update({"gamma_min": round(min(gammas), 6), "max_param_factor": round(max(factors), 6)})
     return LoraAdapter(layers=layers, spec=merged_spec(adapters), provenance=Provenance.create("report", report))
+
+
+LORA_LEGO = MergeMethod("lora_lego", lora_lego, LoraLegoConfig, paper="https://arxiv.org/abs/2409.16167")

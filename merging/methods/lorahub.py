@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from hub.core.adapter import LoraAdapter, LoraLayer
 from hub.core.errors import IncompatibleAdaptersError, InvalidInputError
@@ -32,7 +33,7 @@ from hub.core.provenance import Provenance
 from merging.config import MethodConfig, check_range, param
 from merging.factors import merged_spec, unit_layer
 from merging.methods.cat import CatConfig, cat
-from merging.registry import register
+from merging.spec import MergeMethod
 
 Objective = Callable[[LoraAdapter], float]
 
@@ -88,9 +89,10 @@ def compose_factors(adapters: Sequence[LoraAdapter], weights: Sequence[float]) -
             raise IncompatibleAdaptersError(
                 f"lorahub composition='factor' needs the same rank in every adapter (module {module!r})"
             )
-        a = sum(w * math.sqrt(la.scaling) * la.a.float() for w, la in zip(weights, group, strict=True))  # (r, in)
-        b = sum(w * math.sqrt(la.scaling) * la.b.float() for w, la in zip(weights, group, strict=True))  # (out, r)
-        layers[module] = unit_layer(a, b, first.dtype)  # type: ignore[arg-type]
+        zero_a, zero_b = torch.zeros(ref.a.shape), torch.zeros(ref.b.shape)  # sum()'s start: exact, and a Tensor
+        a = sum((w * math.sqrt(la.scaling) * la.a.float() for w, la in zip(weights, group, strict=True)), zero_a)
+        b = sum((w * math.sqrt(la.scaling) * la.b.float() for w, la in zip(weights, group, strict=True)), zero_b)
+        layers[module] = unit_layer(a, b, first.dtype)
     return LoraAdapter(layers=layers, spec=merged_spec(adapters))
 
 
@@ -100,7 +102,6 @@ def _compose(adapters: Sequence[LoraAdapter], w: Sequence[float], composition: s
     return cat(adapters, CatConfig(weights=tuple(float(x) for x in w)))
 
 
-@register("lorahub", paper="https://arxiv.org/abs/2307.13269", config=LoraHubConfig)
 def lorahub(adapters: Sequence[LoraAdapter], config: LoraHubConfig) -> LoraAdapter:
     """Search the adapters' weights with CMA-ES on a few-shot loss plus an L1 penalty."""
     with warnings.catch_warnings():
@@ -148,3 +149,6 @@ def lorahub(adapters: Sequence[LoraAdapter], config: LoraHubConfig) -> LoraAdapt
         "equivalent": {"method": "cat", "weights": best_w} if config.composition == "delta" else None,
     }
     return result.with_provenance(Provenance.create("report", report))
+
+
+LORAHUB = MergeMethod("lorahub", lorahub, LoraHubConfig, paper="https://arxiv.org/abs/2307.13269")

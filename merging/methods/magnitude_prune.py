@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from hub.core.adapter import LoraAdapter
 from merging.config import param
 from merging.dense import DENSITY_DOC, SVD_RANK_DOC, DenseConfig, Recipe, check_common, dense_merge, rank_rule
-from merging.registry import register
+from merging.spec import MergeMethod
 
 PAPER = "https://arxiv.org/abs/2306.01708"
 
@@ -45,15 +45,17 @@ class MagnitudePruneSvdConfig(MagnitudePruneConfig):
         check_common(svd_rank=self.svd_rank)
 
 
-@register("magnitude_prune", paper=PAPER, config=MagnitudePruneConfig)
 def magnitude_prune(adapters: Sequence[LoraAdapter], config: MagnitudePruneConfig) -> LoraAdapter:
     """Trim each true delta by magnitude, weighted sum, exported at rank sum r_i."""
     recipe = Recipe(prune="magnitude", density=config.density, combine="sum")
     return dense_merge(adapters, config, recipe, rank_rule(False, None), svd_solver=config.svd_solver)
 
 
-@register("magnitude_prune_svd", paper=PAPER, config=MagnitudePruneSvdConfig)
 def magnitude_prune_svd(adapters: Sequence[LoraAdapter], config: MagnitudePruneSvdConfig) -> LoraAdapter:
     """Trim each true delta by magnitude, weighted sum, truncated by SVD to ``svd_rank``."""
     recipe = Recipe(prune="magnitude", density=config.density, combine="sum")
     return dense_merge(adapters, config, recipe, rank_rule(True, config.svd_rank), svd_solver=config.svd_solver)
+
+
+MAGNITUDE_PRUNE = MergeMethod("magnitude_prune", magnitude_prune, MagnitudePruneConfig, paper=PAPER)
+MAGNITUDE_PRUNE_SVD = MergeMethod("magnitude_prune_svd", magnitude_prune_svd, MagnitudePruneSvdConfig, paper=PAPER)

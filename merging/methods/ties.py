@@ -32,7 +32,7 @@ from merging.dense import (
     dense_merge,
     rank_rule,
 )
-from merging.registry import register
+from merging.spec import MergeMethod
 from merging.taskvec import SignMethod
 
 PAPER = "https://arxiv.org/abs/2306.01708"
@@ -66,14 +66,16 @@ def _recipe(config: TiesConfig) -> Recipe:
                   sign=cast(SignMethod, config.majority_sign_method))
 
 
-@register("ties", paper=PAPER, config=TiesConfig)
 def ties(adapters: Sequence[LoraAdapter], config: TiesConfig) -> LoraAdapter:
     """TIES on the true deltas, exported at rank sum r_i (not PEFT's factor-space heuristic)."""
     return dense_merge(adapters, config, _recipe(config), rank_rule(False, None), svd_solver=config.svd_solver)
 
 
-@register("ties_svd", paper=PAPER, config=TiesSvdConfig)
 def ties_svd(adapters: Sequence[LoraAdapter], config: TiesSvdConfig) -> LoraAdapter:
     """TIES on the true deltas, truncated by SVD to ``svd_rank`` (PEFT's ``ties_svd``)."""
     return dense_merge(adapters, config, _recipe(config), rank_rule(True, config.svd_rank),
                        svd_solver=config.svd_solver)
+
+
+TIES = MergeMethod("ties", ties, TiesConfig, paper=PAPER)
+TIES_SVD = MergeMethod("ties_svd", ties_svd, TiesSvdConfig, paper=PAPER)

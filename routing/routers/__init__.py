@@ -1,5 +1,4 @@
-"""Router presets, one module per method; importing this package registers them in ``ROUTERS``."""
+"""Router presets, one module per method; each defines its ``RouterPreset`` constant(s).
 
-from routing.routers import lora_mixer, meteora, mole, semantic, smora
-
-__all__ = ["lora_mixer", "meteora", "mole", "semantic", "smora"]
+The modules import nothing from the registry; :mod:`routing.presets` lists every preset explicitly.
+"""

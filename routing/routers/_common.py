@@ -12,8 +12,7 @@ from hub.core.errors import InvalidInputError
 from routing.bank import ExpertBank
 from routing.context import RoutingContext
 from routing.layer import RoutedLoRALinear
-from routing.model import PLACEMENTS, RoutedModel, check_experts, inject, linear_sites
-from routing.presets import gate_key
+from routing.model import PLACEMENTS, RoutedModel, check_experts, gate_key, inject, linear_sites
 
 _LAYER_RE = re.compile(r"^(?P<block>.*\.layers\.(?P<i>\d+))\.")
 
@@ -49,7 +48,7 @@ def per_site(model: nn.Module, experts: Sequence[LoraAdapter], names: Sequence[s
         if gate is not None:
             gates[gate_key(site)] = gate
         return RoutedLoRALinear(lin, bank, site=site, context=ctx, gate=gate, group_size=group_size(bank),
-                                gate_key=shared_key(site), row_key=row_key(site), backend=backend,  # type: ignore[arg-type]
+                                gate_key=shared_key(site), row_key=row_key(site), backend=backend,
                                 dropout=dropout)
 
     routed = inject(model, sites, experts, make=make)

@@ -18,9 +18,9 @@ from torch import nn
 
 from hub.core.adapter import LoraAdapter
 from routing import losses
+from routing.config import RouterConfig, RouterPreset, check_choice, check_positive
 from routing.gates import GateSpec, TokenGate, gate_width
 from routing.model import RoutedModel
-from routing.presets import ROUTERS, RouterConfig, RouterPreset, check_choice, check_positive
 from routing.routers._common import per_site, sites_for
 
 
@@ -64,7 +64,6 @@ def aux_loss(routed: RoutedModel, task_ids: torch.Tensor | None) -> torch.Tensor
     return cfg.balance_coef * bal + cfg.entropy_coef * losses.entropy(ctx.records, ctx.token_mask)
 
 
-ROUTERS.register("lora_mixer", paper="https://arxiv.org/abs/2507.00029",
-                 summary="LoRA-Mixer: hard-soft top-k experts on attention in/out projections")(
-    RouterPreset("lora_mixer", LoraMixerConfig, build, aux_loss, granularity="token")
-)
+PRESET = RouterPreset("lora_mixer", LoraMixerConfig, build, aux_loss, granularity="token",
+                      paper="https://arxiv.org/abs/2507.00029",
+                      summary="LoRA-Mixer: hard-soft top-k experts on attention in/out projections")

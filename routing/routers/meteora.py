@@ -19,9 +19,9 @@ from torch import nn
 from hub.core.adapter import LoraAdapter
 from hub.core.errors import InvalidInputError
 from routing import losses
+from routing.config import RouterConfig, RouterPreset, check_choice, check_positive
 from routing.gates import GateSpec, TokenGate, gate_width
 from routing.model import RoutedModel
-from routing.presets import ROUTERS, RouterConfig, RouterPreset, check_choice, check_positive
 from routing.routers._common import per_site, sites_for
 
 
@@ -95,7 +95,6 @@ def aux_loss(routed: RoutedModel, task_ids: torch.Tensor | None) -> torch.Tensor
     return routed.config.ce_coef * loss(ctx.records, labels, ctx.token_mask)
 
 
-ROUTERS.register("meteora", paper="https://arxiv.org/abs/2405.13053",
-                 summary="per-token top-k gate in every target linear, temperature T")(
-    RouterPreset("meteora", MeteoraConfig, build, aux_loss, granularity="token", uses_task_labels=True)
-)
+PRESET = RouterPreset("meteora", MeteoraConfig, build, aux_loss, granularity="token", uses_task_labels=True,
+                      paper="https://arxiv.org/abs/2405.13053",
+                      summary="per-token top-k gate in every target linear, temperature T")

@@ -29,9 +29,9 @@ from torch import nn
 from hub.core.adapter import LoraAdapter
 from hub.core.errors import InvalidInputError
 from routing import losses
+from routing.config import RouterConfig, RouterPreset, check_positive
 from routing.gates import ConstantGate, GateSpec, SequenceGate, TokenGate, features_for, gate_width
-from routing.model import ATTN, MLP, RoutedModel
-from routing.presets import ROUTERS, RouterConfig, RouterPreset, check_positive, gate_key
+from routing.model import ATTN, MLP, RoutedModel, gate_key
 from routing.routers._common import block_of, per_site, sites_for
 
 
@@ -177,11 +177,9 @@ def aux_wu(routed: RoutedModel, task_ids: torch.Tensor | None) -> torch.Tensor:
     return routed.config.balance_coef * losses.wu_balance(routed.context.records)
 
 
-ROUTERS.register("mole_llava", paper="https://arxiv.org/abs/2401.16160",
-                 summary="LLaVA-MoLE: MLP experts, one top-1 router per layer, Switch balance")(
-    RouterPreset("mole_llava", MoleLlavaConfig, build_llava, aux_llava, granularity="token")
-)
-ROUTERS.register("mole_wu", paper="https://arxiv.org/abs/2404.13628",
-                 summary="MoLE (Wu et al.): per-block, per-sequence dense softmax gate over frozen LoRAs")(
-    RouterPreset("mole_wu", MoleWuConfig, build_wu, aux_wu, granularity="sequence")
-)
+LLAVA = RouterPreset("mole_llava", MoleLlavaConfig, build_llava, aux_llava, granularity="token",
+                     paper="https://arxiv.org/abs/2401.16160",
+                     summary="LLaVA-MoLE: MLP experts, one top-1 router per layer, Switch balance")
+WU = RouterPreset("mole_wu", MoleWuConfig, build_wu, aux_wu, granularity="sequence",
+                  paper="https://arxiv.org/abs/2404.13628",
+                  summary="MoLE (Wu et al.): per-block, per-sequence dense softmax gate over frozen LoRAs")

@@ -12,7 +12,7 @@ With exemplar prompts per adapter (its sample data), an adapter's vector is thei
 ``nearest = β > 0``, ``c_i = (1 - β) cos(e_q, e_i) + β max_j cos(e_q, x_ij)``: the best single exemplar
 counts too, so a phrasing one exemplar shares is not outvoted by the adapter's other phrasings. With
 ``features="embedding"`` and ``lexical_dim``, queries and exemplars are the embedding plus a hashed bag
-of words (:func:`routing.train.request_features`), as the trained gates read them.
+of words (:func:`routing.features.request_features`), as the trained gates read them.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from torch import nn
 
 from hub.core.adapter import LoraAdapter
 from hub.core.errors import InvalidInputError
+from routing.config import RouterConfig, RouterPreset, check_choice, check_positive
 from routing.context import GroupWeights
 from routing.model import RoutedModel
-from routing.presets import ROUTERS, RouterConfig, RouterPreset, check_choice, check_positive
 from routing.routers._common import per_site
 
 Embed = Callable[[list[str]], torch.Tensor]
@@ -78,7 +78,7 @@ def text_features(embed: Embed | None, texts: Sequence[str], config: SemanticCon
     """Texts -> (B, d) vectors: the injected embedding, plus the hashed words with ``lexical_dim``."""
     if embed is None:
         raise InvalidInputError("text queries need an embed function; pass vectors instead")
-    from routing.train import embed_texts, request_features
+    from routing.features import embed_texts, request_features
 
     return request_features(embed, texts, config) if config.lexical_dim else embed_texts(embed, texts)
 
@@ -190,7 +190,6 @@ def aux_loss(routed: RoutedModel, task_ids: torch.Tensor | None) -> torch.Tensor
     return torch.zeros(())
 
 
-ROUTERS.register("semantic", paper="https://arxiv.org/abs/2402.09997",
-                 summary="training-free: request vs adapter embeddings, top-k above a threshold, else base")(
-    RouterPreset("semantic", SemanticConfig, build, aux_loss, granularity="request", trainable=False)
-)
+PRESET = RouterPreset("semantic", SemanticConfig, build, aux_loss, granularity="request", trainable=False,
+                      paper="https://arxiv.org/abs/2402.09997",
+                      summary="training-free: request vs adapter embeddings, top-k above a threshold, else base")

@@ -23,9 +23,9 @@ from torch import nn
 
 from hub.core.adapter import LoraAdapter, LoraLayer, LoraSpec
 from hub.core.errors import InvalidInputError
+from routing.config import RouterConfig, RouterPreset, check_choice, check_positive
 from routing.gates import GateSpec, TokenGate, gate_width
 from routing.model import PLACEMENTS, RoutedModel, linear_sites, model_id
-from routing.presets import ROUTERS, RouterConfig, RouterPreset, check_choice, check_positive
 from routing.routers._common import per_site, sites_for
 
 
@@ -95,7 +95,6 @@ def init_adapter(model: nn.Module, r: int = 64, alpha: float = 16.0, placement: 
     return LoraAdapter(layers=layers, spec=LoraSpec(base_model=model_id(model)))
 
 
-ROUTERS.register("smora", paper="https://arxiv.org/abs/2501.15103",
-                 summary="SMoRA: every rank an expert, sigmoid top-k + loss-free bias balancing")(
-    RouterPreset("smora", SmoraConfig, build, aux_loss, granularity="token")
-)
+PRESET = RouterPreset("smora", SmoraConfig, build, aux_loss, granularity="token",
+                      paper="https://arxiv.org/abs/2501.15103",
+                      summary="SMoRA: every rank an expert, sigmoid top-k + loss-free bias balancing")

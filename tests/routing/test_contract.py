@@ -116,12 +116,12 @@ def test_kv_cache_decoding_equals_full_recomputation(name, model, experts, batch
     routed = _build(model, experts, name)
     with torch.no_grad():
         out = routed(input_ids=ids, attention_mask=am, use_cache=True)
-        seq, mask, pkv = ids, am, out.past_key_values
+        seq, mask, cache = ids, am, out.cache
         for _ in range(3):
             nxt = out.logits[:, -1].argmax(-1, keepdim=True)
             seq, mask = torch.cat([seq, nxt], 1), torch.cat([mask, torch.ones_like(nxt)], 1)
-            out = routed(input_ids=nxt, attention_mask=mask, past_key_values=pkv, use_cache=True)
-            pkv = out.past_key_values
+            out = routed(input_ids=nxt, attention_mask=mask, cache=cache, use_cache=True)
+            cache = out.cache
             full = routed(input_ids=seq, attention_mask=mask).logits[:, -1]
             torch.testing.assert_close(out.logits[:, -1], full, atol=1e-5, rtol=1e-5)
 
@@ -133,16 +133,38 @@ def test_sequence_gates_are_computed_once_at_prefill(model, experts, batch):
     with torch.no_grad():
         out = routed(input_ids=ids, attention_mask=am, use_cache=True)
         prefill_rows = dict(routed.context.sequence_rows)
-        pkv = out.past_key_values
+        cache = out.cache
         for _ in range(3):
             nxt = out.logits[:, -1].argmax(-1, keepdim=True)
             am = torch.cat([am, torch.ones_like(nxt)], 1)
-            out = routed(input_ids=nxt, attention_mask=am, past_key_values=pkv, use_cache=True)
-            pkv = out.past_key_values
+            out = routed(input_ids=nxt, attention_mask=am, cache=cache, use_cache=True)
+            cache = out.cache
     assert all(len(v) == 1 for v in routed.context.records.values())  # one gate call per block
     assert routed.context.sequence_rows == prefill_rows
     gen = routed.generate(input_ids=ids, attention_mask=am[:, :8], max_new_tokens=3, do_sample=False)
     assert gen.shape == (2, 11)
+
+
+def test_generate_decodes_with_the_prefill_sequence_gates(model, experts, batch):
+    """``generate()`` hands the KV cache over as ``cache``: its decode steps reuse the prefill's sequence gates,
+    exactly as a hand-written cached loop does (not gates recomputed from the one new token)."""
+    ids, am = batch
+    routed = _build(model, experts, "mole_wu")
+    routed.context.collect = True
+    with torch.no_grad():
+        res = routed.generate(input_ids=ids, attention_mask=am, max_new_tokens=3, do_sample=False,
+                              output_logits=True, return_dict_in_generate=True)
+        assert all(len(v) == 1 for v in routed.context.records.values())  # one gate call per block
+        pos = (am.cumsum(-1) - 1).clamp(min=0)
+        out = routed(input_ids=ids, attention_mask=am, position_ids=pos, use_cache=True)
+        mask, cache, logits = am, out.cache, [out.logits[:, -1]]
+        for t in range(2):
+            nxt = res.sequences[:, ids.shape[1] + t, None]
+            mask, pos = torch.cat([mask, torch.ones_like(nxt)], 1), pos[:, -1:] + 1
+            out = routed(input_ids=nxt, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
+            cache = out.cache
+            logits.append(out.logits[:, -1])
+    torch.testing.assert_close(torch.stack(res.logits, 1), torch.stack(logits, 1), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", PRESETS)

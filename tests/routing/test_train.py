@@ -198,7 +198,7 @@ def test_embedding_features_need_an_embed_function_of_the_right_width(model, exp
 
 
 def test_lexical_features_are_stateless_normalised_and_keep_numbers_apart():
-    from routing.train import lexical_features
+    from routing.features import lexical_features
 
     texts = ["abc | caesar shift by 2", "abc | caesar shift by 4", "xyz | caesar shift by 2", ""]
     a, b = lexical_features(texts, 256), lexical_features(texts, 256)
@@ -211,7 +211,7 @@ def test_lexical_features_are_stateless_normalised_and_keep_numbers_apart():
 def test_lexical_features_route_requests_that_the_embedding_cannot_tell_apart(model, base_model, experts):
     """lexical_dim: the hashed words of the request are appended to its embedding. With an embedding that
     is the same for every request, only the words (one number apart) can tell the experts apart."""
-    from routing.train import request_features
+    from routing.features import request_features
 
     g = torch.Generator().manual_seed(1)
     data = [[{"input": f"{''.join(ALPHABETS[0][int(j)] for j in torch.randint(0, 6, (4,), generator=g))} "
@@ -281,7 +281,7 @@ def test_mix_intents_teaches_multi_label_gates_to_switch_on_both_tasks_of_a_join
     """MeteoRA ``mix_intents``: the experts' data name one task per prompt; joined pairs of prompts labelled
     with both experts teach the sigmoid gates that two tasks' words mean two experts, while a one-task request
     still switches on one."""
-    from routing.train import request_features
+    from routing.features import request_features
 
     data = sample_data()
     singles = [e["input"] for rows in data for e in rows]

@@ -90,7 +90,7 @@ class AutoRouter:
         import numpy as np
 
         from hub.services.validation import parse_samples
-        from routing.train import request_text
+        from routing.features import request_text
 
         ver = self.adapters.version(viewer, row.namespace, row.name)
         if SAMPLES_NAME not in (ver.files or {}):

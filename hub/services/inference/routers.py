@@ -88,7 +88,7 @@ class RouterRunner:
         if plan.state.preset == "semantic":
             routed.router.apply(routed, [lb.tokenizer.decode(ids, skip_special_tokens=True)])
         elif routed.needs_features:  # gates that read the request's embedding (config features="embedding")
-            from routing.train import request_features
+            from routing.features import request_features
 
             text = lb.tokenizer.decode(ids, skip_special_tokens=True)
             routed.set_features(request_features(lambda t: torch.from_numpy(self.embed(t)), [text], routed.config))
