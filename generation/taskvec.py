@@ -32,13 +32,12 @@ class TextCodec:
         return int(self.tokenizer.eos_token_id)
 
     def prompt(self, text: str) -> list[int]:
-        bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
-        return bos + self.tokenizer.encode(text + self.suffix, add_special_tokens=False)
+        """``text`` + suffix as the tokenizer encodes it (with the BOS it adds, if any), as Loom serves prompts."""
+        return list(self.tokenizer.encode(text + self.suffix))
 
     def raw(self, text: str) -> list[int]:
-        """``<bos> text`` with no suffix (a prefix to continue)."""
-        bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
-        return bos + self.tokenizer.encode(text, add_special_tokens=False)
+        """``text`` with no suffix (a prefix to continue), with the tokenizer's own special tokens."""
+        return list(self.tokenizer.encode(text))
 
     def answer(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False) + [self.eos_id]

@@ -236,7 +236,7 @@ class RewriteSampler:
         allowed[[i for i in self._banned if i < vocab]] = False
         allowed[len(tok):] = False
         seen = torch.zeros((n, vocab), dtype=torch.bool)  # tokens already in the current part of a row
-        bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+        bos = list(tok.encode(""))  # what the tokenizer puts before any text (BOS for Llama-like ones)
         rows = [list(bos) for _ in range(n)]
         for t in range(max(len(s) for s in src)):
             live = [i for i in range(n) if t < len(src[i])]

@@ -36,6 +36,9 @@ _ERRORS: dict[str, type[E.LoomError]] = {
 UPLOAD_FILES = ADAPTER_UPLOAD_FILES
 
 
+#: registering a base may download or convert its weights first
+REGISTER_TIMEOUT_S = 3600.0
+
 class ServerError(E.LoomError):
     """The server failed in a way that is not a domain error (a 5xx, or not Loom at that address)."""
 
@@ -222,9 +225,11 @@ class LoomClient:
         """Semantic search (filters: base_model, tag, license, owner, min_rank, max_rank, kind)."""
         return self.request("GET", "/api/v1/search", params=without_none(q=q, k=k, **filters))
 
-    def register_base(self, model_id: str, config: dict[str, Any], *, revision: str = "main",
+    def register_base(self, model_id: str, config: dict[str, Any] | None = None, *, revision: str | None = None,
                       weights: str | None = None) -> dict[str, Any]:
-        return self.request("POST", "/api/v1/base-models",
+        """Register a base model; ``weights``: a folder or ``.gguf`` file on the server, or a Hugging Face id
+        (the server downloads or converts it before answering, so this may take minutes)."""
+        return self.request("POST", "/api/v1/base-models", timeout=REGISTER_TIMEOUT_S,
                          json={"id": model_id, "revision": revision, "config": config, "weights": weights})
 
     def list_bases(self) -> list[dict[str, Any]]:

@@ -5,11 +5,19 @@ Nothing is built at import time: call ``get_settings()`` inside ``create_app`` o
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from huggingface_hub import HfApi
+
+
+DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 
 
 class Settings(BaseSettings):
@@ -29,8 +37,12 @@ class Settings(BaseSettings):
             ``loom worker`` yourself, e.g. on a GPU host).
         allow_anonymous_publish: let requests without a token publish (as user ``anonymous``);
             for a single-user local hub only.
-        hf_endpoint: the Hugging Face Hub (or a mirror) that ``loom hf`` imports from and exports to.
-        hf_token: the Hub token used for imports and exports (``LOOM_HF_TOKEN``); never logged or stored.
+        hf_endpoint: the Hugging Face Hub (or a mirror) that ``loom hf`` and ``loom base add --weights org/name``
+            use; when ``LOOM_HF_ENDPOINT`` is unset, ``HF_ENDPOINT`` (huggingface_hub's convention), else
+            huggingface.co.
+        hf_token: the Hub token used for imports, exports and base downloads (``LOOM_HF_TOKEN``); when unset,
+            ``HF_TOKEN`` or the token saved by ``hf auth login``, as huggingface_hub finds them. Never logged or
+            stored.
         hf_webhook_secret: the secret the Hub sends in ``X-Webhook-Secret``; unset refuses every webhook.
         inference_enabled: serve the OpenAI-compatible ``/v1`` endpoints (``loom serve-inference``).
         inference_max_batch: most requests one batched forward serves.
@@ -70,7 +82,7 @@ class Settings(BaseSettings):
     allow_anonymous_publish: bool = False
     workers: int = 1
     token: str | None = None
-    hf_endpoint: str = "https://huggingface.co"
+    hf_endpoint: str = DEFAULT_HF_ENDPOINT
     hf_token: SecretStr | None = None
     hf_webhook_secret: SecretStr | None = None
     inference_enabled: bool = True
@@ -88,6 +100,27 @@ class Settings(BaseSettings):
     s3_endpoint: str | None = None
     s3_connect_timeout_s: float = 5.0
     blob_cache_bytes: int = Field(default=8 * 1024**3, ge=0)
+
+    @model_validator(mode="after")
+    def _hf_conventions(self) -> Settings:
+        """Fill the Hugging Face endpoint and token the way huggingface_hub does when ``LOOM_HF_*`` is unset."""
+        if "hf_endpoint" not in self.model_fields_set and os.environ.get("HF_ENDPOINT"):
+            self.hf_endpoint = os.environ["HF_ENDPOINT"].rstrip("/")
+        if self.hf_token is None:
+            from huggingface_hub import get_token
+
+            found = get_token()  # HF_TOKEN, then the file `hf auth login` saved under HF_HOME
+            if found:
+                self.hf_token = SecretStr(found)
+        return self
+
+    def hf_api(self) -> HfApi:
+        """An ``HfApi`` for :attr:`hf_endpoint` with :attr:`hf_token` (no token: none is sent, not even an
+        ambient one)."""
+        from huggingface_hub import HfApi
+
+        token = self.hf_token.get_secret_value() if self.hf_token is not None else None
+        return HfApi(endpoint=self.hf_endpoint.rstrip("/"), token=token or False)
 
     @cached_property
     def resolved_database_url(self) -> str:
@@ -108,6 +141,11 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    @property
+    def weights_dir(self) -> Path:
+        """Base-model weights Loom downloaded (``hf/``) or converted (``gguf/``)."""
+        return self.data_dir / "weights"
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -44,6 +44,15 @@ def build_with_progress(size: str, data_dir: str | Path, seed: int = 0, console:
         return build_zoo(size, data_dir, seed=seed, progress=progress)
 
 
+def build_real_with_progress(data_dir: str | Path, seed: int = 0, console: Any = None) -> Zoo:
+    """:func:`testbed.real.zoo.build_real_zoo` with a rich progress bar per phase (seconds when cached; an
+    interrupted build resumes with the adapters it has not finished)."""
+    from testbed.real.zoo import build_real_zoo
+
+    with rich_progress(console) as progress:
+        return build_real_zoo(data_dir, seed=seed, progress=progress)
+
+
 def run_demo(
     settings: Any,
     size: str = "full",

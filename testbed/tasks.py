@@ -70,13 +70,7 @@ class Task:
 
     def all_cues(self, split: str = "all") -> tuple[str, ...]:
         """Cues of a split: ``"train"``, ``"heldout"`` or ``"all"``."""
-        if split == "train":
-            return self.cues
-        if split == "heldout":
-            return self.heldout_cues
-        if split == "all":
-            return self.cues + self.heldout_cues
-        raise InvalidInputError(f"split must be 'train', 'heldout' or 'all', got {split!r}")
+        return cues_of_split(self.cues, self.heldout_cues, split)
 
     def random_input(self, rng: random.Random) -> str:
         """An input whose answer differs from the input itself (so copying scores zero)."""
@@ -106,6 +100,17 @@ class Task:
     def score(self, prediction: str, target: str) -> bool:
         """Exact match (surrounding whitespace ignored)."""
         return prediction.strip() == target.strip()
+
+
+def cues_of_split(cues: tuple[str, ...], heldout: tuple[str, ...], split: str) -> tuple[str, ...]:
+    """The phrasings of a split: ``"train"`` (``cues``), ``"heldout"`` or ``"all"`` (both)."""
+    if split == "train":
+        return cues
+    if split == "heldout":
+        return heldout
+    if split == "all":
+        return cues + heldout
+    raise InvalidInputError(f"split must be 'train', 'heldout' or 'all', got {split!r}")
 
 
 def format_prompt(x: str, cue: str) -> str:

@@ -80,6 +80,15 @@ def prompt_ids(prompt: str) -> list[int]:
     return [BOS_ID, *prompt.encode("utf-8"), SEP_ID]
 
 
+def training_batch(rows: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-padded ``input_ids``, ``attention_mask``, ``position_ids`` and ``labels`` from ``(ids, labels)`` rows."""
+    from generation.taskvec import left_pad
+
+    batch = left_pad([x for x, _ in rows], pad_id)
+    batch["labels"] = left_pad([y for _, y in rows], -100)["input_ids"]
+    return batch
+
+
 def encode_batch(pairs: Sequence[tuple[str, str]]) -> dict[str, torch.Tensor]:
     """Left-padded ``input_ids``, ``attention_mask``, ``position_ids`` and answer-only ``labels``."""
     rows = []
@@ -87,16 +96,7 @@ def encode_batch(pairs: Sequence[tuple[str, str]]) -> dict[str, torch.Tensor]:
         p = prompt_ids(prompt)
         a = [*answer.encode("utf-8"), EOS_ID]
         rows.append((p + a, [-100] * len(p) + a))
-    width = max(len(ids) for ids, _ in rows)
-    ids = torch.full((len(rows), width), PAD_ID, dtype=torch.long)
-    labels = torch.full((len(rows), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, (x, y) in enumerate(rows):
-        ids[i, width - len(x) :] = torch.tensor(x)
-        labels[i, width - len(y) :] = torch.tensor(y)
-        mask[i, width - len(x) :] = 1
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    return {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "labels": labels}
+    return training_batch(rows, PAD_ID)
 
 
 def pretrain_pairs(recipe: BaseRecipe, rng: random.Random, n: int) -> list[tuple[str, str]]:
@@ -166,8 +166,10 @@ def train_loop(
     lr: float,
     warmup: int,
     on_step: Callable[[int, float], None] | None = None,
+    encode: Callable[[Sequence[tuple[str, str]]], dict[str, torch.Tensor]] = encode_batch,
 ) -> float:
-    """AdamW over ``params`` for ``steps`` steps; ``batches(step)`` gives (prompt, answer) pairs.
+    """AdamW over ``params`` for ``steps`` steps; ``batches(step)`` gives (prompt, answer) pairs, which
+    ``encode`` turns into a left-padded batch with answer-only labels (default: the byte format).
 
     Returns the mean loss of the last 10 steps.
     """
@@ -176,7 +178,7 @@ def train_loop(
     model.train()
     losses: list[float] = []
     for step in range(steps):
-        loss = answer_loss(model, encode_batch(batches(step)))
+        loss = answer_loss(model, encode(batches(step)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -117,9 +117,18 @@ class Zoo:
 
     @classmethod
     def load(cls, root: str | Path) -> Zoo:
-        """Read ``root/manifest.json`` (paths in it are relative to ``root``)."""
+        """Read ``root/manifest.json`` (paths in it are relative to ``root``).
+
+        A zoo cached before the tokenizer put ``<s>`` first itself and had a chat template gets its bases'
+        tokenizer files rewritten (:func:`testbed.tokenizer.upgrade_tokenizer`; weights are unchanged).
+        """
+        from testbed.tokenizer import upgrade_tokenizer
+
         r = Path(root)
         m = json.loads((r / MANIFEST).read_text())
+        for b in m["bases"]:
+            if b.get("tokenizer", "byte") == "byte":
+                upgrade_tokenizer(r / b["dir"])
         bases = tuple(
             BaseEntry(
                 id=b["id"],

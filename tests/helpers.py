@@ -142,9 +142,25 @@ def publish_router(hub, user, name: str, state, description: str = "") -> str:
     return f"{res.adapter.full_name}@{res.version.number}"
 
 
-
 def fresh_python(code: str, timeout: float = 120) -> str:
     """Run ``code`` in a new interpreter (nothing of ours imported yet); its stdout, or fail with its stderr."""
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout
+
+
+@contextlib.contextmanager
+def served_zoo(zoo, data_dir):
+    """A testbed zoo published into a fresh hub (its first base the one ``auto`` uses), served over HTTP by a
+    real server: yields ``(url, hub)``. Nothing leaves the machine (the Hugging Face endpoint is a closed port)."""
+    from hub.api import create_app
+    from hub.cli.testbed import publish_zoo_into
+    from hub.services.container import Hub
+    from hub.settings import get_settings
+
+    settings = get_settings(data_dir=data_dir, hf_endpoint="http://127.0.0.1:9",
+                            inference_default_base=zoo.base_a.id)
+    with Hub(settings) as hub:
+        publish_zoo_into(hub, zoo)
+        with serve_in_thread(create_app(hub=hub, warm_index=False)) as url:
+            yield url, hub

@@ -119,21 +119,27 @@ class SearchOut(BaseModel):
 
 class BaseModelIn(BaseModel):
     id: str = Field(description="e.g. meta-llama/Llama-3.1-8B")
-    revision: str = "main"
-    config: dict[str, Any] = Field(description="the model's config.json")
-    weights: str | None = Field(None, description="a local folder or a Hugging Face id")
+    revision: str | None = Field(None, description="default: the pinned commit sha of Hugging Face weights, "
+                                                   "else 'main'")
+    config: dict[str, Any] | None = Field(None, description="the model's config.json (default: the weights' own)")
+    weights: str | None = Field(None, description="a local folder, a .gguf file on the server, or a Hugging Face "
+                                                  "repo id org/name[@revision] (downloaded once, pinned to a sha)")
 
 
 class BaseModelOut(BaseModel):
     id: str
     revision: str
     weights: str | None
+    source: dict[str, Any] | None = Field(
+        None, description="where the weights came from: {kind: folder}, {kind: hf, repo_id, revision, sha} or "
+                          "{kind: gguf, file, sha256, architecture}")
     config: dict[str, Any]
     created_at: datetime
 
     @classmethod
     def of(cls, b: m.BaseModel) -> BaseModelOut:
-        return cls(id=b.model_id, revision=b.revision, weights=b.weights, config=b.config, created_at=b.created_at)
+        return cls(id=b.model_id, revision=b.revision, weights=b.weights, source=b.source, config=b.config,
+                   created_at=b.created_at)
 
 
 class BaseModelList(BaseModel):

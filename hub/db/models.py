@@ -185,4 +185,7 @@ class BaseModel(Base):
     revision: Mapped[str] = mapped_column(String(128), default="main")
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     weights: Mapped[str | None] = mapped_column(String(1024))
+    #: where the weights came from (``hub.weights.ResolvedWeights.source``): a folder, a Hugging Face repo at a
+    #: commit sha, or a converted GGUF file; None for bases registered without weights
+    source: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,10 +8,10 @@ that objective here:
   service serves), with its tokenizer;
 - the examples are the sources' ``samples.jsonl`` rows, the same number from each source (at most
   :data:`MAX_EXAMPLES` in all), so no source dominates the loss;
-- each prompt is encoded the way the hub serves prompts: the tokenizer's BOS first (added when the
-  tokenizer leaves it out, as :func:`hub.services.inference.service.encode_prompt` does) and a newline
-  after the prompt text (Loom's prompt convention: the testbed zoo, ``generation.taskvec.TextCodec``);
-  answers end with EOS.
+- each prompt is encoded the way the hub serves prompts (``tokenizer(prompt)``, as
+  :func:`hub.services.inference.service.encode_prompt` does: a base that needs BOS gets it from its
+  tokenizer) with a newline after the prompt text (Loom's prompt convention: the testbed zoo,
+  ``generation.taskvec.TextCodec``); answers end with EOS.
 """
 
 from __future__ import annotations
@@ -31,11 +31,10 @@ Objective = Callable[[LoraAdapter], float]
 
 
 class ServedPrompts:
-    """A tokenizer view for :func:`lm_loss_objective`: prompts get BOS first and :data:`PROMPT_SUFFIX` after.
+    """A tokenizer view for :func:`lm_loss_objective`: prompts get :data:`PROMPT_SUFFIX` after them.
 
     ``lm_loss_objective`` tokenises a prompt with ``tokenizer(text)`` and an answer with
-    ``tokenizer(text, add_special_tokens=False)``, like a Llama tokenizer (which adds BOS itself);
-    this view makes any tokenizer behave that way and appends the prompt separator.
+    ``tokenizer(text, add_special_tokens=False)``; this view appends the prompt separator.
     """
 
     def __init__(self, tokenizer: Any, suffix: str = PROMPT_SUFFIX) -> None:
@@ -48,11 +47,7 @@ class ServedPrompts:
             return {"input_ids": list(self.tokenizer(text, add_special_tokens=False)["input_ids"])}
         if self.suffix and not text.endswith(self.suffix):
             text += self.suffix
-        ids = list(self.tokenizer(text)["input_ids"])
-        bos = getattr(self.tokenizer, "bos_token_id", None)
-        if ids and bos is not None and ids[0] != bos:
-            ids.insert(0, bos)
-        return {"input_ids": ids}
+        return {"input_ids": list(self.tokenizer(text)["input_ids"])}
 
 
 def source_examples(raw: bytes, key: str) -> list[dict[str, str]]:

@@ -74,7 +74,7 @@ class Hub:
         self.blobs = blobs = open_store(settings)
         self.metrics = metrics = Metrics()
         self.users = UserService(sessions)
-        self.base_models = base_models = BaseModelService(sessions)
+        self.base_models = base_models = BaseModelService(sessions, settings.weights_dir, settings.hf_api)
         self.search = search = SearchService(settings, sessions, embedder_factory)
         self.adapters = adapters = AdapterService(sessions, blobs, search, metrics,
                                                   embedding_model=settings.embedding_model)
@@ -122,7 +122,7 @@ def job_handlers(hub: Hub) -> dict[str, Handler]:
 def build_hf(hub: Hub, *, api: HfApi | None = None, policy: RetryPolicy | None = None) -> HfService:
     """The Hugging Face sync service of ``hub`` (``api``/``policy`` replace the ones built from settings)."""
     s = hub.settings
-    client = HubClient(s.hf_endpoint, s.hf_token, api=api, policy=policy or DEFAULT_POLICY)
+    client = HubClient(s.hf_endpoint, s.hf_api, api=api, policy=policy or DEFAULT_POLICY)
     imports = HfImports(client, hub.sessions, hub.publisher, cache_dir=s.cache_dir,
                         max_upload_bytes=s.max_upload_bytes)
     resync = HfResync(client, hub.sessions, imports)

@@ -113,7 +113,12 @@ def test_base_models_and_shape_checks(api, tiny_model, tmp_path):
     from tests.helpers import make_peft_adapter, pico_llama
 
     c = api.client
-    body = {"id": "loom-test/pico-llama", "config": tiny_model.config.to_dict(), "weights": "/models/pico"}
+    folder = tmp_path / "pico"
+    tiny_model.save_pretrained(str(folder))
+    missing = {"id": "loom-test/pico-llama", "config": tiny_model.config.to_dict(), "weights": str(tmp_path / "no")}
+    assert_error(c.post("/api/v1/base-models", headers=api.alice, json=missing), 422, "invalid_input",
+                 "does not exist")
+    body = {"id": "loom-test/pico-llama", "config": tiny_model.config.to_dict(), "weights": str(folder)}
     assert_error(c.post("/api/v1/base-models", json=body), 401, "unauthenticated")
     r = c.post("/api/v1/base-models", headers=api.alice, json=body)
     assert r.status_code == 201 and r.json()["revision"] == "main"
@@ -121,7 +126,8 @@ def test_base_models_and_shape_checks(api, tiny_model, tmp_path):
     assert_error(c.post("/api/v1/base-models", headers=api.alice, json={"id": "x/y", "config": {"a": 1}}),
                  422, "invalid_input", "model_type")
     assert [b["id"] for b in c.get("/api/v1/base-models").json()["items"]] == ["loom-test/pico-llama"]
-    assert c.get("/api/v1/base-models/loom-test/pico-llama").json()["weights"] == "/models/pico"
+    got = c.get("/api/v1/base-models/loom-test/pico-llama").json()
+    assert got["weights"] == str(folder.resolve()) and got["source"] == {"kind": "folder"}
     assert_error(c.get("/api/v1/base-models/nobody/model"), 404, "not_found")
     wide = make_peft_adapter(pico_llama(hidden=64), tmp_path / "wide", seed=4)
     assert_error(upload(c, api.alice, wide, "alice/wide"), 422, "incompatible", "base model loom-test/pico-llama")

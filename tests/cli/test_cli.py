@@ -79,7 +79,10 @@ def test_publish_search_pull_load_in_peft(server, capsys, monkeypatch, tmp_path,
 
     cfg = tmp_path / "config.json"
     cfg.write_text(tiny_model.config.to_json_string())
-    rc, out, err = run(capsys, *g, "base", "add", "loom-test/pico-llama", "--config", str(cfg), "--weights", "/m")
+    rc, _, err = run(capsys, *g, "base", "add", "loom-test/pico-llama", "--config", str(cfg), "--weights", "/m")
+    assert rc == 1 and "weights folder '/m' does not exist" in err  # nothing registered
+    rc, out, err = run(capsys, *g, "base", "add", "loom-test/pico-llama", "--config", str(cfg), "--weights",
+                       str(tmp_path))
     assert rc == 0 and "registered" in out, err
     rc, out, _ = run(capsys, "base", "ls", "--json")
     assert [b["id"] for b in json.loads(out)] == ["loom-test/pico-llama"]

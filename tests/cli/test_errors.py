@@ -30,7 +30,7 @@ def files(tmp_path_factory):
 
 
 USAGE = [  # (argv, words the line must hold); all exit 2
-    (["base", "add", "tiny/llama", "--weights", "/m"], ["loom base add", "Missing option", "--config"]),
+    (["publish", "{dir}"], ["loom publish", "Missing option", "--name"]),
     (["ls", "--limit", "abc"], ["loom ls", "--limit", "valid integer"]),
     (["nosuch"], ["No such command", "nosuch"]),
     (["pull"], ["loom pull", "Missing argument"]),

@@ -32,7 +32,7 @@ def test_oracle_clears_floor_and_base_stays_below_ceiling(ci_zoo):
         zoo=ci_zoo,
         n=32,
     )
-    assert res.tasks == ["upper", "caesar_1", "digit_add_2", "composite2", "composite3"]
+    assert res.tasks == ["upper", "caesar_1", "digit_add_2", "mask_first_2", "composite2", "composite3"]
     for t in ("upper", "caesar_1", "digit_add_2"):
         assert res.accuracy["oracle"][t] >= 0.8, res.table()
         assert res.accuracy["base"][t] <= 0.1, res.table()

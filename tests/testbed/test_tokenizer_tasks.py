@@ -15,15 +15,52 @@ def test_tokenizer_bytes_and_specials_round_trip(tmp_path):
     tok = build_tokenizer()
     text = "Hello, wörld! 123 | SHOUT"
     ids = tok(text)["input_ids"]
-    assert ids == list(text.encode("utf-8"))
+    assert ids == [257, *text.encode("utf-8")]  # BOS from the tokenizer itself, as the bases were trained
+    assert tok(text, add_special_tokens=False)["input_ids"] == ids[1:]
     assert (tok.pad_token_id, tok.bos_token_id, tok.eos_token_id) == (256, 257, 258)
     save_tokenizer(tmp_path)
     tok2 = AutoTokenizer.from_pretrained(str(tmp_path))
     assert tok2.padding_side == "left"
     assert tok2(text)["input_ids"] == ids
-    assert tok2.decode(ids) == text
+    assert tok2.decode(ids, skip_special_tokens=True) == text
     batch = tok2(["a", "abc"], padding=True)["input_ids"]
-    assert batch[0][:2] == [256, 256]  # left padding
+    assert batch[0][:3] == [256, 256, 257]  # left padding
+
+
+def test_chat_template_writes_the_zoo_prompt_format(tmp_path):
+    """The chat template gives what the zoo trained on: <s> + "<input> | <cue>" + newline; system dropped."""
+    from transformers import AutoTokenizer
+
+    from testbed.train import prompt_ids
+
+    save_tokenizer(tmp_path)
+    tok = AutoTokenizer.from_pretrained(str(tmp_path))
+    msgs = [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": "hello | shout this"}]
+    text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    assert text == "<s>hello | shout this\n"
+    ids = tok.apply_chat_template(msgs, add_generation_prompt=True)["input_ids"]
+    assert ids == prompt_ids("hello | shout this") == tok("hello | shout this\n")["input_ids"]
+
+
+def test_cached_zoo_tokenizers_are_upgraded_in_place(tmp_path):
+    """A base saved with the tokenizer of before (no BOS post-processor, no chat template) is rewritten."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from testbed.tokenizer import is_current, upgrade_tokenizer
+
+    save_tokenizer(tmp_path)
+    body = json.loads((tmp_path / "tokenizer.json").read_text())
+    body["post_processor"] = None
+    (tmp_path / "tokenizer.json").write_text(json.dumps(body))
+    (tmp_path / "chat_template.jinja").unlink()
+    old = AutoTokenizer.from_pretrained(str(tmp_path))
+    assert old("ab")["input_ids"] == [97, 98] and not is_current(tmp_path)
+    assert upgrade_tokenizer(tmp_path) and is_current(tmp_path) and not upgrade_tokenizer(tmp_path)
+    new = AutoTokenizer.from_pretrained(str(tmp_path))
+    assert new("ab")["input_ids"] == [257, 97, 98] and new.chat_template
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp folder left
 
 
 def test_zoo_has_enough_tasks_with_cards_cues_and_families():

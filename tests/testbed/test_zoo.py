@@ -11,6 +11,7 @@ from hub.core.errors import InvalidInputError, NotFoundError
 from hub.core.peft_io import load_peft
 from testbed.models import size_recipe
 from testbed.zoo import Zoo, build_zoo, publish_zoo, register_bases, with_steps
+from tests.testbed.conftest import SUBSET
 
 
 def test_manifest_lists_bases_adapters_samples_and_checkpoints(ci_zoo):
@@ -27,6 +28,7 @@ def test_manifest_lists_bases_adapters_samples_and_checkpoints(ci_zoo):
         ("upper", "loom-testbed/llama-ci"),
         ("caesar_1", "loom-testbed/llama-ci"),
         ("digit_add_2", "loom-testbed/llama-ci"),
+        ("mask_first_2", "loom-testbed/llama-ci"),
         ("upper", "loom-testbed/qwen2-ci"),
         ("caesar_1", "loom-testbed/qwen2-ci"),
     }
@@ -52,7 +54,7 @@ def test_cache_is_reused_and_loads_from_disk(ci_zoo):
         "ci",
         ci_zoo.root.parent.parent,
         seed=0,
-        tasks=("upper", "caesar_1", "digit_add_2"),
+        tasks=SUBSET,
         progress=lambda *a: calls.append(a),
     )
     assert calls == [] and again.root == ci_zoo.root
@@ -108,7 +110,7 @@ def test_publish_and_register_call_back_per_entry(ci_zoo):
     published = publish_zoo(ci_zoo, lambda e: (e.name, e.dir.is_dir(), len(e.sample_rows())))
     assert sorted(published) == sorted((a.name, True, 5) for a in ci_zoo.adapters)
     only_a = publish_zoo(ci_zoo, lambda e: e.name, base_id="loom-testbed/llama-ci")
-    assert sorted(only_a) == ["zoo/caesar_1", "zoo/digit_add_2", "zoo/upper"]
+    assert sorted(only_a) == ["zoo/caesar_1", "zoo/digit_add_2", "zoo/mask_first_2", "zoo/upper"]
     assert register_bases(ci_zoo, lambda b: (b.id, (b.dir / "config.json").is_file())) == [
         ("loom-testbed/llama-ci", True),
         ("loom-testbed/qwen2-ci", True),

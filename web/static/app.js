@@ -67,6 +67,22 @@ const Loom = (() => {
     };
   }
 
+  /** Field errors of a form whose inputs ``ids`` each have an ``err-<id>`` paragraph: ``show(id, message)``
+   * marks the input invalid, shows the message and returns the input; ``clear()`` hides them all. */
+  function fieldErrors(ids) {
+    const show = (id, message) => {
+      const e = document.getElementById("err-" + id); e.textContent = message; e.hidden = false;
+      const input = document.getElementById(id); input.setAttribute("aria-invalid", "true"); return input;
+    };
+    const clear = () => {
+      for (const id of ids) {
+        document.getElementById(id).removeAttribute("aria-invalid");
+        const e = document.getElementById("err-" + id); e.hidden = true; e.textContent = "";
+      }
+    };
+    return { show, clear };
+  }
+
   function initCopy() {
     const status = document.getElementById("copy-status");
     document.querySelectorAll("button[data-copy]").forEach((btn) => {
@@ -132,6 +148,6 @@ const Loom = (() => {
   }
 
   document.addEventListener("DOMContentLoaded", () => { initCopy(); initSignin(); initSignout(); initAuthDownloads(); });
-  return { token, setToken, api, readJson, errorOf, errorField, el, alertIn };
+  return { token, setToken, api, readJson, errorOf, errorField, el, alertIn, fieldErrors };
 })();
 window.Loom = Loom;

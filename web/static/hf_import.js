@@ -8,20 +8,9 @@ document.addEventListener("DOMContentLoaded", () => {
   const result = document.getElementById("hf-result");
   const FIELDS = { repo: "h-repo", revision: "h-repo", name: "h-name", namespace: "h-name", visibility: "h-visibility" };
 
-  const clear = () => {
-    top.hidden = true; top.replaceChildren(); result.hidden = true; result.replaceChildren();
-    for (const id of ["h-repo", "h-name", "h-visibility"]) {
-      document.getElementById(id).removeAttribute("aria-invalid");
-      const e = document.getElementById("err-" + id); e.hidden = true; e.textContent = "";
-    }
-  };
-  const showField = (id, msg) => {
-    const e = document.getElementById("err-" + id); e.textContent = msg; e.hidden = false;
-    const input = document.getElementById(id); input.setAttribute("aria-invalid", "true"); return input;
-  };
-  const showTop = (msg, extra) => {
-    top.replaceChildren(Loom.el("p", { text: msg })); if (extra) top.append(extra); top.hidden = false; top.focus();
-  };
+  const fields = Loom.fieldErrors(["h-repo", "h-name", "h-visibility"]);
+  const clear = () => { top.hidden = true; top.replaceChildren(); result.hidden = true; result.replaceChildren(); fields.clear(); };
+  const showField = fields.show, showTop = Loom.alertIn(top);
   const fieldOf = (err) => {
     const d = err.details || {};
     if (typeof d.field === "string" && FIELDS[d.field]) return FIELDS[d.field];

@@ -13,10 +13,11 @@ router = APIRouter(prefix="/api/v1/base-models", tags=["base models"])
 
 
 @router.post("", status_code=201, response_model=BaseModelOut, operation_id="register_base_model",
-             summary="Register a base model (its config.json and where its weights live)")
+             summary="Register a base model: its config.json and its weights (a folder, a .gguf file or a "
+                     "Hugging Face id, downloaded or converted once)")
 def register(hub: HubDep, user: WriterDep, body: BaseModelIn) -> BaseModelOut:
-    row = hub.base_models.register(body.id, json.dumps(body.config).encode(), revision=body.revision,
-                                   weights=body.weights)
+    config = json.dumps(body.config).encode() if body.config is not None else None
+    row = hub.base_models.register(body.id, config, revision=body.revision, weights=body.weights)
     return BaseModelOut.of(row)
 
 

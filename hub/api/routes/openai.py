@@ -112,20 +112,22 @@ def _text(content: str | list[dict[str, Any]] | None) -> str:
     return "".join(parts)
 
 
-def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
-    """The chat template of the tokenizer, or ``"role: content"`` lines ending with ``"assistant:"``."""
+def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, bool]:
+    """``(prompt, templated)``: the tokenizer's chat template (which writes its own special tokens), or
+    ``"role: content"`` lines ending with ``"assistant:"`` (encoded like a plain prompt)."""
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), True
+    return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:", False
 
 
-def _request(body: _Common, prompts: list[str], max_tokens: int | None, route_texts: list[str] | None = None) -> Any:
+def _request(body: _Common, prompts: list[str], max_tokens: int | None, route_texts: list[str] | None = None,
+             chat: bool = False) -> Any:
     from hub.services.inference import CompletionRequest, MergedAdapters
 
     merged = MergedAdapters.parse(body.merged_adapters) if body.merged_adapters is not None else None
     return CompletionRequest(model=body.model, prompts=prompts, route_texts=route_texts, max_tokens=max_tokens,
                              temperature=body.temperature, top_p=body.top_p, n=body.n, stop=body.stops(),
-                             seed=body.seed, merged=merged)
+                             seed=body.seed, merged=merged, chat=chat)
 
 
 def _loom(res: Any) -> dict[str, Any]:
@@ -197,8 +199,8 @@ def chat_completions(svc: InferenceDep, viewer: ViewerDep, body: ChatBody) -> An
     if body.merged_adapters is None and split_model(body.model)[1] != AUTO:
         plan_base = svc.resolve(viewer, body.model).base_id
     tok = svc.tokenizer(plan_base or svc.base_for(body.model))
-    prompt = render_chat(tok, messages)
-    req = _request(body, [prompt], body.max_completion_tokens or body.max_tokens, [route_text])
+    prompt, templated = render_chat(tok, messages)
+    req = _request(body, [prompt], body.max_completion_tokens or body.max_tokens, [route_text], chat=templated)
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     head = {"id": cid, "object": "chat.completion", "created": created, "model": body.model}
     if not body.stream:

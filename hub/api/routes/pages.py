@@ -326,6 +326,13 @@ def playground_page(request: Request, hub: HubDep, user: PageUser, model: str = 
     return render(request, "playground.html", {"active": "playground", "models": models, "model": model})
 
 
+@router.get("/bases", response_class=HTMLResponse, operation_id="page_bases")
+def bases_page(request: Request, hub: HubDep, user: PageUser) -> HTMLResponse:
+    """Registered base models (where their weights came from) and a form to add one (``POST /api/v1/base-models``)."""
+    _viewer(request, user)
+    return render(request, "bases.html", {"active": "bases", "bases": hub.base_models.list()})
+
+
 @router.get("/static/{path:path}", operation_id="page_static")
 def static(path: str) -> Response:
     """A file of ``web/static`` (never outside it)."""

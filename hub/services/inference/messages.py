@@ -25,6 +25,7 @@ class CompletionRequest:
         max_tokens: completion limit (None: up to the context, capped by ``inference_max_tokens``).
         temperature: 0 = greedy. top_p, n, stop, seed: as in OpenAI's API.
         merged: the ``merged_adapters`` extension.
+        chat: the prompts were rendered from a chat template (encoded without adding special tokens).
     """
 
     model: str
@@ -37,6 +38,7 @@ class CompletionRequest:
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     merged: MergedAdapters | None = None
+    chat: bool = False
 
 
 @dataclass

@@ -68,12 +68,11 @@ def build_app(settings: Settings, *, replicas: int = 2, models_per_replica: int 
     @serve.deployment(num_replicas=replicas, ray_actor_options={"num_cpus": 0.5, "num_gpus": num_gpus})
     class LoomReplica:
         def __init__(self, settings_dict: dict[str, Any]) -> None:
-            from hub.services.container import Hub
-            from hub.services.inference import InferenceService
+            from hub.services.container import Hub, inference_service
             from hub.settings import get_settings
 
             self.hub = Hub(get_settings(**settings_dict), migrate=False)
-            self.service = InferenceService(self.hub, device="cpu" if not num_gpus else None)
+            self.service = inference_service(self.hub, "cpu" if not num_gpus else None)
             self.pid = os.getpid()
             self.loads: list[str] = []
             self._pending: dict[str, dict[str, Any]] = {}

@@ -31,17 +31,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from hub.settings import Settings
 
 
-def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
-    """Token ids of a prompt, starting with the tokenizer's BOS token when it has one.
+def encode_prompt(tokenizer: Any, prompt: str, add_special_tokens: bool = True) -> list[int]:
+    """Token ids of a prompt: exactly what ``tokenizer(prompt)`` gives, as transformers and vLLM encode it.
 
-    Models are trained with BOS first (Llama's tokenizer adds it itself; a plain byte-level tokenizer
-    does not), so it is added here when the tokenizer left it out, as vLLM and llama.cpp do.
+    A base whose model needs BOS first gets it from its own tokenizer (Llama's and the testbed's add it
+    themselves; SmolLM2's adds none and was trained without). Chat prompts rendered from a chat template
+    are encoded with ``add_special_tokens=False``: the template writes any BOS itself.
     """
-    ids = list(tokenizer(prompt)["input_ids"])
-    bos = getattr(tokenizer, "bos_token_id", None)
-    if ids and bos is not None and ids[0] != bos:
-        ids.insert(0, bos)
-    return ids
+    return list(tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"])
 
 
 class InferenceService:
@@ -192,7 +189,7 @@ class InferenceService:
         for prompt, text in zip(req.prompts, texts, strict=True):
             plan = static or self.resolver.resolve(viewer, req.model, None, text)
             lb = self.engines.get(plan.base_id).base
-            ids = encode_prompt(lb.tokenizer, prompt)
+            ids = encode_prompt(lb.tokenizer, prompt, add_special_tokens=not req.chat)
             if not ids:
                 raise InvalidInputError("prompt must not be empty", field="prompt")
             room = lb.context - len(ids)

