@@ -3,7 +3,10 @@
 Embedding text is name + description + tags. Vectors are computed at publish/patch time and stored
 on the adapter row; the index (``hub.search.index``) is derived from them, persisted under
 ``settings.index_dir`` with a fingerprint of the DB's vectors, and rebuilt at start when the
-fingerprint differs (or by ``loom reindex``, which also re-embeds). Filters and visibility are given
+fingerprint differs (or by ``loom reindex``, which also re-embeds). Other processes publish too (job workers,
+``loom demo``'s background build): a search first compares a cheap watermark of the adapters table with the
+one it last saw (at most every ``REFRESH_INTERVAL_S``) and, when it moved, brings the index in step with the
+rows whose vector changed. Filters and visibility are given
 to the engine as the allowed set, so k results come back whenever k match (no top-k-then-filter
 shortfall). Adapters whose name, short name or a tag equals the query rank first.
 """
@@ -32,6 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
 MAX_K = 100
 AUTOSAVE_DELAY_S = 5.0
 MAX_QUERY = 1000
+#: how often a search checks whether other processes changed the adapters (seconds)
+REFRESH_INTERVAL_S = 1.0
 
 
 def embedding_text(namespace: str, name: str, description: str, tags: Sequence[str]) -> str:
@@ -71,6 +76,9 @@ class SearchService:
         self._lock = threading.RLock()
         self._dirty = False
         self._timer: threading.Timer | None = None
+        self._mark: tuple[Any, ...] | None = None  # the adapters table's watermark the index reflects
+        self._hashes: dict[int, str | None] = {}  # adapter id -> embedding hash the index holds
+        self._checked = 0.0
 
     # -- embeddings ---------------------------------------------------------------------------
     @property
@@ -126,6 +134,7 @@ class SearchService:
             if self._index is not None:
                 return "ready"
             with self.sessions() as s:
+                self._mark, self._hashes = repo.watermark(s), dict(repo.embedding_hashes(s, self.settings.embedding_model))
                 fp = self._fingerprint(s)
                 if self.settings.index_dir.exists():
                     try:
@@ -189,6 +198,36 @@ class SearchService:
         with self.sessions() as s:
             return saved != self._fingerprint(s)
 
+    def refresh(self, *, force: bool = False) -> int:
+        """Bring the loaded index in step with adapters other processes published, changed or deleted.
+
+        Cheap when nothing changed: one aggregate query, at most every ``REFRESH_INTERVAL_S`` (``force``: now).
+        Returns how many index entries changed.
+        """
+        import time
+
+        with self._lock:
+            if self._index is None or (not force and time.monotonic() - self._checked < REFRESH_INTERVAL_S):
+                return 0
+            self._checked = time.monotonic()
+            with self.sessions() as s:
+                mark = repo.watermark(s)
+                if mark == self._mark:
+                    return 0
+                now = dict(repo.embedding_hashes(s, self.settings.embedding_model))
+                changed = [i for i, h in now.items() if self._hashes.get(i, "") != h]
+                gone = [i for i in self._hashes if i not in now]
+                vectors = repo.embeddings_of(s, changed) if changed else {}
+            if gone:
+                self._index.remove(np.asarray(gone, dtype=np.int64))
+            for i, blob in vectors.items():
+                self._index.add(np.asarray([i], dtype=np.int64), np.frombuffer(blob, dtype=np.float32)[None, :])
+            self._mark, self._hashes = mark, now
+            if gone or vectors:
+                self._dirty = True
+                self._schedule_save()
+            return len(gone) + len(vectors)
+
     def upsert(self, adapter_id: int, vector: bytes) -> None:
         """Put an adapter's new vector into the loaded index (no-op until the index is loaded)."""
         with self._lock:
@@ -196,6 +235,7 @@ class SearchService:
                 return
             ids = np.asarray([adapter_id], dtype=np.int64)
             self._index.add(ids, np.frombuffer(vector, dtype=np.float32)[None, :])  # replaces an old vector
+            self._hashes[adapter_id] = vector_hash(vector)
             self._dirty = True
             self._schedule_save()
 
@@ -203,6 +243,7 @@ class SearchService:
         with self._lock:
             if self._index is not None:
                 self._index.remove(np.asarray([adapter_id], dtype=np.int64))
+                self._hashes.pop(adapter_id, None)
                 self._dirty = True
                 self._schedule_save()
 
@@ -259,6 +300,7 @@ class SearchService:
             raise InvalidInputError(f"k must be in 1..{MAX_K}, got {k}", field="k", value=k)
         f = filters or AdapterFilters()
         self.ensure_index()
+        self.refresh()
         qvec = self.embed([query])[0] if vector is None else vector
         with self.sessions() as s:
             has_filters = f != AdapterFilters()

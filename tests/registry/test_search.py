@@ -70,3 +70,21 @@ def test_index_persists_rebuilds_and_follows_patches(make_hub, adapter_dirs):
     progress = []
     assert fourth.search.reindex(progress=lambda d, t: progress.append((d, t))) == 4
     assert progress[-1] == (4, 4)
+
+
+def test_search_sees_what_other_processes_publish_change_and_delete(make_hub, adapter_dirs):
+    """A job worker or ``loom demo``'s background build publishes from another process: the serving
+    process's loaded index follows (each Hub here has its own index, as each process does)."""
+    server, worker = make_hub(), make_hub()
+    users = _fill(server, adapter_dirs)
+    assert names(server.search.search(None, "capital letters", k=1)) == ["alice/upper"]  # index loaded
+    alice = users["alice"]
+    worker.publisher.publish(alice, "alice/spam", files_of(adapter_dirs[1]), description="Detects spam e-mails.")
+    assert server.search.refresh(force=True) == 1
+    assert names(server.search.search(None, "filter junk email", k=1)) == ["alice/spam"]
+    worker.adapters.patch(alice, "alice", "spam", description="Writes Python unit tests for functions.")
+    worker.adapters.delete(alice, "alice", "sql")
+    assert server.search.refresh(force=True) == 2
+    assert names(server.search.search(None, "generate pytest tests for my code", k=1)) == ["alice/spam"]
+    assert "alice/sql" not in names(server.search.search(None, "SQL database queries", k=5))
+    assert server.search.refresh(force=True) == 0  # nothing moved: nothing to do
