@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hub.core.errors import InvalidInputError, NotFoundError
+from testbed.entries import AdapterEntry, Zoo
 from testbed.tasks import Example, composite_tasks, get_task
-from testbed.zoo import AdapterEntry, Zoo, build_zoo
+from testbed.zoo import build_zoo
 
 Answer = Callable[[str, list[str]], list[str]]  # (task, prompts) -> answers
 
