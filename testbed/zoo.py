@@ -88,8 +88,8 @@ def build_zoo(
     if not chosen:
         raise InvalidInputError("tasks must name at least one task")
     b_tasks = [t for t in chosen if t.transfer] if transfer else []
-    h = zoo_hash(rec, [t.name for t in chosen] + [f"B:{t.name}" for t in b_tasks], seed)
-    root = Path(data_dir) / "testbed" / h
+    root = zoo_root(rec, chosen, b_tasks, data_dir, seed)
+    h = root.name
     if (root / MANIFEST).is_file() and not force:
         return Zoo.load(root)
     tmp = root.with_name(f"{h}.partial-{os.getpid()}")
@@ -120,6 +120,18 @@ def build_zoo(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return Zoo.load(root)
+
+
+def zoo_root(rec: SizeRecipe, chosen: Sequence[Task], b_tasks: Sequence[Task], data_dir: str | Path, seed: int) -> Path:
+    """Where the zoo of this recipe, these tasks and seed is (or will be) cached."""
+    h = zoo_hash(rec, [t.name for t in chosen] + [f"B:{t.name}" for t in b_tasks], seed)
+    return Path(data_dir) / "testbed" / h
+
+
+def is_cached(size: str, data_dir: str | Path, seed: int = 0) -> bool:
+    """Whether ``build_zoo(size, data_dir, seed)`` (every task of the size) would only load its cache."""
+    chosen = tasks_for(size)
+    return (zoo_root(size_recipe(size), chosen, [t for t in chosen if t.transfer], data_dir, seed) / MANIFEST).is_file()
 
 
 def cached_base(testbed_dir: Path, brec: Any, seed: int) -> tuple[Path, int] | None:

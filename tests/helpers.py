@@ -6,7 +6,9 @@ import contextlib
 import copy
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -108,6 +110,22 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
+def wait_healthy(url: str, proc: Any = None, timeout: float = 120.0) -> None:
+    """Wait until ``url/healthz`` answers 200 (failing at once if ``proc``, the server's process, exits)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc is None or proc.poll() is None, f"the server exited with {proc.returncode}"
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer /healthz in {timeout:.0f} s")
+
+
 def serve_in_thread(app, timeout: float = 30.0):
     """Run ``app`` on a real uvicorn server in a thread on a free 127.0.0.1 port; yields its URL."""
     import threading

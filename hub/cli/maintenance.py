@@ -52,7 +52,8 @@ def fsck(repair: Annotated[bool, typer.Option("--repair", help="Fix what is foun
         for n in rep.missing_embeddings:
             out.print(f"[yellow]no embedding[/] {n}")
         if rep.stale_index:
-            out.print("[yellow]search index is stale[/]")
+            out.print("the search index on disk is behind the database (the next start rebuilds it from the "
+                      "stored vectors; --repair now)", soft_wrap=True)
         for r in rep.repaired:
             out.print(f"[green]repaired:[/] {r}")
         out.print("ok" if rep.ok else ("problems found" + ("" if repair else "; run `loom fsck --repair`")))

@@ -44,8 +44,9 @@ class FsckReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.missing_blobs or self.orphan_blobs or self.stale_temp_files or self.missing_embeddings
-                    or self.stale_index)
+        # a stale persisted index is not a problem: it is a cache each process rewrites (the API's and the
+        # workers' views differ for a few seconds after every publish) and a start rebuilds it from the DB
+        return not (self.missing_blobs or self.orphan_blobs or self.stale_temp_files or self.missing_embeddings)
 
     def to_dict(self) -> dict:
         return {
