@@ -109,7 +109,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextlib.contextmanager
 def wait_healthy(url: str, proc: Any = None, timeout: float = 120.0) -> None:
     """Wait until ``url/healthz`` answers 200 (failing at once if ``proc``, the server's process, exits)."""
     import httpx
@@ -126,6 +125,7 @@ def wait_healthy(url: str, proc: Any = None, timeout: float = 120.0) -> None:
     raise AssertionError(f"{url} did not answer /healthz in {timeout:.0f} s")
 
 
+@contextlib.contextmanager
 def serve_in_thread(app, timeout: float = 30.0):
     """Run ``app`` on a real uvicorn server in a thread on a free 127.0.0.1 port; yields its URL."""
     import threading

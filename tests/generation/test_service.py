@@ -16,8 +16,8 @@ from hub.services.generation import (
     transfer_config,
 )
 from tests.helpers import PICO_BASE_ID
-from tests.registry.fixtures import *  # noqa: F403
-from tests.registry.util import files_of
+from tests.services.fixtures import *  # noqa: F403
+from tests.services.util import files_of
 
 
 @pytest.fixture

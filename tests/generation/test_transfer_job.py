@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.registry.fixtures import db_templates  # noqa: F401
+from tests.services.fixtures import db_templates  # noqa: F401
 
 TASK = "upper"
 

@@ -19,7 +19,7 @@ from hub.services.compositions import (
     CompositionRequest,
     similarity_weights,
 )
-from tests.registry.util import files_of, registry_state
+from tests.services.util import files_of, registry_state
 
 
 @pytest.fixture

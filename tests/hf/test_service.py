@@ -7,8 +7,8 @@ import pytest
 from hub.core.errors import InvalidAdapterError, NotFoundError, PermissionDeniedError, UpstreamError
 from hub.services.hf import default_name
 from tests.helpers import PICO_BASE_ID
-from tests.hf_wire.conftest import card
-from tests.hf_wire.util import counts, leftovers, seed
+from tests.hf.conftest import card
+from tests.hf.util import counts, leftovers, seed
 
 REPO = "alice/pico-french"
 

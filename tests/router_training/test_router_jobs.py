@@ -9,7 +9,7 @@ from hub.core.errors import IncompatibleAdaptersError, InvalidInputError, NotFou
 from hub.jobs.queue import JobQueue
 from hub.jobs.worker import Worker
 from hub.services.router_training import RouterTrainRequest
-from tests.router_jobs.conftest import BASE_ID, EXPERTS, SAMPLES
+from tests.router_training.conftest import BASE_ID, EXPERTS, SAMPLES
 
 
 def _train(hub, name="alice/router", steps=30, params=None, **kw):

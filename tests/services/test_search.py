@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hub.repositories.adapters import AdapterFilters
-from tests.registry.util import files_of
+from tests.services.util import files_of
 
 CATALOG = [
     ("alice/upper", 0, "Converts lowercase letters in a sentence to uppercase capitals.", ["text"], "public", "mit"),

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from tests.router_jobs.conftest import EXPERTS, make_app
+from tests.router_training.conftest import EXPERTS, make_app
 
 
 def test_post_routers_queues_a_job_and_bad_input_is_4xx(api):

@@ -11,8 +11,8 @@ from hub.core.provenance import ParentRef, Provenance
 from hub.hf_sync import parse_model_card
 from hub.services.publish import PublishFiles
 from tests.helpers import PICO_BASE_ID
-from tests.hf_wire.conftest import WEBHOOK_SECRET
-from tests.hf_wire.util import counts, leftovers, seed
+from tests.hf.conftest import WEBHOOK_SECRET
+from tests.hf.util import counts, leftovers, seed
 
 REPO = "alice/pico-french"
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from hub.jobs.worker import Worker
-from tests.hf_wire.conftest import WEBHOOK_SECRET, card
-from tests.hf_wire.test_export_webhook import payload
-from tests.hf_wire.util import counts, leftovers, seed
+from tests.hf.conftest import WEBHOOK_SECRET, card
+from tests.hf.test_export_webhook import payload
+from tests.hf.util import counts, leftovers, seed
 
 REPO = "alice/pico-french"
 IMPORT = "/api/v1/hf/import"

@@ -10,7 +10,7 @@ import pytest
 from hub.hf_sync import RetryPolicy, render_model_card
 from tests.helpers import PICO_BASE_ID, make_peft_adapter
 from tests.hf_sync.fixtures import TOKEN, fake_hub, hf_env  # noqa: F401
-from tests.registry.fixtures import *  # noqa: F403
+from tests.services.fixtures import *  # noqa: F403
 
 WEBHOOK_SECRET = "whsec_loom_test_secret"
 NO_SLEEP = RetryPolicy(attempts=2, sleep=lambda s: None)

@@ -9,7 +9,7 @@ from sqlalchemy import inspect
 
 from hub.db import Base, make_engine
 from hub.db.migrate import current, downgrade, head, upgrade
-from tests.registry.dbutil import empty_database
+from tests.services.dbutil import empty_database
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])

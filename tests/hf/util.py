@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from tests.hf_wire.conftest import card
+from tests.hf.conftest import card
 
 
 def seed(fake_hub, repo_id: str, folder: Path, description: str = "Answers in French.", **kw) -> str:

@@ -18,7 +18,7 @@ from hub.core.errors import (
 )
 from hub.repositories import adapters as adapters_repo
 from hub.services.publish import PublishFiles
-from tests.registry.util import files_of, registry_state
+from tests.services.util import files_of, registry_state
 
 
 def test_publish_versions_and_ownership(hub, adapter_dirs):

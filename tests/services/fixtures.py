@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.registry.dbutil import MigratedTemplates
+from tests.services.dbutil import MigratedTemplates
 
 DB_KINDS = ["sqlite", "postgresql"]
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.helpers import serve_in_thread
-from tests.hf_wire.util import seed
+from tests.hf.util import seed
 
 REPO = "alice/pico-french"
 

@@ -1,3 +1,3 @@
 """Fixtures of the registry tests (shared with tests/api and tests/cli)."""
 
-from tests.registry.fixtures import *  # noqa: F403
+from tests.services.fixtures import *  # noqa: F403
