@@ -14,12 +14,14 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.core.errors import ConflictError, NotFoundError
+from hub.core.errors import AmbiguousError, ConflictError, NotFoundError
 from hub.db.jobs import FINISHED, Job
 from hub.db.models import User
 
 MAX_LOG_LINES = 500
 MAX_ATTEMPTS = 3
+#: most candidates an ambiguous prefix lists
+MAX_CANDIDATES = 10
 
 
 def _now() -> datetime:
@@ -104,12 +106,40 @@ class JobQueue:
             s.flush()
             return _view(job, self._owner_name(s, owner_id)), False
 
+    def _find(self, s: Session, job_id: str, viewer_id: int | None, check_owner: bool) -> Job:
+        """The job whose id is ``job_id`` or starts with it (among the jobs the viewer may see).
+
+        Raises:
+            NotFoundError: no such job visible to the viewer.
+            AmbiguousError: the prefix matches several of the viewer's jobs (the message lists them).
+        """
+        job = s.get(Job, job_id)
+        if job is None and job_id and len(job_id) < 32 and all(c in "0123456789abcdef" for c in job_id.lower()):
+            q = select(Job).where(Job.id.startswith(job_id.lower())).order_by(Job.created_at.desc())
+            if check_owner:
+                q = q.where((Job.owner_id == viewer_id) | Job.owner_id.is_(None))
+            found = list(s.scalars(q.limit(MAX_CANDIDATES + 1)))
+            if len(found) > 1:
+                ids = [j.id for j in found[:MAX_CANDIDATES]]
+                more = " ..." if len(found) > MAX_CANDIDATES else ""
+                raise AmbiguousError(f"job id prefix {job_id!r} matches {len(found)}{'+' if more else ''} jobs: "
+                                     f"{', '.join(ids)}{more}; give more characters", job_id=job_id,
+                                     candidates=ids)
+            job = found[0] if found else None
+        if job is None or (check_owner and job.owner_id is not None and job.owner_id != viewer_id):
+            raise NotFoundError(f"no job {job_id!r}", job_id=job_id)
+        return job
+
     def get(self, job_id: str, viewer_id: int | None = None, *, check_owner: bool = True) -> JobView:
-        """A job by id. Jobs are visible to their owner only (404 for others, like private adapters)."""
+        """A job by id or by a unique prefix of its id. Jobs are visible to their owner only (404 for others,
+        like private adapters).
+
+        Raises:
+            NotFoundError: no such job visible to the viewer.
+            AmbiguousError: the prefix matches several of the viewer's jobs.
+        """
         with self.sessions() as s:
-            job = s.get(Job, job_id)
-            if job is None or (check_owner and job.owner_id is not None and job.owner_id != viewer_id):
-                raise NotFoundError(f"no job {job_id!r}", job_id=job_id)
+            job = self._find(s, job_id, viewer_id, check_owner)
             return _view(job, self._owner_name(s, job.owner_id))
 
     def list(self, viewer_id: int | None, *, status: str | None = None, limit: int = 50) -> list[JobView]:
@@ -126,7 +156,7 @@ class JobQueue:
             NotFoundError: no such job visible to the viewer.
             ConflictError: the job has already finished.
         """
-        self.get(job_id, viewer_id)
+        job_id = self.get(job_id, viewer_id).id
         with self.sessions.begin() as s:
             job = s.get(Job, job_id, with_for_update=True)
             assert job is not None

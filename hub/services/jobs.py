@@ -42,10 +42,26 @@ class JobService:
         self.queue.report(job_id, log=line)
 
 
+#: the result keys naming what a job published, by artifact kind
+RESULT_KINDS = ("adapter", "router", "generator")
+
+
+def result_name(result: dict[str, Any] | None) -> str | None:
+    """``ns/name@version`` of what a finished job published (an adapter, a router or a generator), else None."""
+    for key in RESULT_KINDS:
+        name = (result or {}).get(key)
+        if isinstance(name, str) and name:
+            version = (result or {}).get("version")
+            return name if "@" in name or version is None else f"{name}@{version}"
+    return None
+
+
 def job_summary(job: JobView) -> dict[str, Any]:
-    """The public view of a job (what the API returns): the request without its internal log lines."""
+    """The public view of a job (what the API returns): the request without its internal log lines, and
+    ``result_name``, the ``ns/name@version`` it published."""
     d = job.to_dict()
     d["request"] = {k: x for k, x in job.request.items() if k != "log"}
+    d["result_name"] = result_name(job.result)
     return d
 
 

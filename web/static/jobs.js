@@ -34,7 +34,8 @@ document.addEventListener("DOMContentLoaded", () => {
       const pct = Math.round((j.progress || 0) * 100);
       const progress = Loom.el("progress", { max: "100", value: String(pct), "aria-label": "progress of job " + j.id }, pct + "%");
       const r = j.result;
-      const result = r && r.adapter ? Loom.el("a", { href: "/a/" + r.adapter + "?version=" + r.version, text: r.adapter + "@" + r.version })
+      const name = j.result_name || (r && r.adapter ? r.adapter + "@" + r.version : "");
+      const result = name ? Loom.el("a", { href: "/a/" + name.split("@")[0] + "?version=" + name.split("@")[1], text: name })
         : (j.error && j.error.message) || "";
       return Loom.el("tr", {},
         Loom.el("th", { scope: "row" }, Loom.el("a", { href: "/compose?job=" + encodeURIComponent(j.id), text: j.id.slice(0, 8) })),
