@@ -9,7 +9,7 @@ from rich.table import Table
 
 from hub.cli import common
 from hub.cli.common import JsonOpt
-from hub.cli.jobwatch import watch_job
+from hub.cli.jobwatch import queue_line, watch_job
 
 app = typer.Typer(help="Background jobs (remote).", no_args_is_help=False, invoke_without_command=True)
 
@@ -40,7 +40,8 @@ def jobs_table(items: list[dict[str, Any]], width: int) -> Table:
     if wide:
         t.add_column("message", no_wrap=True, overflow="ellipsis", ratio=1)
     for j in items:
-        cells = [j["id"][:12], j["kind"], j["status"], f"{j['progress']:.0%}", j.get("result_name") or "",
+        status = f"{j['status']} #{j['position']}" if j.get("position") else j["status"]
+        cells = [j["id"][:12], j["kind"], status, f"{j['progress']:.0%}", j.get("result_name") or "",
                  (j["created_at"] or "")[5:16].replace("T", " ")]
         t.add_row(*cells, *([(j["message"] or "")[:80]] if wide else []))
     return t
@@ -59,6 +60,8 @@ def jobs_show(job_id: str, follow: Annotated[bool, typer.Option("--follow", "-f"
         return
     out = common.console
     out.print(f"{job['id']} {job['kind']} [bold]{job['status']}[/] {job['progress']:.0%} {job['message']}")
+    if job.get("position"):
+        out.print(queue_line(job))
     for line in job["log"]:
         out.print(f"  {line}")
     if job.get("result_name"):
@@ -76,3 +79,4 @@ def jobs_cancel(job_id: str, json_out: JsonOpt = False) -> None:
         common.print_json(job)
     else:
         common.console.print(f"{job['id']}: {job['status']}")
+

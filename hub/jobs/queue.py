@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.core.errors import AmbiguousError, ConflictError, NotFoundError
@@ -22,6 +22,8 @@ MAX_LOG_LINES = 500
 MAX_ATTEMPTS = 3
 #: most candidates an ambiguous prefix lists
 MAX_CANDIDATES = 10
+#: most jobs a queued job's view lists as running or waiting ahead of it
+MAX_AHEAD = 5
 
 
 def _now() -> datetime:
@@ -49,6 +51,11 @@ class JobView:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    #: a queued job's place in its line (1: next), and what runs or waits ahead of it
+    position: int | None = None
+    #: the worker running (or that last ran) the job, ``host:pid``
+    worker: str | None = None
+    ahead: tuple[dict[str, Any], ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -58,24 +65,47 @@ class JobView:
         d = self.__dict__.copy()
         for k in ("created_at", "started_at", "finished_at"):
             d[k] = d[k].isoformat() if d[k] else None
+        d["ahead"] = [dict(a) for a in self.ahead]
         return d
 
 
-def _view(job: Job, owner: str | None) -> JobView:
+def _view(job: Job, owner: str | None, position: int | None = None,
+          ahead: tuple[dict[str, Any], ...] = ()) -> JobView:
     return JobView(
         id=job.id, kind=job.kind, status=job.status, owner_id=job.owner_id, owner=owner, request=dict(job.request or {}),
         recipe_hash=job.recipe_hash, progress=float(job.progress or 0.0), message=job.message or "",
         log=list(job.log or []), result=job.result, error=job.error, cancel_requested=bool(job.cancel_requested),
         attempts=job.attempts or 0, created_at=job.created_at, started_at=job.started_at,
-        finished_at=job.finished_at,
+        finished_at=job.finished_at, position=position, worker=job.worker, ahead=ahead,
     )
 
 
 class JobQueue:
     """Submit, observe and run jobs stored in the database."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], short_kinds: tuple[str, ...] = ()) -> None:
+        """``short_kinds``: the kinds a short lane of workers runs next to the general workers (quick merges),
+        so a queued short job waits only for other short ones."""
         self.sessions = sessions
+        self.short_kinds = tuple(short_kinds)
+
+    def _lined_view(self, s: Session, job: Job) -> JobView:
+        """The view of ``job`` with, when it is queued, its place in line and what runs or waits ahead of it
+        (the other jobs of its lane: the short kinds for a short job, every kind otherwise)."""
+        owner = self._owner_name(s, job.owner_id)
+        if job.status != "queued":
+            return _view(job, owner)
+        lane = Job.kind.in_(self.short_kinds) if job.kind in self.short_kinds else None
+        waiting = select(Job).where(Job.status == "queued", Job.created_at < job.created_at)
+        running = select(Job).where(Job.status == "running")
+        if lane is not None:
+            waiting, running = waiting.where(lane), running.where(lane)
+        n_waiting = s.scalar(select(func.count()).select_from(waiting.subquery())) or 0
+        shown = [*s.scalars(running.order_by(Job.started_at).limit(MAX_AHEAD)),
+                 *s.scalars(waiting.order_by(Job.created_at).limit(MAX_AHEAD))][:MAX_AHEAD]
+        ahead = tuple({"id": j.id if j.owner_id == job.owner_id else None, "kind": j.kind, "status": j.status,
+                       "progress": float(j.progress or 0.0)} for j in shown)
+        return _view(job, owner, n_waiting + 1, ahead)
 
     def _owner_name(self, s: Session, owner_id: int | None) -> str | None:
         return s.get(User, owner_id).name if owner_id is not None and s.get(User, owner_id) else None
@@ -140,14 +170,14 @@ class JobQueue:
         """
         with self.sessions() as s:
             job = self._find(s, job_id, viewer_id, check_owner)
-            return _view(job, self._owner_name(s, job.owner_id))
+            return self._lined_view(s, job)
 
     def list(self, viewer_id: int | None, *, status: str | None = None, limit: int = 50) -> list[JobView]:
         with self.sessions() as s:
             q = select(Job).where(Job.owner_id == viewer_id).order_by(Job.created_at.desc()).limit(limit)
             if status:
                 q = q.where(Job.status == status)
-            return [_view(j, self._owner_name(s, j.owner_id)) for j in s.scalars(q)]
+            return [self._lined_view(s, j) for j in s.scalars(q)]
 
     def cancel(self, job_id: str, viewer_id: int | None) -> JobView:
         """Cancel a queued job at once, or ask a running job's worker to stop at its next progress report.
@@ -201,8 +231,8 @@ class JobQueue:
             job = s.get(Job, job_id)
             if job is None:
                 return True
-            if progress is not None:
-                job.progress = max(0.0, min(1.0, float(progress)))
+            if progress is not None:  # monotonic: a job's progress never goes back
+                job.progress = max(float(job.progress or 0.0), min(1.0, float(progress)))
             if message is not None:
                 job.message = message
             if log is not None:

@@ -11,15 +11,17 @@ import subprocess
 import sys
 
 
-def worker_command(parent_pid: int | None = None) -> list[str]:
-    """The command line of one worker process (``loom worker``) that exits when ``parent_pid`` does."""
-    return [sys.executable, "-m", "hub.cli", "worker", "--parent-pid", str(parent_pid or os.getpid())]
+def worker_command(parent_pid: int | None = None, lane: str = "all") -> list[str]:
+    """The command line of one worker process (``loom worker --lane LANE``) that exits when ``parent_pid`` does."""
+    return [sys.executable, "-m", "hub.cli", "worker", "--lane", lane, "--parent-pid", str(parent_pid or os.getpid())]
 
 
-def start_workers(n: int, env: dict[str, str] | None = None) -> list[subprocess.Popen[bytes]]:
-    """Spawn ``n`` worker processes that exit when this process does."""
+def start_workers(n: int, env: dict[str, str] | None = None, *, short: int = 0) -> list[subprocess.Popen[bytes]]:
+    """Spawn ``n`` general worker processes and ``short`` workers of the short lane, which exit when this
+    process does."""
     child_env = {**os.environ, **(env or {})}
-    return [subprocess.Popen(worker_command(), env=child_env) for _ in range(max(0, n))]
+    lanes = ["all"] * max(0, n) + ["short"] * max(0, short)
+    return [subprocess.Popen(worker_command(lane=lane), env=child_env) for lane in lanes]
 
 
 def stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from hub.core.errors import InvalidInputError
 from hub.db import make_engine, make_session_factory
 from hub.hf_sync.retry import DEFAULT_POLICY, RetryPolicy
 from hub.jobs.queue import JobQueue
@@ -51,6 +52,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from hub.services.inference import InferenceService
 
 
+#: the job kinds the short lane of workers runs (quick merges and generations from a trained generator), so they
+#: never wait behind a long training; the general workers run every kind, these included
+SHORT_KINDS = (compositions.KIND, generation.GENERATE)
+#: the worker lanes ``loom worker --lane`` takes
+LANES = ("all", "short")
+
+
 class Hub:
     """Everything a running registry needs, built from settings.
 
@@ -83,7 +91,7 @@ class Hub:
                                                embedding_model=settings.embedding_model)
         self.fsck = Fsck(sessions, blobs, search, settings.embedding_model)
         self.sources = sources = SourceResolver(adapters, base_models)
-        self.queue = JobQueue(sessions)
+        self.queue = JobQueue(sessions, short_kinds=SHORT_KINDS)
         self.jobs = jobs = JobService(self.queue)
         self.generation = GenerationService(jobs, sources, adapters, base_models)
         self.compositions = CompositionService(jobs, sources, search, self.generation)
@@ -117,6 +125,17 @@ def job_handlers(hub: Hub) -> dict[str, Handler]:
                                                 hub.search.embed).run,
         hf_resync.KIND: hub.hf.resync.run,
     }
+
+
+def lane_handlers(handlers: dict[str, Handler], lane: str) -> dict[str, Handler]:
+    """The handlers a worker of ``lane`` runs: every kind (``all``) or the :data:`SHORT_KINDS` (``short``).
+
+    Raises:
+        InvalidInputError: an unknown lane.
+    """
+    if lane not in LANES:
+        raise InvalidInputError(f"lane must be one of {', '.join(LANES)}, got {lane!r}", field="lane")
+    return dict(handlers) if lane == "all" else {k: h for k, h in handlers.items() if k in SHORT_KINDS}
 
 
 def build_hf(hub: Hub, *, api: HfApi | None = None, policy: RetryPolicy | None = None) -> HfService:

@@ -50,6 +50,10 @@ class JobOut(BaseModel):
     created_at: str
     started_at: str | None
     finished_at: str | None
+    worker: str | None = Field(default=None, description="the worker (host:pid) that runs or ran the job")
+    position: int | None = Field(default=None, description="a queued job's place in its line (1: next)")
+    ahead: list[dict[str, Any]] = Field(default_factory=list, description=(
+        "what runs or waits ahead of a queued job: kind, status, progress (and id, for your own jobs)"))
     deduplicated: bool = False
 
 
