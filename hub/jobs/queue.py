@@ -7,6 +7,7 @@ processes share the queue through the database alone.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -255,14 +256,36 @@ class JobQueue:
     def requeue_stale(self, older_than: timedelta = timedelta(minutes=2)) -> int:
         """Re-queue running jobs whose worker stopped heart-beating; fail them after MAX_ATTEMPTS."""
         cutoff = _now() - older_than
-        n = 0
         with self.sessions.begin() as s:
-            for job in s.scalars(select(Job).where(Job.status == "running", Job.heartbeat_at < cutoff)):
-                n += 1
-                if job.attempts >= MAX_ATTEMPTS:
-                    job.status, job.finished_at = "failed", _now()
-                    job.error = {"code": "worker_lost", "message": f"worker lost {job.attempts} times"}
-                else:
-                    job.status, job.worker, job.message = "queued", None, "re-queued: its worker stopped"
-                    job.log = [*(job.log or []), "re-queued after its worker stopped"]
-        return n
+            return _requeue(s.scalars(select(Job).where(Job.status == "running", Job.heartbeat_at < cutoff)))
+
+    def requeue_worker(self, worker: str) -> int:
+        """Give the running jobs of a worker that died back to the queue (fail those that reached MAX_ATTEMPTS).
+
+        Returns:
+            how many jobs it took back.
+        """
+        with self.sessions.begin() as s:
+            return _requeue(s.scalars(select(Job).where(Job.status == "running", Job.worker == worker)))
+
+    def touch(self, job_id: str) -> None:
+        """Heartbeat a running job (its worker's heartbeat thread does, also while the handler reports nothing)."""
+        with self.sessions.begin() as s:
+            s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(heartbeat_at=_now()))
+
+
+def _requeue(jobs: Iterable[Job]) -> int:
+    n = 0
+    for job in jobs:
+        n += 1
+        lost = f"its worker {job.worker} stopped" if job.worker else "its worker stopped"
+        if job.attempts >= MAX_ATTEMPTS:
+            job.status, job.finished_at = "failed", _now()
+            job.message = f"failed: {lost} (attempt {job.attempts} of {MAX_ATTEMPTS})"
+            job.error = {"code": "worker_lost", "message": f"worker lost {job.attempts} times"}
+            job.log = [*(job.log or []), f"{_now().strftime('%H:%M:%S')} {job.message}"][-MAX_LOG_LINES:]
+        else:
+            job.message = f"re-queued: {lost} (attempt {job.attempts} of {MAX_ATTEMPTS})"
+            job.log = [*(job.log or []), f"{_now().strftime('%H:%M:%S')} {job.message}"][-MAX_LOG_LINES:]
+            job.status, job.worker = "queued", None
+    return n

@@ -20,6 +20,7 @@ from hub.db import make_engine, make_session_factory
 from hub.hf_sync.retry import DEFAULT_POLICY, RetryPolicy
 from hub.jobs.queue import JobQueue
 from hub.jobs.worker import Handler
+from hub.jobs.workers import WorkerTable
 from hub.services import compositions, generation, hf_resync, router_training
 from hub.services.adapters import AdapterService
 from hub.services.base_models import BaseModelService
@@ -92,6 +93,7 @@ class Hub:
         self.fsck = Fsck(sessions, blobs, search, settings.embedding_model)
         self.sources = sources = SourceResolver(adapters, base_models)
         self.queue = JobQueue(sessions, short_kinds=SHORT_KINDS)
+        self.workers = WorkerTable(sessions, self.queue)
         self.jobs = jobs = JobService(self.queue)
         self.generation = GenerationService(jobs, sources, adapters, base_models)
         self.compositions = CompositionService(jobs, sources, search, self.generation)

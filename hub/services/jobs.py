@@ -14,6 +14,8 @@ from hub.jobs.queue import JobQueue, JobView
 
 if TYPE_CHECKING:  # pragma: no cover
     from hub.db.models import User
+    from hub.jobs.workers import WorkerTable
+    from hub.services.metrics import Metrics
     from hub.services.users import UserService
 
 
@@ -75,3 +77,38 @@ def job_owner(users: UserService, job: JobView) -> User:
         return users.get(job.owner_id)
     except NotFoundError:
         raise NotFoundError("the job's owner no longer exists") from None
+
+
+def worker_health(table: WorkerTable, pool: dict[str, Any] | None = None,
+                  metrics: Metrics | None = None) -> tuple[bool, dict[str, Any]]:
+    """Whether the job workers are healthy, and what ``/healthz`` says of them.
+
+    Args:
+        table: the workers table (every worker of the deployment registers there).
+        pool: ``WorkerPool.status()`` of this process's supervised workers (``loom serve``), if any.
+        metrics: gauges to update (``loom_workers{lane,state}``, ``loom_worker_restarts``).
+
+    Returns:
+        (healthy, info): unhealthy while a registered worker stopped heart-beating, or while fewer of the
+        supervised workers are up than expected (a dead one being replaced).
+    """
+    workers = table.list()
+    up = [w for w in workers if w.up()]
+    down = [w for w in workers if not w.up()]
+    info: dict[str, Any] = {"up": len(up), "down": len(down)}
+    if down:
+        info["down_workers"] = [w.name for w in down]
+    healthy = not down
+    if pool is not None:
+        info.update(expected=pool["expected"], supervised_up=pool["up"], restarts=pool["restarts"],
+                    lanes=pool["lanes"])
+        healthy = healthy and pool["up"] >= pool["expected"]
+    if metrics is not None:
+        metrics.workers.clear()
+        for lane in sorted({w.lane for w in workers} | set((pool or {}).get("lanes", {}))):
+            metrics.workers.labels(lane=lane, state="up").set(sum(w.lane == lane for w in up))
+            metrics.workers.labels(lane=lane, state="down").set(sum(w.lane == lane for w in down))
+            if pool is not None and lane in pool["lanes"]:
+                metrics.workers.labels(lane=lane, state="expected").set(pool["lanes"][lane]["expected"])
+        metrics.worker_restarts.set((pool or {}).get("restarts", 0))
+    return healthy, info
