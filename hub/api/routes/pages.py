@@ -211,6 +211,12 @@ def adapter_page(request: Request, hub: HubDep, user: PageUser, namespace: str, 
     if selected is None:
         raise NotFoundError(f"adapter {namespace}/{name} has no version {number}")
     lineage = hub.adapters.lineage(user, namespace, name, selected.number)
+    if adapter.kind != "adapter":  # a router or a generator: its own page, card and actions
+        from hub.api.routes.artifact_pages import artifact_context
+
+        return render(request, "artifact.html", artifact_context(
+            request, user, adapter, versions, selected, _lineage_rows(lineage.parents),
+            _lineage_rows(lineage.children)))
     meta, body = split_front_matter(selected.model_card)
     from markupsafe import Markup
 
@@ -307,14 +313,15 @@ def compose_page(request: Request, hub: HubDep, user: PageUser, source: Annotate
 
 
 @router.get("/generate", response_class=HTMLResponse, operation_id="page_generate")
-def generate_page(request: Request, hub: HubDep, user: PageUser, source: str = "") -> HTMLResponse:
+def generate_page(request: Request, hub: HubDep, user: PageUser, source: str = "",
+                  generator: str = "") -> HTMLResponse:
     """Generate from a description (``POST /api/v1/generations``) or move an adapter to another base
     (``POST /api/v1/transfers``), then the job's progress."""
     _viewer(request, user)
     generators, _ = hub.adapters.list(user, AdapterFilters(kind="generator"), offset=0, limit=200)
     bases = sorted({b.model_id for b in hub.base_models.list()})
     return render(request, "generate.html", {"active": "generate", "generators": generators, "base_models": bases,
-                                             "source": source.strip()[:200]})
+                                             "source": source.strip()[:200], "generator": generator.strip()[:200]})
 
 
 @router.get("/playground", response_class=HTMLResponse, operation_id="page_playground")
