@@ -23,6 +23,7 @@ from hub.jobs.worker import Handler
 from hub.jobs.workers import WorkerTable
 from hub.services import compositions, generation, hf_resync, router_training
 from hub.services.adapters import AdapterService
+from hub.services.base_files import BaseFiles
 from hub.services.base_models import BaseModelService
 from hub.services.composition_job import CompositionJob
 from hub.services.compositions import CompositionService
@@ -84,6 +85,7 @@ class Hub:
         self.metrics = metrics = Metrics()
         self.users = UserService(sessions)
         self.base_models = base_models = BaseModelService(sessions, settings.weights_dir, settings.hf_api)
+        self.base_files = BaseFiles(base_models, settings.data_dir)
         self.search = search = SearchService(settings, sessions, embedder_factory)
         self.adapters = adapters = AdapterService(sessions, blobs, search, metrics,
                                                   embedding_model=settings.embedding_model)
