@@ -35,6 +35,9 @@ class Settings(BaseSettings):
         exact_search_threshold: below this many vectors search is exact; above it, HNSW.
         workers: job worker processes that ``loom serve`` starts next to the API (0: run
             ``loom worker`` yourself, e.g. on a GPU host).
+        short_workers: worker processes of the short lane that ``loom serve`` starts next to the general ones
+            (when ``workers`` > 0): they run only the short job kinds (``hub.services.container.SHORT_KINDS``:
+            merges, generations from a trained generator), so those never wait behind a long training.
         allow_anonymous_publish: let requests without a token publish (as user ``anonymous``);
             for a single-user local hub only.
         hf_endpoint: the Hugging Face Hub (or a mirror) that ``loom hf`` and ``loom base add --weights org/name``
@@ -81,6 +84,7 @@ class Settings(BaseSettings):
     exact_search_threshold: int = 20_000
     allow_anonymous_publish: bool = False
     workers: int = 1
+    short_workers: int = Field(default=1, ge=0)
     token: str | None = None
     hf_endpoint: str = DEFAULT_HF_ENDPOINT
     hf_token: SecretStr | None = None

@@ -26,6 +26,7 @@ STATUS_BY_CODE = {
     "unsupported_feature": 422,
     "incompatible": 422,
     "conflict": 409,
+    "ambiguous": 409,
     "payload_too_large": 413,
     "unauthenticated": 401,
     "forbidden": 403,

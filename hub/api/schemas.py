@@ -151,6 +151,9 @@ class WhoAmI(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="ok, or degraded while a job worker is down")
     database: str
     adapters_indexed: int | None
+    workers: dict[str, Any] | None = Field(default=None, description=(
+        "job workers: up, down (registered but not heart-beating), and with `loom serve`'s supervision "
+        "expected, restarts and per-lane counts"))

@@ -64,6 +64,12 @@ class ConflictError(LoomError, ValueError):
     code = "conflict"
 
 
+class AmbiguousError(ConflictError):
+    """A short id or prefix that matches more than one thing; ``details['candidates']`` lists them."""
+
+    code = "ambiguous"
+
+
 class PayloadTooLargeError(InvalidInputError):
     """An upload over the configured size limit."""
 

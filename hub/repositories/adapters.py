@@ -172,14 +172,13 @@ def version_labels(session: Session, version_ids: Sequence[int], viewer: User | 
     return {r[0]: f"{r[1]}/{r[2]}@{r[3]}" for r in rows}
 
 
-def all_version_files(session: Session) -> list[tuple[int, str, dict]]:
-    """(version id, "ns/name@N", files) of every version (for fsck)."""
+def all_version_files(session: Session) -> list[tuple[int, str, dict, str]]:
+    """(version id, "ns/name@N", files, artifact kind) of every version (for fsck)."""
     rows = session.execute(
-        select(AdapterVersion.id, Adapter.namespace, Adapter.name, AdapterVersion.number, AdapterVersion.files).join(
-            Adapter, Adapter.id == AdapterVersion.adapter_id
-        )
+        select(AdapterVersion.id, Adapter.namespace, Adapter.name, AdapterVersion.number, AdapterVersion.files,
+               Adapter.kind).join(Adapter, Adapter.id == AdapterVersion.adapter_id)
     )
-    return [(r[0], f"{r[1]}/{r[2]}@{r[3]}", r[4] or {}) for r in rows]
+    return [(r[0], f"{r[1]}/{r[2]}@{r[3]}", r[4] or {}, r[5]) for r in rows]
 
 
 def all_embeddings(session: Session) -> list[tuple[int, bytes | None, str | None]]:

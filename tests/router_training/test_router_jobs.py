@@ -13,6 +13,7 @@ from tests.router_training.conftest import BASE_ID, EXPERTS, SAMPLES
 
 
 def _train(hub, name="alice/router", steps=30, params=None, **kw):
+    kw.setdefault("recipe", "paper")  # these tests read the paper settings' gates (site_input) directly
     alice = hub.users.ensure_user("alice")
     req = RouterTrainRequest(preset="meteora", experts=tuple(EXPERTS), name=name, steps=steps,
                              params=params or {"k": 1}, train={"lr": 3e-2, "batch_size": 8, "seed": 0}, **kw)

@@ -211,6 +211,12 @@ def adapter_page(request: Request, hub: HubDep, user: PageUser, namespace: str, 
     if selected is None:
         raise NotFoundError(f"adapter {namespace}/{name} has no version {number}")
     lineage = hub.adapters.lineage(user, namespace, name, selected.number)
+    if adapter.kind != "adapter":  # a router or a generator: its own page, card and actions
+        from hub.api.routes.artifact_pages import artifact_context
+
+        return render(request, "artifact.html", artifact_context(
+            request, user, adapter, versions, selected, _lineage_rows(lineage.parents),
+            _lineage_rows(lineage.children)))
     meta, body = split_front_matter(selected.model_card)
     from markupsafe import Markup
 
@@ -225,7 +231,16 @@ def adapter_page(request: Request, hub: HubDep, user: PageUser, namespace: str, 
         "parents": _lineage_rows(lineage.parents), "children": _lineage_rows(lineage.children),
         "base_url": base_url, "full_name": f"{namespace}/{name}", "folder": f"./{namespace}-{name}",
         "is_owner": user is not None and user.id == adapter.owner_id,
+        "base_pullable": _base_pullable(hub, selected.base_model),
     })
+
+
+def _base_pullable(hub: Any, model_id: str | None) -> bool:
+    """Whether ``loom base pull`` can fetch this base from the hub (it holds its weights)."""
+    try:
+        return bool(model_id) and bool(hub.base_files.list(model_id))
+    except NotFoundError:
+        return False
 
 
 @router.get("/publish", response_class=HTMLResponse, operation_id="page_publish")
@@ -307,14 +322,15 @@ def compose_page(request: Request, hub: HubDep, user: PageUser, source: Annotate
 
 
 @router.get("/generate", response_class=HTMLResponse, operation_id="page_generate")
-def generate_page(request: Request, hub: HubDep, user: PageUser, source: str = "") -> HTMLResponse:
+def generate_page(request: Request, hub: HubDep, user: PageUser, source: str = "",
+                  generator: str = "") -> HTMLResponse:
     """Generate from a description (``POST /api/v1/generations``) or move an adapter to another base
     (``POST /api/v1/transfers``), then the job's progress."""
     _viewer(request, user)
     generators, _ = hub.adapters.list(user, AdapterFilters(kind="generator"), offset=0, limit=200)
     bases = sorted({b.model_id for b in hub.base_models.list()})
     return render(request, "generate.html", {"active": "generate", "generators": generators, "base_models": bases,
-                                             "source": source.strip()[:200]})
+                                             "source": source.strip()[:200], "generator": generator.strip()[:200]})
 
 
 @router.get("/playground", response_class=HTMLResponse, operation_id="page_playground")
@@ -331,6 +347,19 @@ def bases_page(request: Request, hub: HubDep, user: PageUser) -> HTMLResponse:
     """Registered base models (where their weights came from) and a form to add one (``POST /api/v1/base-models``)."""
     _viewer(request, user)
     return render(request, "bases.html", {"active": "bases", "bases": hub.base_models.list()})
+
+
+@router.get("/b/{model_id:path}", response_class=HTMLResponse, operation_id="page_base")
+def base_page(request: Request, hub: HubDep, user: PageUser, model_id: str) -> HTMLResponse:
+    """A base model: where its weights came from and, when the hub holds them, its files to download."""
+    _viewer(request, user)
+    base = hub.base_models.get(model_id)
+    try:
+        files = hub.base_files.list(model_id)
+    except NotFoundError:
+        files = None
+    return render(request, "base_model.html", {"active": "bases", "base": base, "files": files,
+                                                "base_url": str(request.base_url).rstrip("/")})
 
 
 @router.get("/static/{path:path}", operation_id="page_static")
