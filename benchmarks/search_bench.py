@@ -269,7 +269,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--threads", type=int, default=1, help="torch/faiss/BLAS threads (1 suits serving)")
     p.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "loom" / "search-bench")
+    p.add_argument("--quality", action="store_true",
+                   help="recall@1/@5 and MRR on the held-out set vs plain MiniLM cosine (no latency run)")
+    p.add_argument("--heldout", type=Path, default=None, help="the held-out set (default benchmarks/data/...)")
     args = p.parse_args(argv)
+    if args.quality:
+        from search_quality import HELDOUT, evaluate, print_report
+
+        print("command: python benchmarks/search_bench.py " + " ".join(sys.argv[1:] if argv is None else argv))
+        set_threads(args.threads)
+        path = args.heldout or HELDOUT
+        print_report(evaluate(path), path)
+        return
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     print("command: python benchmarks/search_bench.py " + " ".join(sys.argv[1:] if argv is None else argv))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "

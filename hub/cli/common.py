@@ -117,8 +117,10 @@ def print_listing(items: list[dict[str, Any]], json_out: bool, title: str, colum
         console.print(table(title, columns, map(row, items), **column_options))
 
 
-def adapter_table(rows: list[dict[str, Any]], title: str | None = None, scores: list[float] | None = None) -> Table:
-    """A table of adapters as the API lists them (with a score column for search hits)."""
+def adapter_table(rows: list[dict[str, Any]], title: str | None = None, scores: list[float] | None = None,
+                  marks: list[str] | None = None) -> Table:
+    """A table of adapters as the API lists them (with a score column for search hits, each score followed by
+    its entry in ``marks``, e.g. ``"weak"``)."""
     t = Table(title=title)
     if scores is not None:
         t.add_column("score", justify="right")
@@ -130,7 +132,8 @@ def adapter_table(rows: list[dict[str, Any]], title: str | None = None, scores: 
         name = a["id"] + (" (private)" if a["visibility"] == "private" else "")
         cells = [name, str(a["latest_version"]), str(a.get("rank") or ""), a.get("base_model") or "",
                  ", ".join(a["tags"]), str(a["downloads"]), (a["description"] or "")[:120]]
-        t.add_row(*([f"{scores[i]:.3f}"] if scores is not None else []), *cells)
+        score = [f"{scores[i]:.3f}" + (f" {marks[i]}" if marks and marks[i] else "")] if scores is not None else []
+        t.add_row(*score, *cells)
     return t
 
 

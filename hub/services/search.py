@@ -1,17 +1,22 @@
 """Search glue: adapter embeddings in the DB, a derived vector index, filtered and visibility-safe search.
 
-Embedding text is name + description + tags. Vectors are computed at publish/patch time and stored
+Embedding text is the short name (as words) + description + tags; the namespace is left out (it names the
+owner, not the task, and pulled queries towards same-owner adapters). Vectors are computed at publish/patch time and stored
 on the adapter row; the index (``hub.search.index``) is derived from them, persisted under
 ``settings.index_dir`` with a fingerprint of the DB's vectors, and rebuilt at start when the
 fingerprint differs (or by ``loom reindex``, which also re-embeds). Filters and visibility are given
 to the engine as the allowed set, so k results come back whenever k match (no top-k-then-filter
-shortfall). Adapters whose name, short name or a tag equals the query rank first.
+shortfall). Adapters whose name, short name or a tag equals the query rank first. A hit whose cosine is
+below ``settings.search_match_threshold`` is a weak match (``match == "weak"``): nothing fits the query
+well. Queries are embedded by the query encoder (``settings.search_encoder``: the same model exported to
+ONNX Runtime, or torch), through a small LRU cache of recent query embeddings.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,10 +40,13 @@ MAX_QUERY = 1000
 
 
 def embedding_text(namespace: str, name: str, description: str, tags: Sequence[str]) -> str:
-    """The text embedded for an adapter: its name (also with separators as spaces), description, tags."""
+    """The text embedded for an adapter: its short name as words, its description and tags.
+
+    ``namespace`` is accepted (callers pass the full name's parts) but not embedded: it names the owner.
+    """
     words = name.replace("-", " ").replace("_", " ").replace(".", " ")
     tag_text = ", ".join(tags)
-    return f"{namespace}/{name} ({words}). {description}" + (f" Tags: {tag_text}." if tag_text else "")
+    return f"{words}: {description}" + (f" Tags: {tag_text}." if tag_text else "")
 
 
 def vector_hash(blob: bytes) -> str:
@@ -47,11 +55,20 @@ def vector_hash(blob: bytes) -> str:
 
 @dataclass(frozen=True)
 class SearchHit:
-    """One result: the adapter, its cosine score, and whether it matched the query exactly."""
+    """One result: the adapter, its cosine score, whether it matched the query exactly, and how well.
+
+    ``match`` is ``"good"`` for an exact match or a score at or above the match threshold, else ``"weak"``.
+    """
 
     adapter: Adapter
     score: float
     exact: bool
+    match: str = "good"
+
+
+def match_of(score: float, exact: bool, threshold: float) -> str:
+    """``"good"`` when ``exact`` or ``score >= threshold``, else ``"weak"``."""
+    return "good" if exact or score >= threshold else "weak"
 
 
 class SearchService:
@@ -71,6 +88,15 @@ class SearchService:
         self._lock = threading.RLock()
         self._dirty = False
         self._timer: threading.Timer | None = None
+        self._query_encoder: Embedder | None = None
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.query_cache_hits = 0
+
+    @property
+    def match_threshold(self) -> float:
+        """Scores below this are weak matches (``settings.search_match_threshold``)."""
+        return float(self.settings.search_match_threshold)
 
     # -- embeddings ---------------------------------------------------------------------------
     @property
@@ -90,6 +116,48 @@ class SearchService:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(n, dim) float32 unit vectors."""
         return np.asarray(self.embedder.embed(list(texts)), dtype=np.float32)
+
+    @property
+    def query_encoder(self) -> Embedder:
+        """What embeds queries: the ONNX export of the embedder (``search_encoder="onnx"``) or the embedder.
+
+        An injected embedder factory (tests, benchmarks) that does not build a sentence-transformers model
+        keeps its own embedder for queries too.
+        """
+        if self._query_encoder is None:
+            with self._lock:
+                if self._query_encoder is None:
+                    self._query_encoder = self._load_query_encoder()
+        return self._query_encoder
+
+    def _load_query_encoder(self) -> Embedder:
+        from hub.search.embedder import SentenceTransformerEmbedder
+
+        embedder = self.embedder
+        if self.settings.search_encoder != "onnx" or not isinstance(embedder, SentenceTransformerEmbedder):
+            return embedder
+        from hub.search.onnx_encoder import load_onnx_encoder
+
+        return load_onnx_encoder(embedder, self.settings.data_dir / "models")
+
+    def embed_query(self, query: str) -> np.ndarray:
+        """A query's unit vector ``(dim,)``, from the LRU cache of recent queries when it is there."""
+        size = self.settings.search_query_cache
+        with self._cache_lock:
+            hit = self._query_cache.get(query)
+            if hit is not None:
+                self._query_cache.move_to_end(query)
+                self.query_cache_hits += 1
+                return hit
+        vec = np.asarray(self.query_encoder.embed([query]), dtype=np.float32)[0]
+        vec.setflags(write=False)  # shared by every caller of the same query
+        if size > 0:
+            with self._cache_lock:
+                self._query_cache[query] = vec
+                self._query_cache.move_to_end(query)
+                while len(self._query_cache) > size:
+                    self._query_cache.popitem(last=False)
+        return vec
 
     def embed_adapter(self, namespace: str, name: str, description: str, tags: Sequence[str]) -> bytes:
         """The stored embedding bytes (float32) of an adapter's text."""
@@ -247,7 +315,8 @@ class SearchService:
                filters: AdapterFilters | None = None, vector: np.ndarray | None = None) -> list[SearchHit]:
         """The ``k`` best visible adapters for ``query`` among those matching ``filters``.
 
-        ``vector``: the query's embedding when the caller already has it (``embed([query])[0]``).
+        ``vector``: the query's embedding when the caller already has it (``embed_query(query)``).
+        Each hit's ``match`` says whether its score reaches ``match_threshold``.
 
         Raises:
             InvalidInputError: an empty or overlong query, or k outside 1..100.
@@ -259,7 +328,7 @@ class SearchService:
             raise InvalidInputError(f"k must be in 1..{MAX_K}, got {k}", field="k", value=k)
         f = filters or AdapterFilters()
         self.ensure_index()
-        qvec = self.embed([query])[0] if vector is None else vector
+        qvec = self.embed_query(query) if vector is None else vector
         with self.sessions() as s:
             has_filters = f != AdapterFilters()
             allowed: Any
@@ -291,5 +360,6 @@ class SearchService:
                 score = scores.get(i)
                 if score is None and a.embedding is not None:
                     score = float(np.frombuffer(a.embedding, dtype=np.float32) @ qvec)
-                out.append(SearchHit(a, float(score or 0.0), i in exact))
+                sc = float(score or 0.0)
+                out.append(SearchHit(a, sc, i in exact, match_of(sc, i in exact, self.match_threshold)))
             return out
