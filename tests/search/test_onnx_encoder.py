@@ -83,3 +83,11 @@ def test_service_uses_onnx_by_default_and_caches_recent_queries(embedder, tmp_pa
     torch_svc = SearchService(get_settings(data_dir=tmp_path, search_encoder="torch"), svc.sessions,
                               embedder_factory=lambda _m: embedder)
     assert torch_svc.query_encoder is embedder
+
+
+def test_int8_encoder_stays_close_to_torch(embedder, onnx_encoder):
+    int8 = load_onnx_encoder(embedder, onnx_encoder.path.parent, int8=True)
+    assert int8.path != onnx_encoder.path and int8.path.stat().st_size < onnx_encoder.path.stat().st_size / 2
+    got, want = int8.embed(TEXTS), embedder.embed(TEXTS)
+    cos = (got * want).sum(1)
+    assert cos.min() > 0.85 and np.abs(got - want).max() > 1e-3, cos  # near, yet really quantized (not equal)
