@@ -91,7 +91,11 @@ def hybrid_rows(cards: list[dict], queries: list[dict], embedder: object) -> dic
     def rrf(*mats: np.ndarray) -> np.ndarray:
         return sum(1.0 / (60 + np.argsort(np.argsort(-m, axis=1, kind="stable"), axis=1) + 1) for m in mats)
 
+    old = embedder.embed([q["q"] for q in queries]) @ embedder.embed(  # type: ignore[attr-defined]
+        [f"{c['name']} ({c['name'].split('/')[1].replace('-', ' ').replace('_', ' ')}). {c['description']}"
+         + (f" Tags: {', '.join(c['tags'])}." if c["tags"] else "") for c in cards]).T  # the text before issue 20
     fused = {
+        "dense, the old text (namespace embedded)": old,
         "dense only (Loom's text, flat index)": dense,
         "BM25 only": sparse,
         "dense + BM25, reciprocal rank fusion": rrf(dense, sparse),
