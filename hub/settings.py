@@ -41,6 +41,9 @@ class Settings(BaseSettings):
             no longer equal to torch's) or ``"torch"`` (sentence-transformers). Adapters are always
             embedded with torch.
         search_query_cache: recent query embeddings kept in memory (0: none).
+        search_filter_cache_s: how long a filtered search's allowed set (visible adapters matching the filters)
+            is reused; this process's own changes drop it at once, other processes' show within this time
+            (0: read it for every query).
         workers: job worker processes that ``loom serve`` starts next to the API (0: run
             ``loom worker`` yourself, e.g. on a GPU host).
         allow_anonymous_publish: let requests without a token publish (as user ``anonymous``);
@@ -91,6 +94,7 @@ class Settings(BaseSettings):
     search_match_threshold: float = Field(default=0.3, ge=-1.0, le=1.0)
     search_encoder: Literal["onnx", "onnx-int8", "torch"] = "onnx"
     search_query_cache: int = Field(default=256, ge=0)
+    search_filter_cache_s: float = Field(default=2.0, ge=0.0)
     allow_anonymous_publish: bool = False
     workers: int = 1
     token: str | None = None

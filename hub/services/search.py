@@ -30,6 +30,7 @@ from hub.core.errors import InvalidInputError
 from hub.db.models import Adapter, User
 from hub.repositories import adapters as repo
 from hub.repositories.adapters import AdapterFilters
+from hub.services.search_filters import AllowedCache, row_matches
 from hub.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -95,6 +96,7 @@ class SearchService:
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.query_cache_hits = 0
+        self.allowed_cache = AllowedCache(settings.search_filter_cache_s)
 
     @property
     def match_threshold(self) -> float:
@@ -270,12 +272,14 @@ class SearchService:
         with self._lock:
             if self._index is None:
                 return
+            self.allowed_cache.invalidate()
             ids = np.asarray([adapter_id], dtype=np.int64)
             self._index.add(ids, np.frombuffer(vector, dtype=np.float32)[None, :])  # replaces an old vector
             self._dirty = True
             self._schedule_save()
 
     def remove(self, adapter_id: int) -> None:
+        self.allowed_cache.invalidate()
         with self._lock:
             if self._index is not None:
                 self._index.remove(np.asarray([adapter_id], dtype=np.int64))
@@ -337,25 +341,35 @@ class SearchService:
         f = filters or AdapterFilters()
         self.ensure_index()
         qvec = self.embed_query(query) if vector is None else vector
+        out = self._search(viewer, query, k, f, qvec, cached=True)
+        if out is None:  # a cached allowed set was out of date (another process changed a row): ask again
+            self.allowed_cache.invalidate()
+            out = self._search(viewer, query, k, f, qvec, cached=False)
+        return out or []
+
+    def _search(self, viewer: User | None, query: str, k: int, f: AdapterFilters, qvec: np.ndarray,
+                cached: bool) -> list[SearchHit] | None:
+        """One search; None when a hit fails the visibility/filter check of its row (a stale cached set)."""
         with self.sessions() as s:
             has_filters = f != AdapterFilters()
             allowed: Any
             if has_filters:
-                allowed_list = repo.allowed_ids(s, viewer, f)
-                allowed = np.asarray(allowed_list, dtype=np.int64)
-                allowed_set: set[int] | None = set(allowed_list)
-            else:
-                allowed_set = None
+                def load() -> list[int]:
+                    return repo.allowed_ids(s, viewer, f)
 
-                def allowed(ids: list[int]) -> set[int]:
+                allowed = self.allowed_cache.get(viewer, f, load) if cached else np.unique(np.asarray(load(), np.int64))
+            else:
+                allowed = None
+
+                def allowed(ids: list[int]) -> set[int]:  # noqa: F811 - the visibility predicate
                     return set(repo.allowed_ids_among(s, viewer, ids))
 
             exact = repo.exact_matches(s, viewer, query, None)
-            if allowed_set is not None:
-                exact = [i for i in exact if i in allowed_set]
+            if has_filters:
+                exact = [i for i in exact if _contains(allowed, i)]
             exact = exact[:k]
             with self._lock:
-                hits = self._index.search(qvec, k, allowed=allowed) if (allowed_set is None or allowed_set) else []
+                hits = self._index.search(qvec, k, allowed=allowed) if (not has_filters or allowed.size) else []
             ordered = list(exact) + [i for i, _ in hits if i not in exact]
             ordered = ordered[:k]
             rows = repo.adapters_by_ids(s, ordered)
@@ -365,9 +379,18 @@ class SearchService:
                 a = rows.get(i)
                 if a is None:  # the index is ahead of the DB (deleted meanwhile)
                     continue
+                if has_filters and not row_matches(a, viewer, f):
+                    if cached:
+                        return None
+                    continue
                 score = scores.get(i)
                 if score is None and a.embedding is not None:
                     score = float(np.frombuffer(a.embedding, dtype=np.float32) @ qvec)
                 sc = float(score or 0.0)
                 out.append(SearchHit(a, sc, i in exact, match_of(sc, i in exact, self.match_threshold)))
             return out
+
+
+def _contains(sorted_ids: np.ndarray, i: int) -> bool:
+    at = int(np.searchsorted(sorted_ids, i))
+    return at < sorted_ids.size and int(sorted_ids[at]) == i

@@ -61,3 +61,24 @@ def test_compose_task_uses_the_match_threshold(make_hub, adapter_dirs):
     with pytest.raises(NotFoundError, match=r"min_score 0\.95\)"):
         strict.compositions.submit(alice, CompositionRequest(task="write database queries from my questions",
                                                              base_model="loom-test/pico-llama", method="linear"))
+
+
+def test_filtered_search_caches_allowed_sets_without_leaking(make_hub, adapter_dirs):
+    from hub.repositories.adapters import AdapterFilters
+
+    hub, other = make_hub(), make_hub()  # two processes' services on one database
+    alice = _fill(hub, adapter_dirs)
+    text = AdapterFilters(tag="text")
+    names = lambda hits: sorted(h.adapter.full_name for h in hits)  # noqa: E731
+    assert names(hub.search.search(None, "capital letters", k=5, filters=text)) == ["alice/summarize", "alice/upper"]
+    assert names(hub.search.search(None, "short news", k=5, filters=text)) == ["alice/summarize", "alice/upper"]
+    assert hub.search.allowed_cache.hits == 1  # the second query reused the allowed set
+    # another process hides an adapter: this one's cached set is stale, yet the hidden row never comes back
+    other.adapters.patch(alice, "alice", "upper", visibility="private")
+    assert names(hub.search.search(None, "capital letters", k=5, filters=text)) == ["alice/summarize"]
+    assert names(hub.search.search(alice, "capital letters", k=5, filters=text)) == ["alice/summarize", "alice/upper"]
+    # this process's own change drops the cache at once
+    hub.adapters.patch(alice, "alice", "upper", visibility="public")
+    assert names(hub.search.search(None, "capital letters", k=5, filters=text)) == ["alice/summarize", "alice/upper"]
+    hub.adapters.patch(alice, "alice", "sql", tags=["text"])
+    assert len(hub.search.search(None, "capital letters", k=5, filters=text)) == 3
