@@ -354,8 +354,9 @@ class SearchService:
             has_filters = f != AdapterFilters()
             allowed: Any
             if has_filters:
-                def load() -> list[int]:
-                    return repo.allowed_ids(s, viewer, f)
+                def load() -> list[int]:  # own session: it may run in the cache's refresh thread
+                    with self.sessions() as s2:
+                        return repo.allowed_ids(s2, viewer, f)
 
                 allowed = self.allowed_cache.get(viewer, f, load) if cached else np.unique(np.asarray(load(), np.int64))
             else:

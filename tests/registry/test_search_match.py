@@ -82,3 +82,20 @@ def test_filtered_search_caches_allowed_sets_without_leaking(make_hub, adapter_d
     assert names(hub.search.search(None, "capital letters", k=5, filters=text)) == ["alice/summarize", "alice/upper"]
     hub.adapters.patch(alice, "alice", "sql", tags=["text"])
     assert len(hub.search.search(None, "capital letters", k=5, filters=text)) == 3
+
+
+def test_allowed_sets_are_refreshed_in_the_background(make_hub, adapter_dirs):
+    import time
+
+    from hub.repositories.adapters import AdapterFilters
+
+    hub, other = make_hub(search_filter_cache_s=0.05), make_hub()
+    alice = _fill(hub, adapter_dirs)
+    text = AdapterFilters(tag="text")
+    assert len(hub.search.search(None, "capital letters", k=5, filters=text)) == 2
+    other.adapters.patch(alice, "alice", "sql", tags=["text"])  # another process: this one is not told
+    deadline = time.monotonic() + 10
+    while len(hub.search.search(None, "capital letters", k=5, filters=text)) < 3:  # stale sets are served...
+        assert time.monotonic() < deadline, "the allowed set was never read again"
+        time.sleep(0.05)  # ...while a background thread reads the new one
+    assert hub.search.allowed_cache.hits >= 1
