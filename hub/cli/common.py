@@ -118,10 +118,11 @@ def print_listing(items: list[dict[str, Any]], json_out: bool, title: str, colum
 
 
 def adapter_table(rows: list[dict[str, Any]], title: str | None = None, scores: list[float] | None = None,
-                  width: int | None = None) -> Table:
+                  width: int | None = None, marks: list[str] | None = None) -> Table:
     """A table of adapters as the API lists them (with a score column for search hits), fitted to ``width``
     (default: the terminal's): narrower terminals drop downloads and tags (< 120 columns), rank (< 90) and the
-    base model (< 70) instead of squeezing every column to nothing; long names and descriptions wrap."""
+    base model (< 70) instead of squeezing every column to nothing; long names and descriptions wrap. Each
+    score is followed by its entry in ``marks`` (e.g. ``"weak"``)."""
     from rich import box
 
     width = width or console.width
@@ -142,7 +143,8 @@ def adapter_table(rows: list[dict[str, Any]], title: str | None = None, scores: 
                 "ver": str(a["latest_version"]), "rank": str(a.get("rank") or ""),
                 "base model": a.get("base_model") or "", "tags": ", ".join(a["tags"]), "dl": str(a["downloads"]),
                 "description": (a["description"] or "")[:120]}
-        t.add_row(*([f"{scores[i]:.3f}"] if scores is not None else []), *(cell[c] for c in columns))
+        score = [f"{scores[i]:.3f}" + (f" {marks[i]}" if marks and marks[i] else "")] if scores is not None else []
+        t.add_row(*score, *(cell[c] for c in columns))
     return t
 
 

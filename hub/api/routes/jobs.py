@@ -25,7 +25,8 @@ class CompositionIn(BaseModel):
     method: str = Field(default="auto", description="a merge method name, or 'auto'")
     params: dict[str, Any] = Field(default_factory=dict)
     k: int = Field(default=3, description="how many adapters to retrieve for a task")
-    min_score: float = Field(default=0.25, description="minimum similarity of a retrieved adapter")
+    min_score: float | None = Field(default=None, description="minimum similarity of a retrieved adapter "
+                                    "(default: the search's match threshold, LOOM_SEARCH_MATCH_THRESHOLD)")
     name: str | None = Field(default=None, description="ns/name of the result (default: yours, generated)")
     description: str | None = None
     tags: list[str] = Field(default_factory=list)

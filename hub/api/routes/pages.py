@@ -153,6 +153,7 @@ def search_page(request: Request, hub: HubDep, user: PageUser, q: str = "", base
     rows: list[dict[str, Any]] = []
     total: int | None = None
     has_next = False
+    weak = False
     if not errors:
         f = filters_dep(base_model.strip() or None, tag.strip() or None, license.strip() or None, None, lo, hi, None)
         start = (page_no - 1) * PER_PAGE
@@ -161,11 +162,13 @@ def search_page(request: Request, hub: HubDep, user: PageUser, q: str = "", base
                 want = min(MAX_SEARCH_RESULTS, start + PER_PAGE + 1)
                 hits = hub.search.search(user, q, want, f) if start < MAX_SEARCH_RESULTS else []
                 hub.metrics.searches.inc()
-                rows = [{"adapter": h.adapter, "score": h.score, "exact": h.exact} for h in hits[start:start + PER_PAGE]]
+                rows = [{"adapter": h.adapter, "score": h.score, "exact": h.exact, "match": h.match}
+                        for h in hits[start:start + PER_PAGE]]
+                weak = not any(h.match == "good" for h in hits)
                 has_next = len(hits) > start + PER_PAGE
             else:
                 items, total = hub.adapters.list(user, f, offset=start, limit=PER_PAGE)
-                rows = [{"adapter": a, "score": None, "exact": False} for a in items]
+                rows = [{"adapter": a, "score": None, "exact": False, "match": None} for a in items]
                 has_next = start + PER_PAGE < total
         except InvalidInputError as e:
             errors[str(e.details.get("field") or "q")] = e.message
@@ -174,7 +177,8 @@ def search_page(request: Request, hub: HubDep, user: PageUser, q: str = "", base
     base_models = sorted({b.model_id for b in hub.base_models.list()})
     return render(request, "search.html", {
         "active": "search", "params": params, "rows": rows, "total": total, "page": page_no, "has_next": has_next,
-        "errors": errors, "base_models": base_models, "per_page": PER_PAGE,
+        "errors": errors, "base_models": base_models, "per_page": PER_PAGE, "weak": weak,
+        "threshold": hub.search.match_threshold,
         "query_string": {k: v for k, v in params.items() if v},
     }, status=422 if errors else 200)
 
