@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hub.core.imports import import_once
 from hub.core.provenance import ParentRef, Provenance
 from hub.jobs.queue import JobView
 from hub.jobs.reporter import Reporter
@@ -34,7 +35,7 @@ MAX_RESULT_SAMPLES = 64
 
 
 def _load_model(folder: Path) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    AutoModelForCausalLM, AutoTokenizer = import_once("transformers", "AutoModelForCausalLM", "AutoTokenizer")
 
     from generation.taskvec import TextCodec
 
