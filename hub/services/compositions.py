@@ -146,6 +146,8 @@ class CompositionService:
             NotFoundError: a source that does not exist (or is private), or no adapter similar to the task.
             IncompatibleAdaptersError: sources for different base models.
         """
+        if req.name is not None:
+            v.check_namespace(user.name, req.name)  # before any work: the output's namespace is the user's
         log: list[str] = []
         sims: list[float] | None = None
         if req.sources:

@@ -151,6 +151,7 @@ class GenerationService:
             NotFoundError: unknown base model or sources, or no adapters of that base to train on.
             IncompatibleAdaptersError: a source for another base. InvalidInputError: too few sources.
         """
+        v.check_namespace(user.name, req.name)
         self.base_models.get(req.base_model)
         if req.sources:
             refs: list[str] = list(req.sources)
@@ -177,6 +178,8 @@ class GenerationService:
 
     def submit_generate(self, user: User, req: GenerateRequest) -> tuple[JobView, bool]:
         """Queue a ``generate`` job. Raises NotFoundError (no such generator) or InvalidInputError."""
+        if req.name is not None:
+            v.check_namespace(user.name, req.name)
         g = self.sources.resolve(user, req.generator, field="generator", kind="generator", role="generator")
         meta = self.generator_meta(user, g)
         if meta["method"] == "icm_lora" and meta["config"]["condition"] == "hidden":
@@ -196,6 +199,8 @@ class GenerationService:
             NotFoundError: unknown source or base. InvalidInputError: no samples or no local weights.
             IncompatibleAdaptersError: the target is the source's own base.
         """
+        if req.name is not None:
+            v.check_namespace(user.name, req.name)
         src = self.sources.resolve(user, req.source, field="source", role="transfer source")
         if src.base_model == req.target_base:
             raise IncompatibleAdaptersError(f"{src.name} is already an adapter of {req.target_base}",
