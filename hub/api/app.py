@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api import errors
+from hub.api.guards import CatchAll, RequestGuard
 from hub.api.routes import adapters, base_models, generation, hf, jobs, openai, pages, routers, search, system
 from hub.core.errors import PayloadTooLargeError
 from hub.settings import Settings, get_settings
@@ -34,7 +35,7 @@ class UploadLimit:
         limit = self.limit
         for k, v in scope.get("headers", []):
             if k == b"content-length" and v.isdigit() and int(v) > limit:
-                response = errors._json(413, "payload_too_large",
+                response = errors.error_response(413, "payload_too_large",
                                         f"request body is {int(v)} bytes, over the limit of {limit} bytes",
                                         {"limit": limit})
                 await response(scope, receive, send)
@@ -105,8 +106,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, hub: A
         the_hub.metrics.latency.labels(path).observe(time.perf_counter() - t0)
         return response
 
+    app.add_middleware(RequestGuard)  # NUL bytes, int64 and nesting: a 422 naming the field, before any route
     app.add_middleware(UploadLimit, limit=settings.max_upload_bytes + UPLOAD_SLACK
                        if hub is None else the_hub.settings.max_upload_bytes + UPLOAD_SLACK)
+    app.add_middleware(CatchAll)  # outermost of ours: a JSON 500, and the keep-alive connection survives
     return app
 
 

@@ -53,8 +53,13 @@ def status_for(exc: LoomError) -> int:
     return status
 
 
-def _json(status: int, code: str, message: str, details: object = None, headers: dict | None = None) -> JSONResponse:
+def error_response(status: int, code: str, message: str, details: object = None,
+                   headers: dict | None = None) -> JSONResponse:
+    """The one error shape as a response (for middlewares that answer before any route)."""
     return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+
+
+_json = error_response
 
 
 def _details(exc: LoomError) -> dict:

@@ -104,6 +104,8 @@ def parse_config(raw: bytes | str) -> dict[str, Any]:
         cfg = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InvalidAdapterError(f"{CONFIG_NAME} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise InvalidAdapterError(f"{CONFIG_NAME} nests too deep", field=CONFIG_NAME) from None
     if not isinstance(cfg, dict):
         raise InvalidAdapterError(f"{CONFIG_NAME} must be a JSON object")
     return cfg

@@ -185,6 +185,8 @@ def _parse_config(config: bytes | bytearray | dict[str, Any]) -> dict[str, Any]:
             config = json.loads(config)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise InvalidInputError(f"config.json is not valid JSON: {e}", field="config") from None
+        except RecursionError:
+            raise InvalidInputError("config.json nests too deep", field="config") from None
     if not isinstance(config, dict):
         raise InvalidInputError("config.json must be a JSON object", field="config")
     return config
