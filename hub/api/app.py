@@ -15,7 +15,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api import errors
 from hub.api.guards import CatchAll, RequestGuard
-from hub.api.routes import adapters, base_models, generation, hf, jobs, openai, pages, routers, search, system
+from hub.api.routes import (
+    adapters,
+    base_models,
+    generation,
+    hf,
+    jobs,
+    openai,
+    pages,
+    routers,
+    search,
+    system,
+    tokens,
+)
 from hub.core.errors import PayloadTooLargeError
 from hub.settings import Settings, get_settings
 
@@ -93,7 +105,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, hub: A
     # pages last: it serves "/" and /static; the OpenAI-compatible /v1 routes build the inference
     # service (and load models) only on first use.
     for r in (adapters.router, search.router, base_models.router, jobs.router, routers.router, generation.router,
-              hf.router, openai.router, system.router, pages.router):
+              hf.router, openai.router, system.router, tokens.router, pages.router):
         app.include_router(r)
 
     @app.middleware("http")
