@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, hub: A
     app.state.hub = the_hub
     errors.install(app)
     _offline_docs(app)
+    _documented_errors(app)
     # pages last: it serves "/" and /static; the OpenAI-compatible /v1 routes build the inference
     # service (and load models) only on first use.
     for r in (adapters.router, search.router, base_models.router, jobs.router, routers.router, generation.router,
@@ -143,6 +144,21 @@ def _offline_docs(app: FastAPI) -> None:
                                    swagger_js_url="/docs-assets/swagger-ui-bundle.js",
                                    swagger_css_url="/docs-assets/swagger-ui.css",
                                    swagger_favicon_url="/docs-assets/favicon.png")
+
+
+def _documented_errors(app: FastAPI) -> None:
+    """The OpenAPI document lists every error response of every operation (:mod:`hub.api.responses`)."""
+    from fastapi.openapi.utils import get_openapi
+
+    from hub.api.responses import document_errors
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _warm(hub: Any) -> None:
