@@ -69,3 +69,14 @@ def _run(app, token: str | None) -> list[str]:
 def test_no_5xx_and_every_status_is_documented(contract_app, auth):
     failures = _run(contract_app, contract_app.state.contract_token if auth == "token" else None)
     assert not failures, "\n".join(failures)
+
+
+def test_every_operation_has_a_row_in_the_responses_table(make_api):
+    """A new route must say which errors it answers (hub.api.responses.ERRORS), and a removed one leaves no row."""
+    from hub.api.responses import ERRORS
+
+    doc = make_api().client.get("/openapi.json").json()
+    ops = {op["operationId"] for path in doc["paths"].values() for op in path.values()}
+    assert ops == set(ERRORS)
+    assert doc["paths"]["/api/v1/adapters/{namespace}/{name}"]["get"]["responses"]["404"]["content"][
+        "application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
