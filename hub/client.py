@@ -271,6 +271,13 @@ class LoomClient:
         """The router presets: ``[{"name", "granularity", "trainable", "config", "paper"}]``."""
         return self.request("GET", "/api/v1/routers/presets")
 
+    def tokens(self) -> list[dict[str, Any]]:
+        """The caller's API tokens (id, prefix, label, created/last used/revoked times)."""
+        return self.request("GET", "/api/v1/tokens")["items"]
+
+    def revoke_token(self, token_id: int) -> dict[str, Any]:
+        return self.request("DELETE", f"/api/v1/tokens/{token_id}")
+
     def whoami(self) -> str | None:
         return self.request("GET", "/api/v1/whoami")["user"]
 

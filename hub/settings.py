@@ -80,6 +80,8 @@ class Settings(BaseSettings):
         blob_cache_bytes: the bound on this node's read-through cache of blobs from a remote store
             (``<data_dir>/blob-cache``): files that loading needs (safetensors, PEFT configs) are
             downloaded once and kept until the least recently used ones are evicted.
+        auth_fail_limit / auth_fail_window_s: a client (IP address) that sent this many invalid tokens within
+            the window gets 429 with ``Retry-After`` until the oldest failure leaves the window; 0: no limit.
         semantic_router_exemplars: represent each adapter by its card embedding PLUS the mean embedding of up
             to 16 of its sample prompts (samples.jsonl), as spec routers §8.2 recommends; False: the card only.
     """
@@ -120,6 +122,8 @@ class Settings(BaseSettings):
     s3_endpoint: str | None = None
     s3_connect_timeout_s: float = 5.0
     blob_cache_bytes: int = Field(default=8 * 1024**3, ge=0)
+    auth_fail_limit: int = Field(default=20, ge=0)
+    auth_fail_window_s: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _hf_conventions(self) -> Settings:

@@ -14,7 +14,20 @@ from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api import errors
-from hub.api.routes import adapters, base_models, generation, hf, jobs, openai, pages, routers, search, system
+from hub.api.guards import CatchAll, RequestGuard
+from hub.api.routes import (
+    adapters,
+    base_models,
+    generation,
+    hf,
+    jobs,
+    openai,
+    pages,
+    routers,
+    search,
+    system,
+    tokens,
+)
 from hub.core.errors import PayloadTooLargeError
 from hub.settings import Settings, get_settings
 
@@ -34,7 +47,7 @@ class UploadLimit:
         limit = self.limit
         for k, v in scope.get("headers", []):
             if k == b"content-length" and v.isdigit() and int(v) > limit:
-                response = errors._json(413, "payload_too_large",
+                response = errors.error_response(413, "payload_too_large",
                                         f"request body is {int(v)} bytes, over the limit of {limit} bytes",
                                         {"limit": limit})
                 await response(scope, receive, send)
@@ -89,10 +102,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, hub: A
     app.state.hub = the_hub
     errors.install(app)
     _offline_docs(app)
+    _documented_errors(app)
     # pages last: it serves "/" and /static; the OpenAI-compatible /v1 routes build the inference
     # service (and load models) only on first use.
     for r in (adapters.router, search.router, base_models.router, jobs.router, routers.router, generation.router,
-              hf.router, openai.router, system.router, pages.router):
+              hf.router, openai.router, system.router, tokens.router, pages.router):
         app.include_router(r)
 
     @app.middleware("http")
@@ -105,8 +119,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, hub: A
         the_hub.metrics.latency.labels(path).observe(time.perf_counter() - t0)
         return response
 
+    app.add_middleware(RequestGuard)  # NUL bytes, int64 and nesting: a 422 naming the field, before any route
     app.add_middleware(UploadLimit, limit=settings.max_upload_bytes + UPLOAD_SLACK
                        if hub is None else the_hub.settings.max_upload_bytes + UPLOAD_SLACK)
+    app.add_middleware(CatchAll)  # outermost of ours: a JSON 500, and the keep-alive connection survives
     return app
 
 
@@ -128,6 +144,21 @@ def _offline_docs(app: FastAPI) -> None:
                                    swagger_js_url="/docs-assets/swagger-ui-bundle.js",
                                    swagger_css_url="/docs-assets/swagger-ui.css",
                                    swagger_favicon_url="/docs-assets/favicon.png")
+
+
+def _documented_errors(app: FastAPI) -> None:
+    """The OpenAPI document lists every error response of every operation (:mod:`hub.api.responses`)."""
+    from fastapi.openapi.utils import get_openapi
+
+    from hub.api.responses import document_errors
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _warm(hub: Any) -> None:

@@ -25,7 +25,8 @@ def current_user(
     header = request.headers.get("authorization")
     if header and creds is None:
         raise AuthenticationError("the Authorization header must be 'Bearer <token>'")
-    return get_hub(request).users.authenticate(creds.credentials if creds else None)
+    client = request.client.host if request.client else None
+    return get_hub(request).users.authenticate(creds.credentials if creds else None, client)
 
 
 def writer(request: Request, user: Annotated[User | None, Depends(current_user)]) -> User:

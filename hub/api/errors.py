@@ -34,10 +34,12 @@ STATUS_BY_CODE = {
     "storage_unavailable": 503,
     "upstream_error": 502,
     "context_length_exceeded": 400,
+    "rate_limited": 429,
     "loom_error": 500,  # the base class, never raised itself: a bare one is a bug
 }
 HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 422: "invalid_input"}
+              405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 422: "invalid_input",
+              429: "rate_limited"}
 
 
 def error_body(code: str, message: str, details: object = None) -> dict:
@@ -54,8 +56,13 @@ def status_for(exc: LoomError) -> int:
     return status
 
 
-def _json(status: int, code: str, message: str, details: object = None, headers: dict | None = None) -> JSONResponse:
+def error_response(status: int, code: str, message: str, details: object = None,
+                   headers: dict | None = None) -> JSONResponse:
+    """The one error shape as a response (for middlewares that answer before any route)."""
     return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+
+
+_json = error_response
 
 
 def _details(exc: LoomError) -> dict:
@@ -87,6 +94,9 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(retry_after, int | float) and not isinstance(retry_after, bool):
             # the upstream (the Hugging Face Hub) asked us to wait: pass that on to our caller
             status, headers = 503, {"Retry-After": str(max(1, math.ceil(retry_after)))}
+        wait = exc.details.get("retry_after") if exc.code == "rate_limited" else None
+        if isinstance(wait, int | float) and not isinstance(wait, bool):
+            headers = {"Retry-After": str(max(1, math.ceil(wait)))}
         return _json(status, exc.code, exc.message, _details(exc), headers)
     if isinstance(exc, RequestValidationError):
         errs = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}

@@ -53,7 +53,7 @@ COMMANDS: tuple[tuple[typer.Typer, str | None], ...] = (
     (hf.app, "hf"),           # hf pull|sync|push
     (server.app, None),       # serve, worker, serve-inference
     (db.app, "db"),           # db upgrade|downgrade|current
-    (tokens.app, "token"),    # token create
+    (tokens.app, "token"),    # token create (local), token ls|revoke (remote)
     (maintenance.app, None),  # reindex, fsck
     (testbed.app, None),      # demo, eval
 )

@@ -50,7 +50,7 @@ def item_line(item: dict[str, Any]) -> str:
 @app.command("pull")
 def pull(
     ref: Annotated[str | None, typer.Argument(help="org/repo[@revision] (omit with --search/--author)")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Loom ns/name (default hf-<org>/<repo>)")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Loom ns/name (default <your user>/<repo>)")] = None,
     private: Annotated[bool, typer.Option("--private", help="Visible to you only.")] = False,
     search: Annotated[str | None, typer.Option("--search", help="Bulk: repos whose id contains this.")] = None,
     author: Annotated[str | None, typer.Option("--author", help="Bulk: a Hub user or organisation.")] = None,

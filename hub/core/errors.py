@@ -88,6 +88,12 @@ class PermissionDeniedError(LoomError, PermissionError):
     code = "forbidden"
 
 
+class RateLimitedError(LoomError, RuntimeError):
+    """Too many attempts (failed authentications) from one client; ``details["retry_after"]`` says when to retry."""
+
+    code = "rate_limited"
+
+
 class StorageError(LoomError, OSError):
     """The blob store or the index failed or is inconsistent."""
 

@@ -104,9 +104,21 @@ def parse_config(raw: bytes | str) -> dict[str, Any]:
         cfg = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InvalidAdapterError(f"{CONFIG_NAME} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise InvalidAdapterError(f"{CONFIG_NAME} nests too deep", field=CONFIG_NAME) from None
     if not isinstance(cfg, dict):
         raise InvalidAdapterError(f"{CONFIG_NAME} must be a JSON object")
     return cfg
+
+
+def _check_base_id(base: str) -> None:
+    """A base model named as a hub id (``org/name``), not as a path of the uploader's or the server's disk."""
+    parts = base.replace("\\", "/").split("/")
+    if (base.startswith(("/", "~", "\\")) or ".." in parts or "." in parts or re.match(r"^[A-Za-z]:", base)
+            or any(c.isspace() or ord(c) < 32 for c in base) or len(base) > 256):
+        raise InvalidAdapterError(
+            f"{CONFIG_NAME}: base_model_name_or_path {base[:100]!r} must be a model id like 'org/name', not a path",
+            field="base_model_name_or_path")
 
 
 def adapter_from_state(
@@ -127,8 +139,14 @@ def adapter_from_state(
     if "target_modules" not in config:
         raise InvalidAdapterError(f"{CONFIG_NAME}: target_modules is required")
     base = config.get("base_model_name_or_path")
-    if require_base_model and not base:
-        raise InvalidAdapterError(f"{CONFIG_NAME}: base_model_name_or_path is required")
+    if require_base_model:  # an upload: what PEFT needs to load the folder, and a base named as an id
+        if "peft_type" not in config:
+            raise InvalidAdapterError(f"{CONFIG_NAME}: peft_type is required (\"LORA\"); PEFT cannot load a "
+                                      "folder without it", field="peft_type")
+        if not base:
+            raise InvalidAdapterError(f"{CONFIG_NAME}: base_model_name_or_path is required",
+                                      field="base_model_name_or_path")
+        _check_base_id(str(base))
     r_default = config.get("r", 8)
     alpha_default = config.get("lora_alpha", 8)
     rank_pattern = config.get("rank_pattern") or {}

@@ -83,7 +83,7 @@ class AdapterRef:
         raw = m["version"]
         version: int | None = None
         if raw is not None:
-            if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+            if not raw.isascii() or not raw.isdigit() or len(raw) > 18 or int(raw) < 1:  # fits int64
                 raise InvalidInputError(f"{field}: version must be a whole number >= 1, got {raw!r} in {text!r}",
                                         field=field, value=text)
             version = int(raw)

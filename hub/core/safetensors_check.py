@@ -58,6 +58,8 @@ def check_safetensors_header(path: str | os.PathLike[str], max_bytes: int | None
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InvalidAdapterError(f"{name} is not a valid safetensors file: header is not JSON ({e})") from None
+    except RecursionError:  # nested thousands deep: no safetensors header is
+        raise InvalidAdapterError(f"{name} is not a valid safetensors file: header JSON nests too deep") from None
     if not isinstance(header, dict):
         raise InvalidAdapterError(f"{name}: safetensors header must be a JSON object")
     header.pop("__metadata__", None)

@@ -1,7 +1,8 @@
 """Engine and session factory. Nothing is created at import time.
 
 SQLite gets WAL journaling, foreign keys and a busy timeout on every connection; PostgreSQL is
-used as-is through psycopg 3 (``postgresql+psycopg://...``).
+used as-is through psycopg 3 (``postgresql+psycopg://...``). Both refuse NUL bytes in parameters
+(:mod:`hub.db.guards`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from hub.db.guards import install_nul_guard
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -36,6 +39,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     engine = create_engine(u, **kwargs)
     if u.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    install_nul_guard(engine)
     return engine
 
 

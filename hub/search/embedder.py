@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from hub.core.errors import InvalidInputError
+from hub.core.imports import import_once
 from hub.search.arrays import normalize
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -148,7 +149,7 @@ def load_embedder(model: str = DEFAULT_MODEL, device: str | None = None) -> Embe
         if cached is not None:
             return cached
         path = _resolve_path(model)
-        from sentence_transformers import SentenceTransformer
+        (SentenceTransformer,) = import_once("sentence_transformers", "SentenceTransformer")
 
         kwargs: dict[str, Any] = {"device": device, "local_files_only": True}
         try:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.core.errors import ConflictError, InvalidInputError, NotFoundError
+from hub.core.imports import import_lock, import_once
 from hub.db.models import BaseModel
 from hub.repositories import base_models as repo
 
@@ -37,16 +38,16 @@ def linear_shapes(config: dict[str, Any]) -> dict[str, tuple[int, int]]:
         InvalidInputError: the config has no known ``model_type`` or transformers cannot build it.
     """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
 
+    auto_config, auto_model = import_once("transformers", "AutoConfig", "AutoModelForCausalLM")
     cfg_dict = dict(config)
     model_type = cfg_dict.pop("model_type", None)
     if not model_type:
         raise InvalidInputError("config.json has no model_type", field="config")
     try:
-        cfg = AutoConfig.for_model(model_type, **cfg_dict)
-        with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(cfg)
+        cfg = auto_config.for_model(model_type, **cfg_dict)
+        with import_lock(), torch.device("meta"):  # the first build of a model type imports its module lazily
+            model = auto_model.from_config(cfg)
     except Exception as e:  # noqa: BLE001 - transformers raises many kinds for a bad config
         why = str(e).split(" Model type should be one of")[0].splitlines()[0][:300] if str(e) else type(e).__name__
         raise InvalidInputError(f"config.json (model_type {model_type!r}) does not describe a causal LM "
@@ -184,6 +185,8 @@ def _parse_config(config: bytes | bytearray | dict[str, Any]) -> dict[str, Any]:
             config = json.loads(config)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise InvalidInputError(f"config.json is not valid JSON: {e}", field="config") from None
+        except RecursionError:
+            raise InvalidInputError("config.json nests too deep", field="config") from None
     if not isinstance(config, dict):
         raise InvalidInputError("config.json must be a JSON object", field="config")
     return config

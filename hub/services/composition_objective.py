@@ -22,6 +22,7 @@ from typing import Any
 
 from hub.core.adapter import LoraAdapter
 from hub.core.errors import InvalidInputError
+from hub.core.imports import import_once
 from hub.services import validation as v
 
 PROMPT_SUFFIX = "\n"
@@ -78,7 +79,7 @@ def load_scorer(folder: str | Path, device: str = "cpu") -> tuple[Any, Any]:
         InvalidInputError: a folder transformers cannot load.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    AutoModelForCausalLM, AutoTokenizer = import_once("transformers", "AutoModelForCausalLM", "AutoTokenizer")
 
     try:
         tok = AutoTokenizer.from_pretrained(str(folder))

@@ -35,6 +35,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from hub.services.sources import ResolvedSources, SourceResolver
 
 KIND = "compose"
+#: methods a composition delegates to the generation service: same jobs, progress, lineage and cards as
+#: ``POST /api/v1/generations`` (sg_lora, icm_lora) and ``/transfers`` (trans_lora)
+TRANS_LORA = "trans_lora"
+DELEGATED = ("sg_lora", "icm_lora", TRANS_LORA)
+GENERATE_PARAMS = ("generator", "samples", "seed")
 
 MAX_SOURCES = 16
 MAX_TASK = 1000
@@ -96,12 +101,32 @@ class CompositionRequest:
         if self.name is not None:
             v.parse_name(self.name)
         v.check_visibility(self.visibility)
-        if self.method == "lorahub":
+        if self.method in DELEGATED:
+            _check_delegated(self)
+        elif self.method == "lorahub":
             _check_lorahub_params(self.params, self.weights)
         elif self.method != "auto":
             from merging import config_class
 
             config_class(self.method).from_params(self.params, list(self.weights) if self.weights else None)
+
+
+def _check_delegated(req: CompositionRequest) -> None:
+    """The shape of a generation (``sg_lora``, ``icm_lora``: a task) or transfer (``trans_lora``: one source)."""
+    if req.method == TRANS_LORA:
+        if len(req.sources) != 1 or not req.base_model:
+            raise InvalidInputError("trans_lora moves one adapter to another base: give one source and base_model "
+                                    "(the target base)", field="sources")
+        if req.weights is not None:
+            raise InvalidInputError("trans_lora takes no weights", field="weights")
+        return
+    if not req.task:
+        raise InvalidInputError(f"{req.method} generates an adapter from a task description: give task (and "
+                                "base_model)", field="task")
+    unknown = sorted(set(req.params) - set(GENERATE_PARAMS))
+    if unknown:
+        raise InvalidInputError(f"{req.method} compositions take params {list(GENERATE_PARAMS)}, got {unknown}",
+                                field="params")
 
 
 def _check_lorahub_params(params: dict[str, Any], weights: tuple[float, ...] | None) -> None:
@@ -146,6 +171,10 @@ class CompositionService:
             NotFoundError: a source that does not exist (or is private), or no adapter similar to the task.
             IncompatibleAdaptersError: sources for different base models.
         """
+        if req.name is not None:
+            v.check_namespace(user.name, req.name)  # before any work: the output's namespace is the user's
+        if req.method in DELEGATED:
+            return self._delegate(user, req)
         log: list[str] = []
         sims: list[float] | None = None
         if req.sources:
@@ -175,6 +204,28 @@ class CompositionService:
             "log": log,
         }
         return self.jobs.submit(KIND, user.id, request, recipe_hash)
+
+    def _delegate(self, user: User, req: CompositionRequest) -> tuple[JobView, bool]:
+        """sg_lora / icm_lora: a ``generate`` job with ``params.generator`` (default: the newest visible generator
+        of that method for ``base_model``); trans_lora: a ``transfer`` job of the one source to ``base_model``."""
+        from hub.services.generation import GenerateRequest, TransferRequest
+
+        if req.method == TRANS_LORA:
+            return self.generation.submit_transfer(user, TransferRequest(
+                source=req.sources[0], target_base=req.base_model or "", name=req.name, params=dict(req.params),
+                visibility=req.visibility))
+        p = req.params
+        generator = p.get("generator") or self.generation.newest_generator(user, req.base_model or "", req.method)
+        samples, seed = p.get("samples", []), p.get("seed", 0)
+        if not isinstance(generator, str):
+            raise InvalidInputError("params.generator must be 'ns/name[@version]'", field="params.generator")
+        if not isinstance(samples, list) or not all(isinstance(s, str) for s in samples):
+            raise InvalidInputError("params.samples must be a list of example prompts", field="params.samples")
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise InvalidInputError(f"params.seed must be an integer, got {seed!r}", field="params.seed")
+        return self.generation.submit_generate(user, GenerateRequest(
+            generator=generator, task=req.task or "", samples=tuple(samples), seed=seed, name=req.name,
+            visibility=req.visibility), method=req.method, base_model=req.base_model)
 
     def _retrieve(self, user: User, req: CompositionRequest,
                   log: list[str]) -> tuple[ResolvedSources, list[float]] | tuple[JobView, bool]:
@@ -221,7 +272,17 @@ class CompositionService:
 
 
 def describe(names: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Methods a composition may name: the registered merge methods plus ``auto``."""
+    """Methods a composition may name: ``auto``, the registered merge methods, and the generation methods it
+    delegates (sg_lora, icm_lora, trans_lora)."""
     from merging import describe_methods
 
-    return [{"name": "auto", "summary": "pick a method from the sources and say why"}, *describe_methods()]
+    delegated = [
+        {"name": "sg_lora", "summary": "generate an adapter for the task with an SG-LoRA generator of base_model",
+         "params": {"generator": "ns/name[@version] (default: the newest visible one)", "seed": 0}},
+        {"name": "icm_lora", "summary": "generate an adapter for the task with an ICM-LoRA generator of base_model",
+         "params": {"generator": "ns/name[@version] (default: the newest visible one)",
+                    "samples": "example prompts (hidden-state generators)", "seed": 0}},
+        {"name": TRANS_LORA, "summary": "move the one source adapter to base_model with Trans-LoRA",
+         "params": "the transfer's settings (see POST /api/v1/transfers)"},
+    ]
+    return [{"name": "auto", "summary": "pick a method from the sources and say why"}, *describe_methods(), *delegated]

@@ -23,6 +23,7 @@ from hub.jobs.worker import Handler
 from hub.jobs.workers import WorkerTable
 from hub.services import compositions, generation, hf_resync, router_training
 from hub.services.adapters import AdapterService
+from hub.services.auth_throttle import AuthThrottle
 from hub.services.base_files import BaseFiles
 from hub.services.base_models import BaseModelService
 from hub.services.composition_job import CompositionJob
@@ -83,7 +84,7 @@ class Hub:
         self.sessions = sessions = make_session_factory(self.engine)
         self.blobs = blobs = open_store(settings)
         self.metrics = metrics = Metrics()
-        self.users = UserService(sessions)
+        self.users = UserService(sessions, AuthThrottle(settings.auth_fail_limit, settings.auth_fail_window_s))
         self.base_models = base_models = BaseModelService(sessions, settings.weights_dir, settings.hf_api)
         self.base_files = BaseFiles(base_models, settings.data_dir)
         self.search = search = SearchService(settings, sessions, embedder_factory)

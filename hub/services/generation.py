@@ -170,6 +170,7 @@ class GenerationService:
             NotFoundError: unknown base model or sources, or no adapters of that base to train on.
             IncompatibleAdaptersError: a source for another base. InvalidInputError: too few sources.
         """
+        v.check_namespace(user.name, req.name)
         self.base_models.get(req.base_model)
         if req.sources:
             refs: list[str] = list(req.sources)
@@ -225,10 +226,26 @@ class GenerationService:
             by_rank.setdefault("/".join(f"r{r}" for r in sorted(ranks)), []).append(kind)
         return " ".join(f"{','.join(k)} {r}" for r, k in sorted(by_rank.items()))
 
-    def submit_generate(self, user: User, req: GenerateRequest) -> tuple[JobView, bool]:
-        """Queue a ``generate`` job. Raises NotFoundError (no such generator) or InvalidInputError."""
+    def submit_generate(self, user: User, req: GenerateRequest, *, method: str | None = None,
+                        base_model: str | None = None) -> tuple[JobView, bool]:
+        """Queue a ``generate`` job.
+
+        Args:
+            method, base_model: what the generator must be (a composition names them); None: any.
+
+        Raises:
+            NotFoundError: no such generator. InvalidInputError: bad fields, or a generator of another method.
+            IncompatibleAdaptersError: a generator of another base model.
+        """
+        if req.name is not None:
+            v.check_namespace(user.name, req.name)
         g = self.sources.resolve(user, req.generator, field="generator", kind="generator", role="generator")
         meta = self.generator_meta(user, g)
+        if method is not None and meta["method"] != method:
+            raise InvalidInputError(f"{g.key} is an {meta['method']} generator, not {method}", field="params.generator")
+        if base_model is not None and g.base_model != base_model:
+            raise IncompatibleAdaptersError(f"{g.key} generates adapters of {g.base_model}, not {base_model}",
+                                            field="base_model")
         if meta["method"] == "icm_lora" and meta["config"]["condition"] == "hidden":
             if not req.samples:
                 raise InvalidInputError("this icm_lora generator is conditioned on task vectors: give samples "
@@ -246,6 +263,8 @@ class GenerationService:
             NotFoundError: unknown source or base. InvalidInputError: no samples or no local weights.
             IncompatibleAdaptersError: the target is the source's own base.
         """
+        if req.name is not None:
+            v.check_namespace(user.name, req.name)
         src = self.sources.resolve(user, req.source, field="source", role="transfer source")
         if src.base_model == req.target_base:
             raise IncompatibleAdaptersError(f"{src.name} is already an adapter of {req.target_base}",
@@ -263,6 +282,21 @@ class GenerationService:
         """The manifest (``generator.json``) of a resolved generator version."""
         ns, nm = v.parse_name(g.name)
         return generator_manifest(self.adapters, self.adapters.version(user, ns, nm, g.version))
+
+    def newest_generator(self, user: User, base_model: str, method: str) -> str:
+        """``ns/name@version`` of the newest generator of ``method`` for ``base_model`` that ``user`` can see.
+
+        Raises:
+            NotFoundError: there is none (train one with ``loom train-generator``).
+        """
+        rows, _ = self.adapters.list(user, AdapterFilters(base_model=base_model, kind="generator"), limit=50)
+        for row in rows:
+            g = self.sources.resolve(user, f"{row.namespace}/{row.name}", field="generator", kind="generator",
+                                     role="generator")
+            if self.generator_meta(user, g)["method"] == method:
+                return g.key
+        raise NotFoundError(f"no {method} generator of base model {base_model} is visible to you; train one "
+                            f"(POST /api/v1/generators) or give params.generator", field="params.generator")
 
     def generate_instead(self, user: User, task: str, base_model: str, *, best_score: float | None,
                          min_score: float, name: str | None = None) -> tuple[JobView, bool, str] | None:

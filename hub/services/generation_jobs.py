@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hub.core.imports import import_once
 from hub.core.provenance import ParentRef, Provenance
 from hub.jobs.phases import Phases
 from hub.jobs.queue import JobView
@@ -37,7 +38,7 @@ TRANSFER_PHASE_WEIGHTS = {"discriminator": 8.0, "synthesize": 110.0, "filter": 2
 
 
 def _load_model(folder: Path) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    AutoModelForCausalLM, AutoTokenizer = import_once("transformers", "AutoModelForCausalLM", "AutoTokenizer")
 
     from generation.taskvec import TextCodec
 

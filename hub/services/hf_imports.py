@@ -6,10 +6,10 @@ repo's adapter pinned to a commit sha and publishes it through the normal publis
 so importing a known sha again, or re-syncing a repo that has not moved, downloads nothing and adds
 no version. A commit that changes only the card maps onto the version that already holds the content.
 
-Name mapping (:func:`default_name`): ``org/Repo.Name`` becomes ``hf-org/repo.name``: lowercased,
-each run of characters outside ``[a-z0-9._-]`` replaced by ``-``, ``..`` collapsed, leading and
-trailing ``.-_`` trimmed, and a part over 64 characters cut to 55 plus ``-`` and 8 hex of its sha1.
-A caller may give any ``ns/name`` instead.
+Name mapping (:func:`default_name`): ``org/Repo.Name`` imported by ``alice`` becomes ``alice/repo.name`` (a
+user publishes only into its own namespace): lowercased, each run of characters outside ``[a-z0-9._-]``
+replaced by ``-``, ``..`` collapsed, leading and trailing ``.-_`` trimmed, and a name over 64 characters cut
+to 55 plus ``-`` and 8 hex of its sha1. A caller may give another name in its own namespace instead.
 
 Re-syncs live in :mod:`hub.services.hf_resync`, export in :mod:`hub.services.hf_export`, webhooks in
 :mod:`hub.services.hf_webhooks`; :class:`hub.services.hf.HfService` joins them with one Hub client.
@@ -58,10 +58,11 @@ def _name_part(text: str) -> str:
     return part
 
 
-def default_name(repo_id: str) -> str:
-    """The Loom name an import of ``repo_id`` gets unless one is given: ``hf-<org>/<repo>``, sanitised."""
-    org, _, repo = repo_id.partition("/")
-    return f"{_name_part('hf-' + org)}/{_name_part(repo)}"
+def default_name(repo_id: str, user_name: str) -> str:
+    """The Loom name an import of ``repo_id`` by ``user_name`` gets unless one is given: ``<user>/<repo>``,
+    sanitised."""
+    _, _, repo = repo_id.partition("/")
+    return f"{user_name}/{_name_part(repo)}"
 
 
 def clean_tags(tags: Sequence[str]) -> list[str]:
@@ -134,8 +135,8 @@ class HfImports:
         if user is None:
             raise AuthenticationError("importing from the Hugging Face Hub needs an API token")
         repo_id, revision = parse_repo_ref(ref)
-        full = name or default_name(repo_id)
-        ns, nm = v.parse_name(full)
+        full = name or default_name(repo_id, user.name)
+        ns, nm = v.check_namespace(user.name, full)
         vis = v.check_visibility(visibility) if visibility is not None else None
         track = track or (revision if revision and not is_commit_sha(revision) else DEFAULT_TRACK)
         sha = revision if is_commit_sha(revision) else upstream_sha(

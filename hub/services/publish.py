@@ -144,12 +144,12 @@ def check_owner(row: Adapter, user: User, kind: str | None = None) -> None:
     """Refuse a new version of ``row`` by anyone but its owner, or of another kind than its own.
 
     Raises:
-        ConflictError: another user's private name (its existence is not revealed beyond "taken").
+        ConflictError: another user's private name (neither the name nor its owner is revealed).
         PermissionDeniedError: another user's name, or a name that holds another kind of artifact.
     """
     if row.owner_id != user.id:
         if row.visibility == "private":
-            raise ConflictError(f"the name {row.namespace}/{row.name} is taken")
+            raise ConflictError("cannot publish to that name: it is taken", field="name")
         raise PermissionDeniedError(
             f"{row.namespace}/{row.name} belongs to {row.owner.name}; only its owner can publish new versions"
         )
@@ -198,9 +198,10 @@ class Publisher:
         """Refuse early (before any work) a name that ``user`` may not publish ``kind`` under.
 
         Raises:
-            InvalidInputError: a malformed name. ConflictError / PermissionDeniedError: see :func:`check_owner`.
+            InvalidInputError: a malformed name. PermissionDeniedError: another user's namespace.
+            ConflictError / PermissionDeniedError: see :func:`check_owner`.
         """
-        ns, nm = v.parse_name(name)
+        ns, nm = v.check_namespace(user.name, name)
         with self.sessions() as s:
             row = repo.get_adapter(s, ns, nm)
             if row is not None:
@@ -226,6 +227,7 @@ class Publisher:
             InvalidInputError / InvalidAdapterError / UnsupportedFeatureError: bad name, metadata or files.
             IncompatibleAdaptersError: shapes that do not fit the registered base model.
             PayloadTooLargeError: over the configured size limit.
+            PermissionDeniedError: a namespace other than the user's own.
             ConflictError / PermissionDeniedError: the name belongs to another user or holds another kind.
             NotFoundError: a lineage parent of ``provenance`` that does not exist.
         """
@@ -234,7 +236,7 @@ class Publisher:
         try:  # staged uploads are consumed (moved into the store) or deleted, whatever happens
             if user is None:
                 raise AuthenticationError("publishing needs an API token (Authorization: Bearer ...)")
-            ns, nm = v.parse_name(name)
+            ns, nm = v.check_namespace(user.name, name)
             meta = _Meta(description=v.check_description(description) if description is not None else None,
                          tags=v.check_tags(list(tags)) if tags is not None else None,
                          license=v.check_license(license),
@@ -285,7 +287,7 @@ class Publisher:
         manifest_name, tensors_name = REQUIRED_FILES[files.kind]
         try:
             json.loads(files.manifest)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise InvalidInputError(f"{manifest_name} is not valid JSON: {e}") from None
         tensors = self._stage_path(files.tensors, staged, tensors_name)
         return _Content(files.kind, {manifest_name: files.manifest, tensors_name: tensors}, files.base_model,

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hub.core.errors import InvalidInputError, PermissionDeniedError
+from hub.core.errors import InvalidInputError
 from hub.core.provenance import Provenance
 from hub.jobs.queue import JobView
 from hub.services import validation as v
@@ -163,19 +163,16 @@ class RouterTrainingService:
                 an expert without sample data, a base without local weights.
             NotFoundError: an expert that does not exist or is not visible; an unregistered base model.
             IncompatibleAdaptersError: experts for different base models.
-            PermissionDeniedError: ``name`` belongs to someone else or is not a router.
+            PermissionDeniedError: ``name`` is in another user's namespace, belongs to someone else or is not a
+                router.
         """
         params, train = recipe_settings(req.recipe, req.preset, req.params, req.train)
         config = _check_preset(req.preset, params, req.steps, train)
+        self.publisher.check_can_publish(user, req.name, "router")  # the user's own namespace, a router's name
         experts = self.sources.resolve_all(user, req.experts, field="experts", role="expert").distinct()
         base_id = experts.one_base()
         self.sources.base_with_weights(base_id, field="experts", why="a router is trained on its base model")
         experts.with_samples("a router is trained on its experts' samples")
-        ns, _ = v.parse_name(req.name)
-        if ns != user.name:
-            raise PermissionDeniedError(f"you ({user.name}) can only publish under your own namespace, not {ns}/",
-                                        field="name")
-        self.publisher.check_can_publish(user, req.name, "router")
         recipe = {"kind": KIND, "preset": req.preset, "config": config, "steps": req.steps,
                   "train": dict(sorted(train.items())), "recipe": req.recipe, "experts": [e.pinned() for e in experts]}
         recipe_hash = Provenance.create(KIND, {**recipe, "name": req.name}).recipe_hash()

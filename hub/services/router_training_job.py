@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.core.errors import InvalidInputError
+from hub.core.imports import import_once
 from hub.core.provenance import ParentRef, Provenance
 from hub.jobs.queue import JobView
 from hub.jobs.reporter import Reporter
@@ -51,7 +52,7 @@ class RouterTrainingJob:
     def run(self, job: JobView, report: Reporter) -> dict[str, Any]:
         """The worker side: load base, tokenizer, experts and samples; train; publish with lineage."""
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        AutoModelForCausalLM, AutoTokenizer = import_once("transformers", "AutoModelForCausalLM", "AutoTokenizer")
 
         from routing.train import TrainConfig, train_router
 

@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any
 
-from hub.core.errors import InvalidInputError, PayloadTooLargeError
+from hub.core.errors import InvalidInputError, PayloadTooLargeError, PermissionDeniedError
 from hub.core.refs import NAME_PART_RE, check_name_part, parse_name  # noqa: F401  (re-exported)
 
 TAG_RE = re.compile(r"^[a-z0-9][a-z0-9._:/+-]{0,63}$")
@@ -26,6 +26,21 @@ MAX_README_BYTES = 1024 * 1024
 def article(noun: str) -> str:
     """``"an adapter"``, ``"a router"``: for messages that name a kind of artifact."""
     return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
+
+
+def check_namespace(user_name: str, name: str, field: str = "name") -> tuple[str, str]:
+    """``(namespace, name)`` of ``name`` if ``user_name`` may publish there: a namespace belongs to the user of
+    the same name (organisations later).
+
+    Raises:
+        InvalidInputError: a malformed name. PermissionDeniedError: another namespace (403 naming it).
+    """
+    ns, nm = parse_name(name)
+    if ns != user_name:
+        raise PermissionDeniedError(
+            f"the namespace {ns} belongs to {ns}; {user_name} can publish only under {user_name}/",
+            field=field, namespace=ns)
+    return ns, nm
 
 
 def check_visibility(v: str) -> str:
@@ -85,6 +100,8 @@ def parse_samples(raw: bytes) -> list[dict[str, Any]]:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise InvalidInputError(f"samples.jsonl line {i} is not JSON: {e.msg}") from None
+        except RecursionError:
+            raise InvalidInputError(f"samples.jsonl line {i} nests too deep") from None
         if not isinstance(obj, dict) or not isinstance(obj.get("input"), str) or not isinstance(obj.get("output"), str):
             raise InvalidInputError(f"samples.jsonl line {i} must be an object with string 'input' and 'output'")
         rows.append(obj)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hub.core.errors import InvalidInputError
+from hub.core.imports import import_once
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,8 @@ def convert_gguf(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> 
 
 def _dequantize(src: Path, out: Path, arch: str) -> None:
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    AutoConfig, AutoModelForCausalLM, AutoTokenizer = import_once(
+        "transformers", "AutoConfig", "AutoModelForCausalLM", "AutoTokenizer")
 
     where, name = str(src.parent), src.name
     try:

@@ -101,7 +101,7 @@ def test_private_adapters_are_invisible_to_others(api, adapter_dirs):
         assert_error(c.get("/api/v1/adapters/alice/secret", headers=who), 404, "not_found")
         assert_error(c.get("/api/v1/adapters/alice/secret/versions", headers=who), 404, "not_found")
         assert_error(c.get("/api/v1/adapters/alice/secret/files/adapter_config.json", headers=who), 404, "not_found")
-    assert_error(upload(c, api.bob, adapter_dirs[2], "alice/secret"), 409, "conflict")
+    assert_error(upload(c, api.bob, adapter_dirs[2], "alice/secret"), 403, "forbidden", "namespace alice")
     mine = c.get("/api/v1/adapters", headers=api.alice).json()["items"]
     assert sorted(a["id"] for a in mine) == ["alice/open", "alice/secret"]
     hits = c.get("/api/v1/search", params={"q": "legal contract translation", "k": 1}, headers=api.alice).json()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.registry.util import files_of
+from tests.services.util import files_of
 
 
 def test_search_response_says_weak_below_the_threshold(api, adapter_dirs):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from hub.cli import main
-from tests.registry.util import files_of
+from tests.services.util import files_of
 
 
 def test_cli_search_shows_weak_matches(server, capsys, monkeypatch, adapter_dirs):

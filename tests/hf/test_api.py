@@ -18,13 +18,15 @@ def test_import_then_same_commit_again(hf_api, hf_hub, fake_hub, lora_dirs):
     body = r.json()
     assert (body["imported"], body["skipped"], body["failed"]) == (1, 0, 0)
     item = body["items"][0]
-    assert item["sha"] == sha and item["adapter"]["id"] == "hf-alice/pico-french"
+    assert item["sha"] == sha and item["adapter"]["id"] == "alice/pico-french"
     assert item["version"]["source"] == f"hf:{REPO}@{sha}" and item["adapter"]["license"] == "mit"
     r = hf_api.post(IMPORT, json={"repo": REPO, "revision": sha}, headers=hf_api.alice)
     assert r.status_code == 200 and r.json()["items"][0]["status"] == "skipped"
-    r = hf_api.get("/api/v1/adapters/hf-alice/pico-french/versions")
+    r = hf_api.get("/api/v1/adapters/alice/pico-french/versions")
     assert [v["source"] for v in r.json()["items"]] == [f"hf:{REPO}@{sha}"]
     r = hf_api.post(IMPORT, json={"repo": REPO, "name": "alice/french", "visibility": "private"}, headers=hf_api.bob)
+    assert r.status_code == 403 and "namespace alice" in r.json()["error"]["message"]  # not bob's namespace
+    r = hf_api.post(IMPORT, json={"repo": REPO, "name": "bob/french", "visibility": "private"}, headers=hf_api.bob)
     assert r.status_code == 201 and r.json()["items"][0]["adapter"]["owner"] == "bob"  # bob's own copy
 
 
@@ -77,9 +79,9 @@ def test_search_bulk_import_and_sync(hf_api, hf_hub, fake_hub, lora_dirs):
     assert r.status_code == 200 and r.json() == {"updated": [], "unchanged": [], "errors": {}}
     r = hf_api.post("/api/v1/hf/sync", json={}, headers=hf_api.alice)
     assert r.status_code == 200
-    assert r.json()["updated"] == [{"name": "hf-alice/pico-a", "version": 2, "repo_id": "alice/pico-a", "sha": new,
+    assert r.json()["updated"] == [{"name": "alice/pico-a", "version": 2, "repo_id": "alice/pico-a", "sha": new,
                                     "created": True}]
-    assert sorted(r.json()["unchanged"]) == ["hf-alice/pico-b"]
+    assert sorted(r.json()["unchanged"]) == ["alice/pico-b"]
     assert hf_api.post("/api/v1/hf/sync", headers=hf_api.alice).json()["updated"] == []
     assert counts(hf_hub)["adapter_versions"] == 3
 
@@ -115,7 +117,7 @@ def test_webhook_route(hf_api, hf_hub, fake_hub, lora_dirs):
     assert Worker(hf_hub.queue, hf_hub.handlers).run_once()
     job = hf_api.get(f"/api/v1/jobs/{job_id}", headers=hf_api.alice).json()
     assert job["status"] == "succeeded" and job["kind"] == "hf_sync"
-    r = hf_api.get("/api/v1/adapters/hf-alice/pico-french/versions")
+    r = hf_api.get("/api/v1/adapters/alice/pico-french/versions")
     assert [v["source"] for v in r.json()["items"]][-1] == f"hf:{REPO}@{new}"
 
 

@@ -46,7 +46,7 @@ def test_pull_sync_push(loom, fake_hub, lora_dirs):
     item = json.loads(out)["items"][0]
     assert item["status"] == "imported" and item["version"]["source"] == f"hf:{REPO}@{sha}"
     rc, out, err = loom("hf", "pull", f"{REPO}@{sha}")
-    assert rc == 0 and "already imported" in out and "hf-alice/pico-french@1" in out, err
+    assert rc == 0 and "already imported" in out and "alice/pico-french@1" in out, err
 
     seed(fake_hub, "alice/pico-b", lora_dirs["two"])
     rc, out, err = loom("hf", "pull", "--author", "alice", "--limit", "5")
@@ -56,12 +56,12 @@ def test_pull_sync_push(loom, fake_hub, lora_dirs):
     new = seed(fake_hub, REPO, lora_dirs["three"])
     rc, out, err = loom("hf", "sync", "--json")
     assert rc == 0, err
-    assert json.loads(out)["updated"] == [{"name": "hf-alice/pico-french", "version": 2, "repo_id": REPO,
+    assert json.loads(out)["updated"] == [{"name": "alice/pico-french", "version": 2, "repo_id": REPO,
                                            "sha": new, "created": True}]
     rc, out, _ = loom("hf", "sync")
     assert rc == 0 and "0 updated, 2 unchanged, 0 failed" in out
 
-    rc, out, err = loom("hf", "push", "hf-alice/pico-french@2", "alice/french-export", "--private", "--json")
+    rc, out, err = loom("hf", "push", "alice/pico-french@2", "alice/french-export", "--private", "--json")
     assert rc == 0, err
     assert json.loads(out)["commit_sha"] == fake_hub.repo("alice/french-export").head().oid
     files = fake_hub.repo("alice/french-export").head().files

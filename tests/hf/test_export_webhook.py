@@ -29,7 +29,7 @@ def composed(svc, hf_hub, alice, fake_hub, lora_dirs):
     svc.import_repo(alice, REPO)
     hf_hub.publisher.publish(alice, "alice/plain", files_of(lora_dirs["two"]), description="Plain uploaded adapter.")
     prov = Provenance.create("linear", {"weights": [0.7, 0.3]},
-                             parents=[ParentRef("hf-alice/pico-french", "1", 0.7), ParentRef("alice/plain", "1", 0.3)])
+                             parents=[ParentRef("alice/pico-french", "1", 0.7), ParentRef("alice/plain", "1", 0.3)])
     hf_hub.publisher.publish(alice, "alice/mix", files_of(lora_dirs["three"]), description="French plain mix.",
                             license="apache-2.0", provenance=prov)
     return sha
@@ -102,14 +102,14 @@ def test_webhook_verifies_the_secret_and_queues_a_sync_a_worker_runs(svc, hf_hub
     assert out.status == "queued" and out.sha == second
     again = svc.handle_webhook({"X-Webhook-Secret": WEBHOOK_SECRET}, payload(REPO, second))
     assert again.job_id == out.job_id  # the same event twice: one job
-    assert hf_hub.adapters.version(alice, "hf-alice", "pico-french").number == 1  # nothing ran yet
+    assert hf_hub.adapters.version(alice, "alice", "pico-french").number == 1  # nothing ran yet
 
     assert Worker(hf_hub.queue, hf_hub.handlers).run_once()
     job = JobQueue(hf_hub.sessions).get(out.job_id, check_owner=False)
     assert job.status == "succeeded", job.error
-    assert job.result["updated"] == [{"name": "hf-alice/pico-french", "version": 2, "repo_id": REPO, "sha": second,
+    assert job.result["updated"] == [{"name": "alice/pico-french", "version": 2, "repo_id": REPO, "sha": second,
                                       "created": True}]
-    ver = hf_hub.adapters.version(alice, "hf-alice", "pico-french")
+    ver = hf_hub.adapters.version(alice, "alice", "pico-french")
     assert ver.number == 2 and ver.source == f"hf:{REPO}@{second}"
     done = svc.handle_webhook({"X-Webhook-Secret": WEBHOOK_SECRET}, payload(REPO, second))
     assert done.status == "ignored" and done.reason == "already at this commit"
@@ -135,5 +135,5 @@ def test_webhook_for_a_tracked_branch_other_than_main(svc, hf_hub, alice, fake_h
     out = svc.handle_webhook({"X-Webhook-Secret": WEBHOOK_SECRET}, payload(REPO, stable, ref="refs/heads/stable"))
     assert out.status == "queued" and out.sha == stable
     assert Worker(hf_hub.queue, hf_hub.handlers).run_once()
-    ver = hf_hub.adapters.version(alice, "hf-alice", "pico-french")
+    ver = hf_hub.adapters.version(alice, "alice", "pico-french")
     assert ver.number == 2 and ver.source == f"hf:{REPO}@{stable}"

@@ -14,25 +14,25 @@ REPO = "alice/pico-french"
 
 
 def test_default_name_mapping():
-    assert default_name("Loom-Org/My..Repo_V2") == "hf-loom-org/my.repo_v2"
-    assert default_name("a/.x") == "hf-a/x"
-    long = default_name("a/" + "x" * 90)
-    assert len(long.split("/")[1]) == 64 and long != default_name("a/" + "x" * 91)
+    assert default_name("Loom-Org/My..Repo_V2", "alice") == "alice/my.repo_v2"  # the importer's namespace
+    assert default_name("a/.x", "bob") == "bob/x"
+    long = default_name("a/" + "x" * 90, "bob")
+    assert len(long.split("/")[1]) == 64 and long != default_name("a/" + "x" * 91, "bob")
 
 
 def test_import_pins_sha_records_source_and_dedups(svc, hf_hub, alice, fake_hub, lora_dirs):
     sha = seed(fake_hub, REPO, lora_dirs["one"], "Answers every question in French.", license="mit",
                tags=["french", "Chat"])
     res = svc.import_repo(alice, REPO)
-    assert res.created and res.sha == sha and res.adapter.full_name == "hf-alice/pico-french"
+    assert res.created and res.sha == sha and res.adapter.full_name == "alice/pico-french"
     assert res.version.number == 1 and res.version.source == f"hf:{REPO}@{sha}"
     a = res.adapter
     assert "Answers every question in French." in a.description and a.license == "mit"
     assert {"french", "chat", "lora", "peft", f"base_model:adapter:{PICO_BASE_ID}"} <= set(a.tags)
     assert a.visibility == "public" and a.owner.name == "alice"
-    stored = hf_hub.adapters.read_file(alice, "hf-alice", "pico-french", "adapter_model.safetensors")
+    stored = hf_hub.adapters.read_file(alice, "alice", "pico-french", "adapter_model.safetensors")
     assert stored == (lora_dirs["one"] / "adapter_model.safetensors").read_bytes()
-    card = hf_hub.adapters.read_file(alice, "hf-alice", "pico-french", "README.md").decode()
+    card = hf_hub.adapters.read_file(alice, "alice", "pico-french", "README.md").decode()
     assert "Answers every question in French." in card  # the Hub's own card is kept
 
     downloads = fake_hub.count("GET", "/resolve/")
@@ -51,15 +51,15 @@ def test_sync_adds_versions_for_new_upstream_commits_only(svc, hf_hub, alice, fa
     first = seed(fake_hub, REPO, lora_dirs["one"])
     svc.import_repo(alice, REPO)
     report = svc.sync()
-    assert report.updated == [] and report.unchanged == ["hf-alice/pico-french"]
+    assert report.updated == [] and report.unchanged == ["alice/pico-french"]
 
     second = seed(fake_hub, REPO, lora_dirs["two"], "Answers in French, version 2.")
     report = svc.sync()
     assert [(r.adapter.full_name, r.version.number, r.sha, r.created) for r in report.updated] == [
-        ("hf-alice/pico-french", 2, second, True)]
-    versions = hf_hub.adapters.versions(alice, "hf-alice", "pico-french")
+        ("alice/pico-french", 2, second, True)]
+    versions = hf_hub.adapters.versions(alice, "alice", "pico-french")
     assert [v.source for v in versions] == [f"hf:{REPO}@{first}", f"hf:{REPO}@{second}"]
-    assert hf_hub.adapters.get(alice, "hf-alice", "pico-french").description.count("version 2") == 1
+    assert hf_hub.adapters.get(alice, "alice", "pico-french").description.count("version 2") == 1
 
     downloads = fake_hub.count("GET", "/resolve/")
     assert svc.sync().updated == [] and fake_hub.count("GET", "/resolve/") == downloads  # nothing duplicated
@@ -80,8 +80,8 @@ def test_sync_follows_the_imported_branch_and_reports_failures(svc, hf_hub, alic
     seed(fake_hub, REPO, lora_dirs["two"])  # main moves; stable does not
     del fake_hub.state.repos["alice/gone-later"]
     report = svc.sync()
-    assert report.updated == [] and report.unchanged == ["hf-alice/pico-french"]
-    assert isinstance(report.errors["hf-alice/gone-later"], NotFoundError)
+    assert report.updated == [] and report.unchanged == ["alice/pico-french"]
+    assert isinstance(report.errors["alice/gone-later"], NotFoundError)
     fake_hub.commit(REPO, {"x.md": "x"}, branch="stable")
     fake_hub.commit(REPO, {k.name: k for k in lora_dirs["two"].iterdir() if k.suffix != ".md"}, branch="stable")
     report = svc.sync(repos=[REPO])
@@ -112,8 +112,8 @@ def test_import_errors_register_nothing(svc, hf_hub, alice, fake_hub, lora_dirs)
 def test_private_hub_repo_imports_private(svc, hf_hub, alice, fake_hub, lora_dirs):
     seed(fake_hub, "alice/secret", lora_dirs["one"], private=True)
     assert svc.import_repo(alice, "alice/secret").adapter.visibility == "private"
-    assert [t.name for t in svc.trackers()] == ["hf-alice/secret"]
-    hf_hub.adapters.delete(alice, "hf-alice", "secret")  # its import records go with it
+    assert [t.name for t in svc.trackers()] == ["alice/secret"]
+    hf_hub.adapters.delete(alice, "alice", "secret")  # its import records go with it
     assert svc.trackers() == [] and counts(hf_hub)["hf_imports"] == 0
 
 
@@ -153,7 +153,7 @@ def test_hub_token_is_never_logged_stored_or_shown(svc, hf_hub, alice, fake_hub,
             svc.import_repo(alice, REPO)
             with pytest.raises(PermissionDeniedError) as denied:
                 svc.import_repo(alice, "bob/gated")
-            svc.export(alice, "hf-alice/pico-french", "alice/copy")
+            svc.export(alice, "alice/pico-french", "alice/copy")
     finally:
         hf_logging.set_verbosity(old)
     assert any(fake_hub.authorization_seen)  # the token was really sent
@@ -174,7 +174,10 @@ def test_another_owners_name_is_refused_before_any_download(svc, hf_hub, alice, 
     seed(fake_hub, REPO, lora_dirs["two"])
     bob = hf_hub.users.ensure_user("bob")
     downloads = fake_hub.count("GET", "/resolve/")
-    with pytest.raises(PermissionDeniedError, match="belongs to alice"):
-        svc.import_repo(bob, REPO)  # the default name hf-alice/pico-french is alice's
+    with pytest.raises(PermissionDeniedError, match="namespace alice belongs to alice"):
+        svc.import_repo(bob, REPO, name="alice/pico-french")  # alice's namespace, whoever the Hub repo belongs to
+    with pytest.raises(PermissionDeniedError, match="namespace alice belongs to alice"):
+        svc.import_repo(bob, REPO, name="alice/new-name")
     assert fake_hub.count("GET", "/resolve/") == downloads and counts(hf_hub)["adapter_versions"] == 1
     assert svc.import_repo(bob, REPO, name="bob/french").adapter.owner.name == "bob"
+    assert svc.import_repo(bob, REPO).adapter.full_name == "bob/pico-french"  # the default: the importer's own

@@ -130,6 +130,12 @@ def test_private_adapters_need_their_owners_token(server, ihub, adapter_dirs):
         anon.completions.create(model="alice/secret", prompt="x", max_tokens=2)
     assert "alice/secret" not in e.value.message.split("available:")[1]  # not even listed
     assert "alice/secret" not in {m.id for m in anon.models.list()}
+    for ref in ("alice/secret", "nobody/unknown"):  # in a mixture: the error names the adapter, not the base
+        with pytest.raises(openai.NotFoundError) as e:
+            anon.completions.create(model=BASE_ID, prompt="x", max_tokens=2,
+                                    extra_body={"merged_adapters": {"ids": ["alice/math", ref]}})
+        assert f"adapter {ref} does not exist or is not visible" in e.value.message
+        assert e.value.body["details"]["field"] == "merged_adapters.ids"
     owner = openai.OpenAI(base_url=url, api_key=token, max_retries=0)
     r = owner.completions.create(model="alice/secret", prompt="x", max_tokens=2, temperature=0)
     assert r.model_extra["loom"]["adapters"] == {"alice/secret@1": 1.0}

@@ -107,7 +107,7 @@ BAD = [
     ({"experts": ("alice/upper", "carol/other")}, IncompatibleAdaptersError, "different base"),
     ({"experts": ("carol/other",)}, InvalidInputError, "no local weights"),
     ({"experts": ("alice/upper", "alice/upper@1")}, InvalidInputError, "distinct"),
-    ({"name": "bob/mine"}, PermissionDeniedError, "own namespace"),
+    ({"name": "bob/mine"}, PermissionDeniedError, "namespace bob belongs to bob"),
     ({"name": "alice/upper"}, PermissionDeniedError, "not a router"),
 ]
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.responses import StreamingResponse
 
 from hub.api.deps import HubDep, UserDep, WriterDep
+from hub.api.guards import INT64_MAX
 from hub.api.schemas import (
     AdapterDetail,
     AdapterList,
@@ -83,7 +84,8 @@ def publish(
 
 def filters_dep(
     base_model: str | None = None, tag: str | None = None, license: str | None = None, owner: str | None = None,
-    min_rank: Annotated[int | None, Query(ge=1)] = None, max_rank: Annotated[int | None, Query(ge=1)] = None,
+    min_rank: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
+    max_rank: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
     kind: str | None = None,
 ) -> AdapterFilters:
     return AdapterFilters(base_model=base_model, tag=tag.lower() if tag else None, license=license, owner=owner,
@@ -94,9 +96,10 @@ def filters_dep(
 def list_adapters(
     hub: HubDep, user: UserDep,
     base_model: str | None = None, tag: str | None = None, license: str | None = None, owner: str | None = None,
-    min_rank: Annotated[int | None, Query(ge=1)] = None, max_rank: Annotated[int | None, Query(ge=1)] = None,
+    min_rank: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
+    max_rank: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
     kind: str | None = None, namespace: str | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0, limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> AdapterList:
     f = filters_dep(base_model, tag, license, owner, min_rank, max_rank, kind)
     if namespace:
@@ -125,7 +128,7 @@ def list_versions(hub: HubDep, user: UserDep, namespace: str, name: str) -> Vers
             summary="Download a file of a version (streamed)",
             responses={200: {"content": {"application/octet-stream": {}}}})
 def download(hub: HubDep, user: UserDep, namespace: str, name: str, filename: str,
-             version: Annotated[int | None, Query(ge=1)] = None) -> StreamingResponse:
+             version: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None) -> StreamingResponse:
     fs = hub.adapters.open_file(user, namespace, name, filename, version)
     media = {"json": "application/json", "md": "text/markdown; charset=utf-8", "jsonl": "application/jsonl"}
     return StreamingResponse(

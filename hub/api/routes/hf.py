@@ -19,7 +19,7 @@ class HfImportIn(BaseModel):
 
     repo: str | None = Field(default=None, description="org/repo, optionally @revision")
     revision: str | None = Field(default=None, description="branch, tag or commit sha (default: main branch)")
-    name: str | None = Field(default=None, description="Loom ns/name (default: hf-<org>/<repo>)")
+    name: str | None = Field(default=None, description="Loom ns/name (default: <your user>/<repo>)")
     visibility: str | None = Field(default=None, description="public or private (default: as on the Hub)")
     search: str | None = None
     author: str | None = None

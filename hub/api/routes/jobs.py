@@ -22,7 +22,9 @@ class CompositionIn(BaseModel):
     weights: list[float] | None = None
     task: str | None = Field(default=None, description="what the new adapter should do, in words")
     base_model: str | None = None
-    method: str = Field(default="auto", description="a merge method name, or 'auto'")
+    method: str = Field(default="auto", description="a merge method name, 'auto', or a generation method: "
+                        "'sg_lora' / 'icm_lora' (a task + base_model; params.generator, params.samples) or "
+                        "'trans_lora' (one source moved to base_model)")
     params: dict[str, Any] = Field(default_factory=dict)
     k: int = Field(default=3, description="how many adapters to retrieve for a task")
     min_score: float | None = Field(default=None, description="minimum similarity of a retrieved adapter "

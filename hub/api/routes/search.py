@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from hub.api.deps import HubDep, UserDep
+from hub.api.guards import INT64_MAX
 from hub.api.routes.adapters import filters_dep
 from hub.api.schemas import AdapterOut, SearchHitOut, SearchOut
 
@@ -20,7 +21,8 @@ def search(
     q: Annotated[str, Query(min_length=1, max_length=1000, description="what the adapter should do")],
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     base_model: str | None = None, tag: str | None = None, license: str | None = None, owner: str | None = None,
-    min_rank: Annotated[int | None, Query(ge=1)] = None, max_rank: Annotated[int | None, Query(ge=1)] = None,
+    min_rank: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
+    max_rank: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
     kind: str | None = None,
 ) -> SearchOut:
     f = filters_dep(base_model, tag, license, owner, min_rank, max_rank, kind)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.core.errors import InvalidInputError
+from hub.core.imports import import_once
 
 
 def pick_device() -> str:
@@ -87,7 +88,7 @@ def load_base(model_id: str, revision: str, weights: str | None, device: str | N
     import time
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    AutoModelForCausalLM, AutoTokenizer = import_once("transformers", "AutoModelForCausalLM", "AutoTokenizer")
 
     from routing.batching import MixedAdapterModel
 

@@ -145,7 +145,11 @@ class Resolver:
         base_id = base_id or self.engines.default_base()
         plan = Plan(base_id, self.base_row(base_id, viewer, model), route="mixture")
         for ref, w in zip(merged.ids, merged.weights, strict=True):
-            key, ad, row, _ = self.adapter(viewer, ref, base_id, model)
+            try:
+                key, ad, row, _ = self.adapter(viewer, ref, base_id, model)
+            except NotFoundError:  # name the adapter, not the base (which exists)
+                raise NotFoundError(f"merged_adapters: adapter {ref} does not exist or is not visible",
+                                    field="merged_adapters.ids", adapter=ref) from None
             if ad is None:
                 raise InvalidInputError(f"{ref} is a {row.kind}, not an adapter; it cannot be in a mixture",
                                         field="merged_adapters.ids")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from hub.core.imports import import_once
 from hub.services.inference.resolve import Plan
 from hub.services.validation import parse_name
 
@@ -44,7 +45,7 @@ class RouterRunner:
         return self.engines.get(plan.base_id).base
 
     def _build(self, plan: Plan) -> Any:
-        from transformers import AutoModelForCausalLM
+        (AutoModelForCausalLM,) = import_once("transformers", "AutoModelForCausalLM")
 
         from hub.services.inference.models import weights_folder
         from routing.checkpoint import load_router
