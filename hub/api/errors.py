@@ -33,10 +33,13 @@ STATUS_BY_CODE = {
     "storage_unavailable": 503,
     "upstream_error": 502,
     "context_length_exceeded": 400,
+    "too_many_requests": 429,
+    "request_cancelled": 499,  # nginx's "client closed request": only ever logged, the client is gone
     "loom_error": 500,  # the base class, never raised itself: a bare one is a bug
 }
 HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 422: "invalid_input"}
+              405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 422: "invalid_input",
+              429: "too_many_requests"}
 
 
 def error_body(code: str, message: str, details: object = None) -> dict:
@@ -86,6 +89,9 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(retry_after, int | float) and not isinstance(retry_after, bool):
             # the upstream (the Hugging Face Hub) asked us to wait: pass that on to our caller
             status, headers = 503, {"Retry-After": str(max(1, math.ceil(retry_after)))}
+        wait = exc.details.get("retry_after") if exc.code == "too_many_requests" else None
+        if isinstance(wait, int | float) and not isinstance(wait, bool):
+            headers = {"Retry-After": str(max(1, math.ceil(wait)))}
         return _json(status, exc.code, exc.message, _details(exc), headers)
     if isinstance(exc, RequestValidationError):
         errs = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
