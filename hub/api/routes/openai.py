@@ -164,19 +164,23 @@ def _caller(request: Request, viewer: User | None, svc: Any) -> str:
 
 async def _complete(request: Request, svc: Any, viewer: User | None, req: Any) -> Any:
     """``svc.complete`` in a worker thread; a client that disconnects cancels its rows (they leave at the
-    next step) and the request ends with :class:`RequestCancelledError` (499 in the logs)."""
+    next step) and the request ends with :class:`RequestCancelledError` (499 in the logs).
+
+    The body is already read, so the next ASGI message is ``http.disconnect``: a task waits for it.
+    """
     cancel = threading.Event()
     fut = asyncio.get_running_loop().run_in_executor(None, svc.complete, viewer, req, cancel)
+    listener = asyncio.ensure_future(request.receive())
     try:
-        while True:
-            done, _ = await asyncio.wait({fut}, timeout=0.05)
-            if done:
-                return fut.result()
-            if await request.is_disconnected():
-                cancel.set()
-                raise RequestCancelledError("the client closed the request")
+        await asyncio.wait({fut, listener}, return_when=asyncio.FIRST_COMPLETED)
+        if not fut.done():
+            cancel.set()
+            fut.add_done_callback(lambda f: f.exception())  # its RequestCancelledError is expected: no warning
+            raise RequestCancelledError("the client closed the request")
+        return fut.result()
     finally:
         cancel.set()  # nothing of this request is left running, whatever ended it
+        listener.cancel()
 
 
 def _sse(request: Request, events: Iterator[Any], cancel: threading.Event, release: Any) -> StreamingResponse:
