@@ -187,3 +187,24 @@ def test_vllm_metrics(server):
     assert f'vllm:num_requests_running{{model_name="{BASE_ID}"}} 0.0' in text
     assert f'vllm:num_requests_waiting{{model_name="{BASE_ID}"}} 0.0' in text
     assert f'loom_inference_adapter_requests_total{{adapter="alice/math@1",model_name="{BASE_ID}"}} 1.0' in text
+
+
+def test_a_failed_step_fails_its_rows_and_the_scheduler_goes_on(service):
+    before = greedy(service, BASE_ID, "leave early", 6)
+    model = service.engine(BASE_ID).base.mixed.model
+    calls: list[int] = []
+
+    def boom(*a):
+        calls.append(1)
+        if len(calls) == 1:  # the prefill of the joining row
+            raise RuntimeError("device lost")
+
+    hook = model.register_forward_pre_hook(boom)
+    try:
+        with pytest.raises(RuntimeError, match="device lost"):
+            greedy(service, BASE_ID, "fail me", 20)
+    finally:
+        hook.remove()
+    batcher = service.engine(BASE_ID).batcher
+    assert batcher.num_running == 0 and batcher.num_waiting == 0
+    assert greedy(service, BASE_ID, "leave early", 6).tokens == before.tokens

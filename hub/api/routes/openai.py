@@ -148,6 +148,12 @@ def _loom(res: Any) -> dict[str, Any]:
 _END = object()
 
 
+def _retrieved(fut: asyncio.Future) -> None:
+    """Mark a worker thread's result as seen (its error, if any, was expected)."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 def _caller(request: Request, viewer: User | None, svc: Any) -> str:
     """The key of the per-user concurrency limit: the user, or an anonymous client's address.
 
@@ -175,7 +181,7 @@ async def _complete(request: Request, svc: Any, viewer: User | None, req: Any) -
         await asyncio.wait({fut, listener}, return_when=asyncio.FIRST_COMPLETED)
         if not fut.done():
             cancel.set()
-            fut.add_done_callback(lambda f: f.exception())  # its RequestCancelledError is expected: no warning
+            fut.add_done_callback(_retrieved)  # its RequestCancelledError is expected: no warning
             raise RequestCancelledError("the client closed the request")
         return fut.result()
     finally:
@@ -192,6 +198,7 @@ def _sse(request: Request, events: Iterator[Any], cancel: threading.Event, relea
         try:
             while True:
                 fut = loop.run_in_executor(None, next, events, _END)
+                fut.add_done_callback(_retrieved)  # left behind by a client that went away: no warning
                 await asyncio.wait({fut})  # cancelling this wait does not wait for the thread
                 c = fut.result()
                 if c is _END:

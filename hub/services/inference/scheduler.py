@@ -111,9 +111,10 @@ class Scheduler:
                 self._iterate(joiners)
             except Exception as e:  # noqa: BLE001 - the error goes to every row of the failed step
                 log.exception("inference step failed")
-                for row in self.batch.cancel_all("error"):
-                    self._fail(row, e)
-                for job in joiners:
+                self.batch.cancel_all("error")
+                failed = [job for job, _ in self._jobs.values()] + joiners
+                self._jobs.clear()
+                for job in failed:
                     if not job.future.done():
                         job.future.set_exception(e)
                     if job.tokens is not None:
@@ -200,12 +201,3 @@ class Scheduler:
             job.future.set_exception(RequestCancelledError("the client closed the request"))
         if self.observer is not None:
             self.observer.cancelled(self.base.model_id)
-
-    def _fail(self, row: Any, e: Exception) -> None:
-        job, _ = self._jobs.pop(id(row), (None, None))
-        if job is None:
-            return
-        if not job.future.done():
-            job.future.set_exception(e)
-        if job.tokens is not None:
-            job.tokens.put(None)
