@@ -113,6 +113,8 @@ def test_json_body_limit_refuses_before_parsing(server, ihub):
         assert ok.status_code == 200
     assert getattr(app.state, "inference", None) is not None
     app.state.inference.close()
+    documented = app.openapi()["paths"]["/v1/completions"]["post"]["responses"]
+    assert {"400", "401", "413", "429"} <= set(documented)
 
 
 def test_anonymous_inference_off_and_per_caller_limit(server, ihub):

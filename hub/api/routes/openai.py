@@ -60,6 +60,16 @@ def optional_user(request: Request) -> User | None:
         return None
 
 
+#: the error statuses of the completion routes, documented in the OpenAPI document
+COMPLETION_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "the prompt plus max_tokens does not fit the model's context (context_length_exceeded)"},
+    401: {"description": "anonymous, and LOOM_ANONYMOUS_INFERENCE=false"},
+    404: {"description": "unknown model, adapter or version"},
+    413: {"description": "body over LOOM_MAX_JSON_BYTES, or n x prompts over LOOM_INFERENCE_MAX_ROWS_PER_REQUEST"},
+    422: {"description": "invalid parameters"},
+    429: {"description": "queue full or too many concurrent requests from this caller; see Retry-After"},
+}
+
 InferenceDep = Annotated[Any, Depends(get_inference)]
 ViewerDep = Annotated[User | None, Depends(optional_user)]
 
@@ -241,7 +251,7 @@ async def _serve(request: Request, svc: Any, viewer: User | None, stream: bool, 
             held.__exit__(None, None, None)
 
 
-@router.post("/v1/completions", operation_id="openai_create_completion",
+@router.post("/v1/completions", operation_id="openai_create_completion", responses=COMPLETION_ERRORS,
              summary="OpenAI-compatible text completion (streams with stream=true)")
 async def completions(request: Request, svc: InferenceDep, viewer: ViewerDep, body: CompletionBody) -> Any:
     prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
@@ -269,7 +279,7 @@ async def completions(request: Request, svc: InferenceDep, viewer: ViewerDep, bo
     return await _serve(request, svc, viewer, body.stream, prepare, respond, chunks)
 
 
-@router.post("/v1/chat/completions", operation_id="openai_create_chat_completion",
+@router.post("/v1/chat/completions", operation_id="openai_create_chat_completion", responses=COMPLETION_ERRORS,
              summary="OpenAI-compatible chat completion (streams with stream=true)")
 async def chat_completions(request: Request, svc: InferenceDep, viewer: ViewerDep, body: ChatBody) -> Any:
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
