@@ -64,6 +64,16 @@ class Settings(BaseSettings):
         inference_max_tokens: default (and upper bound of) ``max_tokens`` per request.
         inference_default_base: the base model that ``auto`` and bare adapter-less requests use when
             several are registered.
+        scheduler: ``continuous`` (iteration-level batching: a request joins the running batch at the next
+            step, a finished row leaves at once) or ``window`` (the earlier batcher: collect for a window, run
+            each group of equal sampling settings to completion; kept for comparison).
+        inference_max_queued: request rows waiting for a slot beyond ``inference_max_batch`` running ones;
+            more answer 429 with ``Retry-After``.
+        inference_max_rows_per_request: the most rows (``n`` x prompts) one request may ask for (413 beyond).
+        inference_max_concurrent_per_user: requests one user (or one anonymous client address) may have in
+            flight on the ``/v1`` routes; more answer 429.
+        anonymous_inference: serve ``/v1`` completions without a Loom token (False: 401).
+        max_json_bytes: the largest non-multipart request body (JSON), refused with 413 before it is read.
         adapter_cache_gpu / adapter_cache_cpu: adapters kept loaded in the model's slot bank / in host memory (LRU).
         semantic_router_k / semantic_router_threshold / semantic_router_temperature: ``model: auto``
             picks the top-k adapters of the base whose cosine is >= threshold (else the base model; unset
@@ -112,6 +122,12 @@ class Settings(BaseSettings):
     inference_batch_window_ms: float = 10.0
     inference_max_tokens: int = 256
     inference_default_base: str | None = None
+    scheduler: str = Field(default="continuous", pattern="^(continuous|window)$")
+    inference_max_queued: int = Field(default=256, ge=0)
+    inference_max_rows_per_request: int = Field(default=32, ge=1)
+    inference_max_concurrent_per_user: int = Field(default=16, ge=1)
+    anonymous_inference: bool = True
+    max_json_bytes: int = Field(default=1024 * 1024, ge=1024)
     adapter_cache_gpu: int = 16
     adapter_cache_cpu: int = 64
     semantic_router_k: int = 1
