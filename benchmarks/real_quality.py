@@ -209,6 +209,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, default=Path("loom-data"))
     ap.add_argument("--zoo-root", type=Path, default=None, help="an already built real zoo folder, as is")
+    ap.add_argument("--finished", action="store_true",
+                    help="measure the adapters already trained in --data-dir (a build still running), build nothing")
     ap.add_argument("--parts", default="routing,merging,generation")
     ap.add_argument("--n", type=int, default=10, help="prompts per task (and phrasing kind)")
     ap.add_argument("--threads", type=int, default=2)
@@ -237,6 +239,10 @@ def main() -> None:
     t0 = time.perf_counter()
     if args.zoo_root:
         zoo = Zoo.load(args.zoo_root)
+    elif args.finished:
+        from testbed.real.quality import finished_zoo
+
+        zoo = finished_zoo(args.data_dir)
     else:
         from testbed.real.zoo import build_real_zoo
 
