@@ -58,15 +58,14 @@ def run(tmp: Path, endpoint: str, args: argparse.Namespace, stamp) -> None:
     from benchmarks.blob_bench import make_bucket
     from hub.services.compositions import CompositionRequest
     from hub.services.container import Hub
-    from hub.services.inference.ray_serve import affinity_key, build_app, replica_settings
+    from hub.services.inference.ray_serve import affinity_key, build_app
     from hub.services.publish import PublishFiles
-    from hub.services.ray_jobs import dispatch
     from hub.settings import get_settings
     from tests.helpers import make_peft_adapter, save_byte_base
 
     bucket = make_bucket(endpoint)
     settings = get_settings(data_dir=tmp / "data", blob_url=f"s3://{bucket}/loom", s3_endpoint=endpoint,
-                            inference_default_base=BASE_ID, workers=0)
+                            inference_default_base=BASE_ID, workers=0, ray_address="local")
     hub = Hub(settings)
     base = save_byte_base(tmp / "base")
     hub.base_models.register(BASE_ID, (base / "config.json").read_bytes(), weights=str(base))
@@ -114,9 +113,14 @@ def run(tmp: Path, endpoint: str, args: argparse.Namespace, stamp) -> None:
 
         job, _ = hub.compositions.submit(alice, CompositionRequest(
             sources=tuple(names[:2]), method="linear", name="alice/merged"))
-        refs = dispatch(hub.sessions, replica_settings(settings), cluster_has_gpus=True)
-        ran = ray.get(refs)
-        stamp(f"composition job as {len(refs)} Ray task(s): ran={ran}, status={hub_job_status(hub, job.id)}")
+        from hub.services.container import job_dispatcher
+
+        dispatcher = job_dispatcher(hub)
+        dispatcher.start()
+        while hub_job_status(hub, job.id) in ("queued", "running"):
+            time.sleep(0.2)
+        dispatcher.stop()
+        stamp(f"composition job as a Ray task: status={hub_job_status(hub, job.id)}")
         out = handle.options(multiplexed_model_id=affinity_key(hub, "alice/merged")).complete.remote(
             {"model": "alice/merged", "prompts": ["Hello"], "max_tokens": 4}).result()
         stamp(f"alice/merged served by replica {out['replica']}: {out['texts']}")

@@ -23,7 +23,11 @@ def serve(
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not apply migrations on start.")] = False,
     workers: Annotated[int | None, typer.Option("--workers", help="Job worker processes (LOOM_WORKERS).")] = None,
 ) -> None:
-    """Run the hub (API, docs at /docs) with uvicorn and its job workers; migrations are applied on start."""
+    """Run the hub (API, docs at /docs) with uvicorn and its job workers; migrations are applied on start.
+
+    With ``LOOM_JOBS=ray`` no local worker starts: the hub's dispatcher runs queued jobs as Ray tasks on the
+    cluster at ``LOOM_RAY_ADDRESS`` (an unreachable cluster stops the start with one line naming it).
+    """
     import uvicorn
 
     from hub.api import create_app
@@ -31,12 +35,20 @@ def serve(
 
     settings = common.settings()
     application = create_app(settings, migrate=not no_migrate)
-    procs = start_workers(settings.workers if workers is None else workers,
-                          env={"LOOM_DATA_DIR": str(settings.data_dir)})
+    hub = application.state.hub
+    procs = []
     try:
+        if hub.dispatcher is not None:
+            hub.dispatcher.start()
+        else:
+            procs = start_workers(settings.workers if workers is None else workers,
+                                  env={"LOOM_DATA_DIR": str(settings.data_dir)})
         uvicorn.run(application, host=host or settings.host, port=port or settings.port, log_level="info")
     finally:
         stop_workers(procs)
+        if hub.dispatcher is not None:
+            hub.dispatcher.stop()
+        hub.ray.close()
 
 
 @app.command()

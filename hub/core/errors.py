@@ -98,3 +98,9 @@ class UpstreamError(LoomError, ConnectionError):
     """A remote service (the Hugging Face Hub) failed or refused."""
 
     code = "upstream_error"
+
+
+class ClusterUnavailableError(LoomError, ConnectionError):
+    """The Ray cluster (``LOOM_RAY_ADDRESS``) cannot be reached, or an inference replica died mid-request."""
+
+    code = "cluster_unavailable"

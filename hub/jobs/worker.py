@@ -39,9 +39,9 @@ class Worker:
         self.handlers = dict(handlers)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
 
-    def run_once(self) -> bool:
-        """Run one queued job if there is one. Returns whether a job ran."""
-        job = self.queue.claim(self.name, tuple(self.handlers))
+    def run_once(self, job_id: str | None = None) -> bool:
+        """Run one queued job if there is one (only ``job_id`` if given). Returns whether a job ran."""
+        job = self.queue.claim(self.name, tuple(self.handlers), job_id)
         if job is None:
             return False
         report = QueueReporter(self.queue, job.id)

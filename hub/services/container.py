@@ -36,6 +36,8 @@ from hub.services.hf_webhooks import HfWebhooks
 from hub.services.jobs import JobService
 from hub.services.metrics import Metrics
 from hub.services.publish import Publisher
+from hub.services.ray_cluster import RayConnection, task_settings
+from hub.services.ray_jobs import RayJobDispatcher
 from hub.services.router_training import RouterTrainingService
 from hub.services.router_training_job import RouterTrainingJob
 from hub.services.search import SearchService
@@ -90,6 +92,8 @@ class Hub:
         self.routers = RouterTrainingService(jobs, sources, publisher)
         self.hf = build_hf(self, api=hf_api)
         self.handlers = job_handlers(self)
+        self.ray = RayConnection(settings.ray_address)
+        self.dispatcher = job_dispatcher(self) if settings.jobs == "ray" else None
 
     def close(self) -> None:
         """Persist the index if it changed and release DB connections."""
@@ -117,6 +121,24 @@ def job_handlers(hub: Hub) -> dict[str, Handler]:
                                                 hub.search.embed).run,
         hf_resync.KIND: hub.hf.resync.run,
     }
+
+
+def run_queued_job(settings_dict: dict[str, object], job_id: str, worker_name: str) -> bool:
+    """Body of a job's Ray task (``LOOM_JOBS=ray``): a Hub of its own runs job ``job_id`` if it is still queued."""
+    import os
+    import socket
+
+    from hub.jobs.worker import Worker
+    from hub.settings import get_settings
+
+    with Hub(get_settings(**settings_dict), migrate=False) as hub:
+        name = f"{worker_name}:{socket.gethostname()}:{os.getpid()}"
+        return Worker(hub.queue, hub.handlers, name=name).run_once(job_id)
+
+
+def job_dispatcher(hub: Hub, task: Callable[[dict[str, object], str, str], bool] = run_queued_job) -> RayJobDispatcher:
+    """The dispatcher that runs ``hub``'s queued jobs as Ray tasks (``task``: the task body)."""
+    return RayJobDispatcher(hub.queue, hub.ray, task_settings(hub.settings), task)
 
 
 def build_hf(hub: Hub, *, api: HfApi | None = None, policy: RetryPolicy | None = None) -> HfService:
