@@ -26,18 +26,22 @@ def serve(
     """Run the hub (API, docs at /docs) with uvicorn and its job workers; migrations are applied on start.
 
     With ``LOOM_JOBS=ray`` no local worker starts: the hub's dispatcher runs queued jobs as Ray tasks on the
-    cluster at ``LOOM_RAY_ADDRESS`` (an unreachable cluster stops the start with one line naming it).
+    cluster at ``LOOM_RAY_ADDRESS``; with ``LOOM_INFERENCE=ray`` the API deploys the Serve replicas and is their
+    gateway. An unreachable cluster stops the start with one line naming ``LOOM_RAY_ADDRESS``.
     """
     import uvicorn
 
     from hub.api import create_app
     from hub.jobs.supervisor import start_workers, stop_workers
+    from hub.services.container import inference_service
 
     settings = common.settings()
     application = create_app(settings, migrate=not no_migrate)
     hub = application.state.hub
     procs = []
     try:
+        if settings.inference == "ray":
+            application.state.inference = inference_service(hub)
         if hub.dispatcher is not None:
             hub.dispatcher.start()
         else:

@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from hub.search.embedder import Embedder
     from hub.services.inference import InferenceService
+    from hub.services.inference.ray_gateway import RayInference
 
 
 class Hub:
@@ -153,8 +154,31 @@ def build_hf(hub: Hub, *, api: HfApi | None = None, policy: RetryPolicy | None =
     return HfService(client, imports, resync, exporter, webhooks)
 
 
-def inference_service(hub: Hub, device: str | None = None) -> InferenceService:
-    """A new inference service over ``hub``'s registry (an app builds one on first use and closes it at shutdown)."""
+def inference_service(hub: Hub, device: str | None = None) -> InferenceService | RayInference:
+    """A new inference service over ``hub``'s registry (an app builds one on first use and closes it at shutdown).
+
+    With ``LOOM_INFERENCE=ray`` it is the gateway to Ray Serve replicas of the engine, started here (joins the
+    cluster, deploys the replicas; ClusterUnavailableError names LOOM_RAY_ADDRESS when it cannot).
+    """
+    if hub.settings.inference == "ray":
+        from hub.services.inference.ray_gateway import RayInference
+
+        gateway = RayInference(hub.settings, hub.adapters, hub.base_models, hub.metrics, hub.ray, build_replica)
+        try:
+            gateway.start()
+        except BaseException:
+            gateway.close()
+            raise
+        return gateway
     from hub.services.inference import InferenceService
 
     return InferenceService(hub.settings, hub.adapters, hub.base_models, hub.search, hub.metrics, device)
+
+
+def build_replica(settings_dict: dict[str, object], device: str | None) -> tuple[Hub, InferenceService]:
+    """A Ray Serve replica's own Hub and local inference service (``LOOM_INFERENCE=ray``)."""
+    from hub.services.inference import InferenceService
+    from hub.settings import get_settings
+
+    hub = Hub(get_settings(**settings_dict), migrate=False)
+    return hub, InferenceService(hub.settings, hub.adapters, hub.base_models, hub.search, hub.metrics, device)

@@ -29,7 +29,9 @@ SECRET_FIELDS = frozenset({"hf_token", "hf_webhook_secret", "token"})
 
 def task_settings(settings: Settings) -> dict[str, Any]:
     """What a Ray task or Serve replica builds its own Hub from: this process's settings, without secrets."""
-    return settings.model_dump(mode="json", exclude=set(SECRET_FIELDS))
+    d = settings.model_dump(mode="json", exclude=set(SECRET_FIELDS))
+    d.update(jobs="local", inference="local")  # a task or a replica runs the work itself
+    return d
 
 
 def _host_port(address: str) -> tuple[str, int] | None:

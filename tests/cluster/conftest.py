@@ -16,6 +16,11 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 import pytest  # noqa: E402
 
+from tests.storage.s3server import AWS_ENV  # noqa: E402
+
+# the moto server's test credentials, before any Ray process starts (replicas and tasks inherit them)
+os.environ.update(AWS_ENV)
+
 from tests.registry.dbutil import create_pg_database, drop_pg_database, pg_url  # noqa: E402
 
 LOCAL_CLUSTER = {"num_cpus": 2, "num_gpus": 1, "object_store_memory": 200 * 1024 * 1024}

@@ -11,8 +11,8 @@ import signal
 import time
 from typing import Any
 
-#: kinds overridden by the probe handler: one GPU kind, one CPU kind
-PROBED = ("generate", "compose")
+#: kinds run by the probe handler: a GPU kind (the hub's own ``generate`` is replaced) and a CPU kind
+PROBED = ("generate", "probe_cpu")
 
 
 def probe(job: Any, report: Any) -> dict[str, Any]:

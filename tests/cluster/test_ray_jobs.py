@@ -64,7 +64,7 @@ def test_the_container_builds_a_dispatcher_only_for_ray_jobs(hub, tmp_path):
 
 def test_each_job_runs_as_its_own_ray_task_with_the_resources_of_its_kind(hub, dispatcher):
     gpu_job, _ = hub.queue.submit("generate", None, {})
-    cpu_job, _ = hub.queue.submit("compose", None, {})
+    cpu_job, _ = hub.queue.submit("probe_cpu", None, {})
     gpu = wait_for(hub, gpu_job.id, finished)
     cpu = wait_for(hub, cpu_job.id, finished)
     assert gpu.status == cpu.status == "succeeded", (gpu.error, cpu.error)
