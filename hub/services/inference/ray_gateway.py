@@ -89,6 +89,7 @@ class RayInference:
         self.handle: Any = None
         self.replicas: dict[str, dict[str, Any]] = {}
         self.served_by: dict[str, str] = {}  # affinity key -> the replica that answered it last
+        self._first: dict[str, threading.Event] = {}  # keys whose first request is in flight
         self._tokenizers: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._metrics = metrics
@@ -174,22 +175,52 @@ class RayInference:
             self.replicas[state["replica"]] = {**state, "seen": time.time()}
             self.served_by[key] = state["replica"]
 
+    def _gate(self, key: str) -> threading.Event | None:
+        """Hold requests for a key no replica has answered yet while its first request is in flight.
+
+        Serve learns which replica holds a key only after the replica loaded it, so concurrent first requests would
+        load a new adapter on several replicas. Returns the event to set when this (first) request ends, or None.
+        """
+        with self._lock:
+            if key in self.served_by:
+                return None
+            first = self._first.get(key)
+            if first is None:
+                self._first[key] = threading.Event()
+                return self._first[key]
+        first.wait(timeout=REQUEST_TIMEOUT_S)
+        return None
+
+    def _ungate(self, key: str, event: threading.Event | None) -> None:
+        if event is not None:
+            with self._lock:
+                self._first.pop(key, None)
+            event.set()
+
     def complete(self, viewer: User | None, req: Any) -> Any:
         """Generate on the replica that holds the request's key. Raises what the replica raised on purpose, or
         ClusterUnavailableError when the replica died or the cluster did not answer."""
         key, spec = self._spec(viewer, req)
-        with replica_errors():
-            state, res = self.handle.options(multiplexed_model_id=key).complete.remote(spec).result(
-                timeout_s=REQUEST_TIMEOUT_S)
-        self._seen(key, state)
+        gate = self._gate(key)
+        try:
+            with replica_errors():
+                state, res = self.handle.options(multiplexed_model_id=key).complete.remote(spec).result(
+                    timeout_s=REQUEST_TIMEOUT_S)
+            self._seen(key, state)
+        finally:
+            self._ungate(key, gate)
         return res
 
     def stream(self, viewer: User | None, req: Any) -> Iterator[Any]:
         """Like :meth:`complete`, yielding ``(index, piece)`` then the result; request errors are raised HERE."""
         key, spec = self._spec(viewer, req)
-        with replica_errors():
-            gen = iter(self.handle.options(stream=True, multiplexed_model_id=key).stream.remote(spec))
-            first = next(gen, None)
+        gate = self._gate(key)
+        try:
+            with replica_errors():
+                gen = iter(self.handle.options(stream=True, multiplexed_model_id=key).stream.remote(spec))
+                first = next(gen, None)
+        finally:
+            self._ungate(key, gate)  # the replica has loaded the key once its first piece arrived
         return self._events(key, first, gen)
 
     def _events(self, key: str, first: Any, gen: Iterator[Any]) -> Iterator[Any]:

@@ -70,11 +70,17 @@ def build_app(settings: Settings, build_replica: ReplicaFactory, *, replicas: in
                       health_check_period_s=2, health_check_timeout_s=10)
     class LoomReplica:
         def __init__(self, settings_dict: dict[str, Any]) -> None:
+            # import before concurrent requests: transformers' lazy imports raced across a fresh replica's threads
+            # (ImportError: cannot import name 'AutoConfig'), seen in benchmarks/cluster_bench.py
+            from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+
             d = dict(settings_dict)
             self.tag = serve.get_replica_context().replica_tag
             if d.pop("_own_data_dir", False):
                 d["data_dir"] = os.path.join(str(d["data_dir"]), f"replica-{self.tag}")
             self.hub, self.service = build_replica(d, None if gpus else "cpu")
+            if self.hub.settings.inference_default_base:  # ready means the default base is loaded
+                self.service.engine(self.hub.settings.inference_default_base)
             self.pid = os.getpid()
             self.loads: list[str] = []
             self._specs: dict[str, dict[str, Any]] = {}
@@ -136,6 +142,7 @@ def build_app(settings: Settings, build_replica: ReplicaFactory, *, replicas: in
             cache = getattr(self.hub.blobs, "cache", None)
             return {"replica": self.tag, "pid": self.pid, "running": sorted(running),
                     "waiting": sorted(waiting - running), "max_lora": per_replica, "loads": list(self.loads),
+                    "adapter_cache": {"hits": self.service.cpu.hits, "misses": self.service.cpu.misses},
                     "blob_cache": None if cache is None else {"hits": cache.hits, "misses": cache.misses}}
 
     return LoomReplica.bind(replica_settings(settings, own_data_dir=own_data_dir))
