@@ -168,6 +168,8 @@ def test_a_private_adapter_is_served_to_its_owner_only(cluster, tmp_path):
     assert r.status_code == 201, r.text
     assert chat(url, {}, "alice/secret").status_code == 404
     assert chat(url, headers, "alice/secret").status_code == 200
+    ids = lambda h: {m["id"] for m in httpx.get(f"{url}/v1/models", headers=h, timeout=30).json()["data"]}  # noqa: E731
+    assert {BASE_ID, "alice/a0", "alice/secret"} <= ids(headers) and "alice/secret" not in ids({})
 
 
 def test_a_replica_dying_mid_request_gives_an_error_then_requests_succeed(cluster):
