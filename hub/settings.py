@@ -92,6 +92,15 @@ class Settings(BaseSettings):
             downloaded once and kept until the least recently used ones are evicted.
         auth_fail_limit / auth_fail_window_s: a client (IP address) that sent this many invalid tokens within
             the window gets 429 with ``Retry-After`` until the oldest failure leaves the window; 0: no limit.
+        jobs: ``local`` (job worker processes next to the API, ``LOOM_WORKERS``) or ``ray`` (the API runs no
+            local workers; one dispatcher in the API process runs each queued job as a Ray task).
+        inference: ``local`` (the engine runs in the API process) or ``ray`` (the API is the gateway and calls
+            ``LOOM_INFERENCE_REPLICAS`` Ray Serve replicas of Loom's engine, ``loom-hub[cluster]``).
+        ray_address: the Ray cluster of ``jobs=ray`` / ``inference=ray``: ``host:port`` of the head's GCS
+            (``ray start --head --port=6379``), or ``local`` to start a one-machine cluster in the API process.
+        inference_replicas: Ray Serve replicas of the engine (``inference=ray``); each keeps
+            ``LOOM_ADAPTER_CACHE_GPU`` adapters loaded (the multiplexing LRU and the engine's device tier).
+        inference_replica_gpus: GPUs each replica asks Ray for (0: CPU replicas).
         semantic_router_exemplars: represent each adapter by its card embedding PLUS the mean embedding of up
             to 16 of its sample prompts (samples.jsonl), as spec routers §8.2 recommends; False: the card only.
     """
@@ -140,6 +149,11 @@ class Settings(BaseSettings):
     blob_cache_bytes: int = Field(default=8 * 1024**3, ge=0)
     auth_fail_limit: int = Field(default=20, ge=0)
     auth_fail_window_s: float = Field(default=60.0, gt=0)
+    jobs: Literal["local", "ray"] = "local"
+    inference: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    inference_replicas: int = Field(default=2, ge=1)
+    inference_replica_gpus: float = Field(default=0.0, ge=0.0)
 
     @model_validator(mode="after")
     def _hf_conventions(self) -> Settings:

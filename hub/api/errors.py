@@ -32,6 +32,7 @@ STATUS_BY_CODE = {
     "forbidden": 403,
     "storage_error": 500,
     "storage_unavailable": 503,
+    "cluster_unavailable": 503,
     "upstream_error": 502,
     "context_length_exceeded": 400,
     "rate_limited": 429,

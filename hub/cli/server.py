@@ -24,22 +24,39 @@ def serve(
     workers: Annotated[int | None, typer.Option("--workers", help="Job worker processes (LOOM_WORKERS).")] = None,
 ) -> None:
     """Run the hub (API, docs at /docs) with uvicorn and its job workers (supervised: a dead worker is replaced and
-    its running jobs go back to the queue); migrations are applied on start."""
+    its running jobs go back to the queue); migrations are applied on start.
+
+    With ``LOOM_JOBS=ray`` no local worker starts: the hub's dispatcher runs queued jobs as Ray tasks on the
+    cluster at ``LOOM_RAY_ADDRESS``; with ``LOOM_INFERENCE=ray`` the API deploys the Serve replicas and is their
+    gateway. An unreachable cluster stops the start with one line naming ``LOOM_RAY_ADDRESS``.
+    """
     import uvicorn
 
     from hub.api import create_app
     from hub.jobs.supervisor import WorkerPool
+    from hub.services.container import inference_service
 
     settings = common.settings()
     application = create_app(settings, migrate=not no_migrate)
-    n = settings.workers if workers is None else workers
-    pool = WorkerPool(application.state.hub.workers, n, settings.short_workers if n > 0 else 0,
-                      env={"LOOM_DATA_DIR": str(settings.data_dir)})
-    application.state.worker_pool = pool.start()
+    hub = application.state.hub
+    pool = None
     try:
+        if settings.inference == "ray":
+            application.state.inference = inference_service(hub)
+        if hub.dispatcher is not None:
+            hub.dispatcher.start()
+        else:
+            n = settings.workers if workers is None else workers
+            pool = WorkerPool(hub.workers, n, settings.short_workers if n > 0 else 0,
+                              env={"LOOM_DATA_DIR": str(settings.data_dir)})
+            application.state.worker_pool = pool.start()
         uvicorn.run(application, host=host or settings.host, port=port or settings.port, log_level="info")
     finally:
-        pool.stop()
+        if pool is not None:
+            pool.stop()
+        if hub.dispatcher is not None:
+            hub.dispatcher.stop()
+        hub.ray.close()
 
 
 @app.command()

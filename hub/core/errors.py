@@ -122,3 +122,9 @@ class RequestCancelledError(LoomError, RuntimeError):
     """The client went away before its request finished; its work was stopped (logged as 499)."""
 
     code = "request_cancelled"
+
+
+class ClusterUnavailableError(LoomError, ConnectionError):
+    """The Ray cluster (``LOOM_RAY_ADDRESS``) cannot be reached, or an inference replica died mid-request."""
+
+    code = "cluster_unavailable"

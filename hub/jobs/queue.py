@@ -201,13 +201,20 @@ class JobQueue:
 
     # --- worker side -------------------------------------------------------------------------
 
-    def claim(self, worker: str, kinds: tuple[str, ...] | None = None) -> JobView | None:
-        """Atomically take the oldest queued job (optimistic update: exactly one worker wins)."""
+    def claim(self, worker: str, kinds: tuple[str, ...] | None = None, job_id: str | None = None) -> JobView | None:
+        """Atomically take the oldest queued job (optimistic update: exactly one worker wins).
+
+        Args:
+            worker: the claimer's name (stored in the row). kinds: only jobs of these kinds.
+            job_id: only this job (a dispatcher started a task for it): None when it is no longer queued.
+        """
         for _ in range(5):
             with self.sessions.begin() as s:
                 q = select(Job.id).where(Job.status == "queued").order_by(Job.created_at).limit(1)
                 if kinds:
                     q = q.where(Job.kind.in_(kinds))
+                if job_id is not None:
+                    q = q.where(Job.id == job_id)
                 job_id = s.scalar(q)
                 if job_id is None:
                     return None
@@ -252,6 +259,42 @@ class JobQueue:
             job.finished_at = _now()
             if status == "succeeded":
                 job.progress = 1.0
+
+    def queued(self, limit: int = 1000) -> list[tuple[str, str]]:
+        """``(id, kind)`` of the oldest queued jobs."""
+        with self.sessions() as s:
+            return [(i, k) for i, k in s.execute(
+                select(Job.id, Job.kind).where(Job.status == "queued").order_by(Job.created_at).limit(limit))]
+
+    def states(self, job_ids: list[str]) -> dict[str, tuple[str, bool]]:
+        """``id -> (status, cancel_requested)`` of the given jobs (unknown ids left out)."""
+        if not job_ids:
+            return {}
+        with self.sessions() as s:
+            rows = s.execute(select(Job.id, Job.status, Job.cancel_requested).where(Job.id.in_(job_ids)))
+            return {i: (st, bool(c)) for i, st, c in rows}
+
+    def worker_lost(self, job_id: str, reason: str) -> str:
+        """The worker running ``job_id`` died: re-queue it, or fail it with ``reason`` after MAX_ATTEMPTS.
+
+        Returns the job's new status (unchanged when it is not running).
+        """
+        with self.sessions.begin() as s:
+            job = s.get(Job, job_id, with_for_update=True)
+            if job is None:
+                return "gone"
+            if job.status != "running":
+                return job.status
+            if job.cancel_requested:
+                job.status, job.finished_at, job.message = "cancelled", _now(), "cancelled; its worker stopped"
+            elif (job.attempts or 0) >= MAX_ATTEMPTS:
+                job.status, job.finished_at = "failed", _now()
+                job.message = f"worker lost {job.attempts} times: {reason}"
+                job.error = {"code": "worker_lost", "message": job.message}
+            else:
+                job.status, job.worker, job.message = "queued", None, f"re-queued: {reason}"
+            job.log = [*(job.log or []), f"{_now().strftime('%H:%M:%S')} worker lost: {reason}"][-MAX_LOG_LINES:]
+            return job.status
 
     def requeue_stale(self, older_than: timedelta = timedelta(minutes=2)) -> int:
         """Re-queue running jobs whose worker stopped heart-beating; fail them after MAX_ATTEMPTS."""

@@ -54,9 +54,9 @@ class Worker:
             except Exception:  # noqa: BLE001 - a database hiccup must not stop the heartbeat
                 log.warning("heartbeat of %s failed:\n%s", self.name, traceback.format_exc())
 
-    def run_once(self) -> bool:
-        """Run one queued job if there is one. Returns whether a job ran."""
-        job = self.queue.claim(self.name, tuple(self.handlers))
+    def run_once(self, job_id: str | None = None) -> bool:
+        """Run one queued job if there is one (only ``job_id`` if given). Returns whether a job ran."""
+        job = self.queue.claim(self.name, tuple(self.handlers), job_id)
         if job is None:
             return False
         report = QueueReporter(self.queue, job.id)

@@ -40,6 +40,8 @@ from hub.services.hf_webhooks import HfWebhooks
 from hub.services.jobs import JobService
 from hub.services.metrics import Metrics
 from hub.services.publish import Publisher
+from hub.services.ray_cluster import RayConnection, task_settings
+from hub.services.ray_jobs import RayJobDispatcher
 from hub.services.router_training import RouterTrainingService
 from hub.services.router_training_job import RouterTrainingJob
 from hub.services.search import SearchService
@@ -53,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from hub.search.embedder import Embedder
     from hub.services.inference import InferenceService
+    from hub.services.inference.ray_gateway import RayInference
 
 
 #: the job kinds the short lane of workers runs (quick merges and generations from a trained generator), so they
@@ -103,6 +106,8 @@ class Hub:
         self.routers = RouterTrainingService(jobs, sources, publisher)
         self.hf = build_hf(self, api=hf_api)
         self.handlers = job_handlers(self)
+        self.ray = RayConnection(settings.ray_address)
+        self.dispatcher = job_dispatcher(self) if settings.jobs == "ray" else None
 
     def close(self) -> None:
         """Persist the index if it changed and release DB connections."""
@@ -143,6 +148,24 @@ def lane_handlers(handlers: dict[str, Handler], lane: str) -> dict[str, Handler]
     return dict(handlers) if lane == "all" else {k: h for k, h in handlers.items() if k in SHORT_KINDS}
 
 
+def run_queued_job(settings_dict: dict[str, object], job_id: str, worker_name: str) -> bool:
+    """Body of a job's Ray task (``LOOM_JOBS=ray``): a Hub of its own runs job ``job_id`` if it is still queued."""
+    import os
+    import socket
+
+    from hub.jobs.worker import Worker
+    from hub.settings import get_settings
+
+    with Hub(get_settings(**settings_dict), migrate=False) as hub:
+        name = f"{worker_name}:{socket.gethostname()}:{os.getpid()}"
+        return Worker(hub.queue, hub.handlers, name=name).run_once(job_id)
+
+
+def job_dispatcher(hub: Hub, task: Callable[[dict[str, object], str, str], bool] = run_queued_job) -> RayJobDispatcher:
+    """The dispatcher that runs ``hub``'s queued jobs as Ray tasks (``task``: the task body)."""
+    return RayJobDispatcher(hub.queue, hub.ray, task_settings(hub.settings), task)
+
+
 def build_hf(hub: Hub, *, api: HfApi | None = None, policy: RetryPolicy | None = None) -> HfService:
     """The Hugging Face sync service of ``hub`` (``api``/``policy`` replace the ones built from settings)."""
     s = hub.settings
@@ -155,8 +178,31 @@ def build_hf(hub: Hub, *, api: HfApi | None = None, policy: RetryPolicy | None =
     return HfService(client, imports, resync, exporter, webhooks)
 
 
-def inference_service(hub: Hub, device: str | None = None) -> InferenceService:
-    """A new inference service over ``hub``'s registry (an app builds one on first use and closes it at shutdown)."""
+def inference_service(hub: Hub, device: str | None = None) -> InferenceService | RayInference:
+    """A new inference service over ``hub``'s registry (an app builds one on first use and closes it at shutdown).
+
+    With ``LOOM_INFERENCE=ray`` it is the gateway to Ray Serve replicas of the engine, started here (joins the
+    cluster, deploys the replicas; ClusterUnavailableError names LOOM_RAY_ADDRESS when it cannot).
+    """
+    if hub.settings.inference == "ray":
+        from hub.services.inference.ray_gateway import RayInference
+
+        gateway = RayInference(hub.settings, hub.adapters, hub.base_models, hub.metrics, hub.ray, build_replica)
+        try:
+            gateway.start()
+        except BaseException:
+            gateway.close()
+            raise
+        return gateway
     from hub.services.inference import InferenceService
 
     return InferenceService(hub.settings, hub.adapters, hub.base_models, hub.search, hub.metrics, device)
+
+
+def build_replica(settings_dict: dict[str, object], device: str | None) -> tuple[Hub, InferenceService]:
+    """A Ray Serve replica's own Hub and local inference service (``LOOM_INFERENCE=ray``)."""
+    from hub.services.inference import InferenceService
+    from hub.settings import get_settings
+
+    hub = Hub(get_settings(**settings_dict), migrate=False)
+    return hub, InferenceService(hub.settings, hub.adapters, hub.base_models, hub.search, hub.metrics, device)

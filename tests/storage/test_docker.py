@@ -101,3 +101,16 @@ def test_dockerfile_base_image_by_argument_and_sources_exist():
     default_extra = re.search(r"^ARG LOOM_EXTRAS=(\S+)", text, re.M).group(1)
     assert default_extra in extras and any(d.startswith("obstore") for d in extras["s3"])
     assert '"loom", "serve"' in text
+
+
+def test_api_runs_jobs_and_inference_on_the_ray_head(compose, tmp_path, monkeypatch):
+    env = _env_example()
+    api = {k: _substitute(str(v), env) for k, v in compose["services"]["api"]["environment"].items()}
+    for k, v in api.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("LOOM_DATA_DIR", str(tmp_path))
+    s = get_settings()
+    assert (s.jobs, s.inference, s.ray_address) == ("ray", "ray", "ray-head:6379")
+    assert s.inference_replicas == int(env["INFERENCE_REPLICAS"]) and s.adapter_cache_gpu == int(env["ADAPTER_CACHE_GPU"])
+    assert api["RAY_AUTH_TOKEN"] == env["RAY_AUTH_TOKEN"]  # the API is a Ray driver: it needs the cluster's token
+    assert "ray-head" in compose["services"]["api"]["depends_on"]

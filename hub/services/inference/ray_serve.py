@@ -1,123 +1,148 @@
-"""PROTOTYPE, not wired into the services: Loom's inference engine behind a Ray Serve deployment with
-adapter affinity (issue 22, the Ray step builds on what this showed; run by ``benchmarks/ray_probe.py``).
+"""Loom's inference engine as a Ray Serve deployment with adapter affinity (``LOOM_INFERENCE=ray``; the replica side).
 
-The API process stays the gateway (auth, resolution of ``model``); it computes an affinity key per request
-(:func:`affinity_key`: the adapter's content hash, a router version's content hash, or the hash of an
-explicit mixture's pinned recipe) and calls the deployment through a handle with
-``.options(multiplexed_model_id=key)``. Serve routes the request to a replica that already holds the key
-(else to the one with the fewest), and each replica's ``@serve.multiplexed`` loader warms the key in the
-replica's own :class:`~hub.services.inference.InferenceService` (adapters from the node's blob cache, i.e.
-from S3 once per node), with an LRU of ``models_per_replica`` keys. Requests then go through the engine's
-own batcher, so mixed-adapter batching stays inside a replica.
+Each replica builds a Hub of its own from the API's settings (:func:`replica_settings`: no secrets, local jobs and
+inference) and one :class:`~hub.services.inference.InferenceService`, so Loom's mixed-adapter batching, routers and
+mixtures run inside a replica unchanged. The gateway (:mod:`hub.services.inference.ray_gateway`) sends each request
+with ``multiplexed_model_id`` = its affinity key (:func:`affinity_key`: the adapter's content hash, a router
+version's content hash, or the hash of an explicit mixture's pinned recipe). Serve routes it to a replica that
+already holds the key (else one with the fewest), and the replica's ``@serve.multiplexed`` loader warms the key in
+the engine (adapters from the node's blob cache, i.e. from S3 once per node) with an LRU of
+``LOOM_ADAPTER_CACHE_GPU`` keys per replica: the same size as the engine's device tier, so both evict alike.
 
-Known gaps (for the real step): replicas resolve with ``viewer=None`` (public adapters only; the gateway must
-pass a trusted viewer id); Serve's LRU and the engine's GPU tier evict independently (set both to the same
-size); ``auto`` has no key before routing (it goes to any replica).
+The gateway has checked that the viewer may use the model; a replica resolves with that viewer (its id travels in
+the request), so private adapters work. Every answer carries the replica's :func:`state` (its id, the adapters
+loaded in its slot banks, the ones waiting), which the gateway exports as ``vllm:lora_requests_info`` per replica.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from hub.core.refs import AdapterRef
-from hub.services.inference.resolve import split_model
+from hub.services.ray_cluster import task_settings
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hub.services.container import Hub
     from hub.settings import Settings
 
-#: settings a replica must not receive through Ray's object store (secrets are read from its own environment).
-_SECRET_FIELDS = {"hf_token", "hf_webhook_secret", "token"}
+#: builds a replica's ``(hub, inference service)`` from its settings dict and device
+ReplicaFactory = Callable[[dict[str, Any], str | None], tuple[Any, Any]]
+
+#: the Serve application and deployment names
+APP_NAME = "loom-inference"
+DEPLOYMENT = "LoomReplica"
 
 
-def affinity_key(hub: Hub, model: str, merged: dict[str, Any] | None = None) -> str:
-    """The multiplexed model id of a request: what a replica has to load to serve it.
+def replica_settings(settings: Settings, *, own_data_dir: bool = False) -> dict[str, Any]:
+    """What a replica builds its Hub from. ``own_data_dir``: each replica keeps its blob cache (and models) under
+    ``<data_dir>/replica-<id>``, as on separate nodes (the database URL is then pinned to the API's)."""
+    d = task_settings(settings)
+    d["database_url"] = settings.resolved_database_url
+    d["_own_data_dir"] = own_data_dir
+    return d
 
-    ``ns/name[@v]`` (adapter or router): the version's content hash; ``merged_adapters``: sha256 of the base and
-    the sorted (pinned ref, content hash, weight) triples; a bare base or ``auto``: ``base:<id>``.
+
+def request_spec(req: Any, viewer_id: int | None) -> dict[str, Any]:
+    """A :class:`~hub.services.inference.CompletionRequest` as plain data for a replica (with the viewer's id)."""
+    return {"model": req.model, "prompts": list(req.prompts), "route_texts": req.route_texts,
+            "max_tokens": req.max_tokens, "temperature": req.temperature, "top_p": req.top_p, "n": req.n,
+            "stop": list(req.stop or []), "seed": req.seed, "chat": req.chat, "viewer_id": viewer_id,
+            "merged": req.merged}  # a frozen MergedAdapters (pickled by Ray)
+
+
+def build_app(settings: Settings, build_replica: ReplicaFactory, *, replicas: int | None = None,
+              models_per_replica: int | None = None, num_gpus: float | None = None, own_data_dir: bool = False) -> Any:
+    """The Serve application of Loom's engine (``serve.run(app)`` returns its handle); sizes default to settings.
+
+    Args:
+        build_replica: builds a replica's ``(hub, inference service)`` from its settings and device (the
+            composition root's :func:`~hub.services.container.build_replica`).
     """
-    base, rest = split_model(model)
-    if merged:
-        parts = []
-        for ref, w in zip(merged["ids"], merged["weights"], strict=True):
-            r = AdapterRef.parse(ref)
-            ver = hub.adapters.version(None, r.namespace, r.name, r.version)
-            parts.append([f"{r.full_name}@{ver.number}", ver.sha256, float(w)])
-        recipe = json.dumps({"base": base or rest, "mixture": sorted(parts)}, sort_keys=True)
-        return "mix:" + hashlib.sha256(recipe.encode()).hexdigest()
-    ref = AdapterRef.try_parse(rest) if rest else None
-    if ref is None:
-        return f"base:{base or rest}"
-    return hub.adapters.version(None, ref.namespace, ref.name, ref.version).sha256
-
-
-def replica_settings(settings: Settings) -> dict[str, Any]:
-    """What a replica builds its own Hub from (no secrets: those come from the replica's environment)."""
-    return settings.model_dump(mode="json", exclude=_SECRET_FIELDS)
-
-
-def build_app(settings: Settings, *, replicas: int = 2, models_per_replica: int = 16, num_gpus: float = 0.0) -> Any:
-    """A Serve application of ``replicas`` Loom engines (``serve.run(app)`` returns its handle)."""
     from ray import serve
 
-    @serve.deployment(num_replicas=replicas, ray_actor_options={"num_cpus": 0.5, "num_gpus": num_gpus})
+    replicas = replicas or settings.inference_replicas
+    per_replica = models_per_replica or settings.adapter_cache_gpu
+    gpus = settings.inference_replica_gpus if num_gpus is None else num_gpus
+
+    @serve.deployment(name=DEPLOYMENT, num_replicas=replicas, max_ongoing_requests=64,
+                      ray_actor_options={"num_cpus": 0.5 if not gpus else 1, "num_gpus": gpus},
+                      health_check_period_s=2, health_check_timeout_s=10)
     class LoomReplica:
         def __init__(self, settings_dict: dict[str, Any]) -> None:
-            from hub.services.container import Hub, inference_service
-            from hub.settings import get_settings
+            # import before concurrent requests: transformers' lazy imports raced across a fresh replica's threads
+            # (ImportError: cannot import name 'AutoConfig'), seen in benchmarks/cluster_bench.py
+            from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
-            self.hub = Hub(get_settings(**settings_dict), migrate=False)
-            self.service = inference_service(self.hub, "cpu" if not num_gpus else None)
+            d = dict(settings_dict)
+            self.tag = serve.get_replica_context().replica_tag
+            if d.pop("_own_data_dir", False):
+                d["data_dir"] = os.path.join(str(d["data_dir"]), f"replica-{self.tag}")
+            self.hub, self.service = build_replica(d, None if gpus else "cpu")
+            if self.hub.settings.inference_default_base:  # ready means the default base is loaded
+                self.service.engine(self.hub.settings.inference_default_base)
             self.pid = os.getpid()
             self.loads: list[str] = []
-            self._pending: dict[str, dict[str, Any]] = {}
+            self._specs: dict[str, dict[str, Any]] = {}
 
-        @serve.multiplexed(max_num_models_per_replica=models_per_replica)
+        @serve.multiplexed(max_num_models_per_replica=per_replica)
         async def get_model(self, key: str) -> str:
-            spec = self._pending[key]
+            spec = self._specs[key]
             await asyncio.to_thread(self._warm, spec)
             self.loads.append(key)
             return key
 
-        def _warm(self, spec: dict[str, Any]) -> None:
-            from hub.services.inference.resolve import MergedAdapters
+        def _viewer(self, spec: dict[str, Any]) -> Any:
+            return None if spec.get("viewer_id") is None else self.hub.users.get(spec["viewer_id"])
 
-            merged = MergedAdapters.parse(spec["merged"]) if spec.get("merged") else None
-            self.service.resolve(None, spec["model"], merged)  # loads the adapters into the engine's tiers
+        def _warm(self, spec: dict[str, Any]) -> None:
+            from hub.services.inference.resolve import AUTO, split_model
+
+            merged = spec.get("merged")
+            if merged is None and split_model(spec["model"])[1] == AUTO:
+                self.service.engine(self.service.base_for(spec["model"]))
+                return
+            self.service.resolve(self._viewer(spec), spec["model"], merged)  # loads the adapters into the tiers
 
         def _request(self, spec: dict[str, Any]) -> Any:
             from hub.services.inference import CompletionRequest
-            from hub.services.inference.resolve import MergedAdapters
 
-            merged = MergedAdapters.parse(spec["merged"]) if spec.get("merged") else None
-            return CompletionRequest(model=spec["model"], prompts=spec["prompts"], max_tokens=spec.get("max_tokens"),
-                                     temperature=spec.get("temperature", 0.0), merged=merged)
+            merged = spec.get("merged")
+            return CompletionRequest(model=spec["model"], prompts=spec["prompts"], route_texts=spec.get("route_texts"),
+                                     max_tokens=spec.get("max_tokens"), temperature=spec.get("temperature", 0.0),
+                                     top_p=spec.get("top_p", 1.0), n=spec.get("n", 1), stop=spec.get("stop") or [],
+                                     seed=spec.get("seed"), merged=merged, chat=bool(spec.get("chat")))
 
-        async def complete(self, spec: dict[str, Any]) -> dict[str, Any]:
+        async def _load(self) -> None:
             key = serve.get_multiplexed_model_id()
-            self._pending[key] = spec
-            await self.get_model(key)
-            res = await asyncio.to_thread(self.service.complete, None, self._request(spec))
-            return {"replica": self.pid, "texts": [c.text for c in res.choices]}
+            if key:
+                await self.get_model(key)
 
-        async def stream(self, spec: dict[str, Any]) -> AsyncIterator[str]:
-            key = serve.get_multiplexed_model_id()
-            self._pending[key] = spec
-            await self.get_model(key)
-            events = await asyncio.to_thread(self.service.stream, None, self._request(spec))
+        async def complete(self, spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+            self._specs[serve.get_multiplexed_model_id()] = spec
+            await self._load()
+            res = await asyncio.to_thread(self.service.complete, self._viewer(spec), self._request(spec))
+            return self.state(), res
+
+        async def stream(self, spec: dict[str, Any]) -> AsyncIterator[Any]:
+            self._specs[serve.get_multiplexed_model_id()] = spec
+            await self._load()
+            events = await asyncio.to_thread(self.service.stream, self._viewer(spec), self._request(spec))
             done = object()
             while (ev := await asyncio.to_thread(next, events, done)) is not done:
-                if isinstance(ev, tuple):
-                    yield ev[1]
+                yield ev if isinstance(ev, tuple) else ("result", ev, self.state())
 
-        def stats(self) -> dict[str, Any]:
+        def state(self) -> dict[str, Any]:
+            """This replica: id, pid, adapters loaded in its slot banks and waiting, loads so far, blob cache."""
+            running: set[str] = set()
+            waiting: set[str] = set()
+            for _, gpu, batcher in self.service.engines.loaded().values():
+                running |= set(gpu.resident())
+                waiting |= set(batcher.waiting())
             cache = getattr(self.hub.blobs, "cache", None)
-            return {"replica": self.pid, "loads": list(self.loads),
+            return {"replica": self.tag, "pid": self.pid, "running": sorted(running),
+                    "waiting": sorted(waiting - running), "max_lora": per_replica, "loads": list(self.loads),
+                    "adapter_cache": {"hits": self.service.cpu.hits, "misses": self.service.cpu.misses},
                     "blob_cache": None if cache is None else {"hits": cache.hits, "misses": cache.misses}}
 
-    return LoomReplica.bind(replica_settings(settings))
+    return LoomReplica.bind(replica_settings(settings, own_data_dir=own_data_dir))
