@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.core.errors import ConflictError, InvalidInputError, NotFoundError
+from hub.core.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from hub.core.imports import import_lock, import_once
-from hub.db.models import BaseModel
+from hub.db.models import BaseModel, User
 from hub.repositories import base_models as repo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -78,19 +78,22 @@ class BaseModelService:
         self._lock = threading.Lock()
 
     def register(self, model_id: str, config: bytes | dict[str, Any] | None = None, *, revision: str | None = None,
-                 weights: str | None = None) -> BaseModel:
+                 weights: str | None = None, owner: User | None = None) -> BaseModel:
         """Register ``model_id`` at ``revision`` with its config.json (validated by building it on meta).
 
         Args:
             config: the model's config.json; None: the one the weights carry.
             revision: the registered revision; None: the pinned commit sha of Hugging Face weights, else ``main``.
             weights: a local folder, a ``.gguf`` file or a Hugging Face ``org/name[@revision]``.
+            owner: the API user registering it (None: the operator, from a local command); a base id belongs to
+                whoever registered it first: only they add revisions.
 
         Raises:
             InvalidInputError: a bad id, config or weights (missing, not a causal LM, not loadable).
             NotFoundError: a Hugging Face repo or revision that does not exist.
             UpstreamError: the Hugging Face Hub could not be reached.
             ConflictError: this id and revision are already registered.
+            PermissionDeniedError: ``owner`` is not the owner of the revisions already registered under this id.
         """
         if not model_id or len(model_id) > 256 or any(c.isspace() for c in model_id) or ".." in model_id:
             raise InvalidInputError(f"base model id {model_id!r} is not valid", field="id", value=model_id)
@@ -101,6 +104,12 @@ class BaseModelService:
         cfg = _parse_config(config) if config is not None else None
         if cfg is None and weights is None:
             raise InvalidInputError("give the model's config.json or weights that carry one", field="config")
+        if owner is not None:
+            with self.sessions() as s:
+                others = repo.owners(s, model_id) - {owner.id}
+            if others:
+                raise PermissionDeniedError(f"base model {model_id} was registered by another user; only they can "
+                                            "register revisions of it", field="id")
         if revision is not None:
             self._refuse_registered(model_id, revision)
         checked: dict[str, dict[str, tuple[int, int]]] = {}
@@ -131,7 +140,8 @@ class BaseModelService:
         try:
             with self.sessions.begin() as s:
                 self._refuse_registered(model_id, revision, s)
-                row = BaseModel(model_id=model_id, revision=revision, config=cfg, weights=folder, source=source)
+                row = BaseModel(model_id=model_id, revision=revision, config=cfg, weights=folder, source=source,
+                                owner_id=owner.id if owner is not None else None)
                 s.add(row)
         except IntegrityError:
             raise ConflictError(f"base model {model_id}@{revision} is already registered") from None
