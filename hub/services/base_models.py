@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,27 @@ def linear_shapes(config: dict[str, Any]) -> dict[str, tuple[int, int]]:
     }
 
 
+def check_confined(weights: str, roots: Sequence[Path]) -> None:
+    """Refuse a local ``weights`` path (a folder or a .gguf file) outside ``roots``; Hugging Face ids pass.
+
+    Raises:
+        InvalidInputError: a path outside every root (the message names neither the path nor whether it exists).
+    """
+    from hub.weights import HF_PREFIX
+
+    text = weights.strip()
+    if text.startswith(HF_PREFIX):
+        return
+    p = Path(text).expanduser()
+    pathlike = text.startswith(("/", ".", "~", "\\")) or text.lower().endswith(".gguf") or p.exists()
+    if not pathlike:
+        return  # a Hugging Face repo id
+    real = p.resolve()
+    if not any(real.is_relative_to(r.resolve()) for r in roots):
+        raise InvalidInputError("weights must be a Hugging Face repo id, or a folder or .gguf file under the hub's "
+                                "data directory or LOOM_WEIGHTS_ROOTS", field="weights")
+
+
 class BaseModelService:
     """Register, list and look up base models; shape checks for publishing.
 
@@ -78,7 +99,8 @@ class BaseModelService:
         self._lock = threading.Lock()
 
     def register(self, model_id: str, config: bytes | dict[str, Any] | None = None, *, revision: str | None = None,
-                 weights: str | None = None, owner: User | None = None) -> BaseModel:
+                 weights: str | None = None, owner: User | None = None,
+                 allowed_roots: Sequence[Path] | None = None) -> BaseModel:
         """Register ``model_id`` at ``revision`` with its config.json (validated by building it on meta).
 
         Args:
@@ -87,6 +109,8 @@ class BaseModelService:
             weights: a local folder, a ``.gguf`` file or a Hugging Face ``org/name[@revision]``.
             owner: the API user registering it (None: the operator, from a local command); a base id belongs to
                 whoever registered it first: only they add revisions.
+            allowed_roots: folders and .gguf files must lie under one of these (symlinks resolved), checked before
+                anything is read, so a refusal says nothing of what exists; None: anywhere (local commands).
 
         Raises:
             InvalidInputError: a bad id, config or weights (missing, not a causal LM, not loadable).
@@ -101,6 +125,8 @@ class BaseModelService:
             raise InvalidInputError(f"revision {revision!r} is not valid", field="revision", value=revision)
         if weights is not None and len(weights) > 1024:
             raise InvalidInputError("weights location is longer than 1024 characters", field="weights")
+        if weights is not None and allowed_roots is not None:
+            check_confined(weights, allowed_roots)
         cfg = _parse_config(config) if config is not None else None
         if cfg is None and weights is None:
             raise InvalidInputError("give the model's config.json or weights that carry one", field="config")

@@ -41,3 +41,20 @@ def test_inference_errors_do_not_echo_server_paths(tmp_path):
     with pytest.raises(InvalidInputError) as e:
         load_base("x/y", "main", str(tmp_path / "weights"), device="cpu")
     assert str(tmp_path) not in str(e.value) and "x/y" in str(e.value)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_api_weights_are_confined_to_the_allowed_roots(make_api, tiny_model, tmp_path):
+    api = make_api(weights_roots=[])  # only the data directory
+    c, data = api.client, api.hub.settings.data_dir
+    tiny_model.save_pretrained(tmp_path / "outside")
+    tiny_model.save_pretrained(data / "inside")
+    (data / "link").symlink_to(tmp_path / "outside")
+    for weights in (str(tmp_path / "outside"), "/etc", "/no/such/dir", "../../etc", str(data / "link"),
+                    str(tmp_path / "x.gguf")):
+        r = c.post("/api/v1/base-models", headers=api.alice, json={"id": "a/b", "weights": weights})
+        err = assert_error(r, 422, "invalid_input", "LOOM_WEIGHTS_ROOTS")
+        assert weights not in err["message"] and "exist" not in err["message"]  # no existence oracle
+    r = c.post("/api/v1/base-models", headers=api.alice, json={"id": "a/b", "weights": str(data / "inside")})
+    assert r.status_code == 201, r.text
+    api.hub.base_models.register("op/b", weights=str(tmp_path / "outside"))  # local commands are not confined

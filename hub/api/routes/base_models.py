@@ -17,7 +17,8 @@ router = APIRouter(prefix="/api/v1/base-models", tags=["base models"])
                      "Hugging Face id, downloaded or converted once)")
 def register(hub: HubDep, user: WriterDep, body: BaseModelIn) -> BaseModelOut:
     config = json.dumps(body.config).encode() if body.config is not None else None
-    row = hub.base_models.register(body.id, config, revision=body.revision, weights=body.weights, owner=user)
+    row = hub.base_models.register(body.id, config, revision=body.revision, weights=body.weights, owner=user,
+                                   allowed_roots=hub.settings.allowed_weights_roots)
     return BaseModelOut.of(row, user)
 
 
