@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+# `make demo SIZE=full`: the larger testbed zoo (about 10 min more the first time)
+SIZE ?= ci
 
 .PHONY: install demo serve test lint services browser
 
@@ -22,7 +24,7 @@ install: $(VENV)/.installed
 
 # Start the hub (API + web pages on http://127.0.0.1:8000) with the demo zoo published into it.
 demo: install
-	$(VENV)/bin/loom demo
+	$(VENV)/bin/loom demo --size $(SIZE)
 
 serve: install
 	$(VENV)/bin/loom serve
@@ -38,8 +40,11 @@ browser:
 test: install services browser lint
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
-# ruff, import-linter (the layers and the engines' contracts); CI runs it as part of `make test`
+# ruff, mypy, import-linter (the layers and the engines' contracts), the structure meta-tests (no import cycle);
+# CI runs it as part of `make test`
 lint: install
 	$(PY) -m ruff check hub merging routing generation testbed tests benchmarks
 	$(PY) -m mypy hub/core merging routing generation
 	$(VENV)/bin/lint-imports
+	# no import cycles among our modules, every error code has a status, every job kind a handler
+	$(PY) -m pytest -q -p no:randomly -p no:cacheprovider tests/test_structure.py

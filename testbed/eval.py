@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hub.core.errors import InvalidInputError, NotFoundError
+from testbed.entries import AdapterEntry, Zoo
 from testbed.tasks import Example, composite_tasks, get_task
-from testbed.zoo import AdapterEntry, Zoo, build_zoo
+from testbed.zoo import build_zoo
 
 Answer = Callable[[str, list[str]], list[str]]  # (task, prompts) -> answers
 
@@ -87,10 +88,28 @@ class Oracle:
 
 @dataclass(frozen=True)
 class Adapter:
-    """One adapter (PEFT folder or ``LoraAdapter``) merged into the base and used for every task."""
+    """One adapter (PEFT folder or ``LoraAdapter``) merged into its own base (or ``base_id``) and used for every
+    task."""
 
     source: Any
     base_id: str | None = None
+
+    def own_base(self, lora: Any, zoo: Zoo) -> str | None:
+        """The base to evaluate on: ``base_id`` if given, else the adapter's own base (a zoo entry's base, or the
+        ``base_model_name_or_path`` of its config), else the zoo's base A.
+
+        Raises:
+            NotFoundError: the adapter names a base this zoo does not have.
+        """
+        if self.base_id is not None:
+            return self.base_id
+        if isinstance(self.source, AdapterEntry):
+            return self.source.base_id
+        own = getattr(lora, "base_model", None)
+        if own and own not in {b.id for b in zoo.bases}:
+            raise NotFoundError(f"the adapter is for base {own!r}, which this zoo does not have; its bases: "
+                                f"{[b.id for b in zoo.bases]} (another --size?)")
+        return own or None
 
     def prepare(self, zoo: Zoo, batch_size: int) -> Answer:
         import torch
@@ -103,12 +122,13 @@ class Adapter:
 
         src = self.source.dir if isinstance(self.source, AdapterEntry) else self.source
         lora = src if isinstance(src, LoraAdapter) else load_peft(src)
-        model = load_base(zoo.base(self.base_id).dir)
+        base = zoo.base(self.own_base(lora, zoo))
+        model = load_base(base.dir)
         modules = dict(model.named_modules())
         shapes = {
             m: tuple(mod.weight.shape) for m, mod in modules.items() if isinstance(mod, torch.nn.Linear)
         }
-        check_against_base(lora, shapes, zoo.base(self.base_id).id)
+        check_against_base(lora, shapes, base.id)
         with torch.no_grad():
             for path, delta in lora.deltas().items():
                 modules[path].weight += delta.to(modules[path].weight.dtype)  # (out, in)

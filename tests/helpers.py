@@ -6,7 +6,9 @@ import contextlib
 import copy
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -105,6 +107,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: Any = None, timeout: float = 120.0) -> None:
+    """Wait until ``url/healthz`` answers 200 (failing at once if ``proc``, the server's process, exits)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc is None or proc.poll() is None, f"the server exited with {proc.returncode}"
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer /healthz in {timeout:.0f} s")
 
 
 @contextlib.contextmanager

@@ -127,3 +127,16 @@ def test_every_job_kind_has_a_handler(tmp_path):
         handled = set(hub.handlers)
     assert set(kinds) <= handled, {k: w for k, w in kinds.items() if k not in handled}
     assert handled <= set(kinds), f"handlers of kinds nothing submits: {handled - set(kinds)}"
+
+
+def test_test_folders_mirror_our_packages():
+    """Each folder of tests/ is named after the package or module it tests (tests/inference ->
+    hub/services/inference, tests/router_training -> hub/services/router_training.py, tests/real -> testbed/real,
+    tests/web -> web/), so a newcomer finds a module's tests by its name."""
+    root = Path(__file__).resolve().parent.parent
+    ours = {p.stem for top in ("hub", "merging", "routing", "generation", "testbed")
+            for p in (root / top).rglob("*") if p.name != "__init__.py" and "__pycache__" not in p.parts
+            and (p.suffix == ".py" or (p / "__init__.py").is_file())}
+    ours |= {"hub", "merging", "routing", "generation", "testbed", "web"}
+    folders = [p.name for p in (root / "tests").iterdir() if p.is_dir() and p.name != "__pycache__"]
+    assert folders and not [f for f in folders if f not in ours], sorted(f for f in folders if f not in ours)

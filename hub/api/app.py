@@ -11,10 +11,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api import errors
 from hub.api.guards import CatchAll, RequestGuard
+from hub.api.limits import UPLOAD_SLACK, BodyLimit
 from hub.api.routes import (
     adapters,
     base_models,
@@ -28,42 +28,7 @@ from hub.api.routes import (
     system,
     tokens,
 )
-from hub.core.errors import PayloadTooLargeError
 from hub.settings import Settings, get_settings
-
-UPLOAD_SLACK = 4 * 1024 * 1024  # multipart overhead and the small files beside the weights
-
-
-class UploadLimit:
-    """Refuse request bodies over the upload limit while they stream in (Content-Length or counted)."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
-            await self.app(scope, receive, send)
-            return
-        limit = self.limit
-        for k, v in scope.get("headers", []):
-            if k == b"content-length" and v.isdigit() and int(v) > limit:
-                response = errors.error_response(413, "payload_too_large",
-                                        f"request body is {int(v)} bytes, over the limit of {limit} bytes",
-                                        {"limit": limit})
-                await response(scope, receive, send)
-                return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > limit:
-                    raise PayloadTooLargeError(f"request body is over the limit of {limit} bytes", limit=limit)
-            return msg
-
-        await self.app(scope, counted, send)
 
 
 def create_app(settings: Settings | None = None, *, migrate: bool = True, hub: Any = None,
@@ -119,9 +84,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, hub: A
         the_hub.metrics.latency.labels(path).observe(time.perf_counter() - t0)
         return response
 
+    s = the_hub.settings
     app.add_middleware(RequestGuard)  # NUL bytes, int64 and nesting: a 422 naming the field, before any route
-    app.add_middleware(UploadLimit, limit=settings.max_upload_bytes + UPLOAD_SLACK
-                       if hub is None else the_hub.settings.max_upload_bytes + UPLOAD_SLACK)
+    app.add_middleware(BodyLimit, upload_limit=s.max_upload_bytes + UPLOAD_SLACK, json_limit=s.max_json_bytes)
     app.add_middleware(CatchAll)  # outermost of ours: a JSON 500, and the keep-alive connection survives
     return app
 

@@ -26,6 +26,7 @@ STATUS_BY_CODE = {
     "unsupported_feature": 422,
     "incompatible": 422,
     "conflict": 409,
+    "ambiguous": 409,
     "payload_too_large": 413,
     "unauthenticated": 401,
     "forbidden": 403,
@@ -34,11 +35,13 @@ STATUS_BY_CODE = {
     "upstream_error": 502,
     "context_length_exceeded": 400,
     "rate_limited": 429,
+    "too_many_requests": 429,
+    "request_cancelled": 499,  # nginx's "client closed request": only ever logged, the client is gone
     "loom_error": 500,  # the base class, never raised itself: a bare one is a bug
 }
 HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 422: "invalid_input",
-              429: "rate_limited"}
+              429: "too_many_requests"}
 
 
 def error_body(code: str, message: str, details: object = None) -> dict:
@@ -93,7 +96,7 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(retry_after, int | float) and not isinstance(retry_after, bool):
             # the upstream (the Hugging Face Hub) asked us to wait: pass that on to our caller
             status, headers = 503, {"Retry-After": str(max(1, math.ceil(retry_after)))}
-        wait = exc.details.get("retry_after") if exc.code == "rate_limited" else None
+        wait = exc.details.get("retry_after") if exc.code in ("rate_limited", "too_many_requests") else None
         if isinstance(wait, int | float) and not isinstance(wait, bool):
             headers = {"Retry-After": str(max(1, math.ceil(wait)))}
         return _json(status, exc.code, exc.message, _details(exc), headers)

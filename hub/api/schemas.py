@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -109,11 +109,17 @@ class SearchHitOut(BaseModel):
     adapter: AdapterOut
     score: float = Field(description="cosine similarity of the query and the adapter's text")
     exact: bool = Field(description="the query equals the adapter's name or one of its tags")
+    match: Literal["good", "weak"] = Field(
+        description="'weak': the score is below the hub's match threshold (LOOM_SEARCH_MATCH_THRESHOLD), so the "
+                    "adapter probably does not do what the query asks")
 
 
 class SearchOut(BaseModel):
     query: str
     k: int
+    match: Literal["good", "weak"] = Field(
+        description="'weak' when no result is a good match (none, or every score below the threshold)")
+    threshold: float = Field(description="the match threshold the results were judged against")
     results: list[SearchHitOut]
 
 
@@ -157,6 +163,9 @@ class WhoAmI(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="ok, or degraded while a job worker is down")
     database: str
     adapters_indexed: int | None
+    workers: dict[str, Any] | None = Field(default=None, description=(
+        "job workers: up, down (registered but not heart-beating), and with `loom serve`'s supervision "
+        "expected, restarts and per-lane counts"))

@@ -62,7 +62,11 @@ def search(
         return
     hits = res["results"]
     common.console.print(common.adapter_table([h["adapter"] for h in hits], f"results for {query!r}",
-                                              [h["score"] for h in hits]))
+                                              [h["score"] for h in hits],
+                                              marks=["weak" if h.get("match") == "weak" else "" for h in hits]))
+    if res.get("match") == "weak":
+        common.console.print(f"No good match: {'every result scores' if hits else 'nothing scores'} below the "
+                             f"match threshold {res.get('threshold', 0):.2f}; no adapter here seems to do this.")
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""``loom base add|ls``: base models registered in a running hub (remote)."""
+"""``loom base add|ls|pull``: base models registered in a running hub (remote)."""
 
 from __future__ import annotations
 
@@ -58,3 +58,17 @@ def base_ls(json_out: JsonOpt = False) -> None:
     common.print_listing(items, json_out, "base models", ("id", "revision", "model_type", "weights"),
                          lambda b: (b["id"], b["revision"], str(b["config"].get("model_type")),
                                     (b["weights"] or "") + source_text(b.get("source"))))
+
+
+@app.command("pull")
+def base_pull(
+    model_id: Annotated[str, typer.Argument(help="A registered base whose weights the hub holds.")],
+    dest: Annotated[Path, typer.Argument(help="The folder to write (AutoModelForCausalLM.from_pretrained loads it).")],
+    revision: Annotated[str | None, typer.Option("--revision", help="Default: the latest.")] = None,
+) -> None:
+    """Download a base model's weights, config and tokenizer from the hub into DEST."""
+    with common.client() as c, common.transfer_bar(f"pull {model_id}") as bar:
+        task = bar.add_task("pull", total=None)
+        out = c.pull_base(model_id, dest, revision=revision, progress=lambda n: bar.advance(task, n),
+                          on_total=lambda total: bar.update(task, total=total))
+    common.console.print(f"pulled base model {model_id} into {out}")

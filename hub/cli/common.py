@@ -117,20 +117,34 @@ def print_listing(items: list[dict[str, Any]], json_out: bool, title: str, colum
         console.print(table(title, columns, map(row, items), **column_options))
 
 
-def adapter_table(rows: list[dict[str, Any]], title: str | None = None, scores: list[float] | None = None) -> Table:
-    """A table of adapters as the API lists them (with a score column for search hits)."""
-    t = Table(title=title)
+def adapter_table(rows: list[dict[str, Any]], title: str | None = None, scores: list[float] | None = None,
+                  width: int | None = None, marks: list[str] | None = None) -> Table:
+    """A table of adapters as the API lists them (with a score column for search hits), fitted to ``width``
+    (default: the terminal's): narrower terminals drop downloads and tags (< 120 columns), rank (< 90) and the
+    base model (< 70) instead of squeezing every column to nothing; long names and descriptions wrap. Each
+    score is followed by its entry in ``marks`` (e.g. ``"weak"``)."""
+    from rich import box
+
+    width = width or console.width
+    drop = {c for c, below in (("dl", 120), ("tags", 120), ("rank", 90), ("base model", 70)) if width < below}
+    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     if scores is not None:
-        t.add_column("score", justify="right")
-    t.add_column("name", no_wrap=True)
-    for col in ("ver", "rank", "base model", "tags", "dl"):
-        t.add_column(col, no_wrap=True, max_width=28)
-    t.add_column("description", overflow="fold", ratio=1, min_width=20)
+        t.add_column("score", justify="right", no_wrap=True)
+    columns = [c for c in ("name", "ver", "rank", "base model", "tags", "dl", "description") if c not in drop]
+    for col in columns:
+        if col in ("name", "base model", "tags"):
+            t.add_column(col, overflow="fold", max_width=36 if col == "name" else 28)
+        elif col == "description":
+            t.add_column(col, overflow="fold", ratio=1, min_width=12)
+        else:
+            t.add_column(col, no_wrap=True, justify="right")
     for i, a in enumerate(rows):
-        name = a["id"] + (" (private)" if a["visibility"] == "private" else "")
-        cells = [name, str(a["latest_version"]), str(a.get("rank") or ""), a.get("base_model") or "",
-                 ", ".join(a["tags"]), str(a["downloads"]), (a["description"] or "")[:120]]
-        t.add_row(*([f"{scores[i]:.3f}"] if scores is not None else []), *cells)
+        cell = {"name": a["id"] + (" (private)" if a["visibility"] == "private" else ""),
+                "ver": str(a["latest_version"]), "rank": str(a.get("rank") or ""),
+                "base model": a.get("base_model") or "", "tags": ", ".join(a["tags"]), "dl": str(a["downloads"]),
+                "description": (a["description"] or "")[:120]}
+        score = [f"{scores[i]:.3f}" + (f" {marks[i]}" if marks and marks[i] else "")] if scores is not None else []
+        t.add_row(*score, *(cell[c] for c in columns))
     return t
 
 

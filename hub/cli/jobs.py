@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 from hub.cli import common
 from hub.cli.common import JsonOpt
-from hub.cli.jobwatch import watch_job
+from hub.cli.jobwatch import queue_line, watch_job
 
 app = typer.Typer(help="Background jobs (remote).", no_args_is_help=False, invoke_without_command=True)
 
@@ -21,20 +22,35 @@ def jobs_list(ctx: typer.Context, status: Annotated[str | None, typer.Option("--
         return
     with common.client() as client:
         items = client.jobs(status=status)
+    if json_out:
+        common.print_json(items)
+        return
+    common.console.print(jobs_table(items, common.console.width))
 
-    def row(j: dict[str, Any]) -> tuple[str, ...]:
-        res = j.get("result") or {}
-        return (j["id"][:12], j["kind"], j["status"], f"{j['progress']:.0%}", (j["message"] or "")[:60],
-                f"{res.get('adapter', '')}@{res.get('version', '')}" if res else "", j["created_at"][:19])
 
-    common.print_listing(items, json_out, "jobs", ("id", "kind", "status", "progress", "message", "result", "created"),
-                         row, overflow="fold")
+def jobs_table(items: list[dict[str, Any]], width: int) -> Table:
+    """Jobs as a table whose cells never wrap: the message column only where the terminal is wide
+    (``loom jobs show`` prints it in full), ``MM-DD HH:MM`` creation times."""
+    from rich import box
+
+    wide = width >= 120
+    t = Table(title="jobs", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("id", "kind", "status", "done", "result", "created (UTC)"):
+        t.add_column(col, no_wrap=True, overflow="ellipsis", justify="right" if col == "done" else "left")
+    if wide:
+        t.add_column("message", no_wrap=True, overflow="ellipsis", ratio=1)
+    for j in items:
+        status = f"{j['status']} #{j['position']}" if j.get("position") else j["status"]
+        cells = [j["id"][:12], j["kind"], status, f"{j['progress']:.0%}", j.get("result_name") or "",
+                 (j["created_at"] or "")[5:16].replace("T", " ")]
+        t.add_row(*cells, *([(j["message"] or "")[:80]] if wide else []))
+    return t
 
 
 @app.command("show")
 def jobs_show(job_id: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
               json_out: JsonOpt = False) -> None:
-    """Show one job (with --follow: a live progress bar until it ends)."""
+    """Show one job, by its id or any unique prefix (with --follow: a live progress bar until it ends)."""
     with common.client() as client:
         job = client.job(job_id)
         if follow:
@@ -44,18 +60,23 @@ def jobs_show(job_id: str, follow: Annotated[bool, typer.Option("--follow", "-f"
         return
     out = common.console
     out.print(f"{job['id']} {job['kind']} [bold]{job['status']}[/] {job['progress']:.0%} {job['message']}")
+    if job.get("position"):
+        out.print(queue_line(job))
     for line in job["log"]:
         out.print(f"  {line}")
+    if job.get("result_name"):
+        out.print(f"result: {job['result_name']}")
     if job.get("error"):
         out.print(f"[red]error:[/] {job['error']['message']}")
 
 
 @app.command("cancel")
 def jobs_cancel(job_id: str, json_out: JsonOpt = False) -> None:
-    """Cancel a queued or running job."""
+    """Cancel a queued or running job (by its id or any unique prefix)."""
     with common.client() as client:
         job = client.cancel_job(job_id)
     if json_out:
         common.print_json(job)
     else:
         common.console.print(f"{job['id']}: {job['status']}")
+

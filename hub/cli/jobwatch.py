@@ -26,11 +26,21 @@ def watch_job(client: Any, job: dict[str, Any], console: Console) -> dict[str, A
             for line in job["log"][seen:]:
                 bar.console.print(f"  {line}")
             seen = len(job["log"])
-            bar.update(task, completed=job["progress"], description=job["message"] or job["status"])
+            desc = job["message"] or job["status"]
+            if job.get("position"):
+                desc = f"queued: {queue_line(job)}"
+            bar.update(task, completed=job["progress"], description=desc)
             if job["status"] in FINISHED:
                 return job
             time.sleep(0.5)
             job = client.job(job["id"])
+
+
+def queue_line(job: dict[str, Any]) -> str:
+    """Where a queued job stands: ``#2 in line; ahead: router_train running 41%, compose queued``."""
+    ahead = ", ".join(f"{a['kind']}{' ' + a['id'][:12] if a.get('id') else ''} {a['status']}"
+                      + (f" {a['progress']:.0%}" if a["status"] == "running" else "") for a in job.get("ahead") or [])
+    return f"#{job['position']} in line" + (f"; ahead: {ahead}" if ahead else "; next to run")
 
 
 def result_text(job: dict[str, Any]) -> str:

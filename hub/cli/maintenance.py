@@ -32,15 +32,25 @@ def reindex(json_out: JsonOpt = False) -> None:
 @app.command()
 def fsck(repair: Annotated[bool, typer.Option("--repair", help="Fix what is found.")] = False,
          grace: Annotated[float, typer.Option("--grace", help="Keep orphan blobs younger than this (s).")] = 3600.0,
+         kind: Annotated[list[str] | None, typer.Option("--kind", help="Check only artifacts of this kind "
+                                                         "(adapter, router, generator); repeat.")] = None,
          json_out: JsonOpt = False) -> None:
     """Check the DB against the blob store and the search index; --repair fixes mismatches."""
+    from hub.core.files import KINDS
 
+    for k in kind or ():
+        if k not in KINDS:
+            raise typer.BadParameter(f"--kind must be one of {', '.join(KINDS)}, got {k!r}")
     with common.local_hub() as hub:
-        rep = hub.fsck.run(repair=repair, orphan_grace_s=grace)
+        rep = hub.fsck.run(repair=repair, orphan_grace_s=grace, kinds=tuple(kind) if kind else None)
     out = common.console
     if json_out:
         common.print_json(rep.to_dict())
     else:
+        out.print("checked " + (", ".join(f"{n} {k}{'s' if n != 1 else ''}" for k, n in sorted(rep.checked.items()))
+                                or "nothing"))
+        for m in rep.missing_files:
+            out.print(f"[red]missing file[/] {m['file']} of {m['kind']} {m['version']}")
         for m in rep.missing_blobs:
             out.print(f"[red]missing blob[/] {m['key'][:12]} ({m['file']} of {m['version']})")
         for k in rep.orphan_blobs:
@@ -52,7 +62,8 @@ def fsck(repair: Annotated[bool, typer.Option("--repair", help="Fix what is foun
         for n in rep.missing_embeddings:
             out.print(f"[yellow]no embedding[/] {n}")
         if rep.stale_index:
-            out.print("[yellow]search index is stale[/]")
+            out.print("the search index on disk is behind the database (the next start rebuilds it from the "
+                      "stored vectors; --repair now)", soft_wrap=True)
         for r in rep.repaired:
             out.print(f"[green]repaired:[/] {r}")
         out.print("ok" if rep.ok else ("problems found" + ("" if repair else "; run `loom fsck --repair`")))

@@ -24,11 +24,14 @@ def train(
     setting: Annotated[list[str] | None, typer.Option("--train", "-t", help="key=value training setting "
                                                                            "(lr, batch_size, seed ...).")] = None,
     description: Annotated[str | None, typer.Option("--description", help="The router's description.")] = None,
+    recipe: Annotated[str, typer.Option("--recipe", help="hub: the settings that route on hub adapters (default); "
+                                        "paper: the preset's own defaults. --param/--train override either.")]
+    = "hub",
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the job with a progress bar.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Train a router's gates over registered adapters (on their sample data), as a job."""
-    body: dict[str, Any] = {"preset": preset, "experts": list(experts), "name": name, "steps": steps,
+    body: dict[str, Any] = {"preset": preset, "experts": list(experts), "name": name, "steps": steps, "recipe": recipe,
                             "params": parse_params(param or []), "train": parse_params(setting or [], "--train")}
     if description:
         body["description"] = description

@@ -23,36 +23,45 @@ def serve(
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Do not apply migrations on start.")] = False,
     workers: Annotated[int | None, typer.Option("--workers", help="Job worker processes (LOOM_WORKERS).")] = None,
 ) -> None:
-    """Run the hub (API, docs at /docs) with uvicorn and its job workers; migrations are applied on start."""
+    """Run the hub (API, docs at /docs) with uvicorn and its job workers (supervised: a dead worker is replaced and
+    its running jobs go back to the queue); migrations are applied on start."""
     import uvicorn
 
     from hub.api import create_app
-    from hub.jobs.supervisor import start_workers, stop_workers
+    from hub.jobs.supervisor import WorkerPool
 
     settings = common.settings()
     application = create_app(settings, migrate=not no_migrate)
-    procs = start_workers(settings.workers if workers is None else workers,
-                          env={"LOOM_DATA_DIR": str(settings.data_dir)})
+    n = settings.workers if workers is None else workers
+    pool = WorkerPool(application.state.hub.workers, n, settings.short_workers if n > 0 else 0,
+                      env={"LOOM_DATA_DIR": str(settings.data_dir)})
+    application.state.worker_pool = pool.start()
     try:
         uvicorn.run(application, host=host or settings.host, port=port or settings.port, log_level="info")
     finally:
-        stop_workers(procs)
+        pool.stop()
 
 
 @app.command()
 def worker(poll: Annotated[float, typer.Option("--poll", help="Seconds between queue polls.")] = 0.5,
+           lane: Annotated[str, typer.Option("--lane", help="all: every job kind; short: only the short kinds "
+                                             "(merges), which then never wait behind a long training.")] = "all",
            parent_pid: Annotated[int | None, typer.Option("--parent-pid", hidden=True,
                                                           help="Exit when this process is gone.")] = None) -> None:
     """Run jobs from the queue (local: uses LOOM_DATA_DIR / LOOM_DATABASE_URL)."""
     import logging
 
     from hub.jobs.worker import Worker
+    from hub.services.container import LANES, lane_handlers
 
+    if lane not in LANES:
+        raise typer.BadParameter(f"--lane must be one of {', '.join(LANES)}, got {lane!r}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(message)s")
     with common.local_hub(migrate=False) as hub:
-        common.err_console.print("worker started; Ctrl-C stops it")
+        common.err_console.print(f"worker started ({lane} lane); Ctrl-C stops it")
         try:
-            Worker(hub.queue, hub.handlers).run_forever(poll, parent_pid=parent_pid)
+            Worker(hub.queue, lane_handlers(hub.handlers, lane), lane=lane,
+                   table=hub.workers).run_forever(poll, parent_pid=parent_pid)
         except KeyboardInterrupt:
             pass
 

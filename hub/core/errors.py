@@ -64,6 +64,12 @@ class ConflictError(LoomError, ValueError):
     code = "conflict"
 
 
+class AmbiguousError(ConflictError):
+    """A short id or prefix that matches more than one thing; ``details['candidates']`` lists them."""
+
+    code = "ambiguous"
+
+
 class PayloadTooLargeError(InvalidInputError):
     """An upload over the configured size limit."""
 
@@ -104,3 +110,15 @@ class UpstreamError(LoomError, ConnectionError):
     """A remote service (the Hugging Face Hub) failed or refused."""
 
     code = "upstream_error"
+
+
+class TooManyRequestsError(LoomError, RuntimeError):
+    """A bound on concurrent work is reached (queued rows, a user's requests); retry after ``retry_after`` s."""
+
+    code = "too_many_requests"
+
+
+class RequestCancelledError(LoomError, RuntimeError):
+    """The client went away before its request finished; its work was stopped (logged as 499)."""
+
+    code = "request_cancelled"

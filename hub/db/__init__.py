@@ -2,7 +2,7 @@
 
 from hub.db.engine import make_engine, make_session_factory
 from hub.db.hf import HfExport, HfImport
-from hub.db.jobs import Job
+from hub.db.jobs import Job, WorkerRecord
 from hub.db.models import (
     Adapter,
     AdapterVersion,
@@ -24,6 +24,7 @@ __all__ = [
     "Job",
     "LineageEdge",
     "User",
+    "WorkerRecord",
     "make_engine",
     "make_session_factory",
 ]

@@ -42,3 +42,23 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
     heartbeat_at: Mapped[datetime | None] = mapped_column()
+
+
+WORKER_STATUSES = ("running", "stopped", "dead")
+
+
+class WorkerRecord(Base):
+    """A worker process: registered when it starts, heart-beating while it lives (a thread, also while a job
+    runs), ``stopped`` when it exits cleanly, ``dead`` when its supervisor saw it die or its heartbeat went stale;
+    the running jobs of a dead worker go back to the queue."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    lane: Mapped[str] = mapped_column(String(16), default="all")
+    host: Mapped[str] = mapped_column(String(128))
+    pid: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="running", index=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column()

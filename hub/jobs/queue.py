@@ -7,19 +7,24 @@ processes share the queue through the database alone.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.core.errors import ConflictError, NotFoundError
+from hub.core.errors import AmbiguousError, ConflictError, NotFoundError
 from hub.db.jobs import FINISHED, Job
 from hub.db.models import User
 
 MAX_LOG_LINES = 500
 MAX_ATTEMPTS = 3
+#: most candidates an ambiguous prefix lists
+MAX_CANDIDATES = 10
+#: most jobs a queued job's view lists as running or waiting ahead of it
+MAX_AHEAD = 5
 
 
 def _now() -> datetime:
@@ -47,6 +52,11 @@ class JobView:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    #: a queued job's place in its line (1: next), and what runs or waits ahead of it
+    position: int | None = None
+    #: the worker running (or that last ran) the job, ``host:pid``
+    worker: str | None = None
+    ahead: tuple[dict[str, Any], ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -56,24 +66,47 @@ class JobView:
         d = self.__dict__.copy()
         for k in ("created_at", "started_at", "finished_at"):
             d[k] = d[k].isoformat() if d[k] else None
+        d["ahead"] = [dict(a) for a in self.ahead]
         return d
 
 
-def _view(job: Job, owner: str | None) -> JobView:
+def _view(job: Job, owner: str | None, position: int | None = None,
+          ahead: tuple[dict[str, Any], ...] = ()) -> JobView:
     return JobView(
         id=job.id, kind=job.kind, status=job.status, owner_id=job.owner_id, owner=owner, request=dict(job.request or {}),
         recipe_hash=job.recipe_hash, progress=float(job.progress or 0.0), message=job.message or "",
         log=list(job.log or []), result=job.result, error=job.error, cancel_requested=bool(job.cancel_requested),
         attempts=job.attempts or 0, created_at=job.created_at, started_at=job.started_at,
-        finished_at=job.finished_at,
+        finished_at=job.finished_at, position=position, worker=job.worker, ahead=ahead,
     )
 
 
 class JobQueue:
     """Submit, observe and run jobs stored in the database."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], short_kinds: tuple[str, ...] = ()) -> None:
+        """``short_kinds``: the kinds a short lane of workers runs next to the general workers (quick merges),
+        so a queued short job waits only for other short ones."""
         self.sessions = sessions
+        self.short_kinds = tuple(short_kinds)
+
+    def _lined_view(self, s: Session, job: Job) -> JobView:
+        """The view of ``job`` with, when it is queued, its place in line and what runs or waits ahead of it
+        (the other jobs of its lane: the short kinds for a short job, every kind otherwise)."""
+        owner = self._owner_name(s, job.owner_id)
+        if job.status != "queued":
+            return _view(job, owner)
+        lane = Job.kind.in_(self.short_kinds) if job.kind in self.short_kinds else None
+        waiting = select(Job).where(Job.status == "queued", Job.created_at < job.created_at)
+        running = select(Job).where(Job.status == "running")
+        if lane is not None:
+            waiting, running = waiting.where(lane), running.where(lane)
+        n_waiting = s.scalar(select(func.count()).select_from(waiting.subquery())) or 0
+        shown = [*s.scalars(running.order_by(Job.started_at).limit(MAX_AHEAD)),
+                 *s.scalars(waiting.order_by(Job.created_at).limit(MAX_AHEAD))][:MAX_AHEAD]
+        ahead = tuple({"id": j.id if j.owner_id == job.owner_id else None, "kind": j.kind, "status": j.status,
+                       "progress": float(j.progress or 0.0)} for j in shown)
+        return _view(job, owner, n_waiting + 1, ahead)
 
     def _owner_name(self, s: Session, owner_id: int | None) -> str | None:
         return s.get(User, owner_id).name if owner_id is not None and s.get(User, owner_id) else None
@@ -104,20 +137,48 @@ class JobQueue:
             s.flush()
             return _view(job, self._owner_name(s, owner_id)), False
 
+    def _find(self, s: Session, job_id: str, viewer_id: int | None, check_owner: bool) -> Job:
+        """The job whose id is ``job_id`` or starts with it (among the jobs the viewer may see).
+
+        Raises:
+            NotFoundError: no such job visible to the viewer.
+            AmbiguousError: the prefix matches several of the viewer's jobs (the message lists them).
+        """
+        job = s.get(Job, job_id)
+        if job is None and job_id and len(job_id) < 32 and all(c in "0123456789abcdef" for c in job_id.lower()):
+            q = select(Job).where(Job.id.startswith(job_id.lower())).order_by(Job.created_at.desc())
+            if check_owner:
+                q = q.where((Job.owner_id == viewer_id) | Job.owner_id.is_(None))
+            found = list(s.scalars(q.limit(MAX_CANDIDATES + 1)))
+            if len(found) > 1:
+                ids = [j.id for j in found[:MAX_CANDIDATES]]
+                more = " ..." if len(found) > MAX_CANDIDATES else ""
+                raise AmbiguousError(f"job id prefix {job_id!r} matches {len(found)}{'+' if more else ''} jobs: "
+                                     f"{', '.join(ids)}{more}; give more characters", job_id=job_id,
+                                     candidates=ids)
+            job = found[0] if found else None
+        if job is None or (check_owner and job.owner_id is not None and job.owner_id != viewer_id):
+            raise NotFoundError(f"no job {job_id!r}", job_id=job_id)
+        return job
+
     def get(self, job_id: str, viewer_id: int | None = None, *, check_owner: bool = True) -> JobView:
-        """A job by id. Jobs are visible to their owner only (404 for others, like private adapters)."""
+        """A job by id or by a unique prefix of its id. Jobs are visible to their owner only (404 for others,
+        like private adapters).
+
+        Raises:
+            NotFoundError: no such job visible to the viewer.
+            AmbiguousError: the prefix matches several of the viewer's jobs.
+        """
         with self.sessions() as s:
-            job = s.get(Job, job_id)
-            if job is None or (check_owner and job.owner_id is not None and job.owner_id != viewer_id):
-                raise NotFoundError(f"no job {job_id!r}", job_id=job_id)
-            return _view(job, self._owner_name(s, job.owner_id))
+            job = self._find(s, job_id, viewer_id, check_owner)
+            return self._lined_view(s, job)
 
     def list(self, viewer_id: int | None, *, status: str | None = None, limit: int = 50) -> list[JobView]:
         with self.sessions() as s:
             q = select(Job).where(Job.owner_id == viewer_id).order_by(Job.created_at.desc()).limit(limit)
             if status:
                 q = q.where(Job.status == status)
-            return [_view(j, self._owner_name(s, j.owner_id)) for j in s.scalars(q)]
+            return [self._lined_view(s, j) for j in s.scalars(q)]
 
     def cancel(self, job_id: str, viewer_id: int | None) -> JobView:
         """Cancel a queued job at once, or ask a running job's worker to stop at its next progress report.
@@ -126,7 +187,7 @@ class JobQueue:
             NotFoundError: no such job visible to the viewer.
             ConflictError: the job has already finished.
         """
-        self.get(job_id, viewer_id)
+        job_id = self.get(job_id, viewer_id).id
         with self.sessions.begin() as s:
             job = s.get(Job, job_id, with_for_update=True)
             assert job is not None
@@ -171,8 +232,8 @@ class JobQueue:
             job = s.get(Job, job_id)
             if job is None:
                 return True
-            if progress is not None:
-                job.progress = max(0.0, min(1.0, float(progress)))
+            if progress is not None:  # monotonic: a job's progress never goes back
+                job.progress = max(float(job.progress or 0.0), min(1.0, float(progress)))
             if message is not None:
                 job.message = message
             if log is not None:
@@ -195,14 +256,36 @@ class JobQueue:
     def requeue_stale(self, older_than: timedelta = timedelta(minutes=2)) -> int:
         """Re-queue running jobs whose worker stopped heart-beating; fail them after MAX_ATTEMPTS."""
         cutoff = _now() - older_than
-        n = 0
         with self.sessions.begin() as s:
-            for job in s.scalars(select(Job).where(Job.status == "running", Job.heartbeat_at < cutoff)):
-                n += 1
-                if job.attempts >= MAX_ATTEMPTS:
-                    job.status, job.finished_at = "failed", _now()
-                    job.error = {"code": "worker_lost", "message": f"worker lost {job.attempts} times"}
-                else:
-                    job.status, job.worker, job.message = "queued", None, "re-queued: its worker stopped"
-                    job.log = [*(job.log or []), "re-queued after its worker stopped"]
-        return n
+            return _requeue(s.scalars(select(Job).where(Job.status == "running", Job.heartbeat_at < cutoff)))
+
+    def requeue_worker(self, worker: str) -> int:
+        """Give the running jobs of a worker that died back to the queue (fail those that reached MAX_ATTEMPTS).
+
+        Returns:
+            how many jobs it took back.
+        """
+        with self.sessions.begin() as s:
+            return _requeue(s.scalars(select(Job).where(Job.status == "running", Job.worker == worker)))
+
+    def touch(self, job_id: str) -> None:
+        """Heartbeat a running job (its worker's heartbeat thread does, also while the handler reports nothing)."""
+        with self.sessions.begin() as s:
+            s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(heartbeat_at=_now()))
+
+
+def _requeue(jobs: Iterable[Job]) -> int:
+    n = 0
+    for job in jobs:
+        n += 1
+        lost = f"its worker {job.worker} stopped" if job.worker else "its worker stopped"
+        if job.attempts >= MAX_ATTEMPTS:
+            job.status, job.finished_at = "failed", _now()
+            job.message = f"failed: {lost} (attempt {job.attempts} of {MAX_ATTEMPTS})"
+            job.error = {"code": "worker_lost", "message": f"worker lost {job.attempts} times"}
+            job.log = [*(job.log or []), f"{_now().strftime('%H:%M:%S')} {job.message}"][-MAX_LOG_LINES:]
+        else:
+            job.message = f"re-queued: {lost} (attempt {job.attempts} of {MAX_ATTEMPTS})"
+            job.log = [*(job.log or []), f"{_now().strftime('%H:%M:%S')} {job.message}"][-MAX_LOG_LINES:]
+            job.status, job.worker = "queued", None
+    return n

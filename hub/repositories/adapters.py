@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, String, and_, cast, func, or_, select, true
 from sqlalchemy.orm import Session
@@ -171,19 +172,39 @@ def version_labels(session: Session, version_ids: Sequence[int], viewer: User | 
     return {r[0]: f"{r[1]}/{r[2]}@{r[3]}" for r in rows}
 
 
-def all_version_files(session: Session) -> list[tuple[int, str, dict]]:
-    """(version id, "ns/name@N", files) of every version (for fsck)."""
+def all_version_files(session: Session) -> list[tuple[int, str, dict, str]]:
+    """(version id, "ns/name@N", files, artifact kind) of every version (for fsck)."""
     rows = session.execute(
-        select(AdapterVersion.id, Adapter.namespace, Adapter.name, AdapterVersion.number, AdapterVersion.files).join(
-            Adapter, Adapter.id == AdapterVersion.adapter_id
-        )
+        select(AdapterVersion.id, Adapter.namespace, Adapter.name, AdapterVersion.number, AdapterVersion.files,
+               Adapter.kind).join(Adapter, Adapter.id == AdapterVersion.adapter_id)
     )
-    return [(r[0], f"{r[1]}/{r[2]}@{r[3]}", r[4] or {}) for r in rows]
+    return [(r[0], f"{r[1]}/{r[2]}@{r[3]}", r[4] or {}, r[5]) for r in rows]
 
 
 def all_embeddings(session: Session) -> list[tuple[int, bytes | None, str | None]]:
     """(adapter id, embedding bytes, embedding model) of every adapter (index rebuilds, fsck)."""
     return [tuple(r) for r in session.execute(select(Adapter.id, Adapter.embedding, Adapter.embedding_model))]  # type: ignore[misc]
+
+
+def watermark(session: Session) -> tuple[Any, ...]:
+    """A cheap summary of the adapters table that moves whenever a row is added, changed or deleted."""
+    return tuple(session.execute(select(func.count(Adapter.id), func.max(Adapter.id), func.max(Adapter.updated_at))).one())
+
+
+def embedding_hashes(session: Session, model: str) -> list[tuple[int, str | None]]:
+    """(adapter id, embedding hash) of every adapter embedded with ``model``."""
+    rows = session.execute(select(Adapter.id, Adapter.embedding_hash).where(Adapter.embedding_model == model))
+    return [(int(i), h) for i, h in rows]
+
+
+def embeddings_of(session: Session, ids: Sequence[int]) -> dict[int, bytes]:
+    """Embedding bytes of the adapters ``ids`` that have one."""
+    out: dict[int, bytes] = {}
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        rows = session.execute(select(Adapter.id, Adapter.embedding).where(Adapter.id.in_(chunk)))
+        out.update({int(i): b for i, b in rows if b is not None})
+    return out
 
 
 def allowed_ids_among(session: Session, viewer: User | None, ids: Sequence[int]) -> list[int]:

@@ -69,6 +69,16 @@ class SentenceTransformerEmbedder:
         # torch modules are not safe to call from several threads at once on every backend.
         self._lock = threading.Lock()
 
+    @property
+    def model(self) -> SentenceTransformer:
+        """The loaded sentence-transformers model (its files are what an ONNX export reads)."""
+        return self._model
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while the model runs (torch modules are not safe to call from several threads at once)."""
+        return self._lock
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` in batches.
 

@@ -394,7 +394,8 @@ class VectorIndex:
         keys, positions = self._sorted
         if keys.size == 0 or ids.size == 0:
             return np.zeros(0, dtype=np.int64)
-        ids = np.unique(ids)
+        if ids.size > 1 and not (ids[1:] > ids[:-1]).all():  # callers often pass sorted unique ids already
+            ids = np.unique(ids)
         at = np.clip(np.searchsorted(keys, ids), 0, keys.size - 1)
         return positions[at[keys[at] == ids]]
 

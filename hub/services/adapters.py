@@ -203,6 +203,7 @@ class AdapterService:
                 a.embedding_model = self.embedding_model
             s.flush()
             s.refresh(a)
+        self.search.allowed_cache.invalidate()  # visibility, license or tags may have changed
         if embedding is not None:
             self.search.upsert(a.id, embedding)
         return a

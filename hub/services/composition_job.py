@@ -106,7 +106,7 @@ class CompositionJob:
                 samples=("\n".join(samples[:MAX_SAMPLES_FOR_RESULT]) + "\n").encode() if samples else None,
             )
             res = self.publisher.publish(
-                user, out["name"], files, description=description,
+                user, out["name"], files, description=description, license=self._shared_license(user, sources),
                 tags=[*out.get("tags", []), "composed", method.replace("_", "-")],
                 visibility=out.get("visibility", "public"), source=f"compose:{job.id}", provenance=prov,
             )
@@ -114,6 +114,11 @@ class CompositionJob:
         report.log(f"published {full}@{res.version.number}")
         return {"adapter": full, "version": res.version.number, "method": method, "params": params,
                 "weights": weights, "reason": reason}
+
+    def _shared_license(self, user: Any, sources: list[dict[str, Any]]) -> str | None:
+        """The license every source shares (the result inherits it), else None (no license is claimed)."""
+        licenses = {self.adapters.get(user, *src["name"].split("/", 1)).license for src in sources}
+        return next(iter(licenses)) if len(licenses) == 1 else None
 
     def _lorahub_objective(self, base_id: str, keys: list[str], raw_samples: list[bytes], device: str,
                            report: Reporter) -> tuple[Any, dict[str, Any]]:

@@ -73,7 +73,7 @@ class CompositionRequest:
     method: str = "auto"
     params: dict[str, Any] = field(default_factory=dict)
     k: int = 3
-    min_score: float = 0.25
+    min_score: float | None = None  # None: the search's match threshold (settings.search_match_threshold)
     name: str | None = None
     description: str | None = None
     tags: tuple[str, ...] = ()
@@ -96,7 +96,7 @@ class CompositionRequest:
             )
         if not 1 <= self.k <= MAX_SOURCES:
             raise InvalidInputError(f"k must be in 1..{MAX_SOURCES}, got {self.k}", field="k")
-        if not -1.0 <= self.min_score <= 1.0:
+        if self.min_score is not None and not -1.0 <= self.min_score <= 1.0:
             raise InvalidInputError(f"min_score must be in [-1, 1], got {self.min_score}", field="min_score")
         if self.name is not None:
             v.parse_name(self.name)
@@ -231,11 +231,12 @@ class CompositionService:
                   log: list[str]) -> tuple[ResolvedSources, list[float]] | tuple[JobView, bool]:
         """The adapters of the base most similar to the task, or (auto, none close) a generation job."""
         hits = self.search.search(user, req.task or "", req.k, AdapterFilters(base_model=req.base_model, kind="adapter"))
-        good = [h for h in hits if h.score >= req.min_score]
+        min_score = self.search.match_threshold if req.min_score is None else req.min_score
+        good = [h for h in hits if h.score >= min_score]
         if not good and req.method == "auto":
             generated = self.generation.generate_instead(
                 user, req.task or "", req.base_model or "", best_score=hits[0].score if hits else None,
-                min_score=req.min_score, name=req.name)
+                min_score=min_score, name=req.name)
             if generated is not None:  # auto: no close adapter, so generate one from the description
                 job, dedup, reason = generated
                 if not dedup:
@@ -245,7 +246,7 @@ class CompositionService:
             best = f"best score {hits[0].score:.2f}" if hits else "no adapters at all"
             raise NotFoundError(
                 f"no adapter for base model {req.base_model} is similar enough to the task ({best}; "
-                f"min_score {req.min_score})", field="task",
+                f"min_score {min_score})", field="task",
             )
         soft = similarity_weights([h.score for h in good])
         floor = MIN_SOURCE_WEIGHT if req.method != "lorahub" else 0.0  # lorahub searches every candidate

@@ -15,13 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from hub.core.errors import InvalidInputError
 from hub.db import make_engine, make_session_factory
 from hub.hf_sync.retry import DEFAULT_POLICY, RetryPolicy
 from hub.jobs.queue import JobQueue
 from hub.jobs.worker import Handler
+from hub.jobs.workers import WorkerTable
 from hub.services import compositions, generation, hf_resync, router_training
 from hub.services.adapters import AdapterService
 from hub.services.auth_throttle import AuthThrottle
+from hub.services.base_files import BaseFiles
 from hub.services.base_models import BaseModelService
 from hub.services.composition_job import CompositionJob
 from hub.services.compositions import CompositionService
@@ -52,6 +55,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from hub.services.inference import InferenceService
 
 
+#: the job kinds the short lane of workers runs (quick merges and generations from a trained generator), so they
+#: never wait behind a long training; the general workers run every kind, these included
+SHORT_KINDS = (compositions.KIND, generation.GENERATE)
+#: the worker lanes ``loom worker --lane`` takes
+LANES = ("all", "short")
+
+
 class Hub:
     """Everything a running registry needs, built from settings.
 
@@ -76,6 +86,7 @@ class Hub:
         self.metrics = metrics = Metrics()
         self.users = UserService(sessions, AuthThrottle(settings.auth_fail_limit, settings.auth_fail_window_s))
         self.base_models = base_models = BaseModelService(sessions, settings.weights_dir, settings.hf_api)
+        self.base_files = BaseFiles(base_models, settings.data_dir)
         self.search = search = SearchService(settings, sessions, embedder_factory)
         self.adapters = adapters = AdapterService(sessions, blobs, search, metrics,
                                                   embedding_model=settings.embedding_model)
@@ -84,7 +95,8 @@ class Hub:
                                                embedding_model=settings.embedding_model)
         self.fsck = Fsck(sessions, blobs, search, settings.embedding_model)
         self.sources = sources = SourceResolver(adapters, base_models)
-        self.queue = JobQueue(sessions)
+        self.queue = JobQueue(sessions, short_kinds=SHORT_KINDS)
+        self.workers = WorkerTable(sessions, self.queue)
         self.jobs = jobs = JobService(self.queue)
         self.generation = GenerationService(jobs, sources, adapters, base_models)
         self.compositions = CompositionService(jobs, sources, search, self.generation)
@@ -118,6 +130,17 @@ def job_handlers(hub: Hub) -> dict[str, Handler]:
                                                 hub.search.embed).run,
         hf_resync.KIND: hub.hf.resync.run,
     }
+
+
+def lane_handlers(handlers: dict[str, Handler], lane: str) -> dict[str, Handler]:
+    """The handlers a worker of ``lane`` runs: every kind (``all``) or the :data:`SHORT_KINDS` (``short``).
+
+    Raises:
+        InvalidInputError: an unknown lane.
+    """
+    if lane not in LANES:
+        raise InvalidInputError(f"lane must be one of {', '.join(LANES)}, got {lane!r}", field="lane")
+    return dict(handlers) if lane == "all" else {k: h for k, h in handlers.items() if k in SHORT_KINDS}
 
 
 def build_hf(hub: Hub, *, api: HfApi | None = None, policy: RetryPolicy | None = None) -> HfService:

@@ -132,6 +132,25 @@ def sample_inputs(raw: bytes) -> list[str]:
     return [r["input"] for r in v.sample_pairs(raw)]
 
 
+def _check_one_layout(layouts: dict[str, str]) -> None:
+    """Generator sources must share one layout (ranks and target modules): name the ones that differ.
+
+    Raises:
+        IncompatibleAdaptersError: naming the adapters whose layout differs from the most common one.
+    """
+    groups: dict[str, list[str]] = {}
+    for key, lay in layouts.items():
+        groups.setdefault(lay, []).append(key)
+    if len(groups) <= 1:
+        return
+    common = max(groups, key=lambda lay: len(groups[lay]))
+    odd = [f"{k} ({lay})" for lay, keys in groups.items() if lay != common for k in keys]
+    raise IncompatibleAdaptersError(
+        f"generator sources must share one layout (ranks and target modules): {', '.join(odd)} "
+        f"differ from the others ({common}); leave them out, or give no sources to use every adapter of the "
+        f"base with the most common layout", field="sources", adapters=[o.split(" ")[0] for o in odd])
+
+
 class GenerationService:
     """Submit generation, generator-training and transfer jobs (:mod:`hub.services.generation_jobs` runs them).
 
@@ -162,6 +181,17 @@ class GenerationService:
         if not srcs:
             raise NotFoundError(f"no adapters of base model {req.base_model} to train a generator on", field="sources")
         srcs.of_base(req.base_model)
+        layouts = {src.key: self._layout(user, src) for src in srcs}
+        left_out: list[str] = []
+        if req.sources:
+            _check_one_layout(layouts)
+        else:  # the base's adapters of the most common layout (ranks and target modules); the others are left out
+            groups: dict[str, list[str]] = {}
+            for key, lay in layouts.items():
+                groups.setdefault(lay, []).append(key)
+            chosen = max(groups.values(), key=len)
+            left_out = [k for k in layouts if k not in chosen]
+            srcs = type(srcs)([src for src in srcs if src.key in chosen], "sources")
         cfg = generator_config(req.method, req.params)
         if req.method == "sg_lora" and len(srcs) < 2 and cfg.train_condition != "self":
             raise InvalidInputError("sg_lora needs at least 2 adapters (leave-one-out conditions)", field="sources")
@@ -174,7 +204,27 @@ class GenerationService:
                    "sources": [s.pinned() for s in srcs],
                    "output": {"name": req.name, "description": req.description}}
         h = Provenance.create(TRAIN_GENERATOR, request).recipe_hash()
-        return self.jobs.submit(TRAIN_GENERATOR, user.id, request, h)
+        job, dedup = self.jobs.submit(TRAIN_GENERATOR, user.id, request, h)
+        if not dedup:
+            chosen_layout = layouts[srcs[0].key]
+            self.jobs.log(job.id, f"{len(srcs)} adapters of {req.base_model} with the layout {chosen_layout}"
+                          + (f"; left out (other layouts): {', '.join(f'{k} ({layouts[k]})' for k in left_out)}"
+                             if left_out else ""))
+        return job, dedup
+
+    def _layout(self, user: User, src: Any) -> str:
+        """A source's layout as a generator sees it: its rank per target module kind, e.g. ``q_proj,v_proj r8``."""
+        ns, name = src.name.split("/", 1)
+        ver = self.adapters.version(user, ns, name, src.version)
+        kinds: dict[str, set[int]] = {}
+        for module, rank in sorted((ver.ranks or {}).items()):
+            kinds.setdefault(module.rsplit(".", 1)[-1], set()).add(int(rank))
+        if not kinds:
+            kinds = {t: {int(ver.rank)} for t in sorted(ver.target_modules or [])}
+        by_rank: dict[str, list[str]] = {}
+        for kind, ranks in sorted(kinds.items()):
+            by_rank.setdefault("/".join(f"r{r}" for r in sorted(ranks)), []).append(kind)
+        return " ".join(f"{','.join(k)} {r}" for r, k in sorted(by_rank.items()))
 
     def submit_generate(self, user: User, req: GenerateRequest, *, method: str | None = None,
                         base_model: str | None = None) -> tuple[JobView, bool]:

@@ -14,6 +14,8 @@ from hub.jobs.queue import JobQueue, JobView
 
 if TYPE_CHECKING:  # pragma: no cover
     from hub.db.models import User
+    from hub.jobs.workers import WorkerTable
+    from hub.services.metrics import Metrics
     from hub.services.users import UserService
 
 
@@ -42,10 +44,26 @@ class JobService:
         self.queue.report(job_id, log=line)
 
 
+#: the result keys naming what a job published, by artifact kind
+RESULT_KINDS = ("adapter", "router", "generator")
+
+
+def result_name(result: dict[str, Any] | None) -> str | None:
+    """``ns/name@version`` of what a finished job published (an adapter, a router or a generator), else None."""
+    for key in RESULT_KINDS:
+        name = (result or {}).get(key)
+        if isinstance(name, str) and name:
+            version = (result or {}).get("version")
+            return name if "@" in name or version is None else f"{name}@{version}"
+    return None
+
+
 def job_summary(job: JobView) -> dict[str, Any]:
-    """The public view of a job (what the API returns): the request without its internal log lines."""
+    """The public view of a job (what the API returns): the request without its internal log lines, and
+    ``result_name``, the ``ns/name@version`` it published."""
     d = job.to_dict()
     d["request"] = {k: x for k, x in job.request.items() if k != "log"}
+    d["result_name"] = result_name(job.result)
     return d
 
 
@@ -59,3 +77,38 @@ def job_owner(users: UserService, job: JobView) -> User:
         return users.get(job.owner_id)
     except NotFoundError:
         raise NotFoundError("the job's owner no longer exists") from None
+
+
+def worker_health(table: WorkerTable, pool: dict[str, Any] | None = None,
+                  metrics: Metrics | None = None) -> tuple[bool, dict[str, Any]]:
+    """Whether the job workers are healthy, and what ``/healthz`` says of them.
+
+    Args:
+        table: the workers table (every worker of the deployment registers there).
+        pool: ``WorkerPool.status()`` of this process's supervised workers (``loom serve``), if any.
+        metrics: gauges to update (``loom_workers{lane,state}``, ``loom_worker_restarts``).
+
+    Returns:
+        (healthy, info): unhealthy while a registered worker stopped heart-beating, or while fewer of the
+        supervised workers are up than expected (a dead one being replaced).
+    """
+    workers = table.list()
+    up = [w for w in workers if w.up()]
+    down = [w for w in workers if not w.up()]
+    info: dict[str, Any] = {"up": len(up), "down": len(down)}
+    if down:
+        info["down_workers"] = [w.name for w in down]
+    healthy = not down
+    if pool is not None:
+        info.update(expected=pool["expected"], supervised_up=pool["up"], restarts=pool["restarts"],
+                    lanes=pool["lanes"])
+        healthy = healthy and pool["up"] >= pool["expected"]
+    if metrics is not None:
+        metrics.workers.clear()
+        for lane in sorted({w.lane for w in workers} | set((pool or {}).get("lanes", {}))):
+            metrics.workers.labels(lane=lane, state="up").set(sum(w.lane == lane for w in up))
+            metrics.workers.labels(lane=lane, state="down").set(sum(w.lane == lane for w in down))
+            if pool is not None and lane in pool["lanes"]:
+                metrics.workers.labels(lane=lane, state="expected").set(pool["lanes"][lane]["expected"])
+        metrics.worker_restarts.set((pool or {}).get("restarts", 0))
+    return healthy, info

@@ -18,3 +18,7 @@ class Metrics:
         self.downloads = Counter("loom_downloads", "Adapter files downloaded", ["file"], registry=self.registry)
         self.searches = Counter("loom_searches", "Search queries", registry=self.registry)
         self.adapters = Gauge("loom_adapters", "Adapters in the registry", registry=self.registry)
+        self.workers = Gauge("loom_workers", "Job workers by lane: up (heart-beating), down, expected (supervised)",
+                             ["lane", "state"], registry=self.registry)
+        self.worker_restarts = Gauge("loom_worker_restarts", "Dead job workers replaced by this process's supervisor",
+                                     registry=self.registry)

@@ -35,6 +35,38 @@ MAX_STEPS = 20_000
 TRAIN_FIELDS = ("lr", "batch_size", "max_length", "weight_decay", "warmup", "seed", "trainable")
 
 
+#: ``recipe="hub"`` (the default): the settings that route on the hub's adapters, measured by
+#: ``benchmarks/routing_quality.py --features lexical`` (README, "Recommended hub settings"): gates read the
+#: request's sentence embedding plus hashed words, a supervised gate loss from the experts' own samples, and
+#: per preset what made it route (top-1 for MeteoRA and LoRA-Mixer, no balance loss for Wu MoLE, routed attention
+#: for LLaVA-MoLE, SMoRA's gate only). Given params and train settings override these; ``recipe="paper"``
+#: starts from each preset's own (the paper's) defaults instead.
+HUB_FEATURES: dict[str, Any] = {"features": "embedding", "lexical_dim": 4096}
+HUB_PARAMS: dict[str, dict[str, Any]] = {
+    "meteora": {"k": 1},
+    "mole_llava": {"task_ce": 1.0, "routed_attention": True},
+    "mole_wu": {"task_ce": 1.0, "balance_coef": 0.0},
+    "smora": {"task_ce": 5.0, "trainable": "gate"},
+    "lora_mixer": {"task_ce": 1.0, "placement": "all_linear", "k": 1},
+}
+HUB_TRAIN: dict[str, Any] = {"lr": 3e-2}
+RECIPES = ("hub", "paper")
+
+
+def recipe_settings(recipe: str, preset: str, params: dict[str, Any],
+                    train: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The preset config and training settings a request trains with: the recipe's, overridden by the given ones.
+
+    Raises:
+        InvalidInputError: an unknown recipe.
+    """
+    if recipe not in RECIPES:
+        raise InvalidInputError(f"recipe must be one of {', '.join(RECIPES)}, got {recipe!r}", field="recipe")
+    if recipe == "paper":
+        return dict(params), dict(train)
+    return {**HUB_FEATURES, **HUB_PARAMS.get(preset, {}), **params}, {**HUB_TRAIN, **train}
+
+
 @dataclass(frozen=True)
 class RouterTrainRequest:
     """A router-training request (the API's pydantic schema and the CLI map onto it).
@@ -47,6 +79,8 @@ class RouterTrainRequest:
         params: the preset's config fields (e.g. ``{"k": 2}``).
         train: optimisation settings (``lr``, ``batch_size``, ``max_length``, ``seed``, ``trainable`` ...).
         description: the router's description in the registry.
+        recipe: ``hub`` (default: the settings that route on hub adapters, :data:`HUB_PARAMS`) or ``paper`` (the
+            preset's own defaults); ``params`` and ``train`` override either.
     """
 
     preset: str
@@ -56,8 +90,10 @@ class RouterTrainRequest:
     params: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     description: str | None = None
+    recipe: str = "hub"
 
     def __post_init__(self) -> None:
+        recipe_settings(self.recipe, self.preset, {}, {})
         if not self.experts:
             raise InvalidInputError("experts must name at least one adapter", field="experts")
         if len(self.experts) > MAX_EXPERTS:
@@ -130,14 +166,15 @@ class RouterTrainingService:
             PermissionDeniedError: ``name`` is in another user's namespace, belongs to someone else or is not a
                 router.
         """
-        config = _check_preset(req.preset, req.params, req.steps, req.train)
+        params, train = recipe_settings(req.recipe, req.preset, req.params, req.train)
+        config = _check_preset(req.preset, params, req.steps, train)
         self.publisher.check_can_publish(user, req.name, "router")  # the user's own namespace, a router's name
         experts = self.sources.resolve_all(user, req.experts, field="experts", role="expert").distinct()
         base_id = experts.one_base()
         self.sources.base_with_weights(base_id, field="experts", why="a router is trained on its base model")
         experts.with_samples("a router is trained on its experts' samples")
         recipe = {"kind": KIND, "preset": req.preset, "config": config, "steps": req.steps,
-                  "train": dict(sorted(req.train.items())), "experts": [e.pinned() for e in experts]}
+                  "train": dict(sorted(train.items())), "recipe": req.recipe, "experts": [e.pinned() for e in experts]}
         recipe_hash = Provenance.create(KIND, {**recipe, "name": req.name}).recipe_hash()
         request = {**recipe, "base_model": base_id, "expert_ids": experts.keys,
                    "output": {"name": req.name, "description": req.description}}

@@ -1,17 +1,26 @@
 """Search glue: adapter embeddings in the DB, a derived vector index, filtered and visibility-safe search.
 
-Embedding text is name + description + tags. Vectors are computed at publish/patch time and stored
+Embedding text is the short name (as words) + description + tags; the namespace is left out (it names the
+owner, not the task). Vectors are computed at publish/patch time and stored
 on the adapter row; the index (``hub.search.index``) is derived from them, persisted under
 ``settings.index_dir`` with a fingerprint of the DB's vectors, and rebuilt at start when the
-fingerprint differs (or by ``loom reindex``, which also re-embeds). Filters and visibility are given
+fingerprint differs (or by ``loom reindex``, which also re-embeds). Other processes publish too (job workers,
+``loom demo``'s background build): a search first compares a cheap watermark of the adapters table with the
+one it last saw (at most every ``REFRESH_INTERVAL_S``) and, when it moved, brings the index in step with the
+rows whose vector changed. Filters and visibility are given
 to the engine as the allowed set, so k results come back whenever k match (no top-k-then-filter
-shortfall). Adapters whose name, short name or a tag equals the query rank first.
+shortfall). Adapters whose name, short name or a tag equals the query rank first. A hit whose cosine is
+below ``settings.search_match_threshold`` is a weak match (``match == "weak"``): nothing fits the query
+well. Queries are embedded by the query encoder (``settings.search_encoder``: the same model exported to
+ONNX Runtime, or torch), through a small LRU cache of recent query embeddings.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,21 +33,29 @@ from hub.core.errors import InvalidInputError
 from hub.db.models import Adapter, User
 from hub.repositories import adapters as repo
 from hub.repositories.adapters import AdapterFilters
+from hub.services.search_filters import AllowedCache, row_matches
 from hub.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
     from hub.search.embedder import Embedder
 
+log = logging.getLogger(__name__)
+
 MAX_K = 100
 AUTOSAVE_DELAY_S = 5.0
 MAX_QUERY = 1000
+#: how often a search checks whether other processes changed the adapters (seconds)
+REFRESH_INTERVAL_S = 1.0
 
 
 def embedding_text(namespace: str, name: str, description: str, tags: Sequence[str]) -> str:
-    """The text embedded for an adapter: its name (also with separators as spaces), description, tags."""
+    """The text embedded for an adapter: its short name as words, its description and tags.
+
+    ``namespace`` is accepted (callers pass the full name's parts) but not embedded: it names the owner.
+    """
     words = name.replace("-", " ").replace("_", " ").replace(".", " ")
     tag_text = ", ".join(tags)
-    return f"{namespace}/{name} ({words}). {description}" + (f" Tags: {tag_text}." if tag_text else "")
+    return f"{words}: {description}" + (f" Tags: {tag_text}." if tag_text else "")
 
 
 def vector_hash(blob: bytes) -> str:
@@ -47,11 +64,20 @@ def vector_hash(blob: bytes) -> str:
 
 @dataclass(frozen=True)
 class SearchHit:
-    """One result: the adapter, its cosine score, and whether it matched the query exactly."""
+    """One result: the adapter, its cosine score, whether it matched the query exactly, and how well.
+
+    ``match`` is ``"good"`` for an exact match or a score at or above the match threshold, else ``"weak"``.
+    """
 
     adapter: Adapter
     score: float
     exact: bool
+    match: str = "good"
+
+
+def match_of(score: float, exact: bool, threshold: float) -> str:
+    """``"good"`` when ``exact`` or ``score >= threshold``, else ``"weak"``."""
+    return "good" if exact or score >= threshold else "weak"
 
 
 class SearchService:
@@ -71,6 +97,19 @@ class SearchService:
         self._lock = threading.RLock()
         self._dirty = False
         self._timer: threading.Timer | None = None
+        self._mark: tuple[Any, ...] | None = None  # the adapters table's watermark the index reflects
+        self._hashes: dict[int, str | None] = {}  # adapter id -> embedding hash the index holds
+        self._checked = 0.0
+        self._query_encoder: Embedder | None = None
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.query_cache_hits = 0
+        self.allowed_cache = AllowedCache(settings.search_filter_cache_s)
+
+    @property
+    def match_threshold(self) -> float:
+        """Scores below this are weak matches (``settings.search_match_threshold``)."""
+        return float(self.settings.search_match_threshold)
 
     # -- embeddings ---------------------------------------------------------------------------
     @property
@@ -90,6 +129,53 @@ class SearchService:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(n, dim) float32 unit vectors."""
         return np.asarray(self.embedder.embed(list(texts)), dtype=np.float32)
+
+    @property
+    def query_encoder(self) -> Embedder:
+        """What embeds queries: the ONNX export of the embedder (``search_encoder="onnx"``) or the embedder.
+
+        An injected embedder factory (tests, benchmarks) that does not build a sentence-transformers model
+        keeps its own embedder for queries too.
+        """
+        if self._query_encoder is None:
+            with self._lock:
+                if self._query_encoder is None:
+                    self._query_encoder = self._load_query_encoder()
+        return self._query_encoder
+
+    def _load_query_encoder(self) -> Embedder:
+        from hub.search.embedder import SentenceTransformerEmbedder
+
+        embedder = self.embedder
+        if self.settings.search_encoder == "torch" or not isinstance(embedder, SentenceTransformerEmbedder):
+            return embedder
+        from hub.search.onnx_encoder import load_onnx_encoder
+
+        try:
+            return load_onnx_encoder(embedder, self.settings.data_dir / "models",
+                                     int8=self.settings.search_encoder == "onnx-int8")
+        except (InvalidInputError, ImportError, OSError, RuntimeError) as exc:  # same vectors, only slower
+            log.warning("search: the ONNX query encoder is unavailable (%s); queries use torch", exc)
+            return embedder
+
+    def embed_query(self, query: str) -> np.ndarray:
+        """A query's unit vector ``(dim,)``, from the LRU cache of recent queries when it is there."""
+        size = self.settings.search_query_cache
+        with self._cache_lock:
+            hit = self._query_cache.get(query)
+            if hit is not None:
+                self._query_cache.move_to_end(query)
+                self.query_cache_hits += 1
+                return hit
+        vec = np.asarray(self.query_encoder.embed([query]), dtype=np.float32)[0]
+        vec.setflags(write=False)  # shared by every caller of the same query
+        if size > 0:
+            with self._cache_lock:
+                self._query_cache[query] = vec
+                self._query_cache.move_to_end(query)
+                while len(self._query_cache) > size:
+                    self._query_cache.popitem(last=False)
+        return vec
 
     def embed_adapter(self, namespace: str, name: str, description: str, tags: Sequence[str]) -> bytes:
         """The stored embedding bytes (float32) of an adapter's text."""
@@ -126,6 +212,7 @@ class SearchService:
             if self._index is not None:
                 return "ready"
             with self.sessions() as s:
+                self._mark, self._hashes = repo.watermark(s), dict(repo.embedding_hashes(s, self.settings.embedding_model))
                 fp = self._fingerprint(s)
                 if self.settings.index_dir.exists():
                     try:
@@ -189,20 +276,55 @@ class SearchService:
         with self.sessions() as s:
             return saved != self._fingerprint(s)
 
+    def refresh(self, *, force: bool = False) -> int:
+        """Bring the loaded index in step with adapters other processes published, changed or deleted.
+
+        Cheap when nothing changed: one aggregate query, at most every ``REFRESH_INTERVAL_S`` (``force``: now).
+        Returns how many index entries changed.
+        """
+        import time
+
+        with self._lock:
+            if self._index is None or (not force and time.monotonic() - self._checked < REFRESH_INTERVAL_S):
+                return 0
+            self._checked = time.monotonic()
+            with self.sessions() as s:
+                mark = repo.watermark(s)
+                if mark == self._mark:
+                    return 0
+                now = dict(repo.embedding_hashes(s, self.settings.embedding_model))
+                changed = [i for i, h in now.items() if self._hashes.get(i, "") != h]
+                gone = [i for i in self._hashes if i not in now]
+                vectors = repo.embeddings_of(s, changed) if changed else {}
+            if gone:
+                self._index.remove(np.asarray(gone, dtype=np.int64))
+            for i, blob in vectors.items():
+                self._index.add(np.asarray([i], dtype=np.int64), np.frombuffer(blob, dtype=np.float32)[None, :])
+            self._mark, self._hashes = mark, now
+            self.allowed_cache.invalidate()  # rows changed elsewhere: filter and visibility sets may have too
+            if gone or vectors:
+                self._dirty = True
+                self._schedule_save()
+            return len(gone) + len(vectors)
+
     def upsert(self, adapter_id: int, vector: bytes) -> None:
         """Put an adapter's new vector into the loaded index (no-op until the index is loaded)."""
         with self._lock:
             if self._index is None:
                 return
+            self.allowed_cache.invalidate()
             ids = np.asarray([adapter_id], dtype=np.int64)
             self._index.add(ids, np.frombuffer(vector, dtype=np.float32)[None, :])  # replaces an old vector
+            self._hashes[adapter_id] = vector_hash(vector)
             self._dirty = True
             self._schedule_save()
 
     def remove(self, adapter_id: int) -> None:
+        self.allowed_cache.invalidate()
         with self._lock:
             if self._index is not None:
                 self._index.remove(np.asarray([adapter_id], dtype=np.int64))
+                self._hashes.pop(adapter_id, None)
                 self._dirty = True
                 self._schedule_save()
 
@@ -247,7 +369,8 @@ class SearchService:
                filters: AdapterFilters | None = None, vector: np.ndarray | None = None) -> list[SearchHit]:
         """The ``k`` best visible adapters for ``query`` among those matching ``filters``.
 
-        ``vector``: the query's embedding when the caller already has it (``embed([query])[0]``).
+        ``vector``: the query's embedding when the caller already has it (``embed_query(query)``).
+        Each hit's ``match`` says whether its score reaches ``match_threshold``.
 
         Raises:
             InvalidInputError: an empty or overlong query, or k outside 1..100.
@@ -259,26 +382,38 @@ class SearchService:
             raise InvalidInputError(f"k must be in 1..{MAX_K}, got {k}", field="k", value=k)
         f = filters or AdapterFilters()
         self.ensure_index()
-        qvec = self.embed([query])[0] if vector is None else vector
+        self.refresh()
+        qvec = self.embed_query(query) if vector is None else vector
+        out = self._search(viewer, query, k, f, qvec, cached=True)
+        if out is None:  # a cached allowed set was out of date (another process changed a row): ask again
+            self.allowed_cache.invalidate()
+            out = self._search(viewer, query, k, f, qvec, cached=False)
+        return out or []
+
+    def _search(self, viewer: User | None, query: str, k: int, f: AdapterFilters, qvec: np.ndarray,
+                cached: bool) -> list[SearchHit] | None:
+        """One search; None when a hit fails the visibility/filter check of its row (a stale cached set)."""
         with self.sessions() as s:
             has_filters = f != AdapterFilters()
             allowed: Any
             if has_filters:
-                allowed_list = repo.allowed_ids(s, viewer, f)
-                allowed = np.asarray(allowed_list, dtype=np.int64)
-                allowed_set: set[int] | None = set(allowed_list)
-            else:
-                allowed_set = None
+                def load() -> list[int]:  # own session: it may run in the cache's refresh thread
+                    with self.sessions() as s2:
+                        return repo.allowed_ids(s2, viewer, f)
 
-                def allowed(ids: list[int]) -> set[int]:
+                allowed = self.allowed_cache.get(viewer, f, load) if cached else np.unique(np.asarray(load(), np.int64))
+            else:
+                allowed = None
+
+                def allowed(ids: list[int]) -> set[int]:  # noqa: F811 - the visibility predicate
                     return set(repo.allowed_ids_among(s, viewer, ids))
 
             exact = repo.exact_matches(s, viewer, query, None)
-            if allowed_set is not None:
-                exact = [i for i in exact if i in allowed_set]
+            if has_filters:
+                exact = [i for i in exact if _contains(allowed, i)]
             exact = exact[:k]
             with self._lock:
-                hits = self._index.search(qvec, k, allowed=allowed) if (allowed_set is None or allowed_set) else []
+                hits = self._index.search(qvec, k, allowed=allowed) if (not has_filters or allowed.size) else []
             ordered = list(exact) + [i for i, _ in hits if i not in exact]
             ordered = ordered[:k]
             rows = repo.adapters_by_ids(s, ordered)
@@ -288,8 +423,18 @@ class SearchService:
                 a = rows.get(i)
                 if a is None:  # the index is ahead of the DB (deleted meanwhile)
                     continue
+                if has_filters and not row_matches(a, viewer, f):
+                    if cached:
+                        return None
+                    continue
                 score = scores.get(i)
                 if score is None and a.embedding is not None:
                     score = float(np.frombuffer(a.embedding, dtype=np.float32) @ qvec)
-                out.append(SearchHit(a, float(score or 0.0), i in exact))
+                sc = float(score or 0.0)
+                out.append(SearchHit(a, sc, i in exact, match_of(sc, i in exact, self.match_threshold)))
             return out
+
+
+def _contains(sorted_ids: np.ndarray, i: int) -> bool:
+    at = int(np.searchsorted(sorted_ids, i))
+    return at < sorted_ids.size and int(sorted_ids[at]) == i

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from hub.core.errors import InvalidInputError
+from testbed.entries import MANIFEST, Zoo
 from testbed.real.base import LICENSE, SMOLLM2_ID, smollm2_folder
 from testbed.real.tasks import TASKS, RealTask, get_task
 from testbed.real.train import RealLoraRecipe
-from testbed.zoo import MANIFEST, N_SAMPLES, ProgressFn, Zoo
+from testbed.zoo import N_SAMPLES, ProgressFn
 
 #: the adapters are published as ``smol/<task>``
 NAMESPACE = "smol"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.registry.fixtures import *  # noqa: F403
+from tests.services.fixtures import *  # noqa: F403
 
 
 @dataclass

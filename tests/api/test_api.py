@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.api.util import assert_error, upload
-from tests.registry.util import registry_state
+from tests.services.util import registry_state
 
 
 def test_error_shape_is_the_same_everywhere(api):

@@ -24,7 +24,7 @@ def contract_app(tmp_path_factory, tiny_model, fake_hub):  # noqa: F811 (the imp
     from hub.services.container import Hub
     from hub.settings import get_settings
     from tests.helpers import PICO_BASE_ID, make_peft_adapter
-    from tests.registry.util import files_of
+    from tests.services.util import files_of
 
     root = tmp_path_factory.mktemp("contract")
     hub = Hub(get_settings(data_dir=root / "data", hf_endpoint=fake_hub.url, hf_token=TOKEN, auth_fail_limit=0))

@@ -62,7 +62,7 @@ def test_nul_in_multipart_fields_and_config_values_is_422_naming_the_field(api, 
 
 def test_the_database_guard_covers_service_and_cli_paths(hub, adapter_dirs):
     from hub.repositories.adapters import AdapterFilters
-    from tests.registry.util import files_of
+    from tests.services.util import files_of
 
     alice = hub.users.ensure_user("alice")
     with pytest.raises(InvalidInputError, match="NUL") as e:

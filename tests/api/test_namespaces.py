@@ -7,7 +7,7 @@ import pytest
 
 from hub.core.errors import ConflictError
 from tests.api.util import assert_error, upload
-from tests.registry.util import files_of
+from tests.services.util import files_of
 
 
 def test_upload_into_another_namespace_is_403_naming_it(api, adapter_dirs):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import free_port, serve_in_thread  # noqa: F401 (free_port: re-exported)
-from tests.registry.fixtures import *  # noqa: F403
+from tests.services.fixtures import *  # noqa: F403
 
 
 @pytest.fixture

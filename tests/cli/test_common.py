@@ -51,3 +51,23 @@ def test_print_listing_is_json_or_a_table(capsys):
     common.print_listing(items, False, "bases", ("id", "revision"), lambda b: (b["id"], b["revision"]))
     lines = capsys.readouterr().out.splitlines()
     assert "bases" in lines[0] and any("tiny/qwen" in line and "abc" in line for line in lines)
+
+
+@pytest.mark.parametrize("width", [50, 60, 80, 100, 140])
+def test_adapter_table_keeps_names_and_versions_readable_on_narrow_terminals(width):
+    """#18.12: a small terminal used to squeeze every column to nothing ("┃┃┃"); columns are dropped instead."""
+    import io
+
+    from rich.console import Console
+
+    from hub.cli.common import adapter_table
+
+    rows = [{"id": "zoo/caesar_1", "latest_version": 7, "rank": 8, "base_model": "loom-testbed/llama-2m",
+             "tags": ["cipher"], "downloads": 3, "description": "Shift each letter forward by one",
+             "visibility": "public"}]
+    out = io.StringIO()
+    Console(file=out, width=width).print(adapter_table(rows, "adapters", width=width))
+    text = out.getvalue()
+    assert "zoo/caesar_1" in text and " 7 " in text and "Shift" in text, text
+    assert "…" not in text and all(len(line) <= width for line in text.splitlines())
+    assert ("loom-testbed/llama-2m" in text) == (width >= 70)

@@ -7,14 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from hub.cli import main
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_healthy
 
 LOOM = Path(sys.executable).with_name("loom")
 
@@ -27,19 +25,6 @@ def local_env(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("LOOM_DATA_DIR", str(data))
     return {**os.environ, "LOOM_DATA_DIR": str(data)}
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"loom serve exited with {proc.returncode}"
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("loom serve did not answer /healthz")
 
 
 def stop(proc: subprocess.Popen) -> int:

@@ -11,8 +11,8 @@ from hub.jobs.worker import Worker
 from hub.services.compositions import CompositionRequest
 from hub.services.generation import TrainGeneratorRequest
 from tests.helpers import PICO_BASE_ID
-from tests.registry.fixtures import *  # noqa: F403
-from tests.registry.util import files_of
+from tests.services.fixtures import *  # noqa: F403
+from tests.services.util import files_of
 
 
 def _run_all(hub):

@@ -16,8 +16,8 @@ from hub.services.generation import (
     transfer_config,
 )
 from tests.helpers import PICO_BASE_ID
-from tests.registry.fixtures import *  # noqa: F403
-from tests.registry.util import files_of
+from tests.services.fixtures import *  # noqa: F403
+from tests.services.util import files_of
 
 
 @pytest.fixture
@@ -180,3 +180,25 @@ def test_cli_generation_commands_submit_and_report(setup, monkeypatch):
                                  "--no-wait", "--json"])
         assert r.exit_code == 0, r.output
         assert '"kind": "train_generator"' in r.output
+
+
+def test_train_generator_picks_the_bases_adapters_of_one_layout_and_names_the_odd_one(setup, adapter_dirs):
+    """#18.6: after a compose (or any adapter of another rank) `loom train-generator -b BASE` still works: the
+    base's adapters of the most common layout are used and the others named in the log; explicit sources of
+    mixed layouts are refused naming the offending adapter."""
+    hub, alice = setup
+    hub.publisher.publish(alice, "alice/wide", files_of(adapter_dirs[2]), description="a rank-8 adapter")
+    svc = hub.generation
+    job, _ = svc.submit_train_generator(alice, TrainGeneratorRequest(
+        method="sg_lora", base_model=PICO_BASE_ID, name="alice/gen", params={"steps": 5, "k": 2}))
+    assert sorted(s["name"] for s in job.request["sources"]) == ["alice/reverse", "alice/upper"]
+    logged = svc.jobs.get(job.id, alice.id).log
+    assert any("left out (other layouts): alice/wide@1 (" in line for line in logged), logged
+    _run_all(hub)
+    done = svc.jobs.get(job.id, alice.id)
+    assert done.status == "succeeded", done.error
+    with pytest.raises(IncompatibleAdaptersError, match=r"alice/wide@1 \(.*r8.*\) differ from the others") as err:
+        svc.submit_train_generator(alice, TrainGeneratorRequest(
+            method="sg_lora", base_model=PICO_BASE_ID, name="alice/gen2",
+            sources=("alice/upper", "alice/reverse", "alice/wide")))
+    assert err.value.details["adapters"] == ["alice/wide@1"]

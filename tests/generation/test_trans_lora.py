@@ -65,14 +65,15 @@ def test_rewrite_sampler_keeps_the_format_and_is_seeded(world):
     transfer drops as malformed), up to length_jitter tokens longer than the longest seed input (and some
     are: a student must see inputs longer than 5 seeds show), the seed's instruction kept when
     instruction_rates = (0, 0), the same under the same seed."""
-    from generation.trans_lora import RewriteSampler, _well_formed, answer_confidence
+    from generation.trans_lora import answer_confidence
+    from generation.trans_samplers import RewriteSampler, well_formed
 
     cdc, s, t, pm, _source, seeds, _real = world
     smp = RewriteSampler(t, cdc, " | ", 1.0, (0.3, 1.0), 2.0, 4)
     a, b = smp(seeds, 64, random.Random(3)), smp(seeds, 64, random.Random(3))
     assert a == b and a != smp(seeds, 64, random.Random(4))
     longest = max(len(x.split(" | ")[0]) for x in seeds)
-    bad = [c for c in a if not _well_formed(c, " | ")]
+    bad = [c for c in a if not well_formed(c, " | ")]
     assert len(bad) <= 4 and all(not c.split(" | ")[0].strip() for c in bad), bad  # only blank inputs fail
     assert all(c.endswith(" | " + w.CUE) and 1 <= len(c.split(" | ")[0]) <= longest + 4 for c in a), a
     assert any(len(c.split(" | ")[0]) > longest for c in a), a

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.registry.fixtures import db_templates  # noqa: F401
+from tests.services.fixtures import db_templates  # noqa: F401
 
 TASK = "upper"
 
@@ -65,8 +65,9 @@ def test_transfer_job_lifts_target_accuracy(thub, tb_zoo):
     assert job["status"] == "succeeded", (job["error"], job["log"][-5:])
     assert job["result"]["adapter"] == "alice/upper-qwen" and job["result"]["accepted"] > 0, job["result"]
     log = "\n".join(job["log"]) if isinstance(job["log"], list) else str(job["log"])
-    for phase in ("discriminator", "synthesize", "filter", "label", "distil"):
-        assert f"phase {phase}" in log, log
+    for phase in ("discriminator", "synthesize", "filter", "label", "distil"):  # each phase once, with its time
+        assert sum(f"phase {phase}: " in line and line.endswith(" s") for line in job["log"]) == 1, log
+    assert "candidates" in log and "accepted" in log  # the interleaved phases' counts
 
     alice = thub.users.ensure_user("alice")
     ver = thub.adapters.version(alice, "alice", "upper-qwen", None)

@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers import byte_llama as tiny_llama
 from tests.helpers import save_byte_base
-from tests.registry.fixtures import db_templates  # noqa: F401
+from tests.services.fixtures import db_templates  # noqa: F401
 
 BASE_ID = "loom-test/infer-llama"
 OTHER_BASE_ID = "loom-test/other-llama"

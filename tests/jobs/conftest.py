@@ -1,3 +1,3 @@
 """The registry fixtures (SQLite and PostgreSQL) for the job tests."""
 
-from tests.registry.fixtures import *  # noqa: F403
+from tests.services.fixtures import *  # noqa: F403

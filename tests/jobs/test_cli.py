@@ -10,7 +10,7 @@ import pytest
 from hub.cli import main
 from hub.jobs.worker import Worker
 from tests.cli.conftest import server  # noqa: F401 - the real uvicorn server fixture
-from tests.registry.util import files_of
+from tests.services.util import files_of
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from hub.services.compositions import (
     CompositionRequest,
     similarity_weights,
 )
-from tests.registry.util import files_of, registry_state
+from tests.services.util import files_of, registry_state
 
 
 @pytest.fixture
@@ -191,3 +191,20 @@ def test_stale_running_job_is_requeued(setup):
     assert q.get(job.id, check_owner=False).status == "queued"
     _run_all(hub)
     assert q.get(job.id, check_owner=False).status == "succeeded"
+
+
+def test_a_composed_adapter_inherits_the_license_its_parents_share(setup, adapter_dirs):
+    """#18.12: parents all MIT -> the merge is MIT; parents of different licenses -> no license claimed."""
+    hub, alice = setup
+    hub.adapters.patch(alice, "alice", "upper", license="mit")
+    hub.adapters.patch(alice, "alice", "reverse", license="mit")
+    hub.publisher.publish(alice, "alice/third", files_of(adapter_dirs[0]), description="x", license="apache-2.0")
+    same, _ = hub.compositions.submit(alice, CompositionRequest(sources=("alice/upper", "alice/reverse"),
+                                                                method="cat", name="alice/both-mit"))
+    mixed, _ = hub.compositions.submit(alice, CompositionRequest(sources=("alice/upper", "alice/third"),
+                                                                 method="cat", name="alice/mixed"))
+    _run_all(hub)
+    assert hub.jobs.get(same.id, alice.id).status == "succeeded"
+    assert hub.jobs.get(mixed.id, alice.id).status == "succeeded"
+    assert hub.adapters.get(alice, "alice", "both-mit").license == "mit"
+    assert hub.adapters.get(alice, "alice", "mixed").license is None

@@ -17,7 +17,7 @@ import torch
 from hub.jobs.queue import JobQueue
 from hub.jobs.worker import Worker
 from hub.services.composition_objective import balanced, build_objective, load_scorer, source_examples
-from tests.registry.util import registry_state
+from tests.services.util import registry_state
 
 BASE_ID = "loom-test/lorahub-llama"
 SAMPLES = {

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from hub.jobs.supervisor import start_workers, stop_workers
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_healthy
 
 
 @contextmanager
@@ -29,16 +29,7 @@ def api_server(env: dict[str, str], port: int):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the API server did not start")
-            time.sleep(0.3)
+        wait_healthy(url, proc, timeout=90)
         yield url
     finally:
         proc.terminate()

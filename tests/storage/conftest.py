@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.registry.fixtures import *  # noqa: F403
+from tests.services.fixtures import *  # noqa: F403
 from tests.storage.s3server import MotoS3, aws_env
 
 

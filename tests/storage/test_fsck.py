@@ -6,7 +6,7 @@ import pytest
 
 from hub.storage import staging
 from hub.storage.base import key_path
-from tests.registry.util import files_of
+from tests.services.util import files_of
 from tests.storage.backends import dead_pid
 
 

@@ -93,8 +93,8 @@ def test_auto_chat_routes_to_the_right_adapter(ci_zoo, demo):
 def test_zoo_cached_with_the_old_tokenizer_is_upgraded_on_load(ci_zoo, tmp_path):
     import json
 
+    from testbed.entries import Zoo
     from testbed.tokenizer import is_current
-    from testbed.zoo import Zoo
 
     copy = tmp_path / "zoo"
     shutil.copytree(ci_zoo.root, copy)

@@ -105,3 +105,25 @@ def test_run_eval_parses_cli_configs_and_writes_json(ci_zoo, tmp_path):
     body = json.loads((tmp_path / "e.json").read_text())
     assert body["accuracy"] == res.accuracy and body["accuracy"]["zoo:upper"]["upper"] >= 0.75
     assert "zoo:upper" in out.getvalue()
+
+
+def test_an_adapter_folder_is_evaluated_on_its_own_base(ci_zoo, tmp_path):
+    """#18.8: `loom eval -c <folder>` of a Qwen2 adapter scores it on Qwen2 (it scored 0% on base A)."""
+    import shutil
+
+    from hub.core.errors import NotFoundError
+    from hub.core.peft_io import load_peft
+    from testbed.commands import parse_config_arg
+
+    base_b = ci_zoo.bases[1].id
+    entry = ci_zoo.adapter("upper", base_b)
+    folder = shutil.copytree(entry.dir, tmp_path / "pulled")  # what `loom pull` leaves
+    lora = load_peft(folder)
+    assert lora.base_model == base_b
+    cfg = parse_config_arg(str(folder), ci_zoo)
+    assert cfg.own_base(lora, ci_zoo) == base_b
+    res = evaluate({"pulled": cfg}, zoo=ci_zoo, tasks=["upper"], n=20, composites=False)
+    assert res.accuracy["pulled"]["upper"] >= 0.75, res.accuracy
+    assert Adapter(folder, base_id=ci_zoo.bases[0].id).own_base(lora, ci_zoo) == ci_zoo.bases[0].id
+    with pytest.raises(NotFoundError, match="which this zoo does not have"):
+        Adapter(folder).own_base(lora.with_spec(base_model="other/base"), ci_zoo)

@@ -9,8 +9,9 @@ import torch
 
 from hub.core.errors import InvalidInputError, NotFoundError
 from hub.core.peft_io import load_peft
+from testbed.entries import Zoo
 from testbed.models import size_recipe
-from testbed.zoo import Zoo, build_zoo, publish_zoo, register_bases, with_steps
+from testbed.zoo import build_zoo, publish_zoo, register_bases, with_steps
 from tests.testbed.conftest import SUBSET
 
 

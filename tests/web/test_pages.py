@@ -155,3 +155,12 @@ def test_markdown_is_sanitised():
     assert meta == {"license": "mit", "tags": ["a"]} and body.strip() == "# Card"
     assert split_front_matter("# No front matter\n") == ({}, "# No front matter\n")
     assert split_front_matter("---\n: [bad\n---\nbody")[0] == {}
+
+
+def test_search_page_says_when_nothing_fits(http, live):
+    off = http.get("/", params={"q": "my cat keeps scratching the sofa"})
+    assert off.status_code == 200 and 'id="weak-match"' in off.text and "No good match" in off.text
+    assert off.text.count("weak match</span>") == len(re.findall(r'class="score"', off.text)) > 0
+    on = http.get("/", params={"q": "condense a newspaper story into a few bullets"})
+    assert re.findall(r'<h3><a href="/a/([^"]+)">', on.text)[0] == "alice/news-summariser"
+    assert 'id="weak-match"' not in on.text

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.hf_sync.fixtures import TOKEN, fake_hub, hf_env  # noqa: F401
-from tests.registry.fixtures import *  # noqa: F403
+from tests.services.fixtures import *  # noqa: F403
 
 
 @pytest.fixture(scope="session")

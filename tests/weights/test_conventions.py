@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import serve_in_thread
+from tests.hf.util import seed
 from tests.hf_sync.fixtures import OTHER_TOKEN, TOKEN
-from tests.hf_wire.util import seed
 
 
 def test_settings_follow_hf_conventions(fake_hub, hf_env, monkeypatch):

@@ -24,7 +24,10 @@
       const pct = Math.round((job.progress || 0) * 100);
       $("job-progress").value = job.progress || 0;
       $("job-percent").textContent = pct + "%";
-      $("job-message").textContent = job.message || "";
+      const ahead = (job.ahead || []).map((a) => a.kind + " " + a.status + (a.status === "running" ? " " + Math.round(a.progress * 100) + "%" : "")).join(", ");
+      $("job-message").textContent = job.position
+        ? "Queued: #" + job.position + " in line" + (ahead ? "; ahead: " + ahead + "." : "; next to run.")
+        : (job.message || "");
       $("job-log").replaceChildren(...(job.log || []).map((l) => Loom.el("li", { text: l })));
       const result = $("job-result");
       $("job-cancel").hidden = TERMINAL.includes(job.status);

@@ -12,6 +12,11 @@ document.addEventListener("DOMContentLoaded", () => {
     box.setAttribute("aria-busy", "false");
   };
 
+  // what runs or waits ahead of a queued job, in words
+  const aheadText = (j) => !j.position ? "" : "#" + j.position + " in line" + ((j.ahead || []).length
+    ? "; ahead: " + j.ahead.map((a) => a.kind + " " + a.status + (a.status === "running" ? " " + Math.round(a.progress * 100) + "%" : "")).join(", ")
+    : "; next to run");
+
   async function load() {
     let resp, body;
     try {
@@ -34,11 +39,12 @@ document.addEventListener("DOMContentLoaded", () => {
       const pct = Math.round((j.progress || 0) * 100);
       const progress = Loom.el("progress", { max: "100", value: String(pct), "aria-label": "progress of job " + j.id }, pct + "%");
       const r = j.result;
-      const result = r && r.adapter ? Loom.el("a", { href: "/a/" + r.adapter + "?version=" + r.version, text: r.adapter + "@" + r.version })
+      const name = j.result_name || (r && r.adapter ? r.adapter + "@" + r.version : "");
+      const result = name ? Loom.el("a", { href: "/a/" + name.split("@")[0] + "?version=" + name.split("@")[1], text: name })
         : (j.error && j.error.message) || "";
       return Loom.el("tr", {},
         Loom.el("th", { scope: "row" }, Loom.el("a", { href: "/compose?job=" + encodeURIComponent(j.id), text: j.id.slice(0, 8) })),
-        Loom.el("td", { text: j.kind }), Loom.el("td", { text: j.status }), Loom.el("td", {}, progress),
+        Loom.el("td", { text: j.kind }), Loom.el("td", { text: j.position ? j.status + " #" + j.position : j.status, title: aheadText(j) }), Loom.el("td", {}, progress),
         Loom.el("td", { text: (j.created_at || "").replace("T", " ").slice(0, 19) }), Loom.el("td", {}, result));
     });
     const head = Loom.el("tr", {}, ...["Job", "Kind", "Status", "Progress", "Created (UTC)", "Result"].map((h) => Loom.el("th", { scope: "col", text: h })));

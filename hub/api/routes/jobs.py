@@ -27,7 +27,8 @@ class CompositionIn(BaseModel):
                         "'trans_lora' (one source moved to base_model)")
     params: dict[str, Any] = Field(default_factory=dict)
     k: int = Field(default=3, description="how many adapters to retrieve for a task")
-    min_score: float = Field(default=0.25, description="minimum similarity of a retrieved adapter")
+    min_score: float | None = Field(default=None, description="minimum similarity of a retrieved adapter "
+                                    "(default: the search's match threshold, LOOM_SEARCH_MATCH_THRESHOLD)")
     name: str | None = Field(default=None, description="ns/name of the result (default: yours, generated)")
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
@@ -45,12 +46,17 @@ class JobOut(BaseModel):
     message: str
     log: list[str]
     result: dict[str, Any] | None
+    result_name: str | None = Field(default=None, description="ns/name@version of what the job published")
     error: dict[str, Any] | None
     cancel_requested: bool
     attempts: int
     created_at: str
     started_at: str | None
     finished_at: str | None
+    worker: str | None = Field(default=None, description="the worker (host:pid) that runs or ran the job")
+    position: int | None = Field(default=None, description="a queued job's place in its line (1: next)")
+    ahead: list[dict[str, Any]] = Field(default_factory=list, description=(
+        "what runs or waits ahead of a queued job: kind, status, progress (and id, for your own jobs)"))
     deduplicated: bool = False
 
 
@@ -89,12 +95,13 @@ def list_jobs(hub: HubDep, user: UserDep, status: str | None = None,
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, operation_id="get_job",
-            summary="A job's status, progress, log, result or error")
+            summary="A job's status, progress, log, result or error (by its id or any unique prefix of it)",
+            responses={409: {"description": "the prefix matches several jobs (listed in the error)"}})
 def get_job(hub: HubDep, user: UserDep, job_id: str) -> JobOut:
     return job_out(hub.jobs.get(job_id, user.id if user else None))
 
 
 @router.delete("/jobs/{job_id}", response_model=JobOut, operation_id="cancel_job",
-               summary="Cancel a queued or running job; a cancelled job publishes nothing")
+               summary="Cancel a queued or running job (by id or unique prefix); a cancelled job publishes nothing")
 def cancel_job(hub: HubDep, user: WriterDep, job_id: str) -> JobOut:
     return job_out(hub.jobs.cancel(job_id, user.id))

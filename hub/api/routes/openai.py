@@ -14,18 +14,20 @@ Chat prompts use the tokenizer's chat template when it has one; otherwise each m
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.core.errors import AuthenticationError, InvalidInputError, LoomError
+from hub.core.errors import AuthenticationError, InvalidInputError, LoomError, RequestCancelledError
 from hub.db.models import User
 
 router = APIRouter(tags=["inference (OpenAI-compatible)"])
@@ -57,6 +59,16 @@ def optional_user(request: Request) -> User | None:
     except AuthenticationError:
         return None
 
+
+#: the error statuses of the completion routes, documented in the OpenAPI document
+COMPLETION_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "the prompt plus max_tokens does not fit the model's context (context_length_exceeded)"},
+    401: {"description": "anonymous, and LOOM_ANONYMOUS_INFERENCE=false"},
+    404: {"description": "unknown model, adapter or version"},
+    413: {"description": "body over LOOM_MAX_JSON_BYTES, or n x prompts over LOOM_INFERENCE_MAX_ROWS_PER_REQUEST"},
+    422: {"description": "invalid parameters"},
+    429: {"description": "queue full or too many concurrent requests from this caller; see Retry-After"},
+}
 
 InferenceDep = Annotated[Any, Depends(get_inference)]
 ViewerDep = Annotated[User | None, Depends(optional_user)]
@@ -143,11 +155,67 @@ def _loom(res: Any) -> dict[str, Any]:
     return out
 
 
-def _sse(chunks: Iterator[dict[str, Any]]) -> StreamingResponse:
-    def gen() -> Iterator[bytes]:
+_END = object()
+
+
+def _retrieved(fut: asyncio.Future) -> None:
+    """Mark a worker thread's result as seen (its error, if any, was expected)."""
+    if not fut.cancelled():
+        fut.exception()
+
+
+def _caller(request: Request, viewer: User | None, svc: Any) -> str:
+    """The key of the per-user concurrency limit: the user, or an anonymous client's address.
+
+    Raises:
+        AuthenticationError: anonymous, and ``LOOM_ANONYMOUS_INFERENCE=false``.
+    """
+    if viewer is not None:
+        return f"user:{viewer.id}"
+    if not svc.settings.anonymous_inference:
+        raise AuthenticationError("anonymous inference is turned off on this server (LOOM_ANONYMOUS_INFERENCE="
+                                  "false); send a Loom token as 'Authorization: Bearer <token>'")
+    return f"anon:{request.client.host if request.client else 'unknown'}"
+
+
+async def _complete(request: Request, svc: Any, viewer: User | None, req: Any) -> Any:
+    """``svc.complete`` in a worker thread; a client that disconnects cancels its rows (they leave at the
+    next step) and the request ends with :class:`RequestCancelledError` (499 in the logs).
+
+    The body is already read, so the next ASGI message is ``http.disconnect``: a task waits for it.
+    """
+    cancel = threading.Event()
+    fut = asyncio.get_running_loop().run_in_executor(None, svc.complete, viewer, req, cancel)
+    listener = asyncio.ensure_future(request.receive())
+    try:
+        await asyncio.wait({fut, listener}, return_when=asyncio.FIRST_COMPLETED)
+        if not fut.done():
+            cancel.set()
+            fut.add_done_callback(_retrieved)  # its RequestCancelledError is expected: no warning
+            raise RequestCancelledError("the client closed the request")
+        return fut.result()
+    finally:
+        cancel.set()  # nothing of this request is left running, whatever ended it
+        listener.cancel()
+
+
+def _sse(request: Request, events: Iterator[Any], cancel: threading.Event, release: Any) -> StreamingResponse:
+    """Server-sent events of ``events`` (a sync iterator read in a worker thread). When the client leaves,
+    the response task is cancelled: ``cancel`` is set at once, so the request's rows leave at the next step."""
+
+    async def gen() -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
         try:
-            for c in chunks:
+            while True:
+                fut = loop.run_in_executor(None, next, events, _END)
+                fut.add_done_callback(_retrieved)  # left behind by a client that went away: no warning
+                await asyncio.wait({fut})  # cancelling this wait does not wait for the thread
+                c = fut.result()
+                if c is _END:
+                    break
                 yield f"data: {json.dumps(c)}\n\n".encode()
+        except RequestCancelledError:
+            return
         except Exception as e:  # noqa: BLE001 - the status is already sent: report the error in the stream
             from hub.api.errors import log
 
@@ -155,26 +223,50 @@ def _sse(chunks: Iterator[dict[str, Any]]) -> StreamingResponse:
             msg = e.message if isinstance(e, LoomError) else "internal server error"
             code = e.code if isinstance(e, LoomError) else "internal_error"
             yield f"data: {json.dumps({'error': {'code': code, 'message': msg, 'details': {}}})}\n\n".encode()
+        finally:
+            cancel.set()
+            release()
         yield b"data: [DONE]\n\n"
 
     return StreamingResponse(gen(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-@router.post("/v1/completions", operation_id="openai_create_completion",
+async def _serve(request: Request, svc: Any, viewer: User | None, stream: bool, prepare: Any, respond: Any,
+                 chunks: Any) -> Any:
+    """Run one OpenAI request under the caller's concurrency limit: ``prepare()`` (a worker thread) gives the
+    CompletionRequest; ``respond(res)`` the JSON answer, ``chunks(events)`` the stream's chunks."""
+    held = svc.user_limits.hold(_caller(request, viewer, svc))
+    held.__enter__()
+    streaming = False
+    try:
+        req = await run_in_threadpool(prepare)
+        if not stream:
+            return respond(await _complete(request, svc, viewer, req))
+        cancel = threading.Event()
+        events = await run_in_threadpool(svc.stream, viewer, req, cancel)  # request errors are raised here
+        streaming = True
+        return _sse(request, chunks(events), cancel, lambda: held.__exit__(None, None, None))
+    finally:
+        if not streaming:
+            held.__exit__(None, None, None)
+
+
+@router.post("/v1/completions", operation_id="openai_create_completion", responses=COMPLETION_ERRORS,
              summary="OpenAI-compatible text completion (streams with stream=true)")
-def completions(svc: InferenceDep, viewer: ViewerDep, body: CompletionBody) -> Any:
+async def completions(request: Request, svc: InferenceDep, viewer: ViewerDep, body: CompletionBody) -> Any:
     prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
-    req = _request(body, prompts, body.max_tokens)
     cid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
     head = {"id": cid, "object": "text_completion", "created": created, "model": body.model}
-    if not body.stream:
-        res = svc.complete(viewer, req)
+
+    def prepare() -> Any:
+        return _request(body, prompts, body.max_tokens)
+
+    def respond(res: Any) -> dict[str, Any]:
         return {**head, "choices": [{"index": c.index, "text": c.text, "finish_reason": c.finish_reason,
                                      "logprobs": None} for c in res.choices],
                 "usage": res.usage, "loom": _loom(res)}
-    events = svc.stream(viewer, req)  # request errors are raised here, before the stream starts
 
-    def chunks() -> Iterator[dict[str, Any]]:
+    def chunks(events: Any) -> Iterator[dict[str, Any]]:
         for ev in events:
             if isinstance(ev, tuple):
                 yield {**head, "choices": [{"index": ev[0], "text": ev[1], "finish_reason": None, "logprobs": None}]}
@@ -184,52 +276,57 @@ def completions(svc: InferenceDep, viewer: ViewerDep, body: CompletionBody) -> A
                                             "logprobs": None}]}
             yield {**head, "choices": [], "usage": ev.usage, "loom": _loom(ev)}
 
-    return _sse(chunks())
+    return await _serve(request, svc, viewer, body.stream, prepare, respond, chunks)
 
 
-@router.post("/v1/chat/completions", operation_id="openai_create_chat_completion",
+@router.post("/v1/chat/completions", operation_id="openai_create_chat_completion", responses=COMPLETION_ERRORS,
              summary="OpenAI-compatible chat completion (streams with stream=true)")
-def chat_completions(svc: InferenceDep, viewer: ViewerDep, body: ChatBody) -> Any:
-    from hub.services.inference.resolve import AUTO, split_model
-
-    messages = [{"role": m.role, "content": _text(m.content)} for m in body.messages]
-    users = [m["content"] for m in messages if m["role"] == "user"]
-    route_text = users[-1] if users else messages[-1]["content"]
-    plan_base = None
-    if body.merged_adapters is None and split_model(body.model)[1] != AUTO:
-        plan_base = svc.resolve(viewer, body.model).base_id
-    tok = svc.tokenizer(plan_base or svc.base_for(body.model))
-    prompt, templated = render_chat(tok, messages)
-    req = _request(body, [prompt], body.max_completion_tokens or body.max_tokens, [route_text], chat=templated)
+async def chat_completions(request: Request, svc: InferenceDep, viewer: ViewerDep, body: ChatBody) -> Any:
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     head = {"id": cid, "object": "chat.completion", "created": created, "model": body.model}
-    if not body.stream:
-        res = svc.complete(viewer, req)
+
+    def prepare() -> Any:  # resolving the model loads the base: a worker thread, not the event loop
+        from hub.services.inference.resolve import AUTO, split_model
+
+        messages = [{"role": m.role, "content": _text(m.content)} for m in body.messages]
+        users = [m["content"] for m in messages if m["role"] == "user"]
+        route_text = users[-1] if users else messages[-1]["content"]
+        plan_base = None
+        if body.merged_adapters is None and split_model(body.model)[1] != AUTO:
+            plan_base = svc.resolve(viewer, body.model).base_id
+        tok = svc.tokenizer(plan_base or svc.base_for(body.model))
+        prompt, templated = render_chat(tok, messages)
+        req = _request(body, [prompt], body.max_completion_tokens or body.max_tokens, [route_text], chat=templated)
+        return req
+
+    def respond(res: Any) -> dict[str, Any]:
         return {**head, "choices": [{"index": c.index, "message": {"role": "assistant", "content": c.text},
                                      "finish_reason": c.finish_reason, "logprobs": None} for c in res.choices],
                 "usage": res.usage, "loom": _loom(res)}
-    head["object"] = "chat.completion.chunk"
-    events = svc.stream(viewer, req)  # request errors are raised here, before the stream starts
+
+    chunk_head = {**head, "object": "chat.completion.chunk"}
 
     def role(i: int) -> dict[str, Any]:
-        return {**head, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+        return {**chunk_head, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
+                                           "finish_reason": None}]}
 
-    def chunks() -> Iterator[dict[str, Any]]:
+    def chunks(events: Any) -> Iterator[dict[str, Any]]:
         seen: set[int] = set()
         for ev in events:
             if isinstance(ev, tuple):
                 if ev[0] not in seen:
                     seen.add(ev[0])
                     yield role(ev[0])
-                yield {**head, "choices": [{"index": ev[0], "delta": {"content": ev[1]}, "finish_reason": None}]}
+                yield {**chunk_head, "choices": [{"index": ev[0], "delta": {"content": ev[1]},
+                                                  "finish_reason": None}]}
                 continue
             for c in ev.choices:
                 if c.index not in seen:
                     yield role(c.index)
-                yield {**head, "choices": [{"index": c.index, "delta": {}, "finish_reason": c.finish_reason}]}
-            yield {**head, "choices": [], "usage": ev.usage, "loom": _loom(ev)}
+                yield {**chunk_head, "choices": [{"index": c.index, "delta": {}, "finish_reason": c.finish_reason}]}
+            yield {**chunk_head, "choices": [], "usage": ev.usage, "loom": _loom(ev)}
 
-    return _sse(chunks())
+    return await _serve(request, svc, viewer, body.stream, prepare, respond, chunks)
 
 
 def create_inference_app(settings: Any = None, *, hub: Any = None, migrate: bool = True,
@@ -247,6 +344,7 @@ def create_inference_app(settings: Any = None, *, hub: Any = None, migrate: bool
     from fastapi import FastAPI
 
     from hub.api import errors
+    from hub.api.limits import UPLOAD_SLACK, BodyLimit
     from hub.api.routes import system
     from hub.services.container import Hub, inference_service
     from hub.settings import get_settings
@@ -270,6 +368,8 @@ def create_inference_app(settings: Any = None, *, hub: Any = None, migrate: bool
                   description="OpenAI-compatible completions over Loom's registry of LoRA adapters.")
     app.state.hub, app.state.inference = the_hub, svc
     errors.install(app)
+    s = the_hub.settings
+    app.add_middleware(BodyLimit, upload_limit=s.max_upload_bytes + UPLOAD_SLACK, json_limit=s.max_json_bytes)
     app.include_router(router)
     app.include_router(system.router)  # /healthz, /metrics (vllm:lora_requests_info) ...
     return app

@@ -153,6 +153,7 @@ def search_page(request: Request, hub: HubDep, user: PageUser, q: str = "", base
     rows: list[dict[str, Any]] = []
     total: int | None = None
     has_next = False
+    weak = False
     if not errors:
         f = filters_dep(base_model.strip() or None, tag.strip() or None, license.strip() or None, None, lo, hi, None)
         start = (page_no - 1) * PER_PAGE
@@ -161,11 +162,13 @@ def search_page(request: Request, hub: HubDep, user: PageUser, q: str = "", base
                 want = min(MAX_SEARCH_RESULTS, start + PER_PAGE + 1)
                 hits = hub.search.search(user, q, want, f) if start < MAX_SEARCH_RESULTS else []
                 hub.metrics.searches.inc()
-                rows = [{"adapter": h.adapter, "score": h.score, "exact": h.exact} for h in hits[start:start + PER_PAGE]]
+                rows = [{"adapter": h.adapter, "score": h.score, "exact": h.exact, "match": h.match}
+                        for h in hits[start:start + PER_PAGE]]
+                weak = not any(h.match == "good" for h in hits)
                 has_next = len(hits) > start + PER_PAGE
             else:
                 items, total = hub.adapters.list(user, f, offset=start, limit=PER_PAGE)
-                rows = [{"adapter": a, "score": None, "exact": False} for a in items]
+                rows = [{"adapter": a, "score": None, "exact": False, "match": None} for a in items]
                 has_next = start + PER_PAGE < total
         except InvalidInputError as e:
             errors[str(e.details.get("field") or "q")] = e.message
@@ -174,7 +177,8 @@ def search_page(request: Request, hub: HubDep, user: PageUser, q: str = "", base
     base_models = sorted({b.model_id for b in hub.base_models.list()})
     return render(request, "search.html", {
         "active": "search", "params": params, "rows": rows, "total": total, "page": page_no, "has_next": has_next,
-        "errors": errors, "base_models": base_models, "per_page": PER_PAGE,
+        "errors": errors, "base_models": base_models, "per_page": PER_PAGE, "weak": weak,
+        "threshold": hub.search.match_threshold,
         "query_string": {k: v for k, v in params.items() if v},
     }, status=422 if errors else 200)
 
@@ -211,6 +215,12 @@ def adapter_page(request: Request, hub: HubDep, user: PageUser, namespace: str, 
     if selected is None:
         raise NotFoundError(f"adapter {namespace}/{name} has no version {number}")
     lineage = hub.adapters.lineage(user, namespace, name, selected.number)
+    if adapter.kind != "adapter":  # a router or a generator: its own page, card and actions
+        from hub.api.routes.artifact_pages import artifact_context
+
+        return render(request, "artifact.html", artifact_context(
+            request, user, adapter, versions, selected, _lineage_rows(lineage.parents),
+            _lineage_rows(lineage.children)))
     meta, body = split_front_matter(selected.model_card)
     from markupsafe import Markup
 
@@ -225,7 +235,16 @@ def adapter_page(request: Request, hub: HubDep, user: PageUser, namespace: str, 
         "parents": _lineage_rows(lineage.parents), "children": _lineage_rows(lineage.children),
         "base_url": base_url, "full_name": f"{namespace}/{name}", "folder": f"./{namespace}-{name}",
         "is_owner": user is not None and user.id == adapter.owner_id,
+        "base_pullable": _base_pullable(hub, selected.base_model),
     })
+
+
+def _base_pullable(hub: Any, model_id: str | None) -> bool:
+    """Whether ``loom base pull`` can fetch this base from the hub (it holds its weights)."""
+    try:
+        return bool(model_id) and bool(hub.base_files.list(model_id))
+    except NotFoundError:
+        return False
 
 
 @router.get("/publish", response_class=HTMLResponse, operation_id="page_publish")
@@ -307,14 +326,15 @@ def compose_page(request: Request, hub: HubDep, user: PageUser, source: Annotate
 
 
 @router.get("/generate", response_class=HTMLResponse, operation_id="page_generate")
-def generate_page(request: Request, hub: HubDep, user: PageUser, source: str = "") -> HTMLResponse:
+def generate_page(request: Request, hub: HubDep, user: PageUser, source: str = "",
+                  generator: str = "") -> HTMLResponse:
     """Generate from a description (``POST /api/v1/generations``) or move an adapter to another base
     (``POST /api/v1/transfers``), then the job's progress."""
     _viewer(request, user)
     generators, _ = hub.adapters.list(user, AdapterFilters(kind="generator"), offset=0, limit=200)
     bases = sorted({b.model_id for b in hub.base_models.list()})
     return render(request, "generate.html", {"active": "generate", "generators": generators, "base_models": bases,
-                                             "source": source.strip()[:200]})
+                                             "source": source.strip()[:200], "generator": generator.strip()[:200]})
 
 
 @router.get("/playground", response_class=HTMLResponse, operation_id="page_playground")
@@ -331,6 +351,19 @@ def bases_page(request: Request, hub: HubDep, user: PageUser) -> HTMLResponse:
     """Registered base models (where their weights came from) and a form to add one (``POST /api/v1/base-models``)."""
     _viewer(request, user)
     return render(request, "bases.html", {"active": "bases", "bases": hub.base_models.list()})
+
+
+@router.get("/b/{model_id:path}", response_class=HTMLResponse, operation_id="page_base")
+def base_page(request: Request, hub: HubDep, user: PageUser, model_id: str) -> HTMLResponse:
+    """A base model: where its weights came from and, when the hub holds them, its files to download."""
+    _viewer(request, user)
+    base = hub.base_models.get(model_id)
+    try:
+        files = hub.base_files.list(model_id)
+    except NotFoundError:
+        files = None
+    return render(request, "base_model.html", {"active": "bases", "base": base, "files": files,
+                                                "base_url": str(request.base_url).rstrip("/")})
 
 
 @router.get("/static/{path:path}", operation_id="page_static")

@@ -25,13 +25,17 @@ class RouterTrainIn(BaseModel):
     train: dict[str, Any] = Field(default_factory=dict,
                                   description="lr, batch_size, max_length, weight_decay, warmup, seed, trainable")
     description: str | None = None
+    recipe: str = Field(default="hub", description=(
+        "hub: the settings that route on hub adapters (request-embedding + hashed-word gates, a supervised gate "
+        "loss, per-preset fixes; README); paper: the preset's own defaults. params and train override either"))
 
 
 @router.post("/routers", status_code=202, response_model=JobOut, operation_id="train_router",
              summary="Queue a router-training job over registered adapters (trained on their sample data)")
 def train_router(hub: HubDep, user: WriterDep, body: RouterTrainIn) -> JobOut:
     req = RouterTrainRequest(preset=body.preset, experts=tuple(body.experts), name=body.name, steps=body.steps,
-                             params=body.params, train=body.train, description=body.description)
+                             params=body.params, train=body.train, description=body.description,
+                             recipe=body.recipe)
     job, dedup = hub.routers.submit(user, req)
     return job_out(job, dedup)
 

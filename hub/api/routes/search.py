@@ -28,5 +28,7 @@ def search(
     f = filters_dep(base_model, tag, license, owner, min_rank, max_rank, kind)
     hits = hub.search.search(user, q, k, f)
     hub.metrics.searches.inc()
-    return SearchOut(query=q, k=k, results=[SearchHitOut(adapter=AdapterOut.of(h.adapter), score=h.score,
-                                                         exact=h.exact) for h in hits])
+    results = [SearchHitOut(adapter=AdapterOut.of(h.adapter), score=h.score, exact=h.exact, match=h.match)
+               for h in hits]
+    overall = "good" if any(h.match == "good" for h in hits) else "weak"
+    return SearchOut(query=q, k=k, match=overall, threshold=hub.search.match_threshold, results=results)

@@ -54,14 +54,17 @@ class AutoRouter:
         query = text.strip()[-MAX_QUERY:]
         if not query:
             return choice
-        qvec = torch.from_numpy(self.search.embed([query]))  # (1, d), embedded once
+        qvec = torch.from_numpy(np.array(self.search.embed_query(query))[None, :])  # (1, d), embedded once
         hits = self.search.search(viewer, query, k=max(8, s.semantic_router_k),
                                   filters=AdapterFilters(base_model=base_id, kind="adapter"), vector=qvec[0].numpy())
         hits = [h for h in hits if h.adapter.embedding is not None]
         if not hits:
             return choice
         vecs = torch.from_numpy(np.stack([self._vector(viewer, h.adapter) for h in hits]))  # (n, d)
-        router = SemanticRouter(vecs, SemanticConfig(k=s.semantic_router_k, threshold=s.semantic_router_threshold,
+        threshold = s.semantic_router_threshold
+        if threshold is None:  # the same line as search's "match": "weak"
+            threshold = self.search.match_threshold
+        router = SemanticRouter(vecs, SemanticConfig(k=s.semantic_router_k, threshold=threshold,
                                                      temperature=s.semantic_router_temperature))
         decision = router.route(qvec)[0]
         names = [h.adapter.full_name for h in hits]

@@ -36,6 +36,9 @@ class Job:
         temperature / top_p: sampling settings (temperature 0 = greedy).
         seed: optional sampling seed (the batch is seeded with its first row's seed).
         tokens: when set, each new token of this row is put there as it is generated, then None.
+        stop: stop strings (the continuous scheduler ends the row when one appears in its text).
+        cancelled: set when the client went away; the row leaves at the next step.
+        submitted: when the request was queued (``time.monotonic()``), for the latency metrics.
     """
 
     prompt_ids: list[int]
@@ -47,6 +50,10 @@ class Job:
     seed: int | None = None
     tokens: queue.Queue[int | None] | None = None
     future: Future = field(default_factory=Future)
+    stop: list[str] = field(default_factory=list)
+    cancelled: threading.Event | None = None
+    submitted: float = field(default_factory=time.monotonic)
+    first_token_at: float | None = None
 
     @property
     def group(self) -> tuple[bool, float, float]:
@@ -86,6 +93,8 @@ class Batcher:
         self.rows_served = 0
         self.batch_sizes: list[int] = []
         self.running: frozenset[str] = frozenset()  # adapter keys of the batch being generated
+        self._running_rows = 0
+        self.observer: Any = None  # the serving metrics (set by the engines)
         self._thread = threading.Thread(target=self._loop, daemon=True, name=f"loom-batcher-{base.model_id}")
         self._thread.start()
 
@@ -95,6 +104,18 @@ class Batcher:
             raise InvalidInputError("the inference service is shutting down")
         self._queue.put(job)
         return job.future
+
+    def submit_all(self, jobs: list[Job]) -> list[Future]:
+        """Queue every job of one request (this batcher has no queue bound)."""
+        return [self.submit(j) for j in jobs]
+
+    @property
+    def num_waiting(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def num_running(self) -> int:
+        return self._running_rows
 
     def waiting(self) -> set[str]:
         """Adapter keys of the queued (not yet running) requests."""
@@ -134,6 +155,7 @@ class Batcher:
                 groups.setdefault(j.group, []).append(j)
             for group in groups.values():
                 self.running = frozenset(k for j in group for k in j.mixture)
+                self._running_rows = len(group)
                 try:
                     results = self.run(group)
                 except Exception as e:  # noqa: BLE001 - the error goes to every waiting request
@@ -145,8 +167,11 @@ class Batcher:
                             j.tokens.put(None)
                     continue
                 finally:
-                    self.running = frozenset()
+                    self.running, self._running_rows = frozenset(), 0
                 for j, r in zip(group, results, strict=True):
+                    if self.observer is not None:
+                        e2e = time.monotonic() - j.submitted
+                        self.observer.finished(self.base.model_id, j.mixture, e2e, e2e, len(r.tokens))
                     j.future.set_result(r)
 
     def run(self, jobs: list[Job]) -> list[RowResult]:

@@ -1,4 +1,4 @@
-"""The served base models of one process: each loaded on first use, with its adapter slot bank and batcher.
+"""The served base models of one process: each loaded on first use, with its adapter slot bank and scheduler.
 
 An :class:`Engine` is one base: the model and tokenizer (:class:`~hub.services.inference.models.LoadedBase`),
 its device tier of adapters (:class:`~hub.services.inference.cache.GpuTier`) and its batcher, the only user
@@ -21,7 +21,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class Engine(NamedTuple):
-    """One served base: ``(base, gpu, batcher)``."""
+    """One served base: ``(base, gpu, batcher)``; the batcher is the continuous
+    :class:`~hub.services.inference.scheduler.Scheduler` or the window
+    :class:`~hub.services.inference.batcher.Batcher` (``LOOM_SCHEDULER``)."""
 
     base: Any
     gpu: Any
@@ -36,8 +38,10 @@ class BaseEngines:
         base_models: the registered bases. device: force ``cpu``/``cuda`` (default: cuda if available).
     """
 
-    def __init__(self, settings: Settings, base_models: BaseModelService, device: str | None = None) -> None:
+    def __init__(self, settings: Settings, base_models: BaseModelService, device: str | None = None,
+                 observer: Any = None) -> None:
         self.settings, self.base_models, self.device = settings, base_models, device
+        self.observer = observer  # the serving metrics the schedulers report finished rows to
         self._engines: dict[str, Engine] = {}
         self._lock = threading.Lock()
         self._base_locks: dict[str, threading.Lock] = {}
@@ -48,7 +52,6 @@ class BaseEngines:
         Raises:
             NotFoundError: the base is not registered. InvalidInputError: it cannot be loaded.
         """
-        from hub.services.inference.batcher import Batcher
         from hub.services.inference.cache import GpuTier
         from hub.services.inference.models import load_base
 
@@ -63,12 +66,23 @@ class BaseEngines:
             row = self.base_models.get(base_id)
             lb = load_base(row.model_id, row.revision, row.weights, self.device)
             gpu = GpuTier(lb.mixed, self.settings.adapter_cache_gpu)
-            batcher = Batcher(lb, gpu, self.settings.inference_max_batch,
-                              self.settings.inference_batch_window_ms / 1000.0)
+            batcher = self._scheduler(lb, gpu)
+            batcher.observer = self.observer
             engine = Engine(lb, gpu, batcher)
             with self._lock:
                 self._engines[base_id] = engine
             return engine
+
+    def _scheduler(self, lb: Any, gpu: Any) -> Any:
+        """The base's scheduler: ``LOOM_SCHEDULER=continuous`` (default) or ``window``."""
+        s = self.settings
+        if s.scheduler == "window":
+            from hub.services.inference.batcher import Batcher
+
+            return Batcher(lb, gpu, s.inference_max_batch, s.inference_batch_window_ms / 1000.0)
+        from hub.services.inference.scheduler import Scheduler
+
+        return Scheduler(lb, gpu, s.inference_max_batch, s.inference_max_queued)
 
     def loaded(self) -> dict[str, Engine]:
         """A snapshot of the engines loaded so far (base id -> engine)."""

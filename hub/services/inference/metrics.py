@@ -6,6 +6,12 @@
 * ``loom_inference_generate_calls`` / ``loom_inference_rows`` — batched forwards and the request
   rows they served (their ratio is the mean batch size), per base.
 * ``loom_inference_resident_adapters`` — adapters in each base's slot bank.
+* vLLM's serving metrics, same names: ``vllm:num_requests_running`` / ``vllm:num_requests_waiting``
+  (rows, per base, label ``model_name``), the histograms ``vllm:time_to_first_token_seconds``,
+  ``vllm:time_per_output_token_seconds`` and ``vllm:e2e_request_latency_seconds``, and the counter
+  ``vllm:request_success`` (finished rows); plus ``loom_inference_adapter_requests`` (finished rows per
+  adapter key, ``base`` for the bare base) and ``loom_inference_cancelled_requests`` (rows whose client left).
+  The window scheduler reports no separate first token: its TTFT is the end-to-end latency.
 """
 
 from __future__ import annotations
@@ -36,7 +42,13 @@ class InferenceCollector:
         rows = CounterMetricFamily("loom_inference_rows", "Request rows served", labels=["base"])
         resident = GaugeMetricFamily("loom_inference_resident_adapters", "Adapters in the slot bank",
                                      labels=["base"])
+        num_running = GaugeMetricFamily("vllm:num_requests_running", "Request rows in the running batch",
+                                        labels=["model_name"])
+        num_waiting = GaugeMetricFamily("vllm:num_requests_waiting", "Request rows waiting for a slot",
+                                        labels=["model_name"])
         for base_id, (_, gpu, batcher) in self.engines.loaded().items():
+            num_running.add_metric([base_id], batcher.num_running)
+            num_waiting.add_metric([base_id], batcher.num_waiting)
             running |= set(batcher.running)
             waiting |= batcher.waiting()
             calls.add_metric([base_id], batcher.generate_calls)
@@ -46,10 +58,65 @@ class InferenceCollector:
                                  labels=["running_lora_adapters", "waiting_lora_adapters", "max_lora"])
         info.add_metric([",".join(sorted(running)), ",".join(sorted(waiting - running)), str(self.max_lora)],
                         time.time())
-        yield from (info, calls, rows, resident)
+        yield from (info, calls, rows, resident, num_running, num_waiting)
 
     def describe(self) -> list[Any]:
         return []
+
+
+#: latency buckets (seconds) of vLLM's histograms
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+                40.0, 80.0)
+TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+                40.0, 80.0)
+E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+               480.0, 960.0)
+
+
+class ServingMetrics:
+    """The latency histograms and request counters the schedulers report finished rows to.
+
+    Args:
+        registry: where they are registered (once per registry: :func:`serving_metrics` shares them).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        from prometheus_client import Counter, Histogram
+
+        self.ttft = Histogram("vllm:time_to_first_token_seconds", "Time to first token", ["model_name"],
+                              buckets=TTFT_BUCKETS, registry=registry)
+        self.tpot = Histogram("vllm:time_per_output_token_seconds", "Time per output token after the first",
+                              ["model_name"], buckets=TPOT_BUCKETS, registry=registry)
+        self.e2e = Histogram("vllm:e2e_request_latency_seconds", "End-to-end request latency", ["model_name"],
+                             buckets=E2E_BUCKETS, registry=registry)
+        self.success = Counter("vllm:request_success", "Finished request rows", ["model_name"], registry=registry)
+        self.adapter_requests = Counter("loom_inference_adapter_requests", "Finished request rows per adapter",
+                                        ["model_name", "adapter"], registry=registry)
+        self.cancelled_requests = Counter("loom_inference_cancelled_requests", "Rows whose client went away",
+                                          ["model_name"], registry=registry)
+
+    def finished(self, base_id: str, mixture: dict[str, float], ttft: float, e2e: float, tokens: int) -> None:
+        """Record one finished row: its TTFT, end-to-end latency and ``tokens`` output tokens."""
+        self.ttft.labels(base_id).observe(ttft)
+        self.e2e.labels(base_id).observe(e2e)
+        if tokens > 1:
+            self.tpot.labels(base_id).observe((e2e - ttft) / (tokens - 1))
+        self.success.labels(base_id).inc()
+        for key in mixture or {"base": 1.0}:
+            self.adapter_requests.labels(base_id, key).inc()
+
+    def cancelled(self, base_id: str) -> None:
+        self.cancelled_requests.labels(base_id).inc()
+
+
+_SERVING: weakref.WeakKeyDictionary[CollectorRegistry, ServingMetrics] = weakref.WeakKeyDictionary()
+
+
+def serving_metrics(registry: CollectorRegistry) -> ServingMetrics:
+    """The :class:`ServingMetrics` of ``registry`` (made on first use: Prometheus names are unique)."""
+    if registry not in _SERVING:
+        _SERVING[registry] = ServingMetrics(registry)
+    return _SERVING[registry]
 
 
 #: the collector registered on each registry (at most one: two would report the same metric names)

@@ -26,6 +26,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from hub.services.inference.engines import BaseEngines
 
 
+#: the artifact kinds a completion request may name as its model
+SERVABLE_KINDS = ("adapter", "router")
+
 class Resolver:
     """Turn ``model`` strings into plans, as a viewer sees the registry.
 
@@ -41,7 +44,8 @@ class Resolver:
 
     # -- listing ----------------------------------------------------------------------------------
     def models(self, viewer: User | None, limit: int = 1000) -> list[dict[str, Any]]:
-        """Bases and visible adapters as OpenAI model objects (adapters carry ``parent`` and ``root``)."""
+        """Bases and the visible adapters and routers (what a request may name) as OpenAI model objects (adapters
+        carry ``parent`` and ``root``); generators are not models."""
         out: list[dict[str, Any]] = []
         for b in self.engines.served_bases():
             if any(o["id"] == b.model_id for o in out):
@@ -52,6 +56,8 @@ class Resolver:
         while len(out) < limit:
             rows, total = self.adapters.list(viewer, offset=offset, limit=200)
             for a in rows:
+                if a.kind not in SERVABLE_KINDS:  # a generator makes adapters; it answers no prompt
+                    continue
                 out.append({"id": a.full_name, "object": "model", "created": int(a.created_at.timestamp()),
                             "owned_by": a.namespace, "parent": a.base_model, "root": f"{a.full_name}@{a.latest_version}",
                             "loom": {"kind": a.kind, "description": a.description}})

@@ -53,6 +53,7 @@ class InferenceService:
     def __init__(self, settings: Settings, adapters: AdapterService, base_models: BaseModelService,
                  search: SearchService, metrics: Metrics, device: str | None = None) -> None:
         from hub.services.inference import metrics as inference_metrics
+        from hub.services.inference.admission import UserLimits
         from hub.services.inference.auto import AutoRouter
         from hub.services.inference.cache import CpuTier
         from hub.services.inference.engines import BaseEngines
@@ -60,7 +61,9 @@ class InferenceService:
 
         self.settings, self.adapters, self.search = settings, adapters, search
         self.cpu = CpuTier(settings.adapter_cache_cpu)
-        self.engines = BaseEngines(settings, base_models, device)
+        self.serving_metrics = inference_metrics.serving_metrics(metrics.registry)
+        self.engines = BaseEngines(settings, base_models, device, self.serving_metrics)
+        self.user_limits = UserLimits(settings.inference_max_concurrent_per_user)
         self.resolver = Resolver(adapters, base_models, self.engines, self.cpu, AutoRouter(settings, adapters, search))
         self._lock = threading.Lock()
         self._routers: Any = None
@@ -122,20 +125,26 @@ class InferenceService:
         self._collector = None
 
     # -- generation -----------------------------------------------------------------------------
-    def complete(self, viewer: User | None, req: CompletionRequest) -> CompletionResult:
+    def complete(self, viewer: User | None, req: CompletionRequest,
+                 cancel: threading.Event | None = None) -> CompletionResult:
         """Generate ``req.n`` completions per prompt; all rows go through the batchers concurrently.
+
+        ``cancel``, once set (the client left), frees the request's rows at the next step.
 
         Raises:
             ContextLengthError: a prompt that does not fit. InvalidInputError: bad parameters.
+            PayloadTooLargeError: more rows than ``inference_max_rows_per_request``.
+            TooManyRequestsError: the queue is full. RequestCancelledError: ``cancel`` was set.
             plus every error of :meth:`resolve`.
         """
-        return self._collect(self._submit(viewer, req), req)
+        return self._collect(self._submit(viewer, req, cancel=cancel), req)
 
-    def stream(self, viewer: User | None, req: CompletionRequest) -> Iterator[tuple[int, str] | CompletionResult]:
+    def stream(self, viewer: User | None, req: CompletionRequest,
+               cancel: threading.Event | None = None) -> Iterator[tuple[int, str] | CompletionResult]:
         """Like :meth:`complete`, but yields ``(choice index, text piece)`` as tokens are generated, then the
         :class:`CompletionResult`. Every request error is raised HERE, before the first piece.
         """
-        pending = self._submit(viewer, req, stream=True)
+        pending = self._submit(viewer, req, stream=True, cancel=cancel)
         return self._events(pending, req)
 
     def _events(self, pending: list[Any], req: CompletionRequest) -> Iterator[tuple[int, str] | CompletionResult]:
@@ -166,9 +175,11 @@ class InferenceService:
                 yield i, rest
         yield res
 
-    def _submit(self, viewer: User | None, req: CompletionRequest, stream: bool = False) -> list[Any]:
+    def _submit(self, viewer: User | None, req: CompletionRequest, stream: bool = False,
+                cancel: threading.Event | None = None) -> list[Any]:
         import queue
 
+        from hub.core.errors import PayloadTooLargeError
         from hub.services.inference.batcher import Job
 
         s = self.settings
@@ -177,6 +188,11 @@ class InferenceService:
                                     field="prompt")
         if not 1 <= req.n <= 16:
             raise InvalidInputError(f"n must be in 1..16, got {req.n}", field="n")
+        rows = req.n * len(req.prompts)
+        if rows > s.inference_max_rows_per_request:
+            raise PayloadTooLargeError(
+                f"n x prompts is {rows} rows, over the limit of {s.inference_max_rows_per_request} rows per "
+                "request (LOOM_INFERENCE_MAX_ROWS_PER_REQUEST)", field="n", limit=s.inference_max_rows_per_request)
         if req.max_tokens is not None and not 1 <= req.max_tokens <= s.inference_max_tokens:
             raise InvalidInputError(f"max_tokens must be in 1..{s.inference_max_tokens}, got {req.max_tokens}",
                                     field="max_tokens")
@@ -198,16 +214,29 @@ class InferenceService:
                     f"this model's context is {lb.context} tokens; the prompt has {len(ids)} and "
                     f"{req.max_tokens or 1} more were requested", context=lb.context, prompt_tokens=len(ids))
             work.append((plan, ids, req.max_tokens or min(room, s.inference_max_tokens)))
-        pending: list[Any] = []
+        cancel = cancel or threading.Event()
+        slots: list[Any] = []
+        per_base: dict[str, list[Any]] = {}
         for plan, ids, new in work:
             for _ in range(req.n):
                 if plan.route == "router":
-                    pending.append((plan, ids, self.routers.submit(plan, ids, new, req), None))
+                    slots.append((plan, ids, new, None, None))
                     continue
                 q: queue.Queue[int | None] | None = queue.Queue() if stream else None
                 job = Job(ids, dict(plan.mixture), dict(plan.adapters), new, req.temperature, req.top_p, req.seed,
-                          tokens=q)
-                pending.append((plan, ids, self.engines.get(plan.base_id).batcher.submit(job), q))
+                          tokens=q, stop=list(req.stop), cancelled=cancel)
+                slots.append((plan, ids, new, job, q))
+                per_base.setdefault(plan.base_id, []).append(job)
+        try:  # every row of the request is admitted, or none (a 429 leaves nothing queued)
+            for base_id, jobs in per_base.items():
+                self.engines.get(base_id).batcher.submit_all(jobs)
+        except Exception:
+            cancel.set()
+            raise
+        pending: list[Any] = []
+        for plan, ids, new, job, q in slots:
+            fut = self.routers.submit(plan, ids, new, req) if job is None else job.future
+            pending.append((plan, ids, fut, q))
         return pending
 
     def _collect(self, pending: list[Any], req: CompletionRequest) -> CompletionResult:

@@ -1,0 +1,325 @@
+"""Serving under open-loop load: continuous batching vs the window batcher vs PEFT one request at a time.
+
+Requests arrive as a Poisson process (open loop: arrivals never wait for answers) at three rates, through
+the HTTP endpoint of a real uvicorn server, each with a prompt length and an output length drawn from
+ranges and an adapter drawn from ``--adapters`` (8-16) with a Zipf skew (weight 1/k^1.1). Every system sees
+the same requests, greedy:
+
+* (a) Loom, ``LOOM_SCHEDULER=continuous`` (iteration-level batching, per-row adapters);
+* (b) Loom, ``LOOM_SCHEDULER=window`` (collect for a window, run each batch to completion);
+* (c) a baseline server running PEFT ``generate`` one request at a time (``set_adapter`` per request);
+* (d) Loom continuous with every request on the bare base (no adapter): the cost of the LoRA rows.
+
+Printed per base and rate: request throughput, output tokens/s, TTFT and TPOT p50/p99 (streamed, so the first
+token is timed where it reaches the client; (c) does not stream: its TTFT is the whole latency), and the
+ratios (a)/(b) and (a)/(d) in output tokens/s. Rates are multiples of the one-request-at-a-time capacity
+measured first (1 / the mean latency of (c)): below, near and above saturation.
+
+    python benchmarks/serving_bench.py --quick                  # tiny base, small runs
+    python benchmarks/serving_bench.py --quick --base smollm2 --rate-multiples 1 4 12   # SmolLM2-135M
+    python benchmarks/serving_bench.py --base both --requests 64
+Uses CUDA when available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.helpers: PEFT adapters, serve_in_thread
+
+TINY_ID = "bench/tiny-llama"
+WORDS = ("plan", "river", "stone", "light", "north", "market", "signal", "garden", "copper", "window", "engine",
+         "paper", "orbit", "forest", "melody", "harbor", "silver", "canvas", "motion", "summit")
+
+
+class HashEmbedder:
+    """Search is not measured: a deterministic hashing embedder keeps publishing cheap."""
+
+    name, dim = "bench-hash", 16
+
+    def embed(self, texts):
+        out = np.stack([np.frombuffer(hashlib.sha256(t.encode()).digest()[:16], dtype=np.uint8).astype(np.float32)
+                        + 1.0 for t in texts])
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+@dataclass
+class Req:
+    at: float  # seconds after the start
+    model: str
+    adapter: str | None
+    prompt: str
+    max_tokens: int
+
+
+@dataclass
+class Result:
+    ttft: float
+    e2e: float
+    tokens: int
+    text: str
+
+
+def build(root: Path, base: str, n_adapters: int):
+    """A throwaway hub with the base registered and ``n_adapters`` PEFT adapters published; returns
+    (hub, base id, base folder, {name: folder})."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    from hub.services.container import Hub
+    from hub.services.publish import PublishFiles
+    from hub.settings import get_settings
+    from testbed.tokenizer import save_tokenizer
+    from tests.helpers import make_peft_adapter
+
+    data = root / "data"
+    if base == "tiny":
+        torch.manual_seed(0)
+        cfg = LlamaConfig(vocab_size=259, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
+                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
+                          bos_token_id=257, eos_token_id=258, pad_token_id=256)
+        folder = root / "base"
+        LlamaForCausalLM(cfg).eval().save_pretrained(str(folder))
+        save_tokenizer(folder)
+        base_id = TINY_ID
+    else:
+        from testbed.real.base import SMOLLM2_ID, smollm2_folder
+
+        folder, _ = smollm2_folder(data)
+        base_id = SMOLLM2_ID
+    settings = get_settings(data_dir=data, hf_endpoint="http://127.0.0.1:9", inference_default_base=base_id,
+                            adapter_cache_gpu=32, inference_max_queued=4096, inference_max_rows_per_request=64,
+                            inference_max_concurrent_per_user=4096)
+    hub = Hub(settings, embedder_factory=lambda name: HashEmbedder())
+    hub.base_models.register(base_id, (folder / "config.json").read_bytes(), weights=str(folder))
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+    user = hub.users.ensure_user("bench")
+    folders = {}
+    for i in range(n_adapters):
+        d = make_peft_adapter(model, root / f"ad{i}", seed=i, r=8, alpha=8, base_id=base_id,
+                              targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
+        if base != "tiny":  # keep the real model's outputs language-like: small deltas
+            _shrink(d, 0.05)
+        hub.publisher.publish(user, f"bench/ad{i}", PublishFiles(config=(d / "adapter_config.json").read_bytes(),
+                                                                 weights=d / "adapter_model.safetensors"))
+        folders[f"bench/ad{i}"] = d
+    return hub, base_id, folder, folders
+
+
+def _shrink(folder: Path, factor: float) -> None:
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "adapter_model.safetensors"
+    tensors = {k: (v * factor if "lora_B" in k else v) for k, v in load_file(str(path)).items()}
+    save_file(tensors, str(path))
+
+
+def workload(n: int, rate: float, names: list[str], base_id: str, tokens: tuple[int, int], seed: int,
+             bare: bool = False) -> list[Req]:
+    """``n`` requests, Poisson arrivals at ``rate``/s, Zipf-skewed adapters, lengths from ranges."""
+    rng = random.Random(seed)
+    weights = [1.0 / (k + 1) ** 1.1 for k in range(len(names))]
+    t, out = 0.0, []
+    for _ in range(n):
+        t += rng.expovariate(rate)
+        ad = rng.choices(names, weights)[0]
+        prompt = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 24)))
+        out.append(Req(t, base_id if bare else ad, None if bare else ad, prompt, rng.randint(*tokens)))
+    return out
+
+
+async def _one_loom(client, url: str, r: Req) -> Result:
+    body = {"model": r.model, "prompt": r.prompt, "max_tokens": r.max_tokens, "temperature": 0, "stream": True}
+    t0 = time.perf_counter()
+    ttft, text, tokens = None, [], 0
+    async with client.stream("POST", url + "/v1/completions", json=body) as resp:
+        if resp.status_code != 200:
+            raise RuntimeError(f"{resp.status_code}: {await resp.aread()}")
+        async for line in resp.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            c = json.loads(line[6:])
+            if "error" in c:
+                raise RuntimeError(c["error"])
+            if c.get("usage"):
+                tokens = c["usage"]["completion_tokens"]
+            for ch in c.get("choices", []):
+                if ch.get("text"):
+                    ttft = ttft or time.perf_counter() - t0
+                    text.append(ch["text"])
+    e2e = time.perf_counter() - t0
+    return Result(ttft or e2e, e2e, tokens, "".join(text))
+
+
+async def _one_peft(client, url: str, r: Req) -> Result:
+    t0 = time.perf_counter()
+    resp = await client.post(url + "/generate", json={"adapter": r.adapter, "prompt": r.prompt,
+                                                       "max_tokens": r.max_tokens})
+    e2e = time.perf_counter() - t0
+    d = resp.json()
+    return Result(e2e, e2e, d["tokens"], d["text"])
+
+
+async def drive(url: str, reqs: list[Req], peft: bool) -> tuple[list[Result], float]:
+    import httpx
+
+    one = _one_peft if peft else _one_loom
+    async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=4096)) as client:
+        t0 = time.perf_counter()
+
+        async def fire(r: Req) -> Result:
+            await asyncio.sleep(max(0.0, r.at - (time.perf_counter() - t0)))
+            return await one(client, url, r)
+
+        results = await asyncio.gather(*(fire(r) for r in reqs))
+        return list(results), time.perf_counter() - t0
+
+
+def peft_app(folder: Path, adapters: dict[str, Path], device: str):
+    """The baseline: PEFT with every adapter loaded, one request at a time (a lock), ``set_adapter`` per request."""
+    import torch
+    from fastapi import FastAPI
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype="auto").to(device).eval()
+    names = list(adapters)
+    pm = PeftModel.from_pretrained(model, str(adapters[names[0]]), adapter_name=names[0])
+    for n in names[1:]:
+        pm.load_adapter(str(adapters[n]), adapter_name=n)
+    pm.eval()
+    lock = threading.Lock()
+    eos = model.generation_config.eos_token_id
+    pad = tok.pad_token_id if tok.pad_token_id is not None else (eos if isinstance(eos, int) else 0)
+    app = FastAPI()
+
+    @app.post("/generate")
+    def generate(body: dict) -> dict:
+        ids = torch.tensor([tok(body["prompt"])["input_ids"]], device=device)
+        with lock, torch.no_grad():
+            pm.set_adapter(body["adapter"])
+            out = pm.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=body["max_tokens"],
+                              do_sample=False, eos_token_id=eos, pad_token_id=pad)
+        new = out[0, ids.shape[1]:].tolist()
+        eos_set = set(eos) if isinstance(eos, list) else {eos}
+        cut = next((i for i, t in enumerate(new) if t in eos_set), len(new))
+        return {"tokens": cut, "text": tok.decode(new[:cut], skip_special_tokens=True)}
+
+    return app
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(xs, q)) if xs else float("nan")
+
+
+def summary(results: list[Result], wall: float) -> dict[str, float]:
+    toks = sum(r.tokens for r in results)
+    tpot = [(r.e2e - r.ttft) / (r.tokens - 1) for r in results if r.tokens > 1]
+    ttft = [r.ttft for r in results]
+    return {"req_s": len(results) / wall, "tok_s": toks / wall, "ttft50": pct(ttft, 50), "ttft99": pct(ttft, 99),
+            "tpot50": pct(tpot, 50), "tpot99": pct(tpot, 99), "wall": wall}
+
+
+def bench_base(base: str, args: argparse.Namespace) -> None:
+    import torch
+
+    from hub.api import create_app
+    from tests.helpers import serve_in_thread
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tokens = (8, 48) if base == "tiny" else (8, 32)
+    if args.quick:
+        args.requests = 24 if base == "tiny" else 8
+    with tempfile.TemporaryDirectory() as tmp:
+        hub, base_id, folder, adapters = build(Path(tmp), base, args.adapters)
+        names = list(adapters)
+        with serve_in_thread(peft_app(folder, adapters, device), timeout=120) as purl:
+            warm = workload(4, 1000.0, names, base_id, tokens, seed=99)
+            asyncio.run(drive(purl, warm, peft=True))
+            probe = workload(3 if args.quick else 6, 1000.0, names, base_id, tokens, seed=98)
+            lat = []
+            for r in probe:  # one at a time: the serial capacity
+                res, _ = asyncio.run(drive(purl, [Req(0.0, r.model, r.adapter, r.prompt, r.max_tokens)], peft=True))
+                lat.append(res[0].e2e)
+            capacity = 1.0 / statistics.mean(lat)
+            rates = [m * capacity for m in args.rate_multiples]
+            print(f"\n== {base} ({base_id}, {device}): {len(names)} adapters (Zipf 1.1), prompts 4-24 words, "
+                  f"max_tokens {tokens[0]}-{tokens[1]}, {args.requests} requests per rate; serial capacity "
+                  f"{capacity:.2f} req/s (PEFT, one at a time)")
+            rows: dict[float, dict[str, dict[str, float]]] = {}
+            texts: dict[str, list[str]] = {}
+            for rate in rates:
+                rows[rate] = {}
+                reqs = workload(args.requests, rate, names, base_id, tokens, seed=int(rate * 1000))
+                res, wall = asyncio.run(drive(purl, reqs, peft=True))
+                rows[rate]["(c) PEFT serial"] = summary(res, wall)
+            systems = [("(a) continuous", "continuous", False), ("(b) window", "window", False),
+                       ("(d) base alone", "continuous", True)]
+            for label, sched, bare in systems:
+                hub.settings.scheduler = sched
+                hub.settings.inference_max_batch = args.max_batch
+                hub.settings.inference_batch_window_ms = args.window_ms
+                app = create_app(hub=hub, warm_index=False)
+                with serve_in_thread(app, timeout=120) as url:
+                    asyncio.run(drive(url, workload(len(names), 1000.0, names, base_id, tokens, seed=97), peft=False))
+                    for rate in rates:
+                        reqs = workload(args.requests, rate, names, base_id, tokens, seed=int(rate * 1000), bare=bare)
+                        res, wall = asyncio.run(drive(url, reqs, peft=False))
+                        rows[rate][label] = summary(res, wall)
+                        texts[f"{label}@{rate}"] = [r.text for r in res]
+                app.state.inference.close()
+            hub.close()
+        same = sum(a == b for rate in rates for a, b in zip(texts[f"(a) continuous@{rate}"],
+                                                             texts[f"(b) window@{rate}"], strict=True))
+        print(f"greedy outputs identical between (a) and (b): {same}/{len(rates) * args.requests}")
+        for rate in rates:
+            gap = 1.0 / rate
+            print(f"\n-- rate {rate:.2f} req/s (mean gap {gap * 1000:.0f} ms)")
+            print(f"{'system':18s} {'req/s':>7s} {'out tok/s':>9s} {'TTFT p50':>9s} {'TTFT p99':>9s} "
+                  f"{'TPOT p50':>9s} {'TPOT p99':>9s}")
+            for label in ("(a) continuous", "(b) window", "(c) PEFT serial", "(d) base alone"):
+                s = rows[rate][label]
+                print(f"{label:18s} {s['req_s']:7.2f} {s['tok_s']:9.1f} {s['ttft50'] * 1000:7.0f}ms "
+                      f"{s['ttft99'] * 1000:7.0f}ms {s['tpot50'] * 1000:7.1f}ms {s['tpot99'] * 1000:7.1f}ms")
+            a, b, d = (rows[rate][k]["tok_s"] for k in ("(a) continuous", "(b) window", "(d) base alone"))
+            ok = rows[rate]["(a) continuous"]["ttft99"] < 10 * gap
+            print(f"(a)/(b) output tok/s {a / b:.2f}x   (a)/(d) {a / d:.2f}x   (a)/(c) "
+                  f"{a / rows[rate]['(c) PEFT serial']['tok_s']:.2f}x   (a) p99 TTFT < 10 x gap: {ok}")
+
+
+def main() -> None:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # PEFT would look the bench base ids up on the Hub
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--base", choices=["tiny", "smollm2", "both"], default="tiny")
+    ap.add_argument("--requests", type=int, default=48, help="requests per rate")
+    ap.add_argument("--adapters", type=int, default=12, help="8-16")
+    ap.add_argument("--max-batch", type=int, default=16, help="running rows (both Loom schedulers)")
+    ap.add_argument("--window-ms", type=float, default=10.0, help="the window batcher's collection window")
+    ap.add_argument("--rate-multiples", type=float, nargs=3, default=[0.5, 2.0, 6.0],
+                    help="rates as multiples of the serial capacity (below, near, above saturation)")
+    ap.add_argument("--quick", action="store_true", help="24 requests per rate on the tiny base, 8 on SmolLM2")
+    args = ap.parse_args()
+    if not 8 <= args.adapters <= 16:
+        ap.error("--adapters must be in 8..16")
+    for base in (["tiny", "smollm2"] if args.base == "both" else [args.base]):
+        bench_base(base, args)
+
+
+if __name__ == "__main__":
+    main()

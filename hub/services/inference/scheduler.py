@@ -1,0 +1,203 @@
+"""The continuous scheduler of one served base: a loop thread that owns the model and steps the batch.
+
+Each iteration (:meth:`Scheduler._iterate`): rows whose client left are dropped, waiting rows join while
+fewer than ``max_running`` run (their prompts prefilled together, their adapters made resident in the
+slot bank first), then ONE decode forward advances every running row
+(:class:`routing.continuous.ContinuousBatch`). A finished row resolves its future at once; a streamed row
+gets each token as it is sampled. Admission (:mod:`~hub.services.inference.admission`) bounds the queue:
+a request whose rows do not fit answers 429 before anything is queued. The thread is the only user of the
+model, so adapter slots never move mid-forward.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from typing import Any
+
+from hub.core.errors import InvalidInputError, RequestCancelledError
+from hub.services.inference.admission import Admission
+from hub.services.inference.batcher import Job, RowResult
+from hub.services.inference.messages import IncrementalText
+
+log = logging.getLogger("loom.inference")
+
+
+class Scheduler:
+    """Iteration-level batching over one :class:`~hub.services.inference.models.LoadedBase`.
+
+    Args:
+        base: the served model. gpu: its device tier of adapters. max_running: most rows in the batch.
+        max_queued: most rows waiting for a slot (beyond it, 429).
+    """
+
+    def __init__(self, base: Any, gpu: Any, max_running: int, max_queued: int) -> None:
+        from routing.continuous import ContinuousBatch
+
+        if max_running < 1:
+            raise InvalidInputError(f"inference_max_batch must be >= 1, got {max_running}")
+        self.base, self.gpu, self.max_running = base, gpu, max_running
+        self.admission = Admission(max_queued)
+        self.batch = ContinuousBatch(base.mixed, base.pad_id)
+        self._waiting: deque[Job] = deque()
+        self._jobs: dict[int, tuple[Job, Any]] = {}  # id(row) -> (job, row) of the running rows
+        self._cv = threading.Condition()
+        self._stop = False
+        self.rows_served = 0
+        self.batch_sizes: list[int] = []
+        self.running: frozenset[str] = frozenset()
+        self.observer: Any = None  # the serving metrics (set by the engines)
+        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"loom-scheduler-{base.model_id}")
+        self._thread.start()
+
+    # -- the queue ------------------------------------------------------------------------------
+    @property
+    def generate_calls(self) -> int:
+        """Forwards run (prefills and decode steps)."""
+        return self.batch.forwards
+
+    @property
+    def num_running(self) -> int:
+        return len(self._jobs)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self._waiting)
+
+    def submit(self, job: Job) -> Future:
+        """Queue one row; its future resolves to a :class:`RowResult`."""
+        return self.submit_all([job])[0]
+
+    def submit_all(self, jobs: list[Job]) -> list[Future]:
+        """Queue every row of one request, or none of them.
+
+        Raises:
+            TooManyRequestsError: the rows do not fit the queue bound (429 with ``Retry-After``).
+        """
+        with self._cv:
+            if self._stop:
+                raise InvalidInputError("the inference service is shutting down")
+            free = max(0, self.max_running - len(self._jobs))
+            self.admission.check(len(jobs), len(self._waiting), free)
+            self._waiting.extend(jobs)
+            self._cv.notify()
+        return [j.future for j in jobs]
+
+    def waiting(self) -> set[str]:
+        """Adapter keys of the queued (not yet running) rows."""
+        with self._cv:
+            return {k for j in self._waiting for k in j.mixture}
+
+    def close(self) -> None:
+        """Stop the thread after the running and queued rows."""
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        self._thread.join(timeout=60)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._waiting and not self.batch.rows and not self._stop:
+                    self._cv.wait()
+                if self._stop and not self._waiting and not self.batch.rows:
+                    return
+                joiners = self._take()
+            try:
+                self._iterate(joiners)
+            except Exception as e:  # noqa: BLE001 - the error goes to every row of the failed step
+                log.exception("inference step failed")
+                self.batch.cancel_all("error")
+                failed = [job for job, _ in self._jobs.values()] + joiners
+                self._jobs.clear()
+                for job in failed:
+                    if not job.future.done():
+                        job.future.set_exception(e)
+                    if job.tokens is not None:
+                        job.tokens.put(None)
+
+    def _take(self) -> list[Job]:
+        """Waiting rows that join now (cancelled ones are answered and skipped)."""
+        out: list[Job] = []
+        room = self.max_running - len(self._jobs)
+        while self._waiting and len(out) < room:
+            job = self._waiting.popleft()
+            if job.cancelled is not None and job.cancelled.is_set():
+                self._cancelled(job)
+                continue
+            out.append(job)
+        return out
+
+    def _iterate(self, joiners: list[Job]) -> None:
+        from routing.continuous import Row
+        from routing.sampling import SamplingParams
+
+        for job, row in self._jobs.values():  # a client that left frees its row before the next forward
+            if job.cancelled is not None and job.cancelled.is_set():
+                row.cancel()
+        if joiners:
+            needed: dict[str, Any] = {}
+            for job, _ in self._jobs.values():
+                needed.update(job.adapters)
+            for job in joiners:
+                needed.update(job.adapters)
+            self.gpu.ensure(needed)
+            rows = []
+            eos = frozenset() if self.base.eos_id is None else frozenset({self.base.eos_id})
+            for job in joiners:
+                row = Row(job.prompt_ids, dict(job.mixture), job.max_new_tokens,
+                          SamplingParams(job.temperature, job.top_p, job.seed), eos, self._on_token(job))
+                self._jobs[id(row)] = (job, row)
+                rows.append(row)
+            self._finish(self.batch.add(rows))
+        self.running = frozenset(k for job, _ in self._jobs.values() for k in job.mixture)
+        if self.batch.rows:
+            self.batch_sizes.append(len(self.batch.rows))
+            del self.batch_sizes[:-1000]
+            self._finish(self.batch.step())
+        self.running = frozenset(k for job, _ in self._jobs.values() for k in job.mixture)
+
+    def _on_token(self, job: Job) -> Any:
+        dec = IncrementalText(self.base.tokenizer, job.stop) if job.stop else None
+
+        def on_token(tok: int) -> bool:
+            if job.first_token_at is None:
+                job.first_token_at = time.monotonic()
+            if job.tokens is not None:
+                job.tokens.put(tok)
+            if job.cancelled is not None and job.cancelled.is_set():
+                return False
+            if dec is not None:
+                dec.add(tok)
+                return not dec.stopped
+            return True
+
+        return on_token
+
+    def _finish(self, rows: list[Any]) -> None:
+        size = len(self.batch.rows) + len(rows)
+        for row in rows:
+            job, _ = self._jobs.pop(id(row))
+            if job.tokens is not None:
+                job.tokens.put(None)
+            if row.finish_reason == "cancelled" or (job.cancelled is not None and job.cancelled.is_set()):
+                self._cancelled(job)
+                continue
+            self.rows_served += 1
+            if self.observer is not None:
+                now = time.monotonic()
+                ttft = (job.first_token_at or now) - job.submitted
+                self.observer.finished(self.base.model_id, job.mixture, ttft, now - job.submitted, len(row.tokens))
+            job.future.set_result(RowResult(list(row.tokens), row.finish_reason, dict(job.mixture), size))
+
+    def _cancelled(self, job: Job) -> None:
+        if job.tokens is not None:
+            job.tokens.put(None)
+        if not job.future.done():
+            job.future.set_exception(RequestCancelledError("the client closed the request"))
+        if self.observer is not None:
+            self.observer.cancelled(self.base.model_id)

@@ -1,0 +1,248 @@
+"""Iteration-level (continuous) batching over a padded per-row KV cache, with per-row adapters and sampling.
+
+:class:`ContinuousBatch` holds the rows being generated on one
+:class:`~routing.batching.MixedAdapterModel`. Each :meth:`~ContinuousBatch.step` is ONE decode forward over
+every running row, then each row samples its own next token (:mod:`routing.sampling`) and a finished row
+leaves at once (its cache rows are dropped). New rows join between steps with :meth:`~ContinuousBatch.add`:
+their prompts are prefilled together in one forward of their own (the running rows are not recomputed),
+their first token is sampled from that prefill, and their cache is appended to the running one. Every row
+keeps its adapter or mixture (per-row slot indices, the BGMV-style gathered LoRA of the routing engine),
+``max_new_tokens``, temperature, ``top_p``, seed and stop conditions inside the one forward.
+
+KV-cache layout: a **padded per-row cache**, the transformers ``DynamicCache`` of the model, ``(B, H, L, D)``
+per layer, left padded, with a ``(B, L)`` attention mask and explicit per-row position ids. Why this and not
+a paged cache with per-token adapter indices (Punica SGMV / vLLM):
+
+* rotary position is applied before keys are cached, so a row's keys can sit at any column: joining is a
+  left pad plus a concatenation on the batch axis, leaving is an index select, and columns that only hold
+  padding after rows leave are cut off (the cache is never wider than its longest live row);
+* it runs the unmodified transformers attention of every decoder (eager, SDPA) on CPU and GPU, so the
+  served tokens stay exactly the ``transformers + PEFT`` greedy tokens (the parity oracle of the tests);
+* the models served here are small (tiny and SmolLM2-class bases, tens of rows): padding waste is bounded by
+  the spread of live lengths, whereas a paged layout needs custom attention kernels that CPU torch lacks.
+The cost is that a join copies the running cache once (``torch.cat``); the tests and the serving bench
+measure it against the window batcher.
+
+Only full-attention ``DynamicLayer`` caches are handled (Llama, Mistral, Qwen2, SmolLM2 ...); another cache
+layout raises :class:`~hub.core.errors.InvalidInputError` at the first join.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from hub.core.errors import InvalidInputError
+from routing.sampling import SamplingParams, sample_rows
+
+
+@dataclass(eq=False)
+class Row:
+    """One sequence being generated.
+
+    Attributes:
+        prompt_ids: the tokenised prompt. mixture: adapter name -> weight ({} = the base model).
+        max_new_tokens: the completion limit. sampling: temperature / top_p / seed.
+        stop_ids: token ids that end the row (EOS; not part of the output).
+        on_token: called with each new token (not a stop id); returning False ends the row (a stop
+            string was seen, or the client left). tokens: the new tokens so far.
+        finish_reason: ``stop``, ``length`` or ``cancelled`` once the row left.
+    """
+
+    prompt_ids: list[int]
+    mixture: dict[str, float]
+    max_new_tokens: int
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    stop_ids: frozenset[int] = frozenset()
+    on_token: Callable[[int], bool] | None = None
+    tokens: list[int] = field(default_factory=list)
+    finish_reason: str | None = None
+    generator: torch.Generator | None = None
+    next_token: int = -1  # the sampled token not yet in the cache
+    position: int = 0  # the position id of next_token
+
+    def __post_init__(self) -> None:
+        if not self.prompt_ids:
+            raise InvalidInputError("prompt must not be empty", field="prompt")
+        if self.max_new_tokens < 1:
+            raise InvalidInputError(f"max_tokens must be >= 1, got {self.max_new_tokens}", field="max_tokens")
+
+    def cancel(self) -> None:
+        """Mark the row cancelled: :meth:`ContinuousBatch.step` drops it before the next forward."""
+        if self.finish_reason is None:
+            self.finish_reason = "cancelled"
+
+
+class ContinuousBatch:
+    """The running rows of one model and their padded KV cache.
+
+    Args:
+        mixed: the :class:`~routing.batching.MixedAdapterModel` (its adapters already loaded).
+        pad_id: the token id written in padded columns (never attended to).
+    """
+
+    def __init__(self, mixed: Any, pad_id: int) -> None:
+        self.mixed, self.pad_id = mixed, pad_id
+        self.rows: list[Row] = []
+        self.cache: Any = None
+        self.mask: torch.Tensor | None = None  # (B, L) long, 1 = a real cached token
+        self.forwards = 0  # prefill and decode forwards run
+        self.device = next(mixed.model.parameters()).device
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    # -- joining --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def add(self, rows: Sequence[Row]) -> list[Row]:
+        """Prefill ``rows`` in one forward, sample their first tokens, join them; returns the ones that
+        already finished (they never enter the running batch)."""
+        rows = [r for r in rows if r.finish_reason is None]
+        if not rows:
+            return []
+        width = max(len(r.prompt_ids) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):  # left padding; positions count real tokens only
+            ids[i, width - len(r.prompt_ids):] = torch.tensor(r.prompt_ids, dtype=torch.long)
+            mask[i, width - len(r.prompt_ids):] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        self.mixed.set_rows([r.mixture or None for r in rows])
+        out = self.mixed.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                               position_ids=pos.to(self.device), use_cache=True)
+        self.forwards += 1
+        for r in rows:
+            r.generator = r.sampling.generator(self.device)
+            r.position = len(r.prompt_ids)
+        done = self._emit(rows, out.logits[:, -1])
+        keep = [i for i, r in enumerate(rows) if r not in done]
+        if keep:
+            cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+            self._join(cache, mask.to(self.device), keep, len(rows))
+            self.rows += [rows[i] for i in keep]
+        return done
+
+    def _join(self, cache: Any, mask: torch.Tensor, keep: list[int], n: int) -> None:
+        layers = _layers(cache)
+        if len(keep) < n:
+            sel = torch.tensor(keep, device=mask.device)
+            for lay in layers:
+                lay.keys, lay.values = lay.keys.index_select(0, sel), lay.values.index_select(0, sel)
+            mask = mask.index_select(0, sel)
+        mask = _trim(layers, mask)
+        if self.cache is None or self.mask is None:
+            self.cache, self.mask = cache, mask
+            return
+        old = _layers(self.cache)
+        width = max(self.mask.shape[1], mask.shape[1])
+        for mine, new in zip(old, layers, strict=True):
+            mine.keys = torch.cat([_lpad(mine.keys, width), _lpad(new.keys, width)], 0)
+            mine.values = torch.cat([_lpad(mine.values, width), _lpad(new.values, width)], 0)
+        self.mask = torch.cat([_lpad_mask(self.mask, width), _lpad_mask(mask, width)], 0)
+
+    # -- stepping -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self) -> list[Row]:
+        """One decode forward over the running rows; returns the rows that finished (already removed).
+
+        Rows cancelled since the last step leave first, without a forward of their own."""
+        gone = [r for r in self.rows if r.finish_reason is not None]
+        if gone:
+            self._drop(gone)
+        if not self.rows:
+            return gone
+        assert self.mask is not None
+        b = len(self.rows)
+        ids = torch.tensor([[r.next_token] for r in self.rows], dtype=torch.long, device=self.device)
+        pos = torch.tensor([[r.position] for r in self.rows], dtype=torch.long, device=self.device)
+        self.mask = torch.cat([self.mask, torch.ones((b, 1), dtype=torch.long, device=self.device)], 1)
+        self.mixed.set_rows([r.mixture or None for r in self.rows])
+        out = self.mixed.model(input_ids=ids, attention_mask=self.mask, position_ids=pos, cache=self.cache,
+                               use_cache=True)
+        self.forwards += 1
+        self.cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+        for r in self.rows:
+            r.position += 1
+        done = self._emit(self.rows, out.logits[:, -1])
+        if done:
+            self._drop(done)
+        return gone + done
+
+    def _emit(self, rows: Sequence[Row], logits: torch.Tensor) -> list[Row]:
+        """Sample each row's next token and hand it out; returns the rows that finished."""
+        toks = sample_rows(logits, [r.sampling for r in rows], [r.generator for r in rows])
+        done = []
+        for r, t in zip(rows, toks, strict=True):
+            if r.finish_reason is not None:  # cancelled while the forward ran
+                done.append(r)
+                continue
+            if t in r.stop_ids:
+                r.finish_reason = "stop"
+            else:
+                r.tokens.append(t)
+                r.next_token = t
+                if r.on_token is not None and r.on_token(t) is False:
+                    r.finish_reason = r.finish_reason or "stop"
+                elif len(r.tokens) >= r.max_new_tokens:
+                    r.finish_reason = "length"
+            if r.finish_reason is not None:
+                done.append(r)
+        return done
+
+    def _drop(self, rows: Sequence[Row]) -> None:
+        gone = set(map(id, rows))
+        keep = [i for i, r in enumerate(self.rows) if id(r) not in gone]
+        self.rows = [self.rows[i] for i in keep]
+        if not keep:
+            self.cache, self.mask = None, None
+            return
+        assert self.mask is not None
+        sel = torch.tensor(keep, device=self.device)
+        layers = _layers(self.cache)
+        for lay in layers:
+            lay.keys, lay.values = lay.keys.index_select(0, sel), lay.values.index_select(0, sel)
+        self.mask = _trim(layers, self.mask.index_select(0, sel))
+
+    def cancel_all(self, reason: str = "cancelled") -> list[Row]:
+        """End every running row (e.g. after a failed forward); returns them."""
+        rows, self.rows, self.cache, self.mask = self.rows, [], None, None
+        for r in rows:
+            r.finish_reason = r.finish_reason or reason
+        return rows
+
+
+def _layers(cache: Any) -> list[Any]:
+    layers = list(getattr(cache, "layers", []))
+    if not layers or any(not hasattr(lay, "keys") or getattr(lay, "is_sliding", False) for lay in layers):
+        raise InvalidInputError(f"continuous batching needs a full-attention DynamicCache, got {type(cache).__name__}")
+    return layers
+
+
+def _trim(layers: list[Any], mask: torch.Tensor) -> torch.Tensor:
+    """Cut the leading columns that are padding in every row."""
+    real = mask.any(0).nonzero()
+    first = int(real[0]) if real.numel() else mask.shape[1]
+    if first > 0:
+        for lay in layers:
+            lay.keys, lay.values = lay.keys[:, :, first:], lay.values[:, :, first:]
+        mask = mask[:, first:]
+    return mask
+
+
+def _lpad(t: torch.Tensor, width: int) -> torch.Tensor:
+    """Left-pad the sequence axis (-2) of a (B, H, L, D) cache tensor with zeros to ``width``."""
+    extra = width - t.shape[-2]
+    if extra <= 0:
+        return t
+    pad = torch.zeros((*t.shape[:-2], extra, t.shape[-1]), dtype=t.dtype, device=t.device)
+    return torch.cat([pad, t], -2)
+
+
+def _lpad_mask(mask: torch.Tensor, width: int) -> torch.Tensor:
+    extra = width - mask.shape[1]
+    if extra <= 0:
+        return mask
+    return torch.cat([torch.zeros((mask.shape[0], extra), dtype=mask.dtype, device=mask.device), mask], 1)

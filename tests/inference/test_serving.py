@@ -1,0 +1,212 @@
+"""Continuous serving: stop strings, admission (429), request limits (413/401), disconnects, vLLM metrics.
+
+Real uvicorn servers and real httpx clients; where a test needs generation to take a while (to leave in the
+middle of it) a forward hook on the real model waits a few milliseconds per forward.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from hub.core.errors import PayloadTooLargeError, TooManyRequestsError
+from hub.services.inference import CompletionRequest
+from tests.helpers import serve_in_thread
+from tests.inference.conftest import BASE_ID
+
+
+def greedy(service, model, prompt, n, **kw):
+    return service.complete(None, CompletionRequest(model=model, prompts=[prompt], max_tokens=n, temperature=0.0,
+                                                    **kw)).choices[0]
+
+
+def wait_idle(batcher, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while (batcher.num_running or batcher.num_waiting) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return not (batcher.num_running or batcher.num_waiting)
+
+
+def test_stop_string_ends_the_row_early(service):
+    full = greedy(service, BASE_ID, "leave early", 60)  # "@|@|...@|g|g|..." (ASCII)
+    assert full.completion_tokens == 60 and full.finish_reason == "length"
+    stop = "g|"
+    assert full.text.find(stop) >= 10
+    cut = greedy(service, BASE_ID, "leave early", 60, stop=[stop])
+    assert cut.text == full.text[: full.text.find(stop)] and cut.finish_reason == "stop"
+    # the row left the batch when the stop string appeared: it did not generate the other ~40 tokens
+    assert cut.completion_tokens <= len(full.text[: full.text.find(stop) + len(stop)].encode()) + 1
+
+
+def test_queue_bound_answers_429_and_admits_all_rows_or_none(service, ihub):
+    svc = service
+    ihub.settings.inference_max_batch = 1  # read when the engine is built: set before the first request
+    svc.engine(BASE_ID).base.mixed.model.register_forward_pre_hook(lambda *a: time.sleep(0.015))  # ~1 s per 60
+    batcher = svc.engine(BASE_ID).batcher
+    batcher.admission.max_queued = 1
+    done: list[object] = []
+    running = threading.Thread(target=lambda: done.append(greedy(svc, "alice/math", "long one", 60)))
+    running.start()
+    deadline = time.monotonic() + 10
+    while batcher.num_running == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    queued = threading.Thread(target=lambda: done.append(greedy(svc, "bob/python", "queued one", 4)))
+    queued.start()
+    while batcher.num_waiting == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    with pytest.raises(TooManyRequestsError) as e:
+        greedy(svc, BASE_ID, "third", 4)
+    assert e.value.details["retry_after"] >= 1 and "LOOM_INFERENCE_MAX_QUEUED" in e.value.message
+    assert batcher.num_waiting == 1  # nothing of the refused request was queued
+    running.join()
+    queued.join()
+    assert len(done) == 2  # the admitted requests were served, nothing was dropped
+    with pytest.raises(TooManyRequestsError):  # two rows do not fit one free slot + a queue of 0
+        batcher.admission.max_queued = 0
+        svc.complete(None, CompletionRequest(model=BASE_ID, prompts=["a", "b"], max_tokens=2, temperature=0.0))
+    assert wait_idle(batcher)
+
+
+def test_rows_per_request_limit_before_any_work(service, ihub):
+    ihub.settings.inference_max_rows_per_request = 8
+    with pytest.raises(PayloadTooLargeError, match="LOOM_INFERENCE_MAX_ROWS_PER_REQUEST") as e:
+        service.complete(None, CompletionRequest(model="alice/math", prompts=["a", "b", "c"], n=3, max_tokens=2))
+    assert e.value.details["limit"] == 8
+    assert service.engines.loaded() == {}  # refused before the base was even loaded
+
+
+@pytest.fixture
+def server(ihub):
+    from hub.api import create_app
+
+    app = create_app(hub=ihub, warm_index=False)
+    with serve_in_thread(app) as url:
+        yield url, app
+    svc = getattr(app.state, "inference", None)
+    if svc is not None:
+        svc.close()
+
+
+def slow_engine(app, ms=15):
+    svc = app.state.inference
+    model = svc.engine(BASE_ID).base.mixed.model
+    model.register_forward_pre_hook(lambda *a: time.sleep(ms / 1000))
+    return svc, svc.engine(BASE_ID).batcher
+
+
+def test_json_body_limit_refuses_before_parsing(server, ihub):
+    ihub.settings.max_json_bytes = 4096  # read when the app is built
+    from hub.api import create_app
+
+    app = create_app(hub=ihub, warm_index=False)
+    with serve_in_thread(app) as url:
+        r = httpx.post(url + "/v1/completions", json={"model": "alice/math", "prompt": "x" * 10_000})
+        assert r.status_code == 413 and "LOOM_MAX_JSON_BYTES" in r.json()["error"]["message"]
+        chunked = httpx.post(url + "/v1/completions", content=iter([b'{"model": "a", "prompt": "', b"y" * 8000]),
+                             headers={"content-type": "application/json"})
+        assert chunked.status_code == 413  # no Content-Length: counted as it streams in
+        ok = httpx.post(url + "/v1/completions", json={"model": "alice/math", "prompt": "x", "max_tokens": 2},
+                        timeout=60)
+        assert ok.status_code == 200
+    assert getattr(app.state, "inference", None) is not None
+    app.state.inference.close()
+    documented = app.openapi()["paths"]["/v1/completions"]["post"]["responses"]
+    assert {"400", "401", "413", "429"} <= set(documented)
+
+
+def test_anonymous_inference_off_and_per_caller_limit(server, ihub):
+    url, app = server
+    body = {"model": "alice/math", "prompt": "x", "max_tokens": 2, "temperature": 0}
+    assert httpx.post(url + "/v1/completions", json=body, timeout=60).status_code == 200
+    ihub.settings.anonymous_inference = False
+    r = httpx.post(url + "/v1/completions", json=body, timeout=60)
+    assert r.status_code == 401 and "LOOM_ANONYMOUS_INFERENCE" in r.json()["error"]["message"]
+    _, token = ihub.users.create_token("alice")
+    auth = {"Authorization": f"Bearer {token}"}
+    assert httpx.post(url + "/v1/completions", json=body, headers=auth, timeout=60).status_code == 200
+    # one request in flight per caller: a second concurrent one answers 429 with Retry-After
+    svc, batcher = slow_engine(app)
+    svc.user_limits.limit = 1
+    long = {**body, "model": BASE_ID, "prompt": "leave early", "max_tokens": 60, "stream": True}  # ASCII pieces
+    with httpx.Client(timeout=60) as c, c.stream("POST", url + "/v1/completions", json=long, headers=auth) as s:
+        assert s.status_code == 200
+        lines = s.iter_lines()  # kept: a dropped line iterator closes the response (a disconnect)
+        assert next(lines).startswith("data: ")
+        second = httpx.post(url + "/v1/completions", json=body, headers=auth, timeout=60)
+        assert second.status_code == 429 and second.headers["retry-after"] == "1"
+        assert second.json()["error"]["code"] == "too_many_requests"
+    assert wait_idle(batcher)
+    assert httpx.post(url + "/v1/completions", json=body, headers=auth, timeout=60).status_code == 200
+
+
+def cancelled(app):
+    from prometheus_client import generate_latest
+
+    text = generate_latest(app.state.hub.metrics.registry).decode()
+    line = [ln for ln in text.splitlines() if ln.startswith("loom_inference_cancelled_requests_total")]
+    return float(line[0].split()[-1]) if line else 0.0
+
+
+def test_disconnected_clients_free_their_rows(server):
+    url, app = server
+    warm = httpx.post(url + "/v1/completions", json={"model": "alice/math", "prompt": "x", "max_tokens": 2},
+                      timeout=60)
+    assert warm.status_code == 200
+    svc, batcher = slow_engine(app)
+    body = {"model": BASE_ID, "prompt": "leave early", "max_tokens": 60, "temperature": 0}  # one piece a token
+    # a stream dropped after its first chunks
+    calls = batcher.generate_calls
+    with httpx.Client(timeout=60) as c, c.stream("POST", url + "/v1/completions", json={**body, "stream": True}) as s:
+        lines = s.iter_lines()
+        for _ in range(3):
+            next(lines)
+    t0 = time.monotonic()
+    assert wait_idle(batcher) and time.monotonic() - t0 < 0.5  # freed within a few steps, not 60
+    assert batcher.generate_calls - calls < 20
+    assert cancelled(app) == 1
+    # a plain request whose client gives up (read timeout) stops too
+    calls = batcher.generate_calls
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(url + "/v1/completions", json=body, timeout=0.2)
+    t0 = time.monotonic()
+    assert wait_idle(batcher) and time.monotonic() - t0 < 0.5
+    assert batcher.generate_calls - calls < 30
+    assert cancelled(app) == 2
+
+
+def test_vllm_metrics(server):
+    url, app = server
+    r = httpx.post(url + "/v1/completions", json={"model": "alice/math", "prompt": "metrics", "max_tokens": 5,
+                                                  "temperature": 0}, timeout=60)
+    assert r.status_code == 200
+    text = httpx.get(url + "/metrics").text
+    for name in ("vllm:time_to_first_token_seconds_count", "vllm:time_per_output_token_seconds_count",
+                 "vllm:e2e_request_latency_seconds_count"):
+        assert f'{name}{{model_name="{BASE_ID}"}} 1.0' in text, name
+    assert f'vllm:num_requests_running{{model_name="{BASE_ID}"}} 0.0' in text
+    assert f'vllm:num_requests_waiting{{model_name="{BASE_ID}"}} 0.0' in text
+    assert f'loom_inference_adapter_requests_total{{adapter="alice/math@1",model_name="{BASE_ID}"}} 1.0' in text
+
+
+def test_a_failed_step_fails_its_rows_and_the_scheduler_goes_on(service):
+    before = greedy(service, BASE_ID, "leave early", 6)
+    model = service.engine(BASE_ID).base.mixed.model
+    calls: list[int] = []
+
+    def boom(*a):
+        calls.append(1)
+        if len(calls) == 1:  # the prefill of the joining row
+            raise RuntimeError("device lost")
+
+    hook = model.register_forward_pre_hook(boom)
+    try:
+        with pytest.raises(RuntimeError, match="device lost"):
+            greedy(service, BASE_ID, "fail me", 20)
+    finally:
+        hook.remove()
+    batcher = service.engine(BASE_ID).batcher
+    assert batcher.num_running == 0 and batcher.num_waiting == 0
+    assert greedy(service, BASE_ID, "leave early", 6).tokens == before.tokens

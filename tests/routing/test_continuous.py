@@ -1,0 +1,173 @@
+"""Continuous batching (routing.continuous) against transformers + PEFT, and per-row sampling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from routing.batching import MixedAdapterModel
+from routing.continuous import ContinuousBatch, Row
+from routing.sampling import SamplingParams, sample_rows, top_p_filter
+from tests.helpers import byte_llama, make_peft_adapter
+
+EOS = frozenset({258})
+
+
+def sharp_llama():
+    """The byte Llama with q/k scaled up: sharp attention makes its tokens depend on positions and masks
+    (the random tiny model's near-uniform attention would hide a wrong position id)."""
+    model = byte_llama()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "q_proj" in name or "k_proj" in name:
+                p.mul_(4.0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def adapters(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cb")
+    model = sharp_llama()
+    return {name: make_peft_adapter(model, root / name, seed=30 + i, r=4, targets=("q_proj", "v_proj", "down_proj"),
+                                    base_id="unknown")
+            for i, name in enumerate(["a", "b"])}
+
+
+@pytest.fixture(scope="module")
+def mixed(adapters):
+    m = MixedAdapterModel(sharp_llama())
+    for name, folder in adapters.items():
+        m.load_adapter(name, folder)
+    return m
+
+
+def ids(text: str) -> list[int]:
+    return [257, *text.encode()]
+
+
+def peft_greedy(adapter_dir, prompt: list[int], n: int) -> list[int]:
+    from peft import PeftModel
+
+    model = sharp_llama()
+    if adapter_dir is not None:
+        model = PeftModel.from_pretrained(model, str(adapter_dir)).eval()
+    x = torch.tensor([prompt])
+    with torch.no_grad():
+        out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=n, do_sample=False,
+                             eos_token_id=258, pad_token_id=256)
+    new = out[0, len(prompt):].tolist()
+    return new[: new.index(258)] if 258 in new else new
+
+
+def run(batch: ContinuousBatch, schedule: dict[int, list[Row]]) -> int:
+    """Add ``schedule[step]`` before each step until every row finished; returns the steps run."""
+    step = 0
+    while batch.rows or any(k >= step for k in schedule):
+        batch.add(schedule.get(step, []))
+        batch.step()
+        step += 1
+    return step
+
+
+def test_rows_join_mid_generation_and_match_peft(mixed, adapters):
+    """Rows with different adapters, lengths and arrival steps give PEFT's greedy tokens, each alone."""
+    specs = [("a", "the quick brown fox", 20, 0), (None, "hi", 14, 0), ("b", "a somewhat longer prompt here", 9, 3),
+             ("a", "joins late", 12, 7)]
+    rows = [Row(ids(p), {ad: 1.0} if ad else {}, n, stop_ids=EOS) for ad, p, n, _ in specs]
+    batch = ContinuousBatch(mixed, 256)
+    sizes = []
+    step = 0
+    while batch.rows or step <= 7:
+        batch.add([r for r, s in zip(rows, specs, strict=True) if s[3] == step])
+        sizes.append(len(batch.rows))
+        batch.step()
+        step += 1
+    assert max(sizes) >= 3  # rows of different adapters shared forwards
+    for r, (ad, p, n, _) in zip(rows, specs, strict=True):
+        assert r.tokens == peft_greedy(adapters[ad] if ad else None, ids(p), n), (ad, p)
+        assert r.finish_reason in ("length", "stop")
+    assert batch.cache is None and batch.mask is None  # everything left
+
+
+def test_cache_is_trimmed_when_the_long_row_leaves(mixed):
+    batch = ContinuousBatch(mixed, 256)
+    long = Row(ids("x" * 40), {"a": 1.0}, 2, stop_ids=EOS)
+    short = Row(ids("y"), {}, 30, stop_ids=EOS)
+    batch.add([long, short])
+    assert batch.mask is not None and batch.mask.shape[1] == 41
+    while long.finish_reason is None:
+        batch.step()
+    batch.step()
+    assert batch.rows == [short]
+    assert batch.mask.shape[1] == 2 + len(short.tokens) - 1  # only the short row's real tokens are kept
+    k = batch.cache.layers[0].keys
+    assert k.shape[0] == 1 and k.shape[2] == batch.mask.shape[1]
+
+
+def test_two_temperatures_in_one_pass_and_seeded_rows_reproducible(mixed, adapters):
+    prompt = ids("sampling test")
+    alone = Row(prompt, {"b": 1.0}, 16, SamplingParams(0.9, 0.95, seed=7), EOS)
+    run(ContinuousBatch(mixed, 256), {0: [alone]})
+    greedy = Row(prompt, {"a": 1.0}, 16, SamplingParams(0.0), EOS)
+    seeded = Row(prompt, {"b": 1.0}, 16, SamplingParams(0.9, 0.95, seed=7), EOS)
+    other = Row(ids("noise"), {}, 10, SamplingParams(1.5, 1.0, seed=1), EOS)
+    batch = ContinuousBatch(mixed, 256)
+    batch.add([other])
+    batch.step()
+    batch.add([greedy, seeded])
+    assert len(batch.rows) == 3  # greedy and two sampled temperatures in one forward
+    run(batch, {})
+    assert seeded.tokens == alone.tokens  # the seed alone decides a sampled row's tokens
+    assert greedy.tokens == peft_greedy(adapters["a"], prompt, 16)
+    different = Row(prompt, {"b": 1.0}, 16, SamplingParams(0.9, 0.95, seed=8), EOS)
+    run(ContinuousBatch(mixed, 256), {0: [different]})
+    assert different.tokens != alone.tokens
+
+
+def test_on_token_false_and_cancel_end_rows_at_the_next_step(mixed):
+    seen: list[int] = []
+
+    def upto3(t: int) -> bool:
+        seen.append(t)
+        return len(seen) < 3  # e.g. a stop string completed by the third token
+
+    stopped = Row(ids("stop me"), {}, 30, stop_ids=EOS, on_token=upto3)
+    victim = Row(ids("cancel me"), {"a": 1.0}, 30, stop_ids=EOS)
+    keeper = Row(ids("keep me"), {"b": 1.0}, 30, stop_ids=frozenset())
+    batch = ContinuousBatch(mixed, 256)
+    batch.add([stopped, victim, keeper])
+    batch.step()
+    victim.cancel()
+    before = len(victim.tokens)
+    forwards = batch.forwards
+    widths: list[int] = []
+    hook = mixed.model.register_forward_pre_hook(lambda mod, a, kw: widths.append(kw["input_ids"].shape[0]),
+                                                 with_kwargs=True)
+    try:
+        gone = batch.step()
+    finally:
+        hook.remove()
+    assert victim in gone and victim.finish_reason == "cancelled" and len(victim.tokens) == before
+    assert batch.forwards == forwards + 1 and widths == [2]  # the cancelled row was not computed
+    assert victim not in batch.rows
+    batch.step()
+    assert stopped.finish_reason == "stop" and stopped.tokens == seen and len(seen) == 3
+    assert batch.rows == [keeper]
+    run(batch, {})
+    assert keeper.finish_reason == "length" and len(keeper.tokens) == 30
+
+
+def test_per_row_sampling_rules():
+    logits = torch.tensor([[0.0, 3.0, 1.0, 2.0], [5.0, 0.0, 0.0, 0.0]])
+    # nucleus: the smallest set reaching top_p (token 1 holds ~64%, tokens 1 and 3 ~88%)
+    kept = torch.isfinite(top_p_filter(logits[0], 0.8)).nonzero().flatten().tolist()
+    assert kept == [1, 3]
+    assert torch.isfinite(top_p_filter(logits[0], 0.01)).sum() == 1
+    params = [SamplingParams(0.0), SamplingParams(1.0, 0.01, seed=3)]
+    gens = [p.generator() for p in params]
+    assert sample_rows(logits, params, gens) == [1, 0]  # greedy argmax; top_p tiny = the most likely
+    draws = [sample_rows(logits[:1], [SamplingParams(2.0, seed=5)], [SamplingParams(2.0, seed=5).generator()])
+             for _ in range(3)]
+    assert draws[0] == draws[1] == draws[2]
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingParams(1.0, 0.0)

@@ -1,0 +1,90 @@
+"""Semantic search through the service layer: paraphrases, filters without shortfall, visibility, index life."""
+
+from __future__ import annotations
+
+from hub.repositories.adapters import AdapterFilters
+from tests.services.util import files_of
+
+CATALOG = [
+    ("alice/upper", 0, "Converts lowercase letters in a sentence to uppercase capitals.", ["text"], "public", "mit"),
+    ("alice/sql", 1, "Translates English questions into SQL database queries.", ["code"], "public", "apache-2.0"),
+    ("alice/summarize", 2, "Summarizes long news articles into a few short sentences.", ["text"], "public", "mit"),
+    ("bob/french", 0, "Translates English sentences into French.", ["translation"], "private", "mit"),
+]
+
+
+def _fill(hub, adapter_dirs):
+    users = {n: hub.users.ensure_user(n) for n in ("alice", "bob")}
+    for name, idx, desc, tags, vis, lic in CATALOG:
+        hub.publisher.publish(users[name.split("/")[0]], name, files_of(adapter_dirs[idx]), description=desc,
+                             tags=tags, visibility=vis, license=lic)
+    return users
+
+
+def names(hits):
+    return [h.adapter.full_name for h in hits]
+
+
+def test_search_paraphrase_filters_visibility(hub, adapter_dirs):
+    users = _fill(hub, adapter_dirs)
+    hits = hub.search.search(None, "make my text all capital letters", k=3)
+    assert names(hits)[0] == "alice/upper" and len(hits) == 3
+    assert hits[0].score > hits[1].score >= hits[2].score
+    assert names(hub.search.search(None, "generate database queries from natural language", k=1)) == ["alice/sql"]
+    # private: invisible to anonymous users and to others, visible to the owner
+    assert "bob/french" not in names(hub.search.search(None, "translate to French", k=10))
+    assert "bob/french" not in names(hub.search.search(users["alice"], "translate to French", k=10))
+    assert names(hub.search.search(users["bob"], "translate to French", k=1)) == ["bob/french"]
+    # filters are applied inside the engine: k results whenever k match
+    only_text = hub.search.search(None, "translate English into SQL", k=2, filters=AdapterFilters(tag="text"))
+    assert sorted(names(only_text)) == ["alice/summarize", "alice/upper"]
+    rank8 = hub.search.search(None, "capital letters", k=5, filters=AdapterFilters(min_rank=8))
+    assert names(rank8) == ["alice/summarize"]
+    assert names(hub.search.search(None, "anything", k=5, filters=AdapterFilters(license="apache-2.0"))) == ["alice/sql"]
+    assert names(hub.search.search(users["bob"], "x", k=5, filters=AdapterFilters(owner="bob"))) == ["bob/french"]
+    assert hub.search.search(None, "x", k=5, filters=AdapterFilters(owner="bob")) == []
+    # an exact tag or name match ranks first, whatever the similarity
+    code = hub.search.search(None, "code", k=3)
+    assert names(code)[0] == "alice/sql" and code[0].exact and not code[1].exact
+    assert names(hub.search.search(None, "summarize", k=2))[0] == "alice/summarize"
+
+
+def test_index_persists_rebuilds_and_follows_patches(make_hub, adapter_dirs):
+    hub = make_hub()
+    users = _fill(hub, adapter_dirs)
+    assert hub.search.ensure_index() == "rebuilt"
+    alice = users["alice"]
+    hub.adapters.patch(alice, "alice", "summarize", description="Writes Python unit tests for functions.")
+    assert names(hub.search.search(None, "generate pytest tests for my code", k=1)) == ["alice/summarize"]
+    hub.adapters.delete(alice, "alice", "sql")
+    assert "alice/sql" not in names(hub.search.search(None, "SQL queries", k=5))
+    hub.close()  # persists the index
+    again = make_hub()
+    assert again.search.ensure_index() == "loaded"
+    assert again.search.indexed_count() == 3
+    third = make_hub()
+    third.publisher.publish(alice, "alice/new", files_of(adapter_dirs[1]), description="Detects spam e-mails.")
+    fourth = make_hub()  # the persisted index no longer matches the DB
+    assert fourth.search.is_stale() and fourth.search.ensure_index() == "rebuilt"
+    assert names(fourth.search.search(None, "filter junk email", k=1)) == ["alice/new"]
+    progress = []
+    assert fourth.search.reindex(progress=lambda d, t: progress.append((d, t))) == 4
+    assert progress[-1] == (4, 4)
+
+
+def test_search_sees_what_other_processes_publish_change_and_delete(make_hub, adapter_dirs):
+    """A job worker or ``loom demo``'s background build publishes from another process: the serving
+    process's loaded index follows (each Hub here has its own index, as each process does)."""
+    server, worker = make_hub(), make_hub()
+    users = _fill(server, adapter_dirs)
+    assert names(server.search.search(None, "capital letters", k=1)) == ["alice/upper"]  # index loaded
+    alice = users["alice"]
+    worker.publisher.publish(alice, "alice/spam", files_of(adapter_dirs[1]), description="Detects spam e-mails.")
+    assert server.search.refresh(force=True) == 1
+    assert names(server.search.search(None, "filter junk email", k=1)) == ["alice/spam"]
+    worker.adapters.patch(alice, "alice", "spam", description="Writes Python unit tests for functions.")
+    worker.adapters.delete(alice, "alice", "sql")
+    assert server.search.refresh(force=True) == 2
+    assert names(server.search.search(None, "generate pytest tests for my code", k=1)) == ["alice/spam"]
+    assert "alice/sql" not in names(server.search.search(None, "SQL database queries", k=5))
+    assert server.search.refresh(force=True) == 0  # nothing moved: nothing to do
