@@ -90,6 +90,8 @@ class Settings(BaseSettings):
         blob_cache_bytes: the bound on this node's read-through cache of blobs from a remote store
             (``<data_dir>/blob-cache``): files that loading needs (safetensors, PEFT configs) are
             downloaded once and kept until the least recently used ones are evicted.
+        weights_roots: folders (besides the data directory) under which API users may name local base weights
+            (``LOOM_WEIGHTS_ROOTS='["/models"]'``); local commands are not confined.
         auth_fail_limit / auth_fail_window_s: a client (IP address) that sent this many invalid tokens within
             the window gets 429 with ``Retry-After`` until the oldest failure leaves the window; 0: no limit.
         jobs: ``local`` (job worker processes next to the API, ``LOOM_WORKERS``) or ``ray`` (the API runs no
@@ -147,6 +149,7 @@ class Settings(BaseSettings):
     s3_endpoint: str | None = None
     s3_connect_timeout_s: float = 5.0
     blob_cache_bytes: int = Field(default=8 * 1024**3, ge=0)
+    weights_roots: list[Path] = Field(default_factory=list)
     auth_fail_limit: int = Field(default=20, ge=0)
     auth_fail_window_s: float = Field(default=60.0, gt=0)
     jobs: Literal["local", "ray"] = "local"
@@ -195,6 +198,11 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    @property
+    def allowed_weights_roots(self) -> list[Path]:
+        """Where API users may name local base weights: the data directory and :attr:`weights_roots`."""
+        return [self.data_dir, *self.weights_roots]
 
     @property
     def weights_dir(self) -> Path:

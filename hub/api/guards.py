@@ -22,7 +22,6 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api import errors
-from hub.core.errors import LoomError
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
@@ -167,10 +166,7 @@ class CatchAll:
         try:
             await self.app(scope, receive, tracked)
         except Exception as exc:  # noqa: BLE001 - the last line of defence
-            if started:  # a streamed response failed midway: nothing can be said any more
-                if not isinstance(exc, LoomError):
-                    errors.log.exception("error after the response started on %s %s", scope["method"],
-                                         scope.get("path"))
-                return
+            if started:  # a streamed response failed midway: nothing can be said any more; the server cuts it
+                raise
             response = await errors.handle_error(Request(scope), exc)
             await response(scope, receive, send)

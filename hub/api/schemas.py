@@ -135,7 +135,8 @@ class BaseModelIn(BaseModel):
 class BaseModelOut(BaseModel):
     id: str
     revision: str
-    weights: str | None
+    weights: str | None = Field(None, description="where the weights are on the server (shown to the base's owner "
+                                                   "only)")
     source: dict[str, Any] | None = Field(
         None, description="where the weights came from: {kind: folder}, {kind: hf, repo_id, revision, sha} or "
                           "{kind: gguf, file, sha256, architecture}")
@@ -143,9 +144,14 @@ class BaseModelOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, b: m.BaseModel) -> BaseModelOut:
-        return cls(id=b.model_id, revision=b.revision, weights=b.weights, source=b.source, config=b.config,
-                   created_at=b.created_at)
+    def of(cls, b: m.BaseModel, viewer: m.User | None = None) -> BaseModelOut:
+        """The API view of ``b``; where its weights are on the server only for its owner."""
+        mine = viewer is not None and b.owner_id is not None and b.owner_id == viewer.id
+        source = b.source
+        if source and not mine and "file" in source:
+            source = {**source, "file": str(source["file"]).replace("\\", "/").rsplit("/", 1)[-1]}
+        return cls(id=b.model_id, revision=b.revision, weights=b.weights if mine else None, source=source,
+                   config=b.config, created_at=b.created_at)
 
 
 class BaseModelList(BaseModel):

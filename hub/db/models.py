@@ -188,4 +188,7 @@ class BaseModel(Base):
     #: where the weights came from (``hub.weights.ResolvedWeights.source``): a folder, a Hugging Face repo at a
     #: commit sha, or a converted GGUF file; None for bases registered without weights
     source: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: who registered it through the API (only they add revisions and see where its weights are); None: the
+    #: operator (local commands, the demo) or a base registered before owners existed
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -18,3 +18,8 @@ def get_base(session: Session, model_id: str, revision: str | None = None) -> Ba
 
 def list_bases(session: Session) -> list[BaseModel]:
     return list(session.scalars(select(BaseModel).order_by(BaseModel.model_id, BaseModel.id)))
+
+
+def owners(session: Session, model_id: str) -> set[int | None]:
+    """The owners of every registered revision of ``model_id`` (None: the operator's)."""
+    return set(session.scalars(select(BaseModel.owner_id).where(BaseModel.model_id == model_id)))

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.core.errors import ConflictError, InvalidInputError, NotFoundError
+from hub.core.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from hub.core.imports import import_lock, import_once
-from hub.db.models import BaseModel
+from hub.db.models import BaseModel, User
 from hub.repositories import base_models as repo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,6 +59,27 @@ def linear_shapes(config: dict[str, Any]) -> dict[str, tuple[int, int]]:
     }
 
 
+def check_confined(weights: str, roots: Sequence[Path]) -> None:
+    """Refuse a local ``weights`` path (a folder or a .gguf file) outside ``roots``; Hugging Face ids pass.
+
+    Raises:
+        InvalidInputError: a path outside every root (the message names neither the path nor whether it exists).
+    """
+    from hub.weights import HF_PREFIX
+
+    text = weights.strip()
+    if text.startswith(HF_PREFIX):
+        return
+    p = Path(text).expanduser()
+    pathlike = text.startswith(("/", ".", "~", "\\")) or text.lower().endswith(".gguf") or p.exists()
+    if not pathlike:
+        return  # a Hugging Face repo id
+    real = p.resolve()
+    if not any(real.is_relative_to(r.resolve()) for r in roots):
+        raise InvalidInputError("weights must be a Hugging Face repo id, or a folder or .gguf file under the hub's "
+                                "data directory or LOOM_WEIGHTS_ROOTS", field="weights")
+
+
 class BaseModelService:
     """Register, list and look up base models; shape checks for publishing.
 
@@ -78,19 +99,25 @@ class BaseModelService:
         self._lock = threading.Lock()
 
     def register(self, model_id: str, config: bytes | dict[str, Any] | None = None, *, revision: str | None = None,
-                 weights: str | None = None) -> BaseModel:
+                 weights: str | None = None, owner: User | None = None,
+                 allowed_roots: Sequence[Path] | None = None) -> BaseModel:
         """Register ``model_id`` at ``revision`` with its config.json (validated by building it on meta).
 
         Args:
             config: the model's config.json; None: the one the weights carry.
             revision: the registered revision; None: the pinned commit sha of Hugging Face weights, else ``main``.
             weights: a local folder, a ``.gguf`` file or a Hugging Face ``org/name[@revision]``.
+            owner: the API user registering it (None: the operator, from a local command); a base id belongs to
+                whoever registered it first: only they add revisions.
+            allowed_roots: folders and .gguf files must lie under one of these (symlinks resolved), checked before
+                anything is read, so a refusal says nothing of what exists; None: anywhere (local commands).
 
         Raises:
             InvalidInputError: a bad id, config or weights (missing, not a causal LM, not loadable).
             NotFoundError: a Hugging Face repo or revision that does not exist.
             UpstreamError: the Hugging Face Hub could not be reached.
             ConflictError: this id and revision are already registered.
+            PermissionDeniedError: ``owner`` is not the owner of the revisions already registered under this id.
         """
         if not model_id or len(model_id) > 256 or any(c.isspace() for c in model_id) or ".." in model_id:
             raise InvalidInputError(f"base model id {model_id!r} is not valid", field="id", value=model_id)
@@ -98,9 +125,17 @@ class BaseModelService:
             raise InvalidInputError(f"revision {revision!r} is not valid", field="revision", value=revision)
         if weights is not None and len(weights) > 1024:
             raise InvalidInputError("weights location is longer than 1024 characters", field="weights")
+        if weights is not None and allowed_roots is not None:
+            check_confined(weights, allowed_roots)
         cfg = _parse_config(config) if config is not None else None
         if cfg is None and weights is None:
             raise InvalidInputError("give the model's config.json or weights that carry one", field="config")
+        if owner is not None:
+            with self.sessions() as s:
+                others = repo.owners(s, model_id) - {owner.id}
+            if others:
+                raise PermissionDeniedError(f"base model {model_id} was registered by another user; only they can "
+                                            "register revisions of it", field="id")
         if revision is not None:
             self._refuse_registered(model_id, revision)
         checked: dict[str, dict[str, tuple[int, int]]] = {}
@@ -131,7 +166,8 @@ class BaseModelService:
         try:
             with self.sessions.begin() as s:
                 self._refuse_registered(model_id, revision, s)
-                row = BaseModel(model_id=model_id, revision=revision, config=cfg, weights=folder, source=source)
+                row = BaseModel(model_id=model_id, revision=revision, config=cfg, weights=folder, source=source,
+                                owner_id=owner.id if owner is not None else None)
                 s.add(row)
         except IntegrityError:
             raise ConflictError(f"base model {model_id}@{revision} is already registered") from None

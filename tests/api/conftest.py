@@ -19,12 +19,13 @@ class Api:
 
 
 @pytest.fixture
-def make_api(make_hub):
+def make_api(make_hub, tmp_path):
     clients = []
 
     def make(**overrides) -> Api:
         from hub.api import create_app
 
+        overrides.setdefault("weights_roots", [tmp_path])  # the tests' base folders may be registered over the API
         hub = make_hub(**overrides)
         _, ta = hub.users.create_token("alice")
         _, tb = hub.users.create_token("bob")

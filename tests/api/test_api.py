@@ -126,7 +126,7 @@ def test_base_models_and_shape_checks(api, tiny_model, tmp_path):
     assert_error(c.post("/api/v1/base-models", headers=api.alice, json={"id": "x/y", "config": {"a": 1}}),
                  422, "invalid_input", "model_type")
     assert [b["id"] for b in c.get("/api/v1/base-models").json()["items"]] == ["loom-test/pico-llama"]
-    got = c.get("/api/v1/base-models/loom-test/pico-llama").json()
+    got = c.get("/api/v1/base-models/loom-test/pico-llama", headers=api.alice).json()  # its owner
     assert got["weights"] == str(folder.resolve()) and got["source"] == {"kind": "folder"}
     assert_error(c.get("/api/v1/base-models/nobody/model"), 404, "not_found")
     wide = make_peft_adapter(pico_llama(hidden=64), tmp_path / "wide", seed=4)

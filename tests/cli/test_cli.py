@@ -80,7 +80,7 @@ def test_publish_search_pull_load_in_peft(server, capsys, monkeypatch, tmp_path,
     cfg = tmp_path / "config.json"
     cfg.write_text(tiny_model.config.to_json_string())
     rc, _, err = run(capsys, *g, "base", "add", "loom-test/pico-llama", "--config", str(cfg), "--weights", "/m")
-    assert rc == 1 and "weights folder '/m' does not exist" in err  # nothing registered
+    assert rc == 1 and "under the hub's data directory or LOOM_WEIGHTS_ROOTS" in err  # outside the roots
     rc, out, err = run(capsys, *g, "base", "add", "loom-test/pico-llama", "--config", str(cfg), "--weights",
                        str(tmp_path))
     assert rc == 0 and "registered" in out, err

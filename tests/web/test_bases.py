@@ -16,7 +16,8 @@ def own_page(browser, tmp_path):
     from hub.api import create_app
     from hub.settings import get_settings
 
-    app = create_app(get_settings(data_dir=tmp_path / "data", hf_endpoint="http://127.0.0.1:9"), warm_index=False)
+    app = create_app(get_settings(data_dir=tmp_path / "data", hf_endpoint="http://127.0.0.1:9",
+                                  weights_roots=[tmp_path]), warm_index=False)
     hub = app.state.hub
     _, token = hub.users.create_token("alice")
     with serve_in_thread(app) as url:

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
-def live(make_hub, fake_hub, capsys, monkeypatch):  # noqa: F811
+def live(make_hub, fake_hub, capsys, monkeypatch, tmp_path):  # noqa: F811
     """(run, client, hub): ``run(*args)`` runs ``loom --server URL --token <alice> ...`` -> (rc, out, err)."""
     from fastapi.testclient import TestClient
 
@@ -24,7 +24,7 @@ def live(make_hub, fake_hub, capsys, monkeypatch):  # noqa: F811
     from hub.api import create_app
 
     monkeypatch.delenv("LOOM_TOKEN", raising=False)
-    h = make_hub(hf_endpoint=fake_hub.url)
+    h = make_hub(hf_endpoint=fake_hub.url, weights_roots=[tmp_path])
     _, token = h.users.create_token("alice")
     app = create_app(hub=h, warm_index=False)
     with serve_in_thread(app) as url:

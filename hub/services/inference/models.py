@@ -7,12 +7,15 @@ served here; an HF id gives a clear error. The model is wrapped in a
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hub.core.errors import InvalidInputError
 from hub.core.imports import import_once
+
+_log = logging.getLogger(__name__)
 
 
 def pick_device() -> str:
@@ -73,9 +76,10 @@ def weights_folder(model_id: str, weights: str | None) -> Path:
                                 model=model_id)
     p = Path(weights).expanduser()
     if not p.is_dir():
+        _log.warning("base model %s: its weights %r are not a local folder", model_id, weights)
         raise InvalidInputError(
-            f"base model {model_id} has weights {weights!r}, which is not a local folder; only local "
-            "folders (save_pretrained output with a tokenizer) can be served here", model=model_id)
+            f"base model {model_id}: its weights are not a local folder; only local folders (save_pretrained "
+            "output with a tokenizer) can be served here", model=model_id)
     return p
 
 
@@ -98,11 +102,13 @@ def load_base(model_id: str, revision: str, weights: str | None, device: str | N
     try:
         tok = AutoTokenizer.from_pretrained(str(folder))
     except Exception as e:  # noqa: BLE001 - transformers raises many kinds
-        raise InvalidInputError(f"base model {model_id}: no usable tokenizer in {folder}: {e}") from None
+        _log.warning("base model %s: no usable tokenizer in %s: %s", model_id, folder, e)  # the path: log only
+        raise InvalidInputError(f"base model {model_id}: its weights have no usable tokenizer") from None
     try:
         model = AutoModelForCausalLM.from_pretrained(str(folder), dtype="auto")
     except Exception as e:  # noqa: BLE001
-        raise InvalidInputError(f"base model {model_id}: transformers cannot load {folder}: {e}") from None
+        _log.warning("base model %s: transformers cannot load %s: %s", model_id, folder, e)
+        raise InvalidInputError(f"base model {model_id}: transformers cannot load its weights") from None
     model.config.name_or_path = model_id  # adapters name the registered id, not the folder
     model.to(dev).eval()
     tok.padding_side = "left"
