@@ -74,7 +74,9 @@ def routing_part(zoo: Any, scorer: Any, args: Any, log: Any) -> dict[str, Any]:
                                 for t, exs in d.items()} for s, d in data.items()}
     finally:
         scorer.model = peft.unload()
-    log(f"base and oracle: {time.perf_counter() - t0:.0f} s")
+    log(f"base and oracle: {time.perf_counter() - t0:.0f} s; seen / unseen per task: " + ", ".join(
+        f"{t} base {scores['base']['train'][t]:.2f}/{scores['base']['heldout'][t]:.2f} own "
+        f"{scores['oracle']['train'][t]:.2f}/{scores['oracle']['heldout'][t]:.2f}" for t in tasks))
     from routing.presets import PRESETS
 
     for preset in [p for p in args.presets.split(",") if p] if args.presets else [p.name for p in PRESETS]:
