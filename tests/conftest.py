@@ -46,7 +46,7 @@ def peft_adapter_dir(tmp_path_factory, tiny_model):
 
 #: test folders whose session fixtures are expensive (a trained zoo, a live server + browser, a served base):
 #: under ``pytest -n 2 --dist loadgroup`` each runs on one worker, so its fixtures are built once, not twice.
-SHARED_FIXTURE_GROUPS = ("testbed", "web", "inference", "generation", "router_training", "real", "cluster")
+SHARED_FIXTURE_GROUPS = ("testbed", "web", "inference", "generation", "router_training", "real", "ray_cluster")
 
 
 def pytest_collection_modifyitems(config, items):

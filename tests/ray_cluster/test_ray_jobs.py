@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.cluster import jobkinds
+from tests.ray_cluster import jobkinds
 
 pytestmark = pytest.mark.slow
 

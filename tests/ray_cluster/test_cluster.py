@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cluster import jobkinds
+from tests.ray_cluster import jobkinds
 
 pytestmark = pytest.mark.slow
 
