@@ -24,6 +24,8 @@ ERRORS: dict[str, tuple[int, ...]] = {
     "list_base_models": (),
     "register_base_model": (403, 404, 409, 502, 503),
     "get_base_model": (404,),
+    "list_base_model_files": (404,),
+    "download_base_model_file": (404,),
     "create_composition": (403, 404),
     "list_composition_methods": (),
     "list_jobs": (),

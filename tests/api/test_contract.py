@@ -32,6 +32,7 @@ def contract_app(tmp_path_factory, tiny_model, fake_hub):  # noqa: F811 (the imp
     hub.base_models.register(PICO_BASE_ID, tiny_model.config.to_json_string().encode())
     hub.publisher.publish(alice, "alice/upper", files_of(make_peft_adapter(tiny_model, root / "a", seed=1)),
                           description="upper case")
+    hub.search.search(None, "warm up", k=1)  # the query encoder's one-time export happens here, not in a case
     app = create_app(hub=hub, warm_index=False)
     app.state.contract_token = token
     yield app

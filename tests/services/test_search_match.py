@@ -17,11 +17,11 @@ CATALOG = [
 
 
 def _fill(hub, adapter_dirs, catalog=CATALOG):
-    alice = hub.users.ensure_user("alice")
     for i, (name, desc, tags) in enumerate(catalog):
-        hub.publisher.publish(alice, name, files_of(adapter_dirs[i % len(adapter_dirs)]), description=desc,
+        owner = hub.users.ensure_user(name.split("/")[0])  # a namespace belongs to its user
+        hub.publisher.publish(owner, name, files_of(adapter_dirs[i % len(adapter_dirs)]), description=desc,
                               tags=tags)
-    return alice
+    return hub.users.ensure_user("alice")
 
 
 def test_hits_below_the_threshold_are_weak(make_hub, adapter_dirs):

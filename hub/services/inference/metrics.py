@@ -124,9 +124,11 @@ _REGISTERED: weakref.WeakKeyDictionary[CollectorRegistry, InferenceCollector] = 
 
 
 def register(registry: CollectorRegistry, engines: Any, max_lora: int) -> InferenceCollector | None:
-    """Add a collector of ``engines`` to ``registry`` unless one is there; returns it, or None."""
-    if registry in _REGISTERED:
-        return None
+    """Add a collector of ``engines`` to ``registry``, replacing the one an earlier service put there (the newest
+    service of a process is the one serving; two collectors would report the same metric names). Returns it."""
+    old = _REGISTERED.pop(registry, None)
+    if old is not None:
+        registry.unregister(old)
     col = InferenceCollector(engines, max_lora)
     registry.register(col)
     _REGISTERED[registry] = col

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub.core.errors import ClusterUnavailableError, LoomError
 from hub.core.refs import AdapterRef
+from hub.services.inference.admission import UserLimits
 from hub.services.inference.resolve import AUTO, split_model, unknown_model
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -83,6 +84,8 @@ class RayInference:
         from hub.services.inference.resolver import Resolver
 
         self.settings, self.adapters, self.base_models, self.connection = settings, adapters, base_models, connection
+        # per-caller concurrency is bounded at the gateway, as in-process (the replicas bound their own batches)
+        self.user_limits = UserLimits(settings.inference_max_concurrent_per_user)
         self.build_replica = build_replica
         self.engines = BaseEngines(settings, base_models)  # bases by id only: the gateway loads no model
         self.resolver = Resolver(adapters, base_models, self.engines, None, None)  # type: ignore[arg-type]
@@ -197,9 +200,12 @@ class RayInference:
                 self._first.pop(key, None)
             event.set()
 
-    def complete(self, viewer: User | None, req: Any) -> Any:
+    def complete(self, viewer: User | None, req: Any, cancel: threading.Event | None = None) -> Any:
         """Generate on the replica that holds the request's key. Raises what the replica raised on purpose, or
-        ClusterUnavailableError when the replica died or the cluster did not answer."""
+        ClusterUnavailableError when the replica died or the cluster did not answer.
+
+        ``cancel`` (the client left) is not forwarded yet: the replica finishes the request (a known gap of the
+        Ray path; in-process serving frees the rows at the next step)."""
         key, spec = self._spec(viewer, req)
         gate = self._gate(key)
         try:
@@ -211,8 +217,9 @@ class RayInference:
             self._ungate(key, gate)
         return res
 
-    def stream(self, viewer: User | None, req: Any) -> Iterator[Any]:
-        """Like :meth:`complete`, yielding ``(index, piece)`` then the result; request errors are raised HERE."""
+    def stream(self, viewer: User | None, req: Any, cancel: threading.Event | None = None) -> Iterator[Any]:
+        """Like :meth:`complete`, yielding ``(index, piece)`` then the result; request errors are raised HERE. A
+        dropped stream stops reading the replica's generator (``cancel`` is not forwarded, as in :meth:`complete`)."""
         key, spec = self._spec(viewer, req)
         gate = self._gate(key)
         try:
