@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import os
 import subprocess
 import sys
@@ -28,27 +27,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 BASE_ID = "abuse/tiny-llama"
 
 
-class HashEmbedder:
-    name, dim = "bench-hash", 16
-
-    def embed(self, texts):
-        out = np.stack([np.frombuffer(hashlib.sha256(t.encode()).digest()[:16], dtype=np.uint8).astype(np.float32)
-                        + 1.0 for t in texts])
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 def prepare(root: Path) -> None:
     from hub.services.container import Hub
     from hub.services.publish import PublishFiles
     from hub.settings import get_settings
-    from tests.helpers import make_peft_adapter, save_byte_base
+    from tests.helpers import HashEmbedder, make_peft_adapter, save_byte_base
 
     base = save_byte_base(root / "base")
     with Hub(get_settings(data_dir=root / "data"), embedder_factory=lambda n: HashEmbedder()) as hub:
@@ -67,6 +57,7 @@ def serve(data_dir: str, port: int) -> None:
 
     from hub.api import create_app
     from hub.settings import get_settings
+    from tests.helpers import HashEmbedder
 
     app = create_app(get_settings(data_dir=Path(data_dir)), embedder_factory=lambda n: HashEmbedder(),
                      warm_index=False)

@@ -19,7 +19,6 @@ Uses CUDA when available.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import statistics
 import sys
 import tempfile
@@ -27,21 +26,10 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 BASE_ID = "bench/llama"
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-class HashEmbedder:
-    """Search is not measured here: a deterministic hashing embedder keeps publishing cheap."""
-
-    name, dim = "bench-hash", 16
-
-    def embed(self, texts):
-        out = np.stack([np.frombuffer(hashlib.sha256(t.encode()).digest()[:16], dtype=np.uint8).astype(np.float32)
-                        + 1.0 for t in texts])
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 def setup(root: Path, hidden: int, layers: int, n_adapters: int, rank: int):
@@ -53,7 +41,7 @@ def setup(root: Path, hidden: int, layers: int, n_adapters: int, rank: int):
     from hub.settings import get_settings
     from testbed.tokenizer import save_tokenizer
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.helpers builds the PEFT adapters
-    from tests.helpers import make_peft_adapter
+    from tests.helpers import HashEmbedder, make_peft_adapter
 
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=259, hidden_size=hidden, intermediate_size=hidden * 4, num_hidden_layers=layers,

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import random
 import statistics
@@ -45,15 +44,6 @@ WORDS = ("plan", "river", "stone", "light", "north", "market", "signal", "garden
          "paper", "orbit", "forest", "melody", "harbor", "silver", "canvas", "motion", "summit")
 
 
-class HashEmbedder:
-    """Search is not measured: a deterministic hashing embedder keeps publishing cheap."""
-
-    name, dim = "bench-hash", 16
-
-    def embed(self, texts):
-        out = np.stack([np.frombuffer(hashlib.sha256(t.encode()).digest()[:16], dtype=np.uint8).astype(np.float32)
-                        + 1.0 for t in texts])
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 @dataclass
@@ -103,6 +93,8 @@ def build(root: Path, base: str, n_adapters: int):
     settings = get_settings(data_dir=data, hf_endpoint="http://127.0.0.1:9", inference_default_base=base_id,
                             adapter_cache_gpu=32, inference_max_queued=4096, inference_max_rows_per_request=64,
                             inference_max_concurrent_per_user=4096)
+    from tests.helpers import HashEmbedder
+
     hub = Hub(settings, embedder_factory=lambda name: HashEmbedder())
     hub.base_models.register(base_id, (folder / "config.json").read_bytes(), weights=str(folder))
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)

@@ -182,3 +182,19 @@ def served_zoo(zoo, data_dir):
         publish_zoo_into(hub, zoo)
         with serve_in_thread(create_app(hub=hub, warm_index=False)) as url:
             yield url, hub
+
+
+class HashEmbedder:
+    """A deterministic hashing embedder (16 dims) for benchmarks that do not measure search: publishing stays
+    cheap and needs no model."""
+
+    name, dim = "bench-hash", 16
+
+    def embed(self, texts):
+        import hashlib
+
+        import numpy as np
+
+        out = np.stack([np.frombuffer(hashlib.sha256(t.encode()).digest()[:16], dtype=np.uint8).astype(np.float32)
+                        + 1.0 for t in texts])
+        return out / np.linalg.norm(out, axis=1, keepdims=True)

@@ -30,6 +30,21 @@ _CACHE: dict[tuple[str, str | None], Embedder] = {}
 _CACHE_LOCK = threading.Lock()
 
 
+def checked_texts(texts: Sequence[str]) -> list[str]:
+    """``texts`` as a list, every item a str (an embedder's input).
+
+    Raises:
+        InvalidInputError: ``texts`` is a single string or holds a non-string.
+    """
+    if isinstance(texts, str):
+        raise InvalidInputError("texts must be a sequence of strings, got a single str")
+    items = list(texts)
+    for i, t in enumerate(items):
+        if not isinstance(t, str):
+            raise InvalidInputError(f"texts[{i}] must be a str, got {type(t).__name__}")
+    return items
+
+
 @runtime_checkable
 class Embedder(Protocol):
     """Turns texts into L2-normalised float32 vectors of a fixed dimension.
@@ -91,12 +106,7 @@ class SentenceTransformerEmbedder:
         Raises:
             InvalidInputError: ``texts`` is a single string or holds a non-string.
         """
-        if isinstance(texts, str):
-            raise InvalidInputError("texts must be a sequence of strings, got a single str")
-        items = list(texts)
-        for i, t in enumerate(items):
-            if not isinstance(t, str):
-                raise InvalidInputError(f"texts[{i}] must be a str, got {type(t).__name__}")
+        items = checked_texts(texts)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:

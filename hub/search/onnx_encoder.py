@@ -24,7 +24,7 @@ import numpy as np
 
 from hub.core.errors import InvalidInputError
 from hub.search.arrays import normalize
-from hub.search.embedder import SentenceTransformerEmbedder
+from hub.search.embedder import SentenceTransformerEmbedder, checked_texts
 
 EXPORT_VERSION = 1  # bump when the exported graph changes
 OPSET = 17
@@ -60,12 +60,7 @@ class OnnxQueryEncoder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts``; ``(n, dim)`` float32 unit rows (raises InvalidInputError on a bare str)."""
-        if isinstance(texts, str):
-            raise InvalidInputError("texts must be a sequence of strings, got a single str")
-        items = list(texts)
-        for i, t in enumerate(items):
-            if not isinstance(t, str):
-                raise InvalidInputError(f"texts[{i}] must be a str, got {type(t).__name__}")
+        items = checked_texts(texts)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
