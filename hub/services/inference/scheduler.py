@@ -153,6 +153,9 @@ class Scheduler:
                           SamplingParams(job.temperature, job.top_p, job.seed), eos, self._on_token(job))
                 self._jobs[id(row)] = (job, row)
                 rows.append(row)
+            # running before the prefill: it emits each joiner's first token, and a scrape after that token
+            # must list the joiner's adapters
+            self.running = frozenset(k for job, _ in self._jobs.values() for k in job.mixture)
             self._finish(self.batch.add(rows))
         self.running = frozenset(k for job, _ in self._jobs.values() for k in job.mixture)
         if self.batch.rows:
