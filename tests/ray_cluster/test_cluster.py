@@ -88,6 +88,23 @@ def upload(url, headers, folder: Path, name: str) -> dict:
     return r.json()
 
 
+def ensure_published(url, hub, headers, root: Path, count: int = 2) -> None:
+    """``alice/a0`` .. ``alice/a{count-1}`` as the first test publishes them, unless they are there: under xdist
+    another module's tests can run between this module's, and the module's cluster is then built afresh."""
+    from transformers import AutoModelForCausalLM
+
+    from hub.core.errors import NotFoundError
+    from tests.helpers import make_peft_adapter
+
+    model = None
+    for i in range(count):
+        try:
+            hub.adapters.version(None, "alice", f"a{i}")
+        except NotFoundError:
+            model = model or AutoModelForCausalLM.from_pretrained(hub.base_models.get(BASE_ID).weights)
+            upload(url, headers, make_peft_adapter(model, root / f"a{i}", seed=10 + i, base_id=BASE_ID), f"alice/a{i}")
+
+
 def chat(url, headers, model: str, **extra) -> httpx.Response:
     return httpx.post(f"{url}/v1/chat/completions", headers=headers, timeout=120,
                       json={"model": model, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4,
@@ -172,7 +189,7 @@ def test_a_private_adapter_is_served_to_its_owner_only(cluster, tmp_path):
     assert {BASE_ID, "alice/a0", "alice/secret"} <= ids(headers) and "alice/secret" not in ids({})
 
 
-def test_a_replica_dying_mid_request_gives_an_error_then_requests_succeed(cluster):
+def test_a_replica_dying_mid_request_gives_an_error_then_requests_succeed(cluster, tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
     from ray import serve
@@ -180,6 +197,7 @@ def test_a_replica_dying_mid_request_gives_an_error_then_requests_succeed(cluste
     from hub.services.inference.ray_serve import APP_NAME, DEPLOYMENT
 
     url, hub, gateway, bucket, headers = cluster
+    ensure_published(url, hub, headers, tmp_path)
     r = chat(url, headers, "alice/a1", stream=True)  # streaming through the handle
     assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]") and '"content"' in r.text, r.text[:500]
     key = hub.adapters.version(None, "alice", "a1").sha256
@@ -210,7 +228,7 @@ def test_a_replica_dying_mid_request_gives_an_error_then_requests_succeed(cluste
 
     before = set(gateway.replicas)
     deadline = time.monotonic() + 90
-    models = ["alice/a0", "alice/a1", "alice/merged", "alice/secret", BASE_ID]
+    models = ["alice/a0", "alice/a1", BASE_ID]
     i = 0
     while True:  # later requests succeed, and Serve replaced the dead replica with a new one that serves
         r = chat(url, headers, models[i % len(models)])

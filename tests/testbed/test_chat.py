@@ -10,7 +10,6 @@ import pytest
 
 from testbed.tasks import get_task
 from tests.helpers import served_zoo
-from tests.web.conftest import browser  # noqa: F401 (the session fixture: one Chromium)
 
 N = 6  # prompts per adapter
 
@@ -121,23 +120,3 @@ def test_chat_without_a_template_falls_back_to_role_lines():
     tok.chat_template = None
     assert render_chat(tok, msgs) == ("system: be brief\nuser: hello\nassistant:", False)
 
-
-def test_the_playground_answers_every_family_in_the_browser(ci_zoo, demo, browser):  # noqa: F811
-    """The web playground (Chromium), as a newcomer uses it from an adapter page: the answer of every ci
-    family's adapter is the task's output, the same text the chat endpoint gives."""
-    from playwright.sync_api import expect
-
-    url, _ = demo
-    ctx = browser.new_context(base_url=url, viewport={"width": 1280, "height": 900})
-    ctx.set_default_timeout(60_000)
-    page = ctx.new_page()
-    try:
-        for entry in ci_zoo.adapters:
-            e = get_task(entry.task).examples(1, seed=31)[0]
-            page.goto(f"/playground?model={entry.name}")
-            page.get_by_label("Message").fill(e.prompt)
-            page.get_by_label("Max tokens").fill("24")
-            page.get_by_role("button", name="Send").click()
-            expect(page.locator("#answer-text")).to_have_text(e.output)
-    finally:
-        ctx.close()
