@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import byte_llama as tiny_llama
-from tests.helpers import save_byte_base
+from tests.helpers import save_byte_base, serve_in_thread
 from tests.services.fixtures import db_templates  # noqa: F401
 
 BASE_ID = "loom-test/infer-llama"
@@ -121,3 +121,16 @@ def service(ihub):
     svc = inference_service(ihub, "cpu")
     yield svc
     svc.close()
+
+
+@pytest.fixture
+def server(ihub):
+    """A real server with the hub's app (the OpenAI-compatible routes are part of it); yields (url, app)."""
+    from hub.api import create_app
+
+    app = create_app(hub=ihub, warm_index=False)
+    with serve_in_thread(app) as url:
+        yield url, app
+    svc = getattr(app.state, "inference", None)
+    if svc is not None:
+        svc.close()

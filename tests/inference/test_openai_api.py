@@ -9,21 +9,7 @@ import openai
 import pytest
 
 from hub.services.inference import CompletionRequest
-from tests.helpers import serve_in_thread
 from tests.inference.conftest import BASE_ID
-
-
-@pytest.fixture
-def server(ihub):
-    """A real server with the hub's app (the OpenAI-compatible routes are part of it); yields (url, app)."""
-    from hub.api import create_app
-
-    app = create_app(hub=ihub, warm_index=False)
-    with serve_in_thread(app) as url:
-        yield url, app
-    svc = getattr(app.state, "inference", None)
-    if svc is not None:
-        svc.close()
 
 
 @pytest.fixture

@@ -78,18 +78,6 @@ def test_rows_per_request_limit_before_any_work(service, ihub):
     assert service.engines.loaded() == {}  # refused before the base was even loaded
 
 
-@pytest.fixture
-def server(ihub):
-    from hub.api import create_app
-
-    app = create_app(hub=ihub, warm_index=False)
-    with serve_in_thread(app) as url:
-        yield url, app
-    svc = getattr(app.state, "inference", None)
-    if svc is not None:
-        svc.close()
-
-
 def slow_engine(app, ms=15):
     svc = app.state.inference
     model = svc.engine(BASE_ID).base.mixed.model
