@@ -21,7 +21,9 @@ a paged cache with per-token adapter indices (Punica SGMV / vLLM):
 * the models served here are small (tiny and SmolLM2-class bases, tens of rows): padding waste is bounded by
   the spread of live lengths, whereas a paged layout needs custom attention kernels that CPU torch lacks.
 The cost is that a join copies the running cache once (``torch.cat``); the tests and the serving bench
-measure it against the window batcher.
+measure it against the window batcher. A decode step does not copy it: each layer's keys and values are views
+of a buffer with spare columns (:class:`GrowingLayer`), so a step writes its one column in place, where
+transformers' ``DynamicLayer`` concatenates the whole cache every step (O(length) per step per layer).
 
 Only full-attention ``DynamicLayer`` caches are handled (Llama, Mistral, Qwen2, SmolLM2 ...); another cache
 layout raises :class:`~hub.core.errors.InvalidInputError` at the first join.
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from hub.core.errors import InvalidInputError
 from routing.sampling import SamplingParams, sample_rows
@@ -112,7 +115,8 @@ class ContinuousBatch:
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         self.mixed.set_rows([r.mixture or None for r in rows])
         out = self.mixed.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                               position_ids=pos.to(self.device), use_cache=True)
+                               position_ids=pos.to(self.device), cache=_growing_cache(self.mixed.model),
+                               use_cache=True)
         self.forwards += 1
         for r in rows:
             r.generator = r.sampling.generator(self.device)
@@ -212,6 +216,58 @@ class ContinuousBatch:
         for r in rows:
             r.finish_reason = r.finish_reason or reason
         return rows
+
+
+def _growing_cache(model: Any) -> Any:
+    """An empty cache of :class:`GrowingLayer` for ``model`` (a plain ``DynamicCache`` for a model with sliding
+    or linear-attention layers, which :func:`_layers` then refuses)."""
+    cfg = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+    kinds = getattr(cfg, "layer_types", None)
+    if getattr(cfg, "sliding_window", None) or (kinds and any(k != "full_attention" for k in kinds)):
+        return DynamicCache(config=cfg)
+    return Cache(layers=[GrowingLayer() for _ in range(cfg.num_hidden_layers)])
+
+
+class GrowingLayer(DynamicLayer):
+    """A ``DynamicLayer`` whose keys and values are views of buffers with spare columns: appending writes in
+    place. Replacing ``keys``/``values`` from outside (row selection, trimming, joining) is allowed: the next
+    append sees they are no longer the start of the buffer and copies them into a new one."""
+
+    _kbuf: torch.Tensor | None = None
+    _vbuf: torch.Tensor | None = None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        keys, values = self.keys, self.values
+        if not self.is_initialized or keys is None or values is None or keys.numel() == 0:
+            self.lazy_initialization(key_states, value_states)
+            keys, values, n = key_states[:, :, :0], value_states[:, :, :0], 0
+            self._kbuf = self._vbuf = None
+        else:
+            n = keys.shape[-2]
+        t = key_states.shape[-2]
+        if not (_views_start(keys, self._kbuf, n + t) and _views_start(values, self._vbuf, n + t)):
+            cap = n + t + max(32, (n + t) // 2)
+            self._kbuf = _buffer(key_states, keys, n, cap)
+            self._vbuf = _buffer(value_states, values, n, cap)
+        assert self._kbuf is not None and self._vbuf is not None
+        self._kbuf[:, :, n:n + t] = key_states
+        self._vbuf[:, :, n:n + t] = value_states
+        self.keys, self.values = self._kbuf[:, :, :n + t], self._vbuf[:, :, :n + t]
+        return self.keys, self.values
+
+
+def _views_start(t: torch.Tensor, buf: torch.Tensor | None, need: int) -> bool:
+    """``t`` is ``buf[:, :, :len]`` and ``buf`` holds ``need`` columns."""
+    return (buf is not None and t.data_ptr() == buf.data_ptr() and t.shape[:2] == buf.shape[:2]
+            and t.stride() == buf.stride() and buf.shape[-2] >= need)
+
+
+def _buffer(new: torch.Tensor, old: torch.Tensor, n: int, cap: int) -> torch.Tensor:
+    buf = new.new_empty((new.shape[0], new.shape[1], cap, new.shape[-1]))
+    if n:
+        buf[:, :, :n] = old
+    return buf
 
 
 def _layers(cache: Any) -> list[Any]:

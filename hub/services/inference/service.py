@@ -155,14 +155,18 @@ class InferenceService:
                 continue
             lb = self.engines.get(plan.base_id).base
             dec = IncrementalText(lb.tokenizer, req.stop)
-            while True:
+            ended = False
+            while not ended:
                 try:
-                    tok = q.get(timeout=600)
+                    toks = [q.get(timeout=600)]
                 except queue.Empty:
                     break
-                if tok is None:
-                    break
-                piece = dec.add(tok)
+                # tokens that arrived while the reader was away go out as one piece: under load one event per
+                # token (a thread hop, a JSON chunk, an HTTP write each) would cost the scheduler more than it sends
+                while toks[-1] is not None and not q.empty():
+                    toks.append(q.get_nowait())
+                ended = toks[-1] is None
+                piece = "".join(dec.add(t) for t in toks if t is not None)
                 if piece:
                     yield i, piece
             pending[i] = (plan, _ids, fut, dec)
