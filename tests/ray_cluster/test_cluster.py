@@ -242,6 +242,32 @@ def test_a_replica_dying_mid_request_gives_an_error_then_requests_succeed(cluste
     assert states.get("RUNNING") == 2, states
 
 
+def test_a_dropped_stream_frees_its_rows_on_the_replica(cluster, tmp_path):
+    """The gateway forwards a client's disconnect: the replica's rows are cancelled at its next step instead of
+    generating 8 x 1900 tokens for nobody."""
+    url, hub, gateway, bucket, headers = cluster
+    ensure_published(url, hub, headers, tmp_path)
+
+    def cancelled() -> int:
+        return sum(s["rows"]["cancelled"] for s in gateway.replicas.values())
+
+    assert chat(url, headers, "alice/a0").status_code == 200
+    before = cancelled()
+    body = {"model": "alice/a0", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 1900, "n": 8,
+            "temperature": 0.0, "stream": True}
+    with httpx.stream("POST", f"{url}/v1/chat/completions", headers=headers, json=body, timeout=60) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if '"content"' in line:
+                break  # the client leaves after its first piece
+    deadline = time.monotonic() + 30
+    while cancelled() < before + 8:  # every answer brings its replica's row counts
+        assert chat(url, headers, "alice/a0", max_tokens=1).status_code == 200
+        assert time.monotonic() < deadline, gateway.replicas
+        time.sleep(0.2)
+    assert all(s["rows"]["running"] == 0 for s in gateway.replicas.values()), gateway.replicas
+
+
 def test_a_job_worker_dying_is_retried_on_the_cluster(cluster):
     url, hub, gateway, bucket, headers = cluster
     job, _ = hub.jobs.submit("sleep", None, {"seconds": 3})

@@ -202,16 +202,18 @@ class RayInference:
 
     def complete(self, viewer: User | None, req: Any, cancel: threading.Event | None = None) -> Any:
         """Generate on the replica that holds the request's key. Raises what the replica raised on purpose, or
-        ClusterUnavailableError when the replica died or the cluster did not answer.
-
-        ``cancel`` (the client left) is not forwarded yet: the replica finishes the request (a known gap of the
-        Ray path; in-process serving frees the rows at the next step)."""
+        ClusterUnavailableError when the replica died or the cluster did not answer. ``cancel`` (the client left)
+        cancels the Serve call: the replica sets its request's cancel event, so its rows leave at the next step."""
         key, spec = self._spec(viewer, req)
         gate = self._gate(key)
         try:
             with replica_errors():
-                state, res = self.handle.options(multiplexed_model_id=key).complete.remote(spec).result(
-                    timeout_s=REQUEST_TIMEOUT_S)
+                response = self.handle.options(multiplexed_model_id=key).complete.remote(spec)
+                watch = CancelForwarder(cancel, response)
+                try:
+                    state, res = response.result(timeout_s=REQUEST_TIMEOUT_S)
+                finally:
+                    watch.close()
             self._seen(key, state)
         finally:
             self._ungate(key, gate)
@@ -219,27 +221,68 @@ class RayInference:
 
     def stream(self, viewer: User | None, req: Any, cancel: threading.Event | None = None) -> Iterator[Any]:
         """Like :meth:`complete`, yielding ``(index, piece)`` then the result; request errors are raised HERE. A
-        dropped stream stops reading the replica's generator (``cancel`` is not forwarded, as in :meth:`complete`)."""
+        dropped stream (``cancel`` set, or this iterator closed before the end) cancels the replica's generator."""
         key, spec = self._spec(viewer, req)
         gate = self._gate(key)
+        watch = None
         try:
             with replica_errors():
-                gen = iter(self.handle.options(stream=True, multiplexed_model_id=key).stream.remote(spec))
-                first = next(gen, None)
+                gen = self.handle.options(stream=True, multiplexed_model_id=key).stream.remote(spec)
+                watch = CancelForwarder(cancel, gen)
+                first = next(iter(gen), None)
+        except BaseException:
+            if watch is not None:
+                watch.close(cancel=True)
+            raise
         finally:
             self._ungate(key, gate)  # the replica has loaded the key once its first piece arrived
-        return self._events(key, first, gen)
+        assert watch is not None
+        return self._events(key, first, gen, watch)
 
-    def _events(self, key: str, first: Any, gen: Iterator[Any]) -> Iterator[Any]:
-        ev = first
-        while ev is not None:
-            if ev[0] == "result":
-                self._seen(key, ev[2])
-                yield ev[1]
-            else:
-                yield ev
-            with replica_errors():
-                ev = next(gen, None)
+    def _events(self, key: str, first: Any, gen: Any, watch: CancelForwarder) -> Iterator[Any]:
+        ended = False
+        try:
+            ev = first
+            while ev is not None:
+                if ev[0] == "result":
+                    self._seen(key, ev[2])
+                    yield ev[1]
+                else:
+                    yield ev
+                with replica_errors():
+                    ev = next(gen, None)
+            ended = True
+        finally:
+            watch.close(cancel=not ended)
+
+
+class CancelForwarder:
+    """Until :meth:`close`, a set ``event`` (the client left) cancels the Serve ``response`` (``ray.cancel`` on the
+    replica's call raises CancelledError in it, and the replica sets its request's cancel event). One watcher
+    thread per request, polling the event every 50 ms; it ends with the request."""
+
+    def __init__(self, event: threading.Event | None, response: Any) -> None:
+        self.event, self.response = event, response
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        if event is not None:
+            threading.Thread(target=self._watch, daemon=True, name="loom-ray-cancel").start()
+
+    def _watch(self) -> None:
+        assert self.event is not None
+        while not self._closed.is_set():
+            if self.event.wait(0.05):
+                self.close(cancel=True)
+                return
+
+    def close(self, cancel: bool = False) -> None:
+        """Stop watching; ``cancel``: cancel the call unless it was closed already."""
+        with self._lock:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+        if cancel:
+            self.response.cancel()
 
 
 class replica_errors:  # noqa: N801 - used as a context manager: `with replica_errors():`

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -121,27 +122,43 @@ def build_app(settings: Settings, build_replica: ReplicaFactory, *, replicas: in
         async def complete(self, spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
             self._specs[serve.get_multiplexed_model_id()] = spec
             await self._load()
-            res = await asyncio.to_thread(self.service.complete, self._viewer(spec), self._request(spec))
+            cancel = threading.Event()  # set when the gateway cancels the call (its client left)
+            try:
+                res = await asyncio.to_thread(self.service.complete, self._viewer(spec), self._request(spec), cancel)
+            except asyncio.CancelledError:
+                cancel.set()  # the rows leave at the engine's next step
+                raise
             return self.state(), res
 
         async def stream(self, spec: dict[str, Any]) -> AsyncIterator[Any]:
             self._specs[serve.get_multiplexed_model_id()] = spec
             await self._load()
-            events = await asyncio.to_thread(self.service.stream, self._viewer(spec), self._request(spec))
-            done = object()
-            while (ev := await asyncio.to_thread(next, events, done)) is not done:
-                yield ev if isinstance(ev, tuple) else ("result", ev, self.state())
+            cancel = threading.Event()
+            try:
+                events = await asyncio.to_thread(self.service.stream, self._viewer(spec), self._request(spec),
+                                                 cancel)
+                done = object()
+                while (ev := await asyncio.to_thread(next, events, done)) is not done:
+                    yield ev if isinstance(ev, tuple) else ("result", ev, self.state())
+            except (asyncio.CancelledError, GeneratorExit):
+                cancel.set()
+                raise
 
         def state(self) -> dict[str, Any]:
-            """This replica: id, pid, adapters loaded in its slot banks and waiting, loads so far, blob cache."""
+            """This replica: id, pid, adapters loaded in its slot banks and waiting, its rows (running, waiting,
+            cancelled so far), loads so far, blob cache."""
             running: set[str] = set()
             waiting: set[str] = set()
+            rows = {"running": 0, "waiting": 0, "cancelled": 0}
             for _, gpu, batcher in self.service.engines.loaded().values():
                 running |= set(gpu.resident())
                 waiting |= set(batcher.waiting())
+                rows["running"] += batcher.num_running
+                rows["waiting"] += batcher.num_waiting
+                rows["cancelled"] += getattr(batcher, "rows_cancelled", 0)
             cache = getattr(self.hub.blobs, "cache", None)
             return {"replica": self.tag, "pid": self.pid, "running": sorted(running),
-                    "waiting": sorted(waiting - running), "max_lora": per_replica, "loads": list(self.loads),
+                    "waiting": sorted(waiting - running), "rows": rows, "max_lora": per_replica, "loads": list(self.loads),
                     "adapter_cache": {"hits": self.service.cpu.hits, "misses": self.service.cpu.misses},
                     "blob_cache": None if cache is None else {"hits": cache.hits, "misses": cache.misses}}
 

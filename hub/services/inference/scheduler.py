@@ -47,6 +47,7 @@ class Scheduler:
         self._cv = threading.Condition()
         self._stop = False
         self.rows_served = 0
+        self.rows_cancelled = 0
         self.batch_sizes: list[int] = []
         self.running: frozenset[str] = frozenset()
         self.observer: Any = None  # the serving metrics (set by the engines)
@@ -198,6 +199,7 @@ class Scheduler:
             job.future.set_result(RowResult(list(row.tokens), row.finish_reason, dict(job.mixture), size))
 
     def _cancelled(self, job: Job) -> None:
+        self.rows_cancelled += 1
         if job.tokens is not None:
             job.tokens.put(None)
         if not job.future.done():
