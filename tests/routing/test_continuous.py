@@ -104,6 +104,20 @@ def test_cache_is_trimmed_when_the_long_row_leaves(mixed):
     assert k.shape[0] == 1 and k.shape[2] == batch.mask.shape[1]
 
 
+def test_a_decode_step_writes_the_cache_in_place(mixed):
+    """Between joins and leaves, a step appends its column into the layer's buffer: no copy of the cache."""
+    batch = ContinuousBatch(mixed, 256)
+    rows = [Row(ids("in place"), {"a": 1.0}, 20), Row(ids("two rows"), {}, 20)]
+    batch.add(rows)
+    batch.step()  # the first append after the prefill may move the cache into a buffer with spare columns
+    layer = batch.cache.layers[0]
+    ptr, width = layer.keys.data_ptr(), layer.keys.shape[2]
+    for i in range(1, 6):
+        batch.step()
+        assert layer.keys.data_ptr() == ptr and layer.values.shape[2] == width + i
+        assert batch.cache.layers[0] is layer
+
+
 def test_two_temperatures_in_one_pass_and_seeded_rows_reproducible(mixed, adapters):
     prompt = ids("sampling test")
     alone = Row(prompt, {"b": 1.0}, 16, SamplingParams(0.9, 0.95, seed=7), EOS)
