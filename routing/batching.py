@@ -276,26 +276,45 @@ def generate_routed(routed: RoutedModel, input_ids: torch.Tensor, attention_mask
                      int(max(int(r.weights.idx.max()) for r in recs)) + 1)
                 tot = torch.zeros(rows, g)
                 for r in recs:
-                    w = r.weights.dense(g).detach().float().cpu()  # (M, G)
-                    tot += w.reshape(rows, -1, g).mean(1) if r.weights.level == "token" else w
+                    tot += record_row_means(r, rows, g)
                 for i in range(rows):
                     out[i][site] = (tot[i] / len(recs)).tolist()
             return out
 
-        names = routed.expert_names
         res = _generate(routed.model, tokenizer, input_ids, attention_mask, max_new_tokens, greedy, eos_token_id,
                         [], gates, gen_kwargs)
-        if routed.router is not None and "*" in ctx.rows:  # a request-level router answered
-            w = ctx.rows["*"]
-            res.adapters = [{names[int(i)]: float(v) for i, v in zip(w.idx[r], w.val[r], strict=True) if v != 0}
-                            for r in range(rows)]
-        else:
-            res.adapters = [{n: 1.0 for n in names} for _ in range(rows)] if not res.gate_weights else \
-                [_mean_expert_weights(gw, len(names), names) for gw in res.gate_weights]
+        request = ctx.rows.get("*") if routed.router is not None else None  # a request-level router answered
+        res.adapters = [routed_adapters(routed, None if request is None else (request.idx[r], request.val[r]),
+                                        res.gate_weights[r] if res.gate_weights else None) for r in range(rows)]
         return res
     finally:
         ctx.collect = False
         ctx.clear_records()
+
+
+def record_row_means(rec: Any, rows: int, groups: int, tokens: torch.Tensor | None = None) -> torch.Tensor:
+    """(rows, groups) float32 on the CPU: each row's mean gate weight per group in one gate record; token-level
+    weights are averaged over the row's tokens (``tokens``: the (rows, T) mask of real ones; None: all)."""
+    w = rec.weights.dense(groups).detach().float()  # (M, G)
+    if rec.weights.level != "token":
+        return w.cpu()
+    w = w.reshape(rows, -1, groups)
+    if tokens is None:
+        return w.mean(1).cpu()
+    m = tokens.to(w.device, w.dtype)[..., None]  # (rows, T, 1)
+    return ((w * m).sum(1) / m.sum(1).clamp_min(1.0)).cpu()
+
+
+def routed_adapters(routed: RoutedModel, request: tuple[torch.Tensor, torch.Tensor] | None,
+                    gate_weights: Mapping[str, list[float]] | None) -> dict[str, float]:
+    """The adapters one routed row used: the request-level router's choice (``request``: the row's (k,) expert
+    indices and weights), else the mean expert weights of its gates, else (no gate answered) every expert."""
+    names = routed.expert_names
+    if request is not None:
+        return {names[int(i)]: float(v) for i, v in zip(*request, strict=True) if v != 0}
+    if gate_weights is None:
+        return {n: 1.0 for n in names}
+    return _mean_expert_weights(gate_weights, len(names), names)
 
 
 def _mean_expert_weights(gw: Mapping[str, list[float]], n: int, names: Sequence[str]) -> dict[str, float]:

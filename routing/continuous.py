@@ -25,6 +25,13 @@ measure it against the window batcher. A decode step does not copy it: each laye
 of a buffer with spare columns (:class:`GrowingLayer`), so a step writes its one column in place, where
 transformers' ``DynamicLayer`` concatenates the whole cache every step (O(length) per step per layer).
 
+What runs the forward is a :class:`RowModel`: it sets the routing state of the rows of a forward, in batch
+order, runs the model, and reads back what it must keep per row. :class:`MixedRows` does that for a
+:class:`~routing.batching.MixedAdapterModel` (each row's adapter or mixture);
+:class:`routing.routed_batch.RoutedRows` for a router preset's routed model (each row's request features,
+request-level mixture and prefill-time sequence weights, kept in :attr:`Row.state` so they follow the row
+through joins and leaves). The cache, join and leave code is the same for both.
+
 Only full-attention ``DynamicLayer`` caches are handled (Llama, Mistral, Qwen2, SmolLM2 ...); another cache
 layout raises :class:`~hub.core.errors.InvalidInputError` at the first join.
 """
@@ -33,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
@@ -53,6 +60,8 @@ class Row:
         on_token: called with each new token (not a stop id); returning False ends the row (a stop
             string was seen, or the client left). tokens: the new tokens so far.
         finish_reason: ``stop``, ``length`` or ``cancelled`` once the row left.
+        state: per-row routing state owned by the :class:`RowModel` (request features, a request-level
+            mixture, weights a sequence-level gate computed at prefill, gate statistics).
     """
 
     prompt_ids: list[int]
@@ -66,6 +75,7 @@ class Row:
     generator: torch.Generator | None = None
     next_token: int = -1  # the sampled token not yet in the cache
     position: int = 0  # the position id of next_token
+    state: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.prompt_ids:
@@ -79,21 +89,55 @@ class Row:
             self.finish_reason = "cancelled"
 
 
+@runtime_checkable
+class RowModel(Protocol):
+    """What a :class:`ContinuousBatch` runs: ``begin`` sets the routing state of ``rows`` (the rows of the
+    next forward, in batch order; ``prefill``: their prompts, on an empty cache), ``model`` is called, then
+    ``end`` reads back per-row state (``tokens`` is the (B, T) mask of the forward's real input tokens).
+    ``report`` is what a finished row answers: the adapters applied and per-site gate weights (or None)."""
+
+    model: Any
+
+    def begin(self, rows: Sequence[Row], prefill: bool) -> None: ...
+
+    def end(self, rows: Sequence[Row], prefill: bool, tokens: torch.Tensor) -> None: ...
+
+    def report(self, row: Row) -> tuple[dict[str, float], dict[str, list[float]] | None]: ...
+
+
+class MixedRows:
+    """The :class:`RowModel` of a :class:`~routing.batching.MixedAdapterModel`: each row's adapter or mixture."""
+
+    def __init__(self, mixed: Any) -> None:
+        self.mixed, self.model = mixed, mixed.model
+
+    def begin(self, rows: Sequence[Row], prefill: bool) -> None:
+        self.mixed.set_rows([r.mixture or None for r in rows])
+
+    def end(self, rows: Sequence[Row], prefill: bool, tokens: torch.Tensor) -> None:
+        return None
+
+    def report(self, row: Row) -> tuple[dict[str, float], dict[str, list[float]] | None]:
+        return dict(row.mixture), None
+
+
 class ContinuousBatch:
     """The running rows of one model and their padded KV cache.
 
     Args:
-        mixed: the :class:`~routing.batching.MixedAdapterModel` (its adapters already loaded).
+        mixed: the :class:`~routing.batching.MixedAdapterModel` (its adapters already loaded), or any
+            :class:`RowModel` (e.g. :class:`routing.routed_batch.RoutedRows`).
         pad_id: the token id written in padded columns (never attended to).
     """
 
     def __init__(self, mixed: Any, pad_id: int) -> None:
         self.mixed, self.pad_id = mixed, pad_id
+        self.runner: RowModel = mixed if isinstance(mixed, RowModel) else MixedRows(mixed)
         self.rows: list[Row] = []
         self.cache: Any = None
         self.mask: torch.Tensor | None = None  # (B, L) long, 1 = a real cached token
         self.forwards = 0  # prefill and decode forwards run
-        self.device = next(mixed.model.parameters()).device
+        self.device = next(self.runner.model.parameters()).device
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -113,11 +157,12 @@ class ContinuousBatch:
             ids[i, width - len(r.prompt_ids):] = torch.tensor(r.prompt_ids, dtype=torch.long)
             mask[i, width - len(r.prompt_ids):] = 1
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        self.mixed.set_rows([r.mixture or None for r in rows])
-        out = self.mixed.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                               position_ids=pos.to(self.device), cache=_growing_cache(self.mixed.model),
-                               use_cache=True)
+        self.runner.begin(rows, True)
+        out = self.runner.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                position_ids=pos.to(self.device), cache=_growing_cache(self.runner.model),
+                                use_cache=True)
         self.forwards += 1
+        self.runner.end(rows, True, mask.to(self.device))
         for r in rows:
             r.generator = r.sampling.generator(self.device)
             r.position = len(r.prompt_ids)
@@ -163,10 +208,11 @@ class ContinuousBatch:
         ids = torch.tensor([[r.next_token] for r in self.rows], dtype=torch.long, device=self.device)
         pos = torch.tensor([[r.position] for r in self.rows], dtype=torch.long, device=self.device)
         self.mask = torch.cat([self.mask, torch.ones((b, 1), dtype=torch.long, device=self.device)], 1)
-        self.mixed.set_rows([r.mixture or None for r in self.rows])
-        out = self.mixed.model(input_ids=ids, attention_mask=self.mask, position_ids=pos, cache=self.cache,
-                               use_cache=True)
+        self.runner.begin(self.rows, False)
+        out = self.runner.model(input_ids=ids, attention_mask=self.mask, position_ids=pos, cache=self.cache,
+                                use_cache=True)
         self.forwards += 1
+        self.runner.end(self.rows, False, torch.ones_like(ids))
         self.cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
         for r in self.rows:
             r.position += 1
