@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 import torch
 
-from hub.core.errors import IncompatibleAdaptersError, InvalidInputError
+from hub.core.errors import (
+    IncompatibleAdaptersError,
+    InvalidInputError,
+    RequestCancelledError,
+    TooManyRequestsError,
+)
 from hub.services.inference import CompletionRequest
 from hub.services.inference.service import encode_prompt
 from tests.inference.conftest import BASE_ID
@@ -24,7 +32,8 @@ def raw_base(base_dir):
 #: routers whose gates sit in different places: per linear (MeteoRA, also multi-label), per decoder layer
 #: routing attention and MLP together (LLaVA-MoLE with routed_attention)
 SERVED = {"meteora": ("meteora", {"k": 2}), "meteora-multi-label": ("meteora", {"k": 2, "multi_label": True}),
-          "mole_llava-attn": ("mole_llava", {"routed_attention": True})}
+          "mole_llava-attn": ("mole_llava", {"routed_attention": True}),
+          "mole_wu": ("mole_wu", {"temperature": 0.2})}
 
 
 @pytest.fixture(params=["meteora"])
@@ -36,7 +45,7 @@ def router_state(request, service, base_dir):
     experts = [service.resolver.adapter(None, e, BASE_ID, e)[1] for e in EXPERTS]
     torch.manual_seed(3)
     routed = build_router(raw_base(base_dir), experts, preset, cfg, names=EXPERTS)
-    if preset == "mole_llava":  # a non-trivial gate (the bias starts at zero: top-1 would always be expert 0)
+    if preset in ("mole_llava", "mole_wu"):  # a non-trivial gate (top-1 of a near-zero gate is always expert 0)
         for g in routed.gates.values():
             torch.nn.init.normal_(g.proj.weight, std=1.0)
     return router_state(routed, experts), experts
@@ -91,3 +100,88 @@ def test_router_artifact_without_files_is_refused(service, ihub, router_state):
     with pytest.raises(InvalidInputError):
         publish_router(ihub, ihub.users.ensure_user("alice"), "alice/empty", type(state)(
             preset="meteora", config={}, expert_ids=[], base_model=BASE_ID, tensors={}))
+
+
+def greedy(service, model, prompt, n, **kw):
+    return service.complete(None, CompletionRequest(model=model, prompts=[prompt], max_tokens=n, temperature=0.0,
+                                                    **kw)).choices[0]
+
+
+def slow(sched, ms=10):
+    """Make each forward of the router's routed copy take ``ms`` longer (requests overlap)."""
+    return sched.batch.runner.model.register_forward_pre_hook(lambda *a: time.sleep(ms / 1000))
+
+
+@pytest.mark.parametrize("router_state", ["meteora", "mole_wu"], indirect=True)
+def test_concurrent_router_requests_share_forwards_and_answer_as_alone(service, ihub, router_state):
+    """Requests to one router join its batch mid-generation (iteration-level), and each answers exactly what it
+    answers alone: tokens, the experts it used and its per-site gate weights."""
+    from tests.helpers import publish_router
+
+    publish_router(ihub, ihub.users.ensure_user("alice"), "alice/mixer", router_state[0])
+    work = [("Add 2 and 3", 12), ("bonjour", 6), ("def f(x):", 10), ("multiply 7", 8), ("hi", 9)]
+    alone = [greedy(service, "alice/mixer", p, n) for p, n in work]
+    assert all(c.batch_size == 1 for c in alone)
+    sched = service.routers.scheduler(service.resolve(None, "alice/mixer"))
+    assert sched is not None and service.routers.calls == len(work)
+    hook = slow(sched)
+    forwards, out = sched.generate_calls, {}
+
+    def ask(i):
+        time.sleep(0.03 * i)  # arrivals spread over the first steps: rows join a running batch
+        out[i] = greedy(service, "alice/mixer", *work[i])
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(work))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    hook.remove()
+    tokens = sum(len(c.tokens) for c in alone)
+    assert sched.generate_calls - forwards < tokens  # fewer forwards than rows x tokens: rows shared them
+    assert max(c.batch_size for c in out.values()) > 1 and max(sched.batch_sizes) > 1
+    for i, c in out.items():
+        assert c.tokens == alone[i].tokens and c.text == alone[i].text, work[i]
+        assert c.adapters.keys() == alone[i].adapters.keys() and c.gate_weights.keys() == alone[i].gate_weights.keys()
+        for site, w in c.gate_weights.items():
+            torch.testing.assert_close(torch.tensor(w), torch.tensor(alone[i].gate_weights[site]), atol=1e-5,
+                                       rtol=1e-4)
+    # a streamed router row sends its text as it is generated
+    req = CompletionRequest(model="alice/mixer", prompts=[work[0][0]], max_tokens=work[0][1], temperature=0.0)
+    events = list(service.stream(None, req))
+    pieces, res = [e[1] for e in events[:-1]], events[-1]
+    assert pieces and "".join(pieces) == res.choices[0].text == alone[0].text
+
+
+def test_router_rows_are_admitted_and_cancelled_like_plain_rows(service, ihub, router_state):
+    from tests.helpers import publish_router
+
+    ihub.settings.inference_max_batch = 1  # read when the router's scheduler is built
+    publish_router(ihub, ihub.users.ensure_user("alice"), "alice/mixer", router_state[0])
+    sched = service.routers.scheduler(service.resolve(None, "alice/mixer"))
+    hook = slow(sched, 15)
+    sched.admission.max_queued = 0
+    cancel, errors = threading.Event(), []
+
+    def long():
+        try:
+            service.complete(None, CompletionRequest(model="alice/mixer", prompts=["long one"], max_tokens=60,
+                                                     temperature=0.0), cancel=cancel)
+        except RequestCancelledError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=long)
+    t.start()
+    deadline = time.monotonic() + 10
+    while sched.num_running == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    with pytest.raises(TooManyRequestsError) as e:  # one running slot, a queue of 0: the next request is refused
+        greedy(service, "alice/mixer", "another", 4)
+    assert "LOOM_INFERENCE_MAX_QUEUED" in e.value.message and sched.num_waiting == 0
+    forwards = sched.generate_calls
+    cancel.set()  # the client left: the row leaves at the next step
+    t.join(10)
+    assert errors and sched.num_running == 0 and sched.generate_calls - forwards <= 2
+    hook.remove()
+    sched.admission.max_queued = 4
+    assert greedy(service, "alice/mixer", "another", 4).tokens  # the slot is free again

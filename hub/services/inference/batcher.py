@@ -39,6 +39,8 @@ class Job:
         stop: stop strings (the continuous scheduler ends the row when one appears in its text).
         cancelled: set when the client went away; the row leaves at the next step.
         submitted: when the request was queued (``time.monotonic()``), for the latency metrics.
+        routing: a routed row's per-request routing inputs (the continuous scheduler's row state; see
+            :meth:`routing.routed_batch.RoutedRows.inputs`).
     """
 
     prompt_ids: list[int]
@@ -54,6 +56,7 @@ class Job:
     cancelled: threading.Event | None = None
     submitted: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
+    routing: dict[str, Any] = field(default_factory=dict)
 
     @property
     def group(self) -> tuple[bool, float, float]:

@@ -2,8 +2,14 @@
 
 A router resolves to its state and experts in :class:`~hub.services.inference.resolver.Resolver`; its
 files are read by :func:`hub.services.artifacts.read_router_state`. Routed requests run on a separate
-copy of the base (the preset injects its own layers), one at a time per router; they are not batched
-with plain adapter rows.
+copy of the base per router artifact (the preset injects its own layers). With the continuous scheduler
+(``LOOM_SCHEDULER=continuous``, the default) the rows of one router share the forwards of that copy: a
+:class:`~hub.services.inference.scheduler.Scheduler` per router over
+:class:`routing.routed_batch.RoutedRows` (iteration-level joins and leaves, per-row sampling, streaming,
+cancellation and the same 429 bound as plain rows; each row's request features, semantic mixture and
+prefill-time sequence weights follow it). A preset outside :data:`routing.routed_batch.BATCHED`, and every
+router under ``LOOM_SCHEDULER=window``, runs one request at a time with
+:func:`routing.batching.generate_routed`. Routed rows are not yet batched with plain adapter rows.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class RouterRunner:
-    """Runs routed requests: one routed copy of the base per router artifact, one request at a time.
+    """Runs routed requests: one routed copy of the base per router artifact, its rows batched by a
+    scheduler of their own (or one request at a time, see the module docstring).
 
     Args:
         engines: the served bases (tokenizer, device, context). adapters: expert descriptions (``semantic``).
@@ -36,13 +43,62 @@ class RouterRunner:
                  embed: Callable[[list[str]], np.ndarray]) -> None:
         self.engines, self.adapters, self.embed = engines, adapters, embed
         self._routed: dict[str, Any] = {}
+        self._schedulers: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._build_lock = threading.Lock()  # one load of each router's copy of the base
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-router")
-        self.calls = 0
+        self._calls = 0
+
+    @property
+    def calls(self) -> int:
+        """Routed rows served (batched and one at a time)."""
+        with self._lock:
+            schedulers = list(self._schedulers.values())
+        return self._calls + sum(s.rows_served for s in schedulers)
 
     def base(self, plan: Plan) -> Any:
         """The served base (tokenizer, context) of a routed plan."""
         return self.engines.get(plan.base_id).base
+
+    def scheduler(self, plan: Plan) -> Any:
+        """The scheduler that batches ``plan``'s router rows (built with the router's copy of the base on
+        first use), or None: that router runs one request at a time."""
+        from routing.routed_batch import RoutedRows, batchable
+
+        key = plan.router or ""
+        with self._lock:
+            hit = self._schedulers.get(key)
+        if hit is not None or self.engines.settings.scheduler == "window":
+            return hit
+        with self._build_lock:
+            with self._lock:
+                hit = self._schedulers.get(key)
+            if hit is not None:
+                return hit
+            routed = self._build(plan)
+            if not batchable(routed):
+                return None
+            from hub.services.inference.scheduler import Scheduler
+
+            s = self.engines.settings
+            sched = Scheduler(self.base(plan), None, s.inference_max_batch, s.inference_max_queued,
+                              rows=RoutedRows(routed, self._embed), name=f"loom-router-{key}")
+            sched.observer = self.engines.observer
+            with self._lock:
+                self._schedulers[key] = sched
+            return sched
+
+    def inputs(self, plan: Plan, ids: list[int]) -> dict[str, Any]:
+        """A batched router row's routing inputs (its row state): the request features or semantic decision
+        of the prompt's text."""
+        sched = self.scheduler(plan)
+        text = self.base(plan).tokenizer.decode(ids, skip_special_tokens=True)
+        return dict(sched.batch.runner.inputs([text])[0])
+
+    def _embed(self, texts: list[str]) -> Any:
+        import torch
+
+        return torch.from_numpy(self.embed(texts))
 
     def _build(self, plan: Plan) -> Any:
         (AutoModelForCausalLM,) = import_once("transformers", "AutoModelForCausalLM")
@@ -62,19 +118,19 @@ class RouterRunner:
         state, experts = plan.state, list(plan.adapters.values())
         extras: dict[str, Any] = {}
         if state.preset == "semantic":
-            import torch
 
             descs = []
             for eid in state.expert_ids:
                 descs.append(self.adapters.get(None, *parse_name(eid.split("@")[0])).description or eid)
-            extras = {"embed": lambda texts: torch.from_numpy(self.embed(texts)), "descriptions": descs}
+            extras = {"embed": self._embed, "descriptions": descs}
         routed = load_router(model, experts, state, names=state.expert_ids, **extras)
         with self._lock:
             self._routed[plan.router or ""] = routed
         return routed
 
     def submit(self, plan: Plan, ids: list[int], new: int, req: Any) -> Future:
-        """Queue one routed row; resolves to a :class:`~hub.services.inference.batcher.RowResult`."""
+        """Queue one routed row for the one-at-a-time path; resolves to a
+        :class:`~hub.services.inference.batcher.RowResult`."""
         return self._pool.submit(self._run, plan, ids, new, req)
 
     def _run(self, plan: Plan, ids: list[int], new: int, req: Any) -> Any:
@@ -92,14 +148,15 @@ class RouterRunner:
             from routing.features import request_features
 
             text = lb.tokenizer.decode(ids, skip_special_tokens=True)
-            routed.set_features(request_features(lambda t: torch.from_numpy(self.embed(t)), [text], routed.config))
+            routed.set_features(request_features(self._embed, [text], routed.config))
         greedy = req.temperature == 0.0
         kw = {} if greedy else {"temperature": req.temperature, "top_p": req.top_p}
         if not greedy and req.seed is not None:
             torch.manual_seed(req.seed)
         res = generate_routed(routed, x, torch.ones_like(x), max_new_tokens=new, greedy=greedy,
                               eos_token_id=lb.eos_id, **kw)
-        self.calls += 1
+        with self._lock:
+            self._calls += 1
         toks = res.tokens[0][:new]
         finish = "length" if len(toks) >= new else "stop"
         if toks and toks[-1] == lb.eos_id:
@@ -108,4 +165,9 @@ class RouterRunner:
                          res.gate_weights[0] if res.gate_weights else None)
 
     def close(self) -> None:
+        """Stop the routers' schedulers (after their rows) and the one-at-a-time pool."""
+        with self._lock:
+            schedulers, self._schedulers = list(self._schedulers.values()), {}
+        for s in schedulers:
+            s.close()
         self._pool.shutdown(wait=True)

@@ -7,6 +7,11 @@ slot bank first), then ONE decode forward advances every running row
 gets each token as it is sampled. Admission (:mod:`~hub.services.inference.admission`) bounds the queue:
 a request whose rows do not fit answers 429 before anything is queued. The thread is the only user of the
 model, so adapter slots never move mid-forward.
+
+The same loop serves the rows of one router artifact on its routed copy of the base
+(:class:`~hub.services.inference.routers.RouterRunner`): ``rows`` is then a
+:class:`routing.routed_batch.RoutedRows`, a job's ``routing`` inputs (request features, the semantic
+preset's decision) become its row's state, and there is no adapter tier (``gpu`` None).
 """
 
 from __future__ import annotations
@@ -30,18 +35,21 @@ class Scheduler:
     """Iteration-level batching over one :class:`~hub.services.inference.models.LoadedBase`.
 
     Args:
-        base: the served model. gpu: its device tier of adapters. max_running: most rows in the batch.
-        max_queued: most rows waiting for a slot (beyond it, 429).
+        base: the served model. gpu: its device tier of adapters (None: rows need none). max_running: most
+        rows in the batch. max_queued: most rows waiting for a slot (beyond it, 429).
+        rows: what runs the rows (a :class:`routing.continuous.RowModel`; default the base's mixed-adapter model).
+        name: the loop thread's name (default from the base).
     """
 
-    def __init__(self, base: Any, gpu: Any, max_running: int, max_queued: int) -> None:
+    def __init__(self, base: Any, gpu: Any, max_running: int, max_queued: int, rows: Any = None,
+                 name: str | None = None) -> None:
         from routing.continuous import ContinuousBatch
 
         if max_running < 1:
             raise InvalidInputError(f"inference_max_batch must be >= 1, got {max_running}")
         self.base, self.gpu, self.max_running = base, gpu, max_running
         self.admission = Admission(max_queued)
-        self.batch = ContinuousBatch(base.mixed, base.pad_id)
+        self.batch = ContinuousBatch(base.mixed if rows is None else rows, base.pad_id)
         self._waiting: deque[Job] = deque()
         self._jobs: dict[int, tuple[Job, Any]] = {}  # id(row) -> (job, row) of the running rows
         self._cv = threading.Condition()
@@ -51,7 +59,7 @@ class Scheduler:
         self.batch_sizes: list[int] = []
         self.running: frozenset[str] = frozenset()
         self.observer: Any = None  # the serving metrics (set by the engines)
-        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"loom-scheduler-{base.model_id}")
+        self._thread = threading.Thread(target=self._loop, daemon=True, name=name or f"loom-scheduler-{base.model_id}")
         self._thread.start()
 
     # -- the queue ------------------------------------------------------------------------------
@@ -146,12 +154,14 @@ class Scheduler:
                 needed.update(job.adapters)
             for job in joiners:
                 needed.update(job.adapters)
-            self.gpu.ensure(needed)
+            if self.gpu is not None:
+                self.gpu.ensure(needed)
             rows = []
             eos = frozenset() if self.base.eos_id is None else frozenset({self.base.eos_id})
             for job in joiners:
                 row = Row(job.prompt_ids, dict(job.mixture), job.max_new_tokens,
-                          SamplingParams(job.temperature, job.top_p, job.seed), eos, self._on_token(job))
+                          SamplingParams(job.temperature, job.top_p, job.seed), eos, self._on_token(job),
+                          state=dict(job.routing))
                 self._jobs[id(row)] = (job, row)
                 rows.append(row)
             # running before the prefill: it emits each joiner's first token, and a scrape after that token
@@ -196,7 +206,8 @@ class Scheduler:
                 now = time.monotonic()
                 ttft = (job.first_token_at or now) - job.submitted
                 self.observer.finished(self.base.model_id, job.mixture, ttft, now - job.submitted, len(row.tokens))
-            job.future.set_result(RowResult(list(row.tokens), row.finish_reason, dict(job.mixture), size))
+            adapters, gates = self.batch.runner.report(row)
+            job.future.set_result(RowResult(list(row.tokens), row.finish_reason, adapters, size, gates))
 
     def _cancelled(self, job: Job) -> None:
         self.rows_cancelled += 1

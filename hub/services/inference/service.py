@@ -220,20 +220,25 @@ class InferenceService:
             work.append((plan, ids, req.max_tokens or min(room, s.inference_max_tokens)))
         cancel = cancel or threading.Event()
         slots: list[Any] = []
-        per_base: dict[str, list[Any]] = {}
+        per_batcher: dict[int, tuple[Any, list[Any]]] = {}  # a base's batcher or a router's scheduler -> its rows
         for plan, ids, new in work:
+            batcher = self.engines.get(plan.base_id).batcher if plan.route != "router" else \
+                self.routers.scheduler(plan)
+            if batcher is None:  # a router that runs one request at a time
+                slots.extend((plan, ids, new, None, None) for _ in range(req.n))
+                continue
+            routed = plan.route == "router"  # a router row: its routing inputs; counted under the router's key
+            routing = self.routers.inputs(plan, ids) if routed else {}
+            mixture, adapters = ({plan.router or "": 1.0}, {}) if routed else (plan.mixture, plan.adapters)
             for _ in range(req.n):
-                if plan.route == "router":
-                    slots.append((plan, ids, new, None, None))
-                    continue
                 q: queue.Queue[int | None] | None = queue.Queue() if stream else None
-                job = Job(ids, dict(plan.mixture), dict(plan.adapters), new, req.temperature, req.top_p, req.seed,
-                          tokens=q, stop=list(req.stop), cancelled=cancel)
+                job = Job(ids, dict(mixture), dict(adapters), new, req.temperature, req.top_p, req.seed, tokens=q,
+                          stop=list(req.stop), cancelled=cancel, routing=routing)
                 slots.append((plan, ids, new, job, q))
-                per_base.setdefault(plan.base_id, []).append(job)
+                per_batcher.setdefault(id(batcher), (batcher, []))[1].append(job)
         try:  # every row of the request is admitted, or none (a 429 leaves nothing queued)
-            for base_id, jobs in per_base.items():
-                self.engines.get(base_id).batcher.submit_all(jobs)
+            for batcher, jobs in per_batcher.values():
+                batcher.submit_all(jobs)
         except Exception:
             cancel.set()
             raise
