@@ -10,6 +10,11 @@ the same requests, greedy:
 * (c) a baseline server running PEFT ``generate`` one request at a time (``set_adapter`` per request);
 * (d) Loom continuous with every request on the bare base (no adapter): the cost of the LoRA rows.
 
+With ``--router PRESET`` every request names one router artifact of that preset (untrained gates over the
+first 4 adapters) instead of an adapter, and the systems are (a) Loom continuous (the router's rows batched
+per iteration on its routed copy of the base) and (b) Loom window (routers run one request at a time there),
+rates as multiples of (b)'s serial capacity; printed: the same columns and (a)/(b).
+
 Printed per base and rate: request throughput, output tokens/s, TTFT and TPOT p50/p99 (streamed, so the first
 token is timed where it reaches the client; (c) does not stream: its TTFT is the whole latency), and the
 ratios (a)/(b) and (a)/(d) in output tokens/s. Rates are multiples of the one-request-at-a-time capacity
@@ -18,6 +23,7 @@ measured first (1 / the mean latency of (c)): below, near and above saturation.
     python benchmarks/serving_bench.py --quick                  # tiny base, small runs
     python benchmarks/serving_bench.py --quick --base smollm2 --rate-multiples 1 4 12   # SmolLM2-135M
     python benchmarks/serving_bench.py --base both --requests 64
+    python benchmarks/serving_bench.py --quick --router meteora   # a router artifact: batched vs one at a time
 Uses CUDA when available.
 """
 
@@ -293,6 +299,77 @@ def bench_base(base: str, args: argparse.Namespace) -> None:
                   f"{a / rows[rate]['(c) PEFT serial']['tok_s']:.2f}x   (a) p99 TTFT < 10 x gap: {ok}")
 
 
+def bench_router(base: str, args: argparse.Namespace) -> None:
+    """Requests to one router artifact: continuous (batched routed rows) vs window (one request at a time)."""
+    import torch
+
+    from hub.api import create_app
+    from hub.core.peft_io import load_peft
+    from routing import build_router
+    from routing.checkpoint import router_state
+    from tests.helpers import publish_router, serve_in_thread
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tokens = (8, 48) if base == "tiny" else (8, 32)
+    if args.quick:
+        args.requests = 24 if base == "tiny" else 8
+    with tempfile.TemporaryDirectory() as tmp:
+        hub, base_id, folder, adapters = build(Path(tmp), base, args.adapters)
+        from transformers import AutoModelForCausalLM
+
+        experts = list(adapters)[:4]
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+        model.config.name_or_path = base_id
+        loaded = [load_peft(adapters[e]) for e in experts]
+        names = [f"{e}@1" for e in experts]
+        routed = build_router(model, loaded, args.router, {}, names=names)
+        router = publish_router(hub, hub.users.ensure_user("bench"), "bench/router", router_state(routed, loaded))
+        rows: dict[float, dict[str, dict[str, float]]] = {}
+        texts: dict[str, list[str]] = {}
+        rates: list[float] = []
+        cpu: dict[str, float] = {}
+        for label, sched in (("(b) one at a time", "window"), ("(a) continuous", "continuous")):
+            cpu0 = time.process_time()
+            hub.settings.scheduler = sched
+            hub.settings.inference_max_batch = args.max_batch
+            app = create_app(hub=hub, warm_index=False)
+            with serve_in_thread(app, timeout=120) as url:
+                asyncio.run(drive(url, workload(4, 1000.0, [router], base_id, tokens, seed=97), peft=False))
+                if not rates:  # the serial capacity: (b), one request after another
+                    lat = [asyncio.run(drive(url, [Req(0.0, r.model, None, r.prompt, r.max_tokens)], peft=False))[0][0].e2e
+                           for r in workload(3 if args.quick else 6, 1000.0, [router], base_id, tokens, seed=98)]
+                    rates = [m / statistics.mean(lat) for m in args.rate_multiples]
+                    print(f"\n== {base} ({base_id}, {device}): router {router} ({args.router}, 4 experts), "
+                          f"max_tokens {tokens[0]}-{tokens[1]}, {args.requests} requests per rate; serial capacity "
+                          f"{1 / statistics.mean(lat):.2f} req/s")
+                for rate in rates:
+                    reqs = workload(args.requests, rate, [router], base_id, tokens, seed=int(rate * 1000))
+                    res, wall = asyncio.run(drive(url, reqs, peft=False))
+                    rows.setdefault(rate, {})[label] = summary(res, wall)
+                    texts[f"{label}@{rate}"] = [r.text for r in res]
+            app.state.inference.close()
+            cpu[label] = time.process_time() - cpu0
+        hub.close()
+    import os
+
+    print("process CPU seconds per system (server and client, warm-up included): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()) + f"; load average {os.getloadavg()}")
+    same = sum(a == b for rate in rates for a, b in zip(texts[f"(a) continuous@{rate}"],
+                                                         texts[f"(b) one at a time@{rate}"], strict=True))
+    print(f"greedy outputs identical between (a) and (b): {same}/{len(rates) * args.requests}")
+    for rate in rates:
+        print(f"\n-- rate {rate:.2f} req/s (mean gap {1000 / rate:.0f} ms)")
+        print(f"{'system':18s} {'req/s':>7s} {'out tok/s':>9s} {'TTFT p50':>9s} {'TTFT p99':>9s} "
+              f"{'TPOT p50':>9s} {'TPOT p99':>9s}")
+        for label in ("(a) continuous", "(b) one at a time"):
+            s = rows[rate][label]
+            print(f"{label:18s} {s['req_s']:7.2f} {s['tok_s']:9.1f} {s['ttft50'] * 1000:7.0f}ms "
+                  f"{s['ttft99'] * 1000:7.0f}ms {s['tpot50'] * 1000:7.1f}ms {s['tpot99'] * 1000:7.1f}ms")
+        a, b = (rows[rate][k]["tok_s"] for k in ("(a) continuous", "(b) one at a time"))
+        print(f"(a)/(b) output tok/s {a / b:.2f}x")
+
+
 def main() -> None:
     import os
 
@@ -306,11 +383,12 @@ def main() -> None:
     ap.add_argument("--rate-multiples", type=float, nargs=3, default=[0.5, 2.0, 6.0],
                     help="rates as multiples of the serial capacity (below, near, above saturation)")
     ap.add_argument("--quick", action="store_true", help="24 requests per rate on the tiny base, 8 on SmolLM2")
+    ap.add_argument("--router", default=None, help="bench a router artifact of this preset (e.g. meteora, mole_wu)")
     args = ap.parse_args()
     if not 8 <= args.adapters <= 16:
         ap.error("--adapters must be in 8..16")
     for base in (["tiny", "smollm2"] if args.base == "both" else [args.base]):
-        bench_base(base, args)
+        (bench_router if args.router else bench_base)(base, args)
 
 
 if __name__ == "__main__":

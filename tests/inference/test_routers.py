@@ -178,6 +178,10 @@ def test_router_rows_are_admitted_and_cancelled_like_plain_rows(service, ihub, r
     with pytest.raises(TooManyRequestsError) as e:  # one running slot, a queue of 0: the next request is refused
         greedy(service, "alice/mixer", "another", 4)
     assert "LOOM_INFERENCE_MAX_QUEUED" in e.value.message and sched.num_waiting == 0
+    from prometheus_client import generate_latest
+
+    scrape = generate_latest(ihub.metrics.registry).decode()
+    assert 'vllm:num_requests_running{model_name="alice/mixer@1"} 1.0' in scrape
     forwards = sched.generate_calls
     cancel.set()  # the client left: the row leaves at the next step
     t.join(10)

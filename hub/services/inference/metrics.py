@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -29,10 +29,12 @@ class InferenceCollector:
 
     Args:
         engines: the :class:`~hub.services.inference.engines.BaseEngines`. max_lora: the device tier's size.
+        routers: () -> router artifact key -> the scheduler of its rows (their running/waiting rows are
+            reported under the router's key).
     """
 
-    def __init__(self, engines: Any, max_lora: int) -> None:
-        self.engines, self.max_lora = engines, max_lora
+    def __init__(self, engines: Any, max_lora: int, routers: Callable[[], dict[str, Any]] | None = None) -> None:
+        self.engines, self.max_lora, self.routers = engines, max_lora, routers
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -54,6 +56,9 @@ class InferenceCollector:
             calls.add_metric([base_id], batcher.generate_calls)
             rows.add_metric([base_id], batcher.rows_served)
             resident.add_metric([base_id], len(gpu.resident()))
+        for key, sched in (self.routers() if self.routers is not None else {}).items():
+            num_running.add_metric([key], sched.num_running)
+            num_waiting.add_metric([key], sched.num_waiting)
         info = GaugeMetricFamily("vllm:lora_requests_info", "Running and waiting LoRA adapters (vLLM-compatible)",
                                  labels=["running_lora_adapters", "waiting_lora_adapters", "max_lora"])
         info.add_metric([",".join(sorted(running)), ",".join(sorted(waiting - running)), str(self.max_lora)],
@@ -123,13 +128,14 @@ def serving_metrics(registry: CollectorRegistry) -> ServingMetrics:
 _REGISTERED: weakref.WeakKeyDictionary[CollectorRegistry, InferenceCollector] = weakref.WeakKeyDictionary()
 
 
-def register(registry: CollectorRegistry, engines: Any, max_lora: int) -> InferenceCollector | None:
+def register(registry: CollectorRegistry, engines: Any, max_lora: int,
+             routers: Callable[[], dict[str, Any]] | None = None) -> InferenceCollector | None:
     """Add a collector of ``engines`` to ``registry``, replacing the one an earlier service put there (the newest
     service of a process is the one serving; two collectors would report the same metric names). Returns it."""
     old = _REGISTERED.pop(registry, None)
     if old is not None:
         registry.unregister(old)
-    col = InferenceCollector(engines, max_lora)
+    col = InferenceCollector(engines, max_lora, routers)
     registry.register(col)
     _REGISTERED[registry] = col
     return col

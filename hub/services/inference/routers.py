@@ -52,9 +52,7 @@ class RouterRunner:
     @property
     def calls(self) -> int:
         """Routed rows served (batched and one at a time)."""
-        with self._lock:
-            schedulers = list(self._schedulers.values())
-        return self._calls + sum(s.rows_served for s in schedulers)
+        return self._calls + sum(s.rows_served for s in self.schedulers().values())
 
     def base(self, plan: Plan) -> Any:
         """The served base (tokenizer, context) of a routed plan."""
@@ -87,6 +85,11 @@ class RouterRunner:
             with self._lock:
                 self._schedulers[key] = sched
             return sched
+
+    def schedulers(self) -> dict[str, Any]:
+        """A snapshot of the routers' schedulers (router key -> scheduler)."""
+        with self._lock:
+            return dict(self._schedulers)
 
     def inputs(self, plan: Plan, ids: list[int]) -> dict[str, Any]:
         """A batched router row's routing inputs (its row state): the request features or semantic decision

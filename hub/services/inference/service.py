@@ -68,7 +68,9 @@ class InferenceService:
         self._lock = threading.Lock()
         self._routers: Any = None
         self._metrics = metrics
-        self._collector = inference_metrics.register(metrics.registry, self.engines, settings.adapter_cache_gpu)
+        self._collector = inference_metrics.register(
+            metrics.registry, self.engines, settings.adapter_cache_gpu,
+            lambda: self._routers.schedulers() if self._routers is not None else {})
 
     @property
     def routers(self) -> Any:
