@@ -276,7 +276,8 @@ def generate_routed(routed: RoutedModel, input_ids: torch.Tensor, attention_mask
                      int(max(int(r.weights.idx.max()) for r in recs)) + 1)
                 tot = torch.zeros(rows, g)
                 for r in recs:
-                    tot += record_row_means(r, rows, g)
+                    w = r.weights.dense(g).detach().float().cpu()  # (M, G)
+                    tot += w.reshape(rows, -1, g).mean(1) if r.weights.level == "token" else w
                 for i in range(rows):
                     out[i][site] = (tot[i] / len(recs)).tolist()
             return out
@@ -290,19 +291,6 @@ def generate_routed(routed: RoutedModel, input_ids: torch.Tensor, attention_mask
     finally:
         ctx.collect = False
         ctx.clear_records()
-
-
-def record_row_means(rec: Any, rows: int, groups: int, tokens: torch.Tensor | None = None) -> torch.Tensor:
-    """(rows, groups) float32 on the CPU: each row's mean gate weight per group in one gate record; token-level
-    weights are averaged over the row's tokens (``tokens``: the (rows, T) mask of real ones; None: all)."""
-    w = rec.weights.dense(groups).detach().float()  # (M, G)
-    if rec.weights.level != "token":
-        return w.cpu()
-    w = w.reshape(rows, -1, groups)
-    if tokens is None:
-        return w.mean(1).cpu()
-    m = tokens.to(w.device, w.dtype)[..., None]  # (rows, T, 1)
-    return ((w * m).sum(1) / m.sum(1).clamp_min(1.0)).cpu()
 
 
 def routed_adapters(routed: RoutedModel, request: tuple[torch.Tensor, torch.Tensor] | None,

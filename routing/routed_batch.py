@@ -29,9 +29,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from hub.core.errors import InvalidInputError
-from routing.batching import record_row_means, routed_adapters
+from routing.batching import routed_adapters
 from routing.context import GroupWeights
 from routing.continuous import Row
 from routing.model import RoutedModel
@@ -113,22 +114,38 @@ class RoutedRows:
             for k, w in ctx.sequence_rows.items():
                 for i, r in enumerate(rows):
                     r.state.setdefault("sequence", {})[k] = GroupWeights(w.idx[i:i + 1], w.val[i:i + 1], w.level)
+        # gate statistics, vectorised: records of one kind (level, groups, k) are stacked, one masked mean each
+        kinds: dict[tuple[str, int, int], list[tuple[str, Any]]] = {}
         for site, recs in ctx.records.items():
             for rec in recs:
-                g = rec.logits.shape[1] if rec.logits is not None else int(rec.weights.idx.max()) + 1
-                means = record_row_means(rec, len(rows), g, tokens)
-                for i, r in enumerate(rows):
-                    acc = r.state.setdefault("gates", {})
-                    tot, n = acc.get(site, (torch.zeros(g), 0))
-                    if tot.shape[0] < g:
-                        tot = torch.cat([tot, tot.new_zeros(g - tot.shape[0])])
-                    acc[site] = (tot + torch.nn.functional.pad(means[i], (0, tot.shape[0] - g)), n + 1)
+                w = rec.weights
+                g = rec.logits.shape[1] if rec.logits is not None else int(w.idx.max()) + 1
+                kinds.setdefault((w.level, g, w.idx.shape[1]), []).append((site, rec))
+        for (level, g, _), items in kinds.items():
+            sites = tuple(site for site, _ in items)
+            idx = torch.stack([rec.weights.idx for _, rec in items])  # (S, M, k)
+            val = torch.stack([rec.weights.val.detach().float() for _, rec in items])
+            dense = val.new_zeros((*idx.shape[:2], g)).scatter_add_(2, idx, val)  # (S, M, G)
+            if level == "token":
+                m = tokens.to(dense.device, dense.dtype)[None, ..., None]  # (1, B, T, 1)
+                dense = (dense.view(len(sites), len(rows), -1, g) * m).sum(2) / m.sum(2).clamp_min(1.0)
+            means = dense.transpose(0, 1).cpu()  # (B, S, G)
+            for i, r in enumerate(rows):
+                acc = r.state.setdefault("gates", {})
+                tot, n = acc.get(sites, (0.0, 0))
+                acc[sites] = (means[i] + tot, n + 1)
         ctx.clear_records()
         ctx.collect = False
 
     def report(self, row: Row) -> tuple[dict[str, float], dict[str, list[float]] | None]:
         """The adapters the row used and its per-site mean gate weights (as :func:`generate_routed` reports)."""
-        gates = {site: (tot / n).tolist() for site, (tot, n) in row.state.get("gates", {}).items()}
+        sums: dict[str, tuple[torch.Tensor, int]] = {}  # site -> (sum of its per-forward means, forwards)
+        for sites, (tot, n) in row.state.get("gates", {}).items():
+            for j, site in enumerate(sites):
+                prev, m = sums.get(site, (torch.zeros(0), 0))
+                width = max(prev.shape[0], tot.shape[1])
+                sums[site] = (F.pad(prev, (0, width - prev.shape[0])) + F.pad(tot[j], (0, width - tot.shape[1])), m + n)
+        gates = {site: (tot / n).tolist() for site, (tot, n) in sums.items()}
         req = row.state.get("request") if self.routed.router is not None else None
         return routed_adapters(self.routed, None if req is None else (req.idx[0], req.val[0]), gates), gates
 
@@ -136,6 +153,6 @@ class RoutedRows:
 def _cat(ws: Sequence[GroupWeights]) -> GroupWeights:
     """Stack one-row weights into (B, k) weights (k the widest; shorter rows padded with weight 0)."""
     k = max(w.idx.shape[1] for w in ws)
-    idx = torch.cat([torch.nn.functional.pad(w.idx, (0, k - w.idx.shape[1])) for w in ws])
-    val = torch.cat([torch.nn.functional.pad(w.val, (0, k - w.val.shape[1])) for w in ws])
+    idx = torch.cat([F.pad(w.idx, (0, k - w.idx.shape[1])) for w in ws])
+    val = torch.cat([F.pad(w.val, (0, k - w.val.shape[1])) for w in ws])
     return GroupWeights(idx, val, level=ws[0].level)
