@@ -122,7 +122,7 @@ def test_sequence_gate_weights_follow_their_row_through_joins_and_leaves(base_mo
     torch.testing.assert_close(seq.val, torch.cat([wb[key].val, c.state["sequence"][key].val]))
 
 
-def test_every_served_preset_is_batched():
+def test_every_registered_preset_is_batched_and_has_an_oracle_case():
     from routing.presets import ROUTERS
 
-    assert set(ROUTERS.names()) == BATCHED
+    assert set(ROUTERS.names()) == BATCHED == {preset for preset, _ in CASES.values()}
