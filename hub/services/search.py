@@ -201,7 +201,8 @@ class SearchService:
                 vecs.append(np.frombuffer(blob, dtype=np.float32))
         dim = vecs[0].shape[0] if vecs else self.embedder.dim
         arr = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, dim), np.float32)
-        return build_index(np.asarray(ids, dtype=np.int64), arr, self.settings.exact_search_threshold)
+        return build_index(np.asarray(ids, dtype=np.int64), arr, self.settings.exact_search_threshold,
+                           approx=self.settings.search_index)
 
     def ensure_index(self) -> str:
         """Load the persisted index if it matches the DB, else rebuild it from stored vectors.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hub.repositories.adapters import AdapterFilters
 from tests.services.util import files_of
 
@@ -49,22 +51,24 @@ def test_search_paraphrase_filters_visibility(hub, adapter_dirs):
     assert names(hub.search.search(None, "summarize", k=2))[0] == "alice/summarize"
 
 
-def test_index_persists_rebuilds_and_follows_patches(make_hub, adapter_dirs):
-    hub = make_hub()
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+def test_index_persists_rebuilds_and_follows_patches(make_hub, adapter_dirs, kind):
+    opts = {} if kind == "flat" else {"exact_search_threshold": 1, "search_index": kind}
+    hub = make_hub(**opts)
     users = _fill(hub, adapter_dirs)
-    assert hub.search.ensure_index() == "rebuilt"
+    assert hub.search.ensure_index() == "rebuilt" and hub.search._index.kind == kind
     alice = users["alice"]
     hub.adapters.patch(alice, "alice", "summarize", description="Writes Python unit tests for functions.")
     assert names(hub.search.search(None, "generate pytest tests for my code", k=1)) == ["alice/summarize"]
     hub.adapters.delete(alice, "alice", "sql")
     assert "alice/sql" not in names(hub.search.search(None, "SQL queries", k=5))
     hub.close()  # persists the index
-    again = make_hub()
-    assert again.search.ensure_index() == "loaded"
+    again = make_hub(**opts)
+    assert again.search.ensure_index() == "loaded" and again.search._index.kind == kind
     assert again.search.indexed_count() == 3
-    third = make_hub()
+    third = make_hub(**opts)
     third.publisher.publish(alice, "alice/new", files_of(adapter_dirs[1]), description="Detects spam e-mails.")
-    fourth = make_hub()  # the persisted index no longer matches the DB
+    fourth = make_hub(**opts)  # the persisted index no longer matches the DB
     assert fourth.search.is_stale() and fourth.search.ensure_index() == "rebuilt"
     assert names(fourth.search.search(None, "filter junk email", k=1)) == ["alice/new"]
     progress = []
