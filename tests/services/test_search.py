@@ -92,3 +92,33 @@ def test_search_sees_what_other_processes_publish_change_and_delete(make_hub, ad
     assert names(server.search.search(None, "generate pytest tests for my code", k=1)) == ["alice/spam"]
     assert "alice/sql" not in names(server.search.search(None, "SQL database queries", k=5))
     assert server.search.refresh(force=True) == 0  # nothing moved: nothing to do
+
+
+def test_periodic_refresh_reads_only_changed_rows_and_searches_drop_rows_deleted_elsewhere(
+    make_hub, adapter_dirs, monkeypatch
+):
+    """The watermark (max id, max updated_at) finds publishes and patches made elsewhere; a deletion does not
+    move it, so the search that meets the deleted id drops it and still returns k hits."""
+    import hub.services.search as search_module
+
+    monkeypatch.setattr(search_module, "REFRESH_INTERVAL_S", 0.0)
+    server, worker = make_hub(), make_hub()
+    users = _fill(server, adapter_dirs)
+    alice = users["alice"]
+    assert len(server.search.search(None, "capital letters", k=3)) == 3  # index loaded
+    read: list[object] = []
+    since = search_module.repo.embedding_hashes_since
+    monkeypatch.setattr(search_module.repo, "embedding_hashes_since", lambda *a: read.append(a) or since(*a))
+    worker.publisher.publish(alice, "alice/spam", files_of(adapter_dirs[1]), description="Detects spam e-mails.")
+    assert names(server.search.search(None, "filter junk email", k=1)) == ["alice/spam"]
+    worker.adapters.patch(alice, "alice", "spam", description="Writes Python unit tests for functions.")
+    assert names(server.search.search(None, "generate pytest tests for my code", k=1)) == ["alice/spam"]
+    assert len(read) == 2  # each change read only the rows stamped since the last watermark
+    mit = AdapterFilters(license="mit")
+    upper = server.search.search(None, "capital letters", k=3, filters=mit)  # caches the allowed set
+    assert names(upper)[0] == "alice/upper"
+    worker.adapters.delete(alice, "alice", "upper")
+    hits = server.search.search(None, "capital letters", k=3, filters=mit)
+    assert names(hits) == names(worker.search.search(None, "capital letters", k=3, filters=mit))
+    assert "alice/upper" not in names(hits) and len(hits) == len(upper) - 1
+    assert upper[0].adapter.id not in server.search._index and len(read) == 2
