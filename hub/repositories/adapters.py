@@ -187,8 +187,18 @@ def all_embeddings(session: Session) -> list[tuple[int, bytes | None, str | None
 
 
 def watermark(session: Session) -> tuple[Any, ...]:
-    """A cheap summary of the adapters table that moves whenever a row is added, changed or deleted."""
-    return tuple(session.execute(select(func.count(Adapter.id), func.max(Adapter.id), func.max(Adapter.updated_at))).one())
+    """A cheap summary of the adapters table that moves whenever a row is added or changed: its highest id
+    and newest ``updated_at`` (two index lookups; a deleted row does not move it, see
+    ``SearchService.refresh``)."""
+    return (session.scalar(select(func.max(Adapter.id))), session.scalar(select(func.max(Adapter.updated_at))))
+
+
+def embedding_hashes_since(session: Session, since: Any, after_id: int) -> list[tuple[int, str | None, str | None]]:
+    """(adapter id, embedding hash, embedding model) of the adapters changed at or after ``since`` (an
+    ``updated_at``) or with an id above ``after_id``, through the ``updated_at`` index and the primary key."""
+    stmt = select(Adapter.id, Adapter.embedding_hash, Adapter.embedding_model)
+    stmt = stmt.where(or_(Adapter.updated_at >= since, Adapter.id > after_id))
+    return [(int(i), h, m) for i, h, m in session.execute(stmt)]
 
 
 def embedding_hashes(session: Session, model: str) -> list[tuple[int, str | None]]:

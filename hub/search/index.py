@@ -1,12 +1,17 @@
-"""The vector index behind semantic search: FAISS, exact below a size threshold, HNSW above it.
+"""The vector index behind semantic search: FAISS, exact below a size threshold, approximate above it.
 
-Vectors live at *positions* ``0..ntotal-1`` inside one FAISS index (``IndexFlatIP`` for exact search,
-``IndexHNSWFlat`` with the inner-product metric for approximate search); ``labels[pos]`` is the
+Vectors live at *positions* ``0..ntotal-1`` inside one FAISS index (``IndexFlatIP`` for exact search;
+for approximate search ``IndexIVFFlat`` (an inverted file: k-means cells, a query scans the ``nprobe``
+nearest cells) or ``IndexHNSWFlat``, both with the inner-product metric); ``labels[pos]`` is the
 caller's int64 id. Scores are inner products of L2-normalised vectors, i.e. cosine similarity.
 
-- Removal: the flat index compacts at once; HNSW cannot remove, so removed positions become
-  tombstones that every search excludes, and :attr:`VectorIndex.needs_rebuild` turns true when they
-  pile up. Adding an id that exists replaces its vector.
+- IVF trains its cells (k-means on a sample) on the first :meth:`VectorIndex.add`; later adds are
+  assigned to those cells, :meth:`VectorIndex.rebuild` trains afresh. It builds in seconds where HNSW
+  takes minutes (benchmarks/search_bench.py), so it is the default above the exact threshold.
+- Removal: the flat index compacts at once; HNSW and IVF (whose positions must stay sequential)
+  keep removed positions as tombstones that every search excludes, and
+  :attr:`VectorIndex.needs_rebuild` turns true when they pile up. Adding an id that exists replaces
+  its vector.
 - Filters never cause a "top-k then filter" shortfall: an id array becomes a FAISS ``IDSelector``
   bitmap in the search parameters (with an exact scan of the permitted vectors when the graph search
   comes back short, or when so few are permitted that scanning them is cheaper); a predicate (the DB
@@ -38,6 +43,12 @@ Allowed = np.ndarray | Predicate | None
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
 HNSW_EF_SEARCH = 256
+# IVF: about sqrt(n) cells (see default_nlist), each trained on IVF_TRAIN_PER_LIST sampled vectors (faiss
+# wants at least IVF_MIN_PER_LIST), a query scans the IVF_NPROBE nearest cells.
+IVF_NPROBE = 32
+IVF_TRAIN_PER_LIST = 64
+IVF_MIN_PER_LIST = 39
+KINDS = ("flat", "hnsw", "ivf")
 # Filters permitting at most this many ids (or this share of the index) are scanned exactly.
 SMALL_SUBSET = 2048
 SMALL_SUBSET_SHARE = 0.02
@@ -54,13 +65,20 @@ def _faiss() -> Any:
     return faiss
 
 
+def default_nlist(n: int) -> int:
+    """The IVF cell count for ``n`` vectors: about ``sqrt(n)`` (1,000 cells of ~1,000 vectors at 1M)."""
+    return max(1, round(float(np.sqrt(max(n, 1)))))
+
+
 class VectorIndex:
     """A mutable id -> vector index answering top-k inner-product queries, optionally filtered.
 
     Args:
         dim: vector dimension.
-        kind: ``"flat"`` (exact) or ``"hnsw"`` (approximate).
-        m, ef_construction, ef_search: HNSW parameters (ignored for ``"flat"``).
+        kind: ``"flat"`` (exact), ``"ivf"`` or ``"hnsw"`` (approximate).
+        m, ef_construction, ef_search: HNSW parameters (used by ``"hnsw"`` only).
+        nlist, nprobe: IVF cells (fewer when the first add has under ``IVF_MIN_PER_LIST`` vectors per
+            cell) and how many of them a query scans (used by ``"ivf"`` only).
         rebuild_ratio: :attr:`needs_rebuild` is true once tombstones exceed this share of positions.
     """
 
@@ -72,24 +90,34 @@ class VectorIndex:
         m: int = HNSW_M,
         ef_construction: int = HNSW_EF_CONSTRUCTION,
         ef_search: int = HNSW_EF_SEARCH,
+        nlist: int = 1024,
+        nprobe: int = IVF_NPROBE,
         rebuild_ratio: float = 0.2,
     ) -> None:
         if not isinstance(dim, int | np.integer) or dim < 1:
             raise InvalidInputError(f"dim must be a positive int, got {dim!r}")
-        if kind not in ("flat", "hnsw"):
-            raise InvalidInputError(f"kind must be 'flat' or 'hnsw', got {kind!r}")
+        if kind not in KINDS:
+            raise InvalidInputError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if m < 2 or ef_construction < 1 or ef_search < 1:
             raise InvalidInputError(
                 f"HNSW parameters must be positive (m >= 2), got m={m}, "
                 f"ef_construction={ef_construction}, ef_search={ef_search}"
             )
+        if nlist < 1 or nprobe < 1:
+            raise InvalidInputError(f"IVF parameters must be positive, got nlist={nlist}, nprobe={nprobe}")
         faiss = _faiss()
         self.dim = int(dim)
         self.kind = kind
-        self.params = {"m": int(m), "ef_construction": int(ef_construction), "ef_search": int(ef_search)}
+        self.params = (
+            {"nlist": int(nlist), "nprobe": int(nprobe)}
+            if kind == "ivf"
+            else {"m": int(m), "ef_construction": int(ef_construction), "ef_search": int(ef_search)}
+        )
         self.rebuild_ratio = float(rebuild_ratio)
         if kind == "flat":
             self._index = faiss.IndexFlatIP(self.dim)
+        elif kind == "ivf":
+            self._index = self._new_ivf(int(nlist))
         else:
             self._index = faiss.IndexHNSWFlat(self.dim, int(m), faiss.METRIC_INNER_PRODUCT)
             self._index.hnsw.efConstruction = int(ef_construction)
@@ -97,7 +125,8 @@ class VectorIndex:
         self._labels = np.zeros(0, dtype=np.int64)  # position -> id
         self._dead = np.zeros(0, dtype=bool)  # position -> tombstoned (HNSW only)
         self._pos: dict[int, int] = {}  # live id -> position
-        self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (live ids sorted, positions)
+        # live ids sorted, their positions, and an id -> position table when the ids are dense
+        self._sorted: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
         self._lock = threading.RLock()
 
     # ----------------------------------------------------------------- introspection
@@ -111,6 +140,11 @@ class VectorIndex:
         """The live ids, int64, in insertion order."""
         with self._lock:
             return self._labels[~self._dead].copy()
+
+    @property
+    def trained(self) -> bool:
+        """Whether the index can hold vectors (an IVF index trains its cells on the first add)."""
+        return bool(self._index.is_trained)
 
     @property
     def n_tombstones(self) -> int:
@@ -129,7 +163,7 @@ class VectorIndex:
             missing = [int(i) for i in arr if int(i) not in self._pos]
             if missing:
                 raise InvalidInputError(f"ids not in the index: {missing[:10]}")
-            return self._xb()[[self._pos[int(i)] for i in arr]].copy()
+            return self._rows(np.asarray([self._pos[int(i)] for i in arr], dtype=np.int64)).copy()
 
     # ----------------------------------------------------------------- updates
     def add(self, ids: Any, vectors: Any) -> None:
@@ -159,6 +193,8 @@ class VectorIndex:
             if existing:
                 self._remove_locked(np.asarray(existing, dtype=np.int64))
             start = len(self._labels)
+            if not self._index.is_trained:
+                self._train_ivf(vecs)
             self._index.add(vecs)
             self._labels = np.concatenate([self._labels, arr])
             self._dead = np.concatenate([self._dead, np.zeros(arr.size, dtype=bool)])
@@ -176,7 +212,7 @@ class VectorIndex:
         if positions.size == 0:
             return 0
         self._sorted = None
-        if self.kind == "hnsw":
+        if self.kind != "flat":
             self._dead[positions] = True
             return int(positions.size)
         faiss = _faiss()
@@ -190,7 +226,7 @@ class VectorIndex:
         """A new index of the same kind and parameters holding only the live vectors (no tombstones)."""
         with self._lock:
             live = ~self._dead
-            labels, vecs = self._labels[live].copy(), self._xb()[live].copy()
+            labels, vecs = self._labels[live].copy(), self._rows(np.flatnonzero(live)).copy()
         fresh = VectorIndex(self.dim, self.kind, rebuild_ratio=self.rebuild_ratio, **self.params)
         fresh.add(labels, vecs)
         return fresh
@@ -244,7 +280,7 @@ class VectorIndex:
             return self._pairs(scores[0], pos[0])
         if (
             subset is not None
-            and self.kind == "hnsw"
+            and self.kind != "flat"
             and (subset.size <= SMALL_SUBSET or subset.size <= SMALL_SUBSET_SHARE * n)
         ):
             return self._exact(q, kk, subset)
@@ -262,19 +298,32 @@ class VectorIndex:
             keep += [bitmap, sel]
         if self.kind == "flat":
             params = faiss.SearchParameters(sel=sel)
+        elif self.kind == "ivf":
+            params = faiss.SearchParametersIVF(sel=sel, nprobe=min(self.params["nprobe"], self._index.nlist))
         else:
             params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(self.params["ef_search"], kk))
         scores, pos = self._index.search(q, kk, params=params)
         del keep
         found = self._pairs(scores[0], pos[0])
-        if len(found) < kk:  # the graph search ran dry inside a sparse filter: scan the permitted set
+        if len(found) < kk:  # the graph or the probed cells ran dry inside a sparse filter: scan it all
             live = np.flatnonzero(~self._dead) if subset is None else subset
             return self._exact(q, kk, live)
         return found
 
     def _exact(self, q: np.ndarray, k: int, positions: np.ndarray) -> list[tuple[int, float]]:
-        """Exact top-k over the given positions by a matrix-vector product. Lock held."""
-        scores = self._xb()[positions] @ q[0]  # (n_sub,)
+        """Exact top-k over the given positions (a matrix-vector product; IVF: every cell). Lock held."""
+        if self.kind == "ivf" and positions.size > SMALL_SUBSET:
+            # scanning every cell of an IVF-Flat index is exact; the bitmap skips the other positions
+            faiss = _faiss()
+            mask = np.zeros(len(self._labels), dtype=bool)
+            mask[positions] = True
+            bitmap = np.packbits(mask, bitorder="little")
+            sel = faiss.IDSelectorBitmap(len(self._labels), faiss.swig_ptr(bitmap))
+            params = faiss.SearchParametersIVF(sel=sel, nprobe=self._index.nlist)
+            scores, pos = self._index.search(q, min(k, positions.size), params=params)
+            del sel, bitmap
+            return self._pairs(scores[0], pos[0])
+        scores = self._rows(positions) @ q[0]  # (n_sub,)
         order = top_k(scores, k)
         return [(int(self._labels[positions[i]]), float(scores[i])) for i in order]
 
@@ -290,7 +339,7 @@ class VectorIndex:
                 exhaustive = depth >= n_live
                 if ranked_all is not None:
                     candidates = ranked_all[:depth]
-                elif exhaustive or (self.kind == "hnsw" and depth > MAX_GRAPH_DEPTH):
+                elif exhaustive or (self.kind != "flat" and depth > MAX_GRAPH_DEPTH):
                     ranked_all = self._exact(q, n_live, np.flatnonzero(~self._dead))
                     candidates = ranked_all[:depth]
                 else:
@@ -372,6 +421,34 @@ class VectorIndex:
             raise StorageError(f"vector index in {str(directory)!r} is corrupt: {exc}") from exc
 
     # ----------------------------------------------------------------- helpers
+    def _new_ivf(self, nlist: int) -> Any:
+        """An untrained IVF-Flat index (inner product) whose positions can be read back (direct map)."""
+        faiss = _faiss()
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dim), self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.nprobe = min(self.params["nprobe"], nlist)
+        return index
+
+    def _train_ivf(self, vecs: np.ndarray) -> None:
+        """Train the IVF cells on (a seeded sample of) the first vectors added. Lock held."""
+        faiss = _faiss()
+        nlist = max(1, min(self.params["nlist"], vecs.shape[0] // IVF_MIN_PER_LIST))
+        if nlist != self._index.nlist:
+            self._index = self._new_ivf(nlist)
+        n_train = min(vecs.shape[0], nlist * IVF_TRAIN_PER_LIST)
+        sample = vecs
+        if n_train < vecs.shape[0]:
+            sample = vecs[np.sort(np.random.default_rng(0).choice(vecs.shape[0], n_train, replace=False))]
+        self._index.train(sample)
+        self._index.set_direct_map_type(faiss.DirectMap.Array)  # position -> stored vector (reconstruct)
+
+    def _rows(self, positions: np.ndarray) -> np.ndarray:
+        """The stored vectors at ``positions``, ``(n, dim)``. Lock held."""
+        if self.kind == "ivf":
+            if positions.size == 0:
+                return np.zeros((0, self.dim), dtype=np.float32)
+            return self._index.reconstruct_batch(np.ascontiguousarray(positions, dtype=np.int64))
+        return self._xb()[positions]
+
     def _xb(self) -> np.ndarray:
         """A zero-copy ``(ntotal, dim)`` view of the stored vectors; valid until the next add. Lock held."""
         faiss = _faiss()
@@ -386,16 +463,28 @@ class VectorIndex:
         return [(int(label), float(s)) for label, s in zip(self._labels[pos[ok]], scores[ok], strict=True)]
 
     def _positions_of(self, ids: np.ndarray) -> np.ndarray:
-        """Positions of the live ids among ``ids`` (others are ignored), unique. Lock held."""
+        """Positions of the live ids among ``ids`` (others are ignored), unique. Lock held.
+
+        Dense ids (database keys: at most ``4 * live + 1024`` wide) are looked up in a table, a gather
+        (~1 ms for 250,000 ids at 1M); others by binary search over the sorted live ids.
+        """
         if self._sorted is None:
             live = np.flatnonzero(~self._dead)
             order = np.argsort(self._labels[live], kind="stable")
-            self._sorted = (self._labels[live][order], live[order])
-        keys, positions = self._sorted
+            keys, positions = self._labels[live][order], live[order]
+            table = None
+            if keys.size and keys[0] >= 0 and keys[-1] < 4 * keys.size + 1024:
+                table = np.full(int(keys[-1]) + 1, -1, dtype=np.int64)
+                table[keys] = positions
+            self._sorted = (keys, positions, table)
+        keys, positions, table = self._sorted
         if keys.size == 0 or ids.size == 0:
             return np.zeros(0, dtype=np.int64)
         if ids.size > 1 and not (ids[1:] > ids[:-1]).all():  # callers often pass sorted unique ids already
             ids = np.unique(ids)
+        if table is not None:
+            found = table[ids[(ids >= 0) & (ids < table.size)]]
+            return found[found >= 0]
         at = np.clip(np.searchsorted(keys, ids), 0, keys.size - 1)
         return positions[at[keys[at] == ids]]
 
@@ -410,19 +499,31 @@ def build_index(
     vectors: Any,
     exact_threshold: int = 20_000,
     *,
+    approx: str = "ivf",
     m: int = HNSW_M,
     ef_construction: int = HNSW_EF_CONSTRUCTION,
     ef_search: int = HNSW_EF_SEARCH,
+    nlist: int | None = None,
+    nprobe: int = IVF_NPROBE,
 ) -> VectorIndex:
-    """Build an index over ``vectors`` (n, dim): exact below ``exact_threshold`` vectors, HNSW at or above.
+    """Build an index over ``vectors`` (n, dim): exact below ``exact_threshold`` vectors, ``approx`` at or above.
+
+    Args:
+        approx: the approximate kind, ``"ivf"`` (default: builds in seconds) or ``"hnsw"``.
+        nlist: IVF cells (default :func:`default_nlist` of the size).
 
     Raises:
-        InvalidInputError: ``vectors`` is not 2-D or does not match ``ids``.
+        InvalidInputError: ``vectors`` is not 2-D or does not match ``ids``, or ``approx`` is unknown.
     """
     vecs = np.asarray(vectors)
     if vecs.ndim != 2:
         raise InvalidInputError(f"vectors must be 2-D (n, dim), got shape {vecs.shape}")
-    kind = "flat" if vecs.shape[0] < exact_threshold else "hnsw"
-    index = VectorIndex(int(vecs.shape[1]), kind, m=m, ef_construction=ef_construction, ef_search=ef_search)
+    if approx not in ("ivf", "hnsw"):
+        raise InvalidInputError(f"approx must be 'ivf' or 'hnsw', got {approx!r}")
+    kind = "flat" if vecs.shape[0] < exact_threshold else approx
+    index = VectorIndex(
+        int(vecs.shape[1]), kind, m=m, ef_construction=ef_construction, ef_search=ef_search,
+        nlist=default_nlist(vecs.shape[0]) if nlist is None else nlist, nprobe=nprobe,
+    )  # fmt: skip
     index.add(ids, vecs)
     return index

@@ -23,6 +23,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,6 +47,8 @@ AUTOSAVE_DELAY_S = 5.0
 MAX_QUERY = 1000
 #: how often a search checks whether other processes changed the adapters (seconds)
 REFRESH_INTERVAL_S = 1.0
+#: rows stamped up to this long before the last watermark are read again (other hosts' clocks, late commits)
+CLOCK_MARGIN_S = 5.0
 
 
 def embedding_text(namespace: str, name: str, description: str, tags: Sequence[str]) -> str:
@@ -201,7 +204,8 @@ class SearchService:
                 vecs.append(np.frombuffer(blob, dtype=np.float32))
         dim = vecs[0].shape[0] if vecs else self.embedder.dim
         arr = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, dim), np.float32)
-        return build_index(np.asarray(ids, dtype=np.int64), arr, self.settings.exact_search_threshold)
+        return build_index(np.asarray(ids, dtype=np.int64), arr, self.settings.exact_search_threshold,
+                           approx=self.settings.search_index)
 
     def ensure_index(self) -> str:
         """Load the persisted index if it matches the DB, else rebuild it from stored vectors.
@@ -279,7 +283,10 @@ class SearchService:
     def refresh(self, *, force: bool = False) -> int:
         """Bring the loaded index in step with adapters other processes published, changed or deleted.
 
-        Cheap when nothing changed: one aggregate query, at most every ``REFRESH_INTERVAL_S`` (``force``: now).
+        At most every ``REFRESH_INTERVAL_S``: cheap when nothing changed (the watermark: two index lookups),
+        and when it moved only the rows changed since the last one are read (``updated_at`` index). A row
+        deleted elsewhere does not move the watermark: a search that meets its id drops it from the index
+        and searches again (:meth:`search`), and ``force`` (``loom fsck``, tests) compares every row now.
         Returns how many index entries changed.
         """
         import time
@@ -288,24 +295,44 @@ class SearchService:
             if self._index is None or (not force and time.monotonic() - self._checked < REFRESH_INTERVAL_S):
                 return 0
             self._checked = time.monotonic()
+            model = self.settings.embedding_model
             with self.sessions() as s:
                 mark = repo.watermark(s)
-                if mark == self._mark:
+                if force or self._mark is None or self._mark[1] is None:
+                    now = dict(repo.embedding_hashes(s, model))
+                    gone = [i for i in self._hashes if i not in now]
+                elif mark == self._mark:
                     return 0
-                now = dict(repo.embedding_hashes(s, self.settings.embedding_model))
+                else:  # rows stamped since the last watermark (less a margin for other hosts' clocks)
+                    since = self._mark[1] - timedelta(seconds=CLOCK_MARGIN_S)
+                    rows = repo.embedding_hashes_since(s, since, int(self._mark[0] or 0))
+                    now = dict(self._hashes) | {i: h for i, h, m in rows if m == model}
+                    gone = [i for i, _, m in rows if m != model and i in self._hashes]
+                    for i in gone:
+                        now.pop(i, None)
                 changed = [i for i, h in now.items() if self._hashes.get(i, "") != h]
-                gone = [i for i in self._hashes if i not in now]
                 vectors = repo.embeddings_of(s, changed) if changed else {}
             if gone:
                 self._index.remove(np.asarray(gone, dtype=np.int64))
             for i, blob in vectors.items():
                 self._index.add(np.asarray([i], dtype=np.int64), np.frombuffer(blob, dtype=np.float32)[None, :])
             self._mark, self._hashes = mark, now
-            self.allowed_cache.invalidate()  # rows changed elsewhere: filter and visibility sets may have too
+            if gone or vectors or force:
+                self.allowed_cache.invalidate()  # rows changed elsewhere: filter and visibility sets may have too
             if gone or vectors:
                 self._dirty = True
                 self._schedule_save()
             return len(gone) + len(vectors)
+
+    def _forget(self, ids: list[int]) -> None:
+        """Drop adapters a search found deleted (by another process) from the index."""
+        with self._lock:
+            if self._index is not None and ids:
+                self._index.remove(np.asarray(ids, dtype=np.int64))
+                for i in ids:
+                    self._hashes.pop(i, None)
+                self._dirty = True
+                self._schedule_save()
 
     def upsert(self, adapter_id: int, vector: bytes) -> None:
         """Put an adapter's new vector into the loaded index (no-op until the index is loaded)."""
@@ -385,7 +412,7 @@ class SearchService:
         self.refresh()
         qvec = self.embed_query(query) if vector is None else vector
         out = self._search(viewer, query, k, f, qvec, cached=True)
-        if out is None:  # a cached allowed set was out of date (another process changed a row): ask again
+        if out is None:  # a cached allowed set or the index was out of date (another process changed a row)
             self.allowed_cache.invalidate()
             out = self._search(viewer, query, k, f, qvec, cached=False)
         return out or []
@@ -418,6 +445,11 @@ class SearchService:
             ordered = ordered[:k]
             rows = repo.adapters_by_ids(s, ordered)
             scores = {int(i): float(sc) for i, sc in hits}
+            missing = [i for i in ordered if i not in rows]
+            if missing:  # deleted by another process (the watermark does not see deletions): forget, ask again
+                self._forget(missing)
+                if cached:
+                    return None
             out: list[SearchHit] = []
             for i in ordered:
                 a = rows.get(i)

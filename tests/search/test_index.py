@@ -1,4 +1,4 @@
-"""VectorIndex: exact = numpy, HNSW recall, filters without shortfall, removal, bad input."""
+"""VectorIndex: exact = numpy, IVF and HNSW recall, filters without shortfall, removal, bad input."""
 
 from __future__ import annotations
 
@@ -31,8 +31,16 @@ def exact(data) -> VectorIndex:
 @pytest.fixture(scope="module")
 def approx(data) -> VectorIndex:
     ids, vectors = data
-    index = build_index(ids, vectors)  # 20_000 is not below the default threshold
+    index = build_index(ids, vectors, approx="hnsw")  # 20_000 is not below the default threshold
     assert index.kind == "hnsw"
+    return index
+
+
+@pytest.fixture(scope="module")
+def ivf(data) -> VectorIndex:
+    ids, vectors = data
+    index = build_index(ids, vectors)  # the default approximate kind
+    assert index.kind == "ivf" and index.params == {"nlist": 141, "nprobe": 32}  # ~sqrt(20,000) cells
     return index
 
 
@@ -51,12 +59,53 @@ def test_exact_equals_numpy_brute_force(data, exact, queries) -> None:
         assert all(a[1] >= b[1] for a, b in zip(got, got[1:], strict=False))
 
 
-def test_hnsw_recall_at_10_against_exact(exact, approx, queries) -> None:
-    hits = [len({i for i, _ in exact.search(q, 10)} & {i for i, _ in approx.search(q, 10)}) for q in queries]
+@pytest.mark.parametrize("which", ["approx", "ivf"])
+def test_approximate_recall_at_10_against_exact(request, exact, which, queries) -> None:
+    index: VectorIndex = request.getfixturevalue(which)
+    hits = [len({i for i, _ in exact.search(q, 10)} & {i for i, _ in index.search(q, 10)}) for q in queries]
     assert np.mean(hits) / 10 >= 0.95
 
 
-@pytest.mark.parametrize("which", ["exact", "approx"])
+def test_ivf_probes_only_some_cells(data, exact, queries) -> None:
+    """One probed cell of 141 misses neighbours that 32 find: nprobe is what the search uses."""
+    ids, vectors = data
+    narrow = build_index(ids, vectors, nprobe=1)
+    assert narrow._index.nlist == 141
+    hits = [len({i for i, _ in exact.search(q, 10)} & {i for i, _ in narrow.search(q, 10)}) for q in queries]
+    assert np.mean(hits) / 10 < 0.9
+
+
+def test_ivf_trains_fewer_cells_on_a_small_first_add(data, queries) -> None:
+    ids, vectors = data
+    index = VectorIndex(DIM, "ivf", nlist=1024)
+    assert not index.trained and index.search(queries[0], 3) == []
+    index.add(ids[:390], vectors[:390])  # 390 / 39 per cell: 10 cells
+    assert index.trained and index._index.nlist == 10 and index.params["nlist"] == 1024
+    index.add(ids[390:3000], vectors[390:3000])  # later adds go to the trained cells
+    got = [i for i, _ in index.search(queries[0], 10, allowed=ids[:3000:3])]
+    assert got == brute_force(vectors[:3000:3], ids[:3000:3], queries[0], 10)
+    fresh = index.rebuild()  # trains again on everything: the requested cells where there are enough vectors
+    assert fresh._index.nlist == 3000 // 39 and len(fresh) == 3000
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_array_filter_by_dense_or_sparse_ids(dense, queries) -> None:
+    """Database ids (dense) are looked up in a table, others by binary search: the same results."""
+    vectors = clustered(5000, DIM, seed=5)
+    ids = np.arange(1, 5001, dtype=np.int64) if dense else np.arange(5000, dtype=np.int64) * 1_000_003
+    index = VectorIndex(DIM, "flat")
+    index.add(ids, vectors)
+    index.remove(ids[:50])
+    allowed = np.concatenate([ids[::3], ids[::3][:10], [-1, 10**15]])  # duplicates and unknown ids too
+    for q in queries[:5]:
+        live = np.arange(50, 5000)
+        keep = live[np.isin(ids[live], ids[::3])]
+        want = brute_force(vectors[keep], ids[keep], q, 10)
+        assert [i for i, _ in index.search(q, 10, allowed=allowed)] == want
+    assert (index._sorted[2] is not None) == dense
+
+
+@pytest.mark.parametrize("which", ["exact", "approx", "ivf"])
 def test_array_filter_far_from_query_returns_k_exact_results(request, data, which, queries) -> None:
     index: VectorIndex = request.getfixturevalue(which)
     ids, vectors = data
@@ -70,7 +119,7 @@ def test_array_filter_far_from_query_returns_k_exact_results(request, data, whic
     assert index.search(q, 5, allowed=np.array([], dtype=np.int64)) == []
 
 
-@pytest.mark.parametrize("which", ["exact", "approx"])
+@pytest.mark.parametrize("which", ["exact", "approx", "ivf"])
 def test_array_filter_half_of_ids(request, data, which, queries) -> None:
     index: VectorIndex = request.getfixturevalue(which)
     ids, vectors = data
@@ -83,14 +132,16 @@ def test_array_filter_half_of_ids(request, data, which, queries) -> None:
     assert hits / 200 >= (1.0 if which == "exact" else 0.95)
 
 
-def test_hnsw_filter_shortfall_falls_back_to_a_scan(monkeypatch, data, queries) -> None:
-    """A graph search with a small ef inside a sparse far filter comes back short; a scan fills it."""
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_filter_shortfall_falls_back_to_a_scan(monkeypatch, kind, data, queries) -> None:
+    """A graph search with a small ef (IVF: one probed cell) inside a sparse far filter comes back short;
+    a scan fills it."""
     import hub.search.index as index_module
 
     monkeypatch.setattr(index_module, "SMALL_SUBSET", 0)  # force the IDSelector path for any subset
     monkeypatch.setattr(index_module, "SMALL_SUBSET_SHARE", 0.0)
     ids, vectors = data
-    index = VectorIndex(DIM, "hnsw", ef_search=10)
+    index = VectorIndex(DIM, kind, ef_search=10, nlist=100, nprobe=1)
     index.add(ids[:6000], vectors[:6000])
     q = queries[3]
     order = brute_force(vectors[:6000], ids[:6000], q, 6000)
@@ -102,7 +153,7 @@ def test_hnsw_filter_shortfall_falls_back_to_a_scan(monkeypatch, data, queries) 
     assert [i for i, _ in got] == order[-60:-10]
 
 
-@pytest.mark.parametrize("which", ["exact", "approx"])
+@pytest.mark.parametrize("which", ["exact", "approx", "ivf"])
 def test_predicate_deepening_finds_far_permitted_ids(request, data, which, queries) -> None:
     index: VectorIndex = request.getfixturevalue(which)
     ids, vectors = data
@@ -124,10 +175,10 @@ def test_predicate_deepening_finds_far_permitted_ids(request, data, which, queri
     assert max(sizes) <= 4096 and len(sizes) <= 12  # ... in bounded batches, until everything
 
 
-def test_predicate_terminates_when_fewer_than_k_permitted(exact, approx, data, queries) -> None:
+def test_predicate_terminates_when_fewer_than_k_permitted(exact, approx, ivf, data, queries) -> None:
     ids, _ = data
     few = {int(ids[3]), int(ids[17_000])}
-    for index in (exact, approx):
+    for index in (exact, approx, ivf):
         got = index.search(queries[0], 10, allowed=lambda c: {i for i in c if i in few})
         assert {i for i, _ in got} == few
         assert index.search(queries[0], 10, allowed=lambda c: set()) == []
@@ -138,10 +189,10 @@ def test_predicate_must_return_ids(exact, queries) -> None:
         exact.search(queries[0], 3, allowed=lambda c: None)  # type: ignore[arg-type, return-value]
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
 def test_remove_and_replace(kind, data, queries) -> None:
     ids, vectors = data
-    index = VectorIndex(DIM, kind)
+    index = VectorIndex(DIM, kind, nprobe=1000)  # IVF: every cell, so exact here
     index.add(ids[:3000], vectors[:3000])
     q = queries[7]
     top = [i for i, _ in index.search(q, 5)]
@@ -162,9 +213,10 @@ def test_remove_and_replace(kind, data, queries) -> None:
     assert len(index) == 2998
 
 
-def test_hnsw_tombstones_and_rebuild(data, queries) -> None:
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_tombstones_and_rebuild(kind, data, queries) -> None:
     ids, vectors = data
-    index = VectorIndex(DIM, "hnsw")
+    index = VectorIndex(DIM, kind, nprobe=1000)  # IVF: every cell, so exact here
     index.add(ids[:2000], vectors[:2000])
     index.remove(ids[:300])
     assert index.n_tombstones == 300 and not index.needs_rebuild
@@ -196,13 +248,18 @@ def test_bad_input_is_refused_and_nothing_is_added() -> None:
     with pytest.raises(InvalidInputError, match="query"):
         index.search(np.ones(3), 1)
     with pytest.raises(InvalidInputError, match="kind"):
-        VectorIndex(4, "ivf")
+        VectorIndex(4, "annoy")
+    with pytest.raises(InvalidInputError, match="IVF parameters"):
+        VectorIndex(4, "ivf", nprobe=0)
+    with pytest.raises(InvalidInputError, match="approx"):
+        build_index([1], np.ones((1, 4)), approx="flat")
     assert VectorIndex(4, "hnsw").search(np.ones(4), 3) == []
     assert index.search(np.ones(4), 10)[0][1] == pytest.approx(0.5)  # cosine of (1,1,1,1) and e1
 
 
-def test_stored_vectors_are_normalised_and_sets_are_accepted() -> None:
-    index = VectorIndex(3, "hnsw")
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_stored_vectors_are_normalised_and_sets_are_accepted(kind) -> None:
+    index = VectorIndex(3, kind)
     index.add([5, 9], np.array([[3.0, 4.0, 0.0], [0.0, 0.0, 2.0]]))
     np.testing.assert_allclose(index.vectors([9, 5]), [[0, 0, 1], [0.6, 0.8, 0]], atol=1e-6)
     with pytest.raises(InvalidInputError, match="not in the index"):

@@ -15,7 +15,7 @@ from tests.search.conftest import clustered
 DIM = 32
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
 def test_round_trip_keeps_results_and_fingerprint(tmp_path, kind) -> None:
     vectors = clustered(3000, DIM, seed=2)
     ids = np.arange(3000, dtype=np.int64) * 3
@@ -62,7 +62,7 @@ def test_missing_or_corrupt_index_is_a_storage_error(tmp_path) -> None:
         index.save(tmp_path, 3)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
 def test_searches_run_safely_while_another_thread_adds_and_removes(kind) -> None:
     vectors = clustered(4000, DIM, seed=4)
     index = VectorIndex(DIM, kind, m=16, ef_search=64)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hub.repositories.adapters import AdapterFilters
 from tests.services.util import files_of
 
@@ -49,22 +51,24 @@ def test_search_paraphrase_filters_visibility(hub, adapter_dirs):
     assert names(hub.search.search(None, "summarize", k=2))[0] == "alice/summarize"
 
 
-def test_index_persists_rebuilds_and_follows_patches(make_hub, adapter_dirs):
-    hub = make_hub()
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+def test_index_persists_rebuilds_and_follows_patches(make_hub, adapter_dirs, kind):
+    opts = {} if kind == "flat" else {"exact_search_threshold": 1, "search_index": kind}
+    hub = make_hub(**opts)
     users = _fill(hub, adapter_dirs)
-    assert hub.search.ensure_index() == "rebuilt"
+    assert hub.search.ensure_index() == "rebuilt" and hub.search._index.kind == kind
     alice = users["alice"]
     hub.adapters.patch(alice, "alice", "summarize", description="Writes Python unit tests for functions.")
     assert names(hub.search.search(None, "generate pytest tests for my code", k=1)) == ["alice/summarize"]
     hub.adapters.delete(alice, "alice", "sql")
     assert "alice/sql" not in names(hub.search.search(None, "SQL queries", k=5))
     hub.close()  # persists the index
-    again = make_hub()
-    assert again.search.ensure_index() == "loaded"
+    again = make_hub(**opts)
+    assert again.search.ensure_index() == "loaded" and again.search._index.kind == kind
     assert again.search.indexed_count() == 3
-    third = make_hub()
+    third = make_hub(**opts)
     third.publisher.publish(alice, "alice/new", files_of(adapter_dirs[1]), description="Detects spam e-mails.")
-    fourth = make_hub()  # the persisted index no longer matches the DB
+    fourth = make_hub(**opts)  # the persisted index no longer matches the DB
     assert fourth.search.is_stale() and fourth.search.ensure_index() == "rebuilt"
     assert names(fourth.search.search(None, "filter junk email", k=1)) == ["alice/new"]
     progress = []
@@ -88,3 +92,33 @@ def test_search_sees_what_other_processes_publish_change_and_delete(make_hub, ad
     assert names(server.search.search(None, "generate pytest tests for my code", k=1)) == ["alice/spam"]
     assert "alice/sql" not in names(server.search.search(None, "SQL database queries", k=5))
     assert server.search.refresh(force=True) == 0  # nothing moved: nothing to do
+
+
+def test_periodic_refresh_reads_only_changed_rows_and_searches_drop_rows_deleted_elsewhere(
+    make_hub, adapter_dirs, monkeypatch
+):
+    """The watermark (max id, max updated_at) finds publishes and patches made elsewhere; a deletion does not
+    move it, so the search that meets the deleted id drops it and still returns k hits."""
+    import hub.services.search as search_module
+
+    monkeypatch.setattr(search_module, "REFRESH_INTERVAL_S", 0.0)
+    server, worker = make_hub(), make_hub()
+    users = _fill(server, adapter_dirs)
+    alice = users["alice"]
+    assert len(server.search.search(None, "capital letters", k=3)) == 3  # index loaded
+    read: list[object] = []
+    since = search_module.repo.embedding_hashes_since
+    monkeypatch.setattr(search_module.repo, "embedding_hashes_since", lambda *a: read.append(a) or since(*a))
+    worker.publisher.publish(alice, "alice/spam", files_of(adapter_dirs[1]), description="Detects spam e-mails.")
+    assert names(server.search.search(None, "filter junk email", k=1)) == ["alice/spam"]
+    worker.adapters.patch(alice, "alice", "spam", description="Writes Python unit tests for functions.")
+    assert names(server.search.search(None, "generate pytest tests for my code", k=1)) == ["alice/spam"]
+    assert len(read) == 2  # each change read only the rows stamped since the last watermark
+    mit = AdapterFilters(license="mit")
+    upper = server.search.search(None, "capital letters", k=3, filters=mit)  # caches the allowed set
+    assert names(upper)[0] == "alice/upper"
+    worker.adapters.delete(alice, "alice", "upper")
+    hits = server.search.search(None, "capital letters", k=3, filters=mit)
+    assert names(hits) == names(worker.search.search(None, "capital letters", k=3, filters=mit))
+    assert "alice/upper" not in names(hits) and len(hits) == len(upper) - 1
+    assert upper[0].adapter.id not in server.search._index and len(read) == 2
