@@ -232,16 +232,43 @@ def summary(results: list[Result], wall: float) -> dict[str, float]:
             "tpot50": pct(tpot, 50), "tpot99": pct(tpot, 99), "wall": wall}
 
 
-def bench_base(base: str, args: argparse.Namespace) -> None:
+def print_rate(rate: float, at_rate: dict[str, dict[str, float]], labels: list[str]) -> None:
+    """The table of one rate: a row per system."""
+    print(f"\n-- rate {rate:.2f} req/s (mean gap {1000 / rate:.0f} ms)")
+    print(f"{'system':18s} {'req/s':>7s} {'out tok/s':>9s} {'TTFT p50':>9s} {'TTFT p99':>9s} "
+          f"{'TPOT p50':>9s} {'TPOT p99':>9s}")
+    for label in labels:
+        s = at_rate[label]
+        print(f"{label:18s} {s['req_s']:7.2f} {s['tok_s']:9.1f} {s['ttft50'] * 1000:7.0f}ms "
+              f"{s['ttft99'] * 1000:7.0f}ms {s['tpot50'] * 1000:7.1f}ms {s['tpot99'] * 1000:7.1f}ms")
+
+
+def print_identical(texts: dict[str, list[str]], a: str, b: str, rates: list[float], cpu: dict[str, float]) -> None:
+    """Greedy outputs of systems ``a`` and ``b`` compared request by request; CPU seconds per system."""
+    import os
+
+    same = sum(x == y for rate in rates for x, y in zip(texts[f"{a}@{rate}"], texts[f"{b}@{rate}"], strict=True))
+    total = sum(len(texts[f"{a}@{rate}"]) for rate in rates)
+    print("process CPU seconds per system (server and client, warm-up included): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()) + f"; load average {os.getloadavg()}")
+    print(f"greedy outputs identical between {a} and {b}: {same}/{total}")
+
+
+def setup(base: str, args: argparse.Namespace) -> tuple[str, tuple[int, int]]:
+    """The device, the ``max_tokens`` range of ``base``, and ``--quick``'s request count."""
     import torch
+
+    if args.quick:
+        args.requests = 24 if base == "tiny" else 8
+    return ("cuda" if torch.cuda.is_available() else "cpu"), ((8, 48) if base == "tiny" else (8, 32))
+
+
+def bench_base(base: str, args: argparse.Namespace) -> None:
 
     from hub.api import create_app
     from tests.helpers import serve_in_thread
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    tokens = (8, 48) if base == "tiny" else (8, 32)
-    if args.quick:
-        args.requests = 24 if base == "tiny" else 8
+    device, tokens = setup(base, args)
     with tempfile.TemporaryDirectory() as tmp:
         hub, base_id, folder, adapters = build(Path(tmp), base, args.adapters)
         names = list(adapters)
@@ -267,7 +294,9 @@ def bench_base(base: str, args: argparse.Namespace) -> None:
                 rows[rate]["(c) PEFT serial"] = summary(res, wall)
             systems = [("(a) continuous", "continuous", False), ("(b) window", "window", False),
                        ("(d) base alone", "continuous", True)]
+            cpu: dict[str, float] = {}
             for label, sched, bare in systems:
+                cpu0 = time.process_time()
                 hub.settings.scheduler = sched
                 hub.settings.inference_max_batch = args.max_batch
                 hub.settings.inference_batch_window_ms = args.window_ms
@@ -280,19 +309,12 @@ def bench_base(base: str, args: argparse.Namespace) -> None:
                         rows[rate][label] = summary(res, wall)
                         texts[f"{label}@{rate}"] = [r.text for r in res]
                 app.state.inference.close()
+                cpu[label] = time.process_time() - cpu0
             hub.close()
-        same = sum(a == b for rate in rates for a, b in zip(texts[f"(a) continuous@{rate}"],
-                                                             texts[f"(b) window@{rate}"], strict=True))
-        print(f"greedy outputs identical between (a) and (b): {same}/{len(rates) * args.requests}")
+        print_identical(texts, "(a) continuous", "(b) window", rates, cpu)
         for rate in rates:
             gap = 1.0 / rate
-            print(f"\n-- rate {rate:.2f} req/s (mean gap {gap * 1000:.0f} ms)")
-            print(f"{'system':18s} {'req/s':>7s} {'out tok/s':>9s} {'TTFT p50':>9s} {'TTFT p99':>9s} "
-                  f"{'TPOT p50':>9s} {'TPOT p99':>9s}")
-            for label in ("(a) continuous", "(b) window", "(c) PEFT serial", "(d) base alone"):
-                s = rows[rate][label]
-                print(f"{label:18s} {s['req_s']:7.2f} {s['tok_s']:9.1f} {s['ttft50'] * 1000:7.0f}ms "
-                      f"{s['ttft99'] * 1000:7.0f}ms {s['tpot50'] * 1000:7.1f}ms {s['tpot99'] * 1000:7.1f}ms")
+            print_rate(rate, rows[rate], ["(a) continuous", "(b) window", "(c) PEFT serial", "(d) base alone"])
             a, b, d = (rows[rate][k]["tok_s"] for k in ("(a) continuous", "(b) window", "(d) base alone"))
             ok = rows[rate]["(a) continuous"]["ttft99"] < 10 * gap
             print(f"(a)/(b) output tok/s {a / b:.2f}x   (a)/(d) {a / d:.2f}x   (a)/(c) "
@@ -309,10 +331,7 @@ def bench_router(base: str, args: argparse.Namespace) -> None:
     from routing.checkpoint import router_state
     from tests.helpers import publish_router, serve_in_thread
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    tokens = (8, 48) if base == "tiny" else (8, 32)
-    if args.quick:
-        args.requests = 24 if base == "tiny" else 8
+    device, tokens = setup(base, args)
     with tempfile.TemporaryDirectory() as tmp:
         hub, base_id, folder, adapters = build(Path(tmp), base, args.adapters)
         from transformers import AutoModelForCausalLM
@@ -351,21 +370,9 @@ def bench_router(base: str, args: argparse.Namespace) -> None:
             app.state.inference.close()
             cpu[label] = time.process_time() - cpu0
         hub.close()
-    import os
-
-    print("process CPU seconds per system (server and client, warm-up included): "
-          + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()) + f"; load average {os.getloadavg()}")
-    same = sum(a == b for rate in rates for a, b in zip(texts[f"(a) continuous@{rate}"],
-                                                         texts[f"(b) one at a time@{rate}"], strict=True))
-    print(f"greedy outputs identical between (a) and (b): {same}/{len(rates) * args.requests}")
+    print_identical(texts, "(a) continuous", "(b) one at a time", rates, cpu)
     for rate in rates:
-        print(f"\n-- rate {rate:.2f} req/s (mean gap {1000 / rate:.0f} ms)")
-        print(f"{'system':18s} {'req/s':>7s} {'out tok/s':>9s} {'TTFT p50':>9s} {'TTFT p99':>9s} "
-              f"{'TPOT p50':>9s} {'TPOT p99':>9s}")
-        for label in ("(a) continuous", "(b) one at a time"):
-            s = rows[rate][label]
-            print(f"{label:18s} {s['req_s']:7.2f} {s['tok_s']:9.1f} {s['ttft50'] * 1000:7.0f}ms "
-                  f"{s['ttft99'] * 1000:7.0f}ms {s['tpot50'] * 1000:7.1f}ms {s['tpot99'] * 1000:7.1f}ms")
+        print_rate(rate, rows[rate], ["(a) continuous", "(b) one at a time"])
         a, b = (rows[rate][k]["tok_s"] for k in ("(a) continuous", "(b) one at a time"))
         print(f"(a)/(b) output tok/s {a / b:.2f}x")
 
