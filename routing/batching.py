@@ -188,7 +188,8 @@ class MixedAdapterModel:
         if all(len(m) == 1 for m in mixes) and len({(n, w) for m in mixes for n, w in m.items()}) == 1:
             name, weight = next(iter(mixes[0].items()))
             single = (self.slots[name], weight)
-        self.context.rows["*"] = GroupWeights(idx.to(dev), val.to(dev), level="row", single=single)
+        unit = all(w == 1.0 for m in mixes for w in m.values()) and all(len(m) == 1 for m in mixes)
+        self.context.rows["*"] = GroupWeights(idx.to(dev), val.to(dev), level="row", single=single, unit=unit)
         return mixes
 
     def forward(self, input_ids: torch.Tensor, adapters: Sequence[RowSpec], **kwargs: Any) -> Any:

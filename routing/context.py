@@ -25,12 +25,14 @@ class GroupWeights:
         val: (M, k) float, the weight of each selected group (zero weights are allowed).
         level: ``token`` or ``row``.
         single: ``(group, weight)`` when every row uses the same single group (enables a fast path).
+        unit: every weight is known to be 1.0 (set by whoever built ``val`` in Python; False = not known).
     """
 
     idx: torch.Tensor
     val: torch.Tensor
     level: Level = "token"
     single: tuple[int, float] | None = None  # every row uses one group with this weight (row level)
+    unit: bool = False
 
     def dense(self, groups: int) -> torch.Tensor:
         """(M, G) dense weights (duplicates add)."""

@@ -74,6 +74,7 @@ class RoutedLoRALinear(nn.Module):
         self._merged_copy: torch.Tensor | None = None
         self.enabled = True  # False: skip the LoRA term (no selected expert adapts this site)
         self._folded: tuple[GroupWeights, int, torch.Tensor, torch.Tensor] | None = None
+        self._bank_t: tuple[int, torch.Tensor] | None = None  # (bank version, (E, in, r) scaled A^T)
 
     # -- shapes ---------------------------------------------------------------------------------
     @property
@@ -227,16 +228,34 @@ class RoutedLoRALinear(nn.Module):
 
     def _folded_rows(self, w: GroupWeights) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference: ``(A_sel * w s)^T`` (B, in, k*r) and ``B_sel`` (B, k*r, out), cached per weights
-        object and bank version (decoding steps of one batch gather once)."""
+        object and bank version (decoding steps of one batch gather once). A gather after the rows changed
+        (a continuous batch's join or leave) selects from a copy of the bank kept as ``(s A)^T`` per expert
+        (rebuilt when the bank changes), so it is two index selects, not a select, a scale and a transpose."""
         f = self._folded
         if f is not None and f[0] is w and f[1] == self.bank.version:
             return f[2], f[3]
-        a_sel, bt_sel, coef = self._gather_rows(w)
-        a_t = (a_sel * coef[..., None]).transpose(1, 2).contiguous()  # (B, in, k*r)
-        rows, kr = coef.shape
-        small = rows * kr * (self.in_features + self.out_features) <= self.CACHE_ELEMENTS
+        rows, k = w.idx.shape
+        r = self.bank.rank
+        flat = w.idx.reshape(-1)  # (B*k,)
+        a_t = self._scaled_a_t().index_select(0, flat)  # (B*k, in, r)
+        if k == 1:
+            if not w.unit:
+                a_t = a_t * w.val.to(a_t.dtype)[:, :, None]
+        else:  # (B, k, in, r) * w -> (B, in, k*r)
+            a_t = (a_t.view(rows, k, self.in_features, r) * w.val.to(a_t.dtype)[:, :, None, None])
+            a_t = a_t.permute(0, 2, 1, 3).reshape(rows, self.in_features, k * r)
+        bt_sel = self.bank.bt.index_select(0, flat).view(rows, k * r, self.out_features)  # (B, k*r, out)
+        small = rows * k * r * (self.in_features + self.out_features) <= self.CACHE_ELEMENTS
         self._folded = (w, self.bank.version, a_t, bt_sel) if small else None
         return a_t, bt_sel
+
+    def _scaled_a_t(self) -> torch.Tensor:
+        """``(s_e A_e)^T`` for every expert e of the bank: (E, in, r), kept until the bank changes."""
+        c = self._bank_t
+        if c is None or c[0] != self.bank.version:
+            a_t = (self.bank.a * self.bank.scale.to(self.bank.a.dtype)[:, None, None]).transpose(1, 2).contiguous()
+            c = self._bank_t = (self.bank.version, a_t)
+        return c[1]
 
     def _fold_parts(self, x3: torch.Tensor, w: GroupWeights) -> tuple[torch.Tensor, torch.Tensor]:
         """``h`` (B, T, k*r) already scaled by ``w_i s_i``, and ``B_sel`` (B, k*r, out)."""
