@@ -1,12 +1,15 @@
-"""The continuous batch's KV cache: a decode step that writes its column in place vs transformers' DynamicLayer.
+"""One decode step of the continuous batch, in one process, on the serving bench's tiny base (hidden 256, 4
+layers, 12 rank-8 adapters on every linear, one adapter per row):
 
-``routing.continuous`` prefills into :class:`~routing.continuous.GrowingLayer` caches (keys and values are views
-of buffers with spare columns); transformers' ``DynamicLayer`` concatenates the whole cache at every step. Both
-run here in one process, alternating, on the serving bench's tiny base (hidden 256, 4 layers, 12 rank-8
-adapters on every linear, one per row): milliseconds per decode step at several cached lengths, the ratio, and
-whether the greedy tokens are the same.
+1. the KV cache: ``routing.continuous`` prefills into :class:`~routing.continuous.GrowingLayer` caches (keys and
+   values are views of buffers with spare columns, a step writes its column in place) vs transformers'
+   ``DynamicLayer`` (concatenates the whole cache at every step): ms per step at several cached lengths, the
+   ratio, and whether the greedy tokens are the same;
+2. the adapter rows: CPU ms per step of the bare base (no adapter), of adapter rows unchanged since the last
+   step (gathered weights reused) and of adapter rows that changed (a join or a leave: the weights are gathered
+   again), as ratios to the bare base.
 
-    python benchmarks/kv_cache_bench.py --rows 16 --prompts 32 128 512 --steps 100
+    python benchmarks/step_bench.py --rows 16 --prompts 32 128 512 --steps 100
 """
 
 from __future__ import annotations
@@ -80,6 +83,26 @@ def main() -> None:
         old, new = min(times[False]), min(times[True])
         print(f"{plen:7d} {old:10.2f} ms {new:6.2f} ms {old / new:5.2f}x  {toks[False] == toks[True]}")
     rc._growing_cache = growing
+
+    def rows_cost(mode: str) -> float:
+        rng = random.Random(1)
+        rows = [rc.Row([rng.randrange(0, 250) for _ in range(32)],
+                       {} if mode == "bare" else {f"a{rng.randrange(12)}": 1.0}, args.steps + 2)
+                for _ in range(args.rows)]
+        batch = rc.ContinuousBatch(mixed, 256)
+        batch.add(rows)
+        batch.step()
+        t = time.process_time()
+        for _ in range(args.steps):
+            if mode == "changed":
+                mixed._rows_key = None  # as after a join or a leave: the rows' weights are gathered again
+            batch.step()
+        return (time.process_time() - t) / args.steps * 1000
+
+    cost = {m: min(rows_cost(m) for _ in range(args.repeats)) for m in ("bare", "unchanged", "changed")}
+    print("\nCPU ms per step, 32-token prompts: " + ", ".join(f"{m} {v:.2f}" for m, v in cost.items())
+          + f"; adapter rows / bare base: unchanged {cost['bare'] / cost['unchanged']:.2f}x, changed "
+          f"{cost['bare'] / cost['changed']:.2f}x (throughput)")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
