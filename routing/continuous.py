@@ -264,14 +264,25 @@ class ContinuousBatch:
         return rows
 
 
-def _growing_cache(model: Any) -> Any:
-    """An empty cache of :class:`GrowingLayer` for ``model`` (a plain ``DynamicCache`` for a model with sliding
-    or linear-attention layers, which :func:`_layers` then refuses)."""
-    cfg = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+def supports(model: Any) -> bool:
+    """Whether continuous batching can serve ``model``: every layer is full attention (no sliding-window or
+    linear-attention layer, e.g. Gemma 3's or Mistral's sliding windows, whose caches this padded layout does
+    not handle)."""
+    cfg = _text_config(model)
     kinds = getattr(cfg, "layer_types", None)
-    if getattr(cfg, "sliding_window", None) or (kinds and any(k != "full_attention" for k in kinds)):
-        return DynamicCache(config=cfg)
-    return Cache(layers=[GrowingLayer() for _ in range(cfg.num_hidden_layers)])
+    return not (getattr(cfg, "sliding_window", None) or (kinds and any(k != "full_attention" for k in kinds)))
+
+
+def _text_config(model: Any) -> Any:
+    return model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+
+
+def _growing_cache(model: Any) -> Any:
+    """An empty cache of :class:`GrowingLayer` for ``model`` (a plain ``DynamicCache`` for a model that
+    :func:`supports` refuses; :func:`_layers` then raises)."""
+    if not supports(model):
+        return DynamicCache(config=_text_config(model))
+    return Cache(layers=[GrowingLayer() for _ in range(_text_config(model).num_hidden_layers)])
 
 
 class GrowingLayer(DynamicLayer):

@@ -44,8 +44,11 @@ _serial = itertools.count()
 
 
 def batchable(routed: RoutedModel) -> bool:
-    """Whether ``routed``'s rows may share forwards (its preset is in :data:`BATCHED`)."""
-    return routed.preset in BATCHED
+    """Whether ``routed``'s rows may share forwards (its preset is in :data:`BATCHED`, and its base is one
+    continuous batching serves: :func:`routing.continuous.supports`)."""
+    from routing.continuous import supports
+
+    return routed.preset in BATCHED and supports(routed.model)
 
 
 class RoutedRows:

@@ -198,3 +198,45 @@ def test_a_failed_step_fails_its_rows_and_the_scheduler_goes_on(service):
     batcher = service.engine(BASE_ID).batcher
     assert batcher.num_running == 0 and batcher.num_waiting == 0
     assert greedy(service, BASE_ID, "leave early", 6).tokens == before.tokens
+
+
+def test_a_sliding_window_base_is_served_by_the_window_batcher(ihub, service, tmp_path):
+    """Gemma 3 mixes sliding-window and full-attention layers, which the continuous batch's padded cache does not
+    handle: its base is served by the window batcher, with transformers' greedy tokens, adapter rows included."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig
+
+    from hub.services.inference.batcher import Batcher
+    from hub.services.inference.scheduler import Scheduler
+    from testbed.tokenizer import save_tokenizer
+    from tests.helpers import make_peft_adapter
+    from tests.inference.conftest import publish
+
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(vocab_size=259, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=8,
+                           layer_types=["sliding_attention", "full_attention"], max_position_embeddings=256,
+                           bos_token_id=257, eos_token_id=258, pad_token_id=256)
+    folder = tmp_path / "gemma"
+    Gemma3ForCausalLM(cfg).eval().save_pretrained(str(folder))
+    save_tokenizer(folder)
+    ihub.base_models.register("loom-test/gemma3", (folder / "config.json").read_bytes(), weights=str(folder))
+    ad = make_peft_adapter(AutoModelForCausalLM.from_pretrained(str(folder)), tmp_path / "g-ad", seed=3,
+                           targets=("q_proj", "v_proj", "down_proj"), base_id="loom-test/gemma3")
+    publish(ihub, ad, "alice/gemma-ad")
+    prompt = "a prompt longer than the sliding window of eight"
+    ids = torch.tensor([service.engine("loom-test/gemma3").base.tokenizer(prompt)["input_ids"]])
+    for model, folder_ad in (("loom-test/gemma3", None), ("alice/gemma-ad", ad)):
+        ref = AutoModelForCausalLM.from_pretrained(str(folder)).eval()
+        if folder_ad is not None:
+            ref = PeftModel.from_pretrained(ref, str(folder_ad)).eval()
+        with torch.no_grad():
+            out = ref.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,
+                               eos_token_id=258, pad_token_id=256)
+        new = out[0, ids.shape[1]:].tolist()
+        want = new[: new.index(258)] if 258 in new else new
+        got = greedy(service, model, prompt, 12)
+        assert got.text == service.engine("loom-test/gemma3").base.tokenizer.decode(want, skip_special_tokens=True)
+    assert isinstance(service.engine("loom-test/gemma3").batcher, Batcher)
+    assert isinstance(service.engine(BASE_ID).batcher, Scheduler)

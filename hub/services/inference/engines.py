@@ -8,6 +8,7 @@ stops the batchers on close.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from hub.db.models import BaseModel
     from hub.services.base_models import BaseModelService
     from hub.settings import Settings
+
+log = logging.getLogger("loom.inference")
 
 
 class Engine(NamedTuple):
@@ -74,10 +77,18 @@ class BaseEngines:
             return engine
 
     def _scheduler(self, lb: Any, gpu: Any) -> Any:
-        """The base's scheduler: ``LOOM_SCHEDULER=continuous`` (default) or ``window``."""
+        """The base's scheduler: ``LOOM_SCHEDULER=continuous`` (default) or ``window``; the window batcher also
+        for a base with sliding-window or linear-attention layers (Gemma 3, Mistral), which the continuous
+        batch's padded cache does not handle."""
+        from routing.continuous import supports
+
         s = self.settings
-        if s.scheduler == "window":
+        if s.scheduler == "window" or not supports(lb.mixed.model):
             from hub.services.inference.batcher import Batcher
+
+            if s.scheduler != "window":
+                log.info("%s has sliding-window or linear-attention layers: served by the window batcher",
+                         lb.model_id)
 
             return Batcher(lb, gpu, s.inference_max_batch, s.inference_batch_window_ms / 1000.0)
         from hub.services.inference.scheduler import Scheduler
