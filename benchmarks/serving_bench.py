@@ -1,9 +1,9 @@
 """Serving under open-loop load: continuous batching vs the window batcher vs PEFT one request at a time.
 
 Requests arrive as a Poisson process (open loop: arrivals never wait for answers) at three rates, through
-the HTTP endpoint of a real uvicorn server, each with a prompt length and an output length drawn from
-ranges and an adapter drawn from ``--adapters`` (8-16) with a Zipf skew (weight 1/k^1.1). Every system sees
-the same requests, greedy:
+the HTTP endpoint of a real uvicorn server, sent by a load generator in a process of its own, each with a
+prompt length and an output length drawn from ranges and an adapter drawn from ``--adapters`` (8-16) with a
+Zipf skew (weight 1/k^1.1). Every system sees the same requests, greedy:
 
 * (a) Loom, ``LOOM_SCHEDULER=continuous`` (iteration-level batching, per-row adapters);
 * (b) Loom, ``LOOM_SCHEDULER=window`` (collect for a window, run each batch to completion);
@@ -171,6 +171,31 @@ async def _one_peft(client, url: str, r: Req) -> Result:
     return Result(e2e, e2e, d["tokens"], d["text"])
 
 
+class Client:
+    """The load generator in a process of its own (as vLLM's ``benchmark_serving`` runs apart from the server):
+    in the server's process its HTTP parsing would take the interpreter lock from the server and the scheduler
+    thread. ``--in-process-client`` runs it in the server's process instead."""
+
+    def __init__(self, in_process: bool = False) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.pool = None if in_process else ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+
+    def run(self, url: str, reqs: list[Req], peft: bool) -> tuple[list[Result], float]:
+        if self.pool is None:
+            return run_drive(url, reqs, peft)
+        return self.pool.submit(run_drive, url, reqs, peft).result()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
+def run_drive(url: str, reqs: list[Req], peft: bool) -> tuple[list[Result], float]:
+    return asyncio.run(drive(url, reqs, peft))
+
+
 async def drive(url: str, reqs: list[Req], peft: bool) -> tuple[list[Result], float]:
     import httpx
 
@@ -263,7 +288,7 @@ def setup(base: str, args: argparse.Namespace) -> tuple[str, tuple[int, int]]:
     return ("cuda" if torch.cuda.is_available() else "cpu"), ((8, 48) if base == "tiny" else (8, 32))
 
 
-def bench_base(base: str, args: argparse.Namespace) -> None:
+def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
 
     from hub.api import create_app
     from tests.helpers import serve_in_thread
@@ -274,11 +299,11 @@ def bench_base(base: str, args: argparse.Namespace) -> None:
         names = list(adapters)
         with serve_in_thread(peft_app(folder, adapters, device), timeout=120) as purl:
             warm = workload(4, 1000.0, names, base_id, tokens, seed=99)
-            asyncio.run(drive(purl, warm, peft=True))
+            client.run(purl, warm, True)
             probe = workload(3 if args.quick else 6, 1000.0, names, base_id, tokens, seed=98)
             lat = []
             for r in probe:  # one at a time: the serial capacity
-                res, _ = asyncio.run(drive(purl, [Req(0.0, r.model, r.adapter, r.prompt, r.max_tokens)], peft=True))
+                res, _ = client.run(purl, [Req(0.0, r.model, r.adapter, r.prompt, r.max_tokens)], True)
                 lat.append(res[0].e2e)
             capacity = 1.0 / statistics.mean(lat)
             rates = [m * capacity for m in args.rate_multiples]
@@ -290,7 +315,7 @@ def bench_base(base: str, args: argparse.Namespace) -> None:
             for rate in rates:
                 rows[rate] = {}
                 reqs = workload(args.requests, rate, names, base_id, tokens, seed=int(rate * 1000))
-                res, wall = asyncio.run(drive(purl, reqs, peft=True))
+                res, wall = client.run(purl, reqs, True)
                 rows[rate]["(c) PEFT serial"] = summary(res, wall)
             systems = [("(a) continuous", "continuous", False), ("(b) window", "window", False),
                        ("(d) base alone", "continuous", True)]
@@ -302,10 +327,10 @@ def bench_base(base: str, args: argparse.Namespace) -> None:
                 hub.settings.inference_batch_window_ms = args.window_ms
                 app = create_app(hub=hub, warm_index=False)
                 with serve_in_thread(app, timeout=120) as url:
-                    asyncio.run(drive(url, workload(len(names), 1000.0, names, base_id, tokens, seed=97), peft=False))
+                    client.run(url, workload(len(names), 1000.0, names, base_id, tokens, seed=97), False)
                     for rate in rates:
                         reqs = workload(args.requests, rate, names, base_id, tokens, seed=int(rate * 1000), bare=bare)
-                        res, wall = asyncio.run(drive(url, reqs, peft=False))
+                        res, wall = client.run(url, reqs, False)
                         rows[rate][label] = summary(res, wall)
                         texts[f"{label}@{rate}"] = [r.text for r in res]
                 app.state.inference.close()
@@ -321,7 +346,7 @@ def bench_base(base: str, args: argparse.Namespace) -> None:
                   f"{a / rows[rate]['(c) PEFT serial']['tok_s']:.2f}x   (a) p99 TTFT < 10 x gap: {ok}")
 
 
-def bench_router(base: str, args: argparse.Namespace) -> None:
+def bench_router(base: str, args: argparse.Namespace, client: Client) -> None:
     """Requests to one router artifact: continuous (batched routed rows) vs window (one request at a time)."""
     import torch
 
@@ -354,9 +379,9 @@ def bench_router(base: str, args: argparse.Namespace) -> None:
             hub.settings.inference_max_batch = args.max_batch
             app = create_app(hub=hub, warm_index=False)
             with serve_in_thread(app, timeout=120) as url:
-                asyncio.run(drive(url, workload(4, 1000.0, [router], base_id, tokens, seed=97), peft=False))
+                client.run(url, workload(4, 1000.0, [router], base_id, tokens, seed=97), False)
                 if not rates:  # the serial capacity: (b), one request after another
-                    lat = [asyncio.run(drive(url, [Req(0.0, r.model, None, r.prompt, r.max_tokens)], peft=False))[0][0].e2e
+                    lat = [client.run(url, [Req(0.0, r.model, None, r.prompt, r.max_tokens)], False)[0][0].e2e
                            for r in workload(3 if args.quick else 6, 1000.0, [router], base_id, tokens, seed=98)]
                     rates = [m / statistics.mean(lat) for m in args.rate_multiples]
                     print(f"\n== {base} ({base_id}, {device}): router {router} ({args.router}, 4 experts), "
@@ -364,7 +389,7 @@ def bench_router(base: str, args: argparse.Namespace) -> None:
                           f"{1 / statistics.mean(lat):.2f} req/s")
                 for rate in rates:
                     reqs = workload(args.requests, rate, [router], base_id, tokens, seed=int(rate * 1000))
-                    res, wall = asyncio.run(drive(url, reqs, peft=False))
+                    res, wall = client.run(url, reqs, False)
                     rows.setdefault(rate, {})[label] = summary(res, wall)
                     texts[f"{label}@{rate}"] = [r.text for r in res]
             app.state.inference.close()
@@ -390,12 +415,18 @@ def main() -> None:
     ap.add_argument("--rate-multiples", type=float, nargs=3, default=[0.5, 2.0, 6.0],
                     help="rates as multiples of the serial capacity (below, near, above saturation)")
     ap.add_argument("--quick", action="store_true", help="24 requests per rate on the tiny base, 8 on SmolLM2")
+    ap.add_argument("--in-process-client", action="store_true",
+                    help="run the load generator in the server's process (it then shares the interpreter lock)")
     ap.add_argument("--router", default=None, help="bench a router artifact of this preset (e.g. meteora, mole_wu)")
     args = ap.parse_args()
     if not 8 <= args.adapters <= 16:
         ap.error("--adapters must be in 8..16")
-    for base in (["tiny", "smollm2"] if args.base == "both" else [args.base]):
-        (bench_router if args.router else bench_base)(base, args)
+    client = Client(args.in_process_client)
+    try:
+        for base in (["tiny", "smollm2"] if args.base == "both" else [args.base]):
+            (bench_router if args.router else bench_base)(base, args, client)
+    finally:
+        client.close()
 
 
 if __name__ == "__main__":
