@@ -55,7 +55,7 @@ def loom_service(tmp: Path, cards: list[dict], embedder: object, **overrides: ob
             blob = service.embed_adapter(ns, name, c["description"], c["tags"])
             s.add(Adapter(namespace=ns, name=name, owner_id=owner.id, visibility="public", description=c["description"],
                           tags=c["tags"], base_model="bench/base", latest_version=1, latest_rank=8, embedding=blob,
-                          embedding_model=settings.embedding_model, embedding_hash=vector_hash(blob)))
+                          embedding_model=service.embedding_key, embedding_hash=vector_hash(blob)))
     service.ensure_index()
     return service
 

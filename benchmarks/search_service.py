@@ -28,7 +28,7 @@ def service_runner(
     from hub.db.migrate import upgrade
     from hub.db.models import Adapter, User
     from hub.repositories.adapters import AdapterFilters
-    from hub.services.search import SearchService, vector_hash
+    from hub.services.search import SearchService, embedding_key, vector_hash
     from hub.settings import get_settings
 
     # the service builds its own index at start as a hub would (`loom serve`: read the stored vectors, build,
@@ -51,7 +51,7 @@ def service_runner(
             "visibility": "public", "description": texts[i], "tags": ["bench", f"group-{i % 50}"],
             "license": LICENSES[i % len(LICENSES)], "base_model": BASE_MODELS[i % len(BASE_MODELS)],
             "latest_version": 1, "latest_rank": 16, "embedding": blob,
-            "embedding_model": settings.embedding_model, "embedding_hash": vector_hash(blob),
+            "embedding_model": embedding_key(settings.embedding_model), "embedding_hash": vector_hash(blob),
         }  # fmt: skip
 
     with engine.begin() as conn:

@@ -92,11 +92,11 @@ class Hub:
         self.base_files = BaseFiles(base_models, settings.data_dir)
         self.search = search = SearchService(settings, sessions, embedder_factory)
         self.adapters = adapters = AdapterService(sessions, blobs, search, metrics,
-                                                  embedding_model=settings.embedding_model)
+                                                  embedding_model=search.embedding_key)
         self.publisher = publisher = Publisher(sessions, blobs, search, metrics, base_models,
                                                max_upload_bytes=settings.max_upload_bytes,
-                                               embedding_model=settings.embedding_model)
-        self.fsck = Fsck(sessions, blobs, search, settings.embedding_model)
+                                               embedding_model=search.embedding_key)
+        self.fsck = Fsck(sessions, blobs, search, search.embedding_key)
         self.sources = sources = SourceResolver(adapters, base_models)
         self.queue = JobQueue(sessions, short_kinds=SHORT_KINDS)
         self.workers = WorkerTable(sessions, self.queue)

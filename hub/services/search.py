@@ -1,8 +1,9 @@
 """Search glue: adapter embeddings in the DB, a derived vector index, filtered and visibility-safe search.
 
-Embedding text is the short name (as words) + description + tags; the namespace is left out (it names the
-owner, not the task). Vectors are computed at publish/patch time and stored
-on the adapter row; the index (``hub.search.index``) is derived from them, persisted under
+Embedding text is the short name (as words) + description + tags, joined by spaces; the namespace is left
+out (it names the owner, not the task). Vectors are computed at publish/patch time and stored on the adapter
+row with the key of the model and the text recipe (:func:`embedding_key`); rows embedded by an older recipe of
+the same model are re-embedded when the index is first loaded (:meth:`SearchService.ensure_index`); the index (``hub.search.index``) is derived from them, persisted under
 ``settings.index_dir`` with a fingerprint of the DB's vectors, and rebuilt at start when the
 fingerprint differs (or by ``loom reindex``, which also re-embeds). Other processes publish too (job workers,
 ``loom demo``'s background build): a search first compares a cheap watermark of the adapters table with the
@@ -27,7 +28,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.core.errors import InvalidInputError
@@ -51,14 +52,31 @@ REFRESH_INTERVAL_S = 1.0
 CLOCK_MARGIN_S = 5.0
 
 
+#: the version of :func:`embedding_text`'s recipe; bump it when the text changes, so stored vectors are redone
+#: (2: "words description tags", chosen on benchmarks/data/search_dev.json by benchmarks/search_variants.py;
+#: 1 was "words: description Tags: a, b.")
+EMBEDDING_TEXT_VERSION = 2
+_RECIPE = "+text"
+
+
 def embedding_text(namespace: str, name: str, description: str, tags: Sequence[str]) -> str:
-    """The text embedded for an adapter: its short name as words, its description and tags.
+    """The text embedded for an adapter: its short name as words, its description and tags, space-joined.
 
     ``namespace`` is accepted (callers pass the full name's parts) but not embedded: it names the owner.
     """
     words = name.replace("-", " ").replace("_", " ").replace(".", " ")
-    tag_text = ", ".join(tags)
-    return f"{words}: {description}" + (f" Tags: {tag_text}." if tag_text else "")
+    return " ".join(part for part in (words, description, " ".join(tags)) if part)
+
+
+def embedding_key(model: str) -> str:
+    """What an adapter row records as its ``embedding_model``: the model and the text recipe's version."""
+    return f"{model}{_RECIPE}{EMBEDDING_TEXT_VERSION}"
+
+
+def is_old_recipe(stored: str | None, model: str) -> bool:
+    """Whether ``stored`` (a row's ``embedding_model``) is ``model`` with an older text recipe (or none)."""
+    return stored is not None and stored != embedding_key(model) and (
+        stored == model or stored.startswith(model + _RECIPE))
 
 
 def vector_hash(blob: bytes) -> str:
@@ -108,6 +126,11 @@ class SearchService:
         self._cache_lock = threading.Lock()
         self.query_cache_hits = 0
         self.allowed_cache = AllowedCache(settings.search_filter_cache_s)
+
+    @property
+    def embedding_key(self) -> str:
+        """The ``embedding_model`` recorded beside vectors this service makes (:func:`embedding_key`)."""
+        return embedding_key(self.settings.embedding_model)
 
     @property
     def match_threshold(self) -> float:
@@ -186,7 +209,7 @@ class SearchService:
 
     # -- index --------------------------------------------------------------------------------
     def _fingerprint(self, s: Session) -> str:
-        h = hashlib.sha256(self.settings.embedding_model.encode())
+        h = hashlib.sha256(self.embedding_key.encode())
         rows = s.execute(select(Adapter.id, Adapter.embedding_hash).order_by(Adapter.id))
         for i, eh in rows:
             h.update(f"{i}:{eh};".encode())
@@ -197,7 +220,7 @@ class SearchService:
 
         ids: list[int] = []
         vecs: list[np.ndarray] = []
-        model = self.settings.embedding_model
+        model = self.embedding_key
         for i, blob, m in repo.all_embeddings(s):
             if blob is not None and m == model:
                 ids.append(i)
@@ -210,13 +233,17 @@ class SearchService:
     def ensure_index(self) -> str:
         """Load the persisted index if it matches the DB, else rebuild it from stored vectors.
 
+        Adapters embedded by an older text recipe of the configured model are re-embedded first.
         Returns "loaded", "rebuilt" or "ready" (already in memory).
         """
         with self._lock:
             if self._index is not None:
                 return "ready"
+            redone = self.reembed_old_recipe()
+            if redone:
+                log.info("search: re-embedded %d adapter(s) made with an older embedding text", redone)
             with self.sessions() as s:
-                self._mark, self._hashes = repo.watermark(s), dict(repo.embedding_hashes(s, self.settings.embedding_model))
+                self._mark, self._hashes = repo.watermark(s), dict(repo.embedding_hashes(s, self.embedding_key))
                 fp = self._fingerprint(s)
                 if self.settings.index_dir.exists():
                     try:
@@ -295,7 +322,7 @@ class SearchService:
             if self._index is None or (not force and time.monotonic() - self._checked < REFRESH_INTERVAL_S):
                 return 0
             self._checked = time.monotonic()
-            model = self.settings.embedding_model
+            model = self.embedding_key
             with self.sessions() as s:
                 mark = repo.watermark(s)
                 if force or self._mark is None or self._mark[1] is None:
@@ -370,12 +397,32 @@ class SearchService:
     def reindex(self, progress: Callable[[int, int], None] | None = None, batch: int = 64) -> int:
         """Re-embed every adapter with the configured model, store the vectors, rebuild the index."""
         with self.sessions() as s:
-            rows = list(s.execute(select(Adapter.id, Adapter.namespace, Adapter.name, Adapter.description,
-                                         Adapter.tags).order_by(Adapter.id)))
-        total = len(rows)
-        done = 0
+            ids = list(s.scalars(select(Adapter.id).order_by(Adapter.id)))
+        self._reembed(ids, progress, batch)
+        return self.rebuild()
+
+    def reembed_old_recipe(self, batch: int = 64) -> int:
+        """Re-embed the adapters whose vector comes from an older text recipe of the configured model (a hub
+        made before :data:`EMBEDDING_TEXT_VERSION` changed); returns how many. Other models' vectors are left
+        to ``loom reindex``/``loom fsck --repair``."""
+        model = self.settings.embedding_model
+        with self.sessions() as s:
+            rows = s.execute(select(Adapter.id, Adapter.embedding_model).where(
+                Adapter.embedding.is_not(None), Adapter.embedding_model != self.embedding_key,
+                or_(Adapter.embedding_model == model, Adapter.embedding_model.startswith(model + _RECIPE)),
+            ).order_by(Adapter.id))
+            ids = [int(i) for i, m in rows if is_old_recipe(m, model)]
+        self._reembed(ids, None, batch)
+        return len(ids)
+
+    def _reembed(self, ids: list[int], progress: Callable[[int, int], None] | None, batch: int) -> None:
+        """Embed the current text of adapters ``ids`` and store the vectors (the index is not touched)."""
+        total = len(ids)
         for start in range(0, total, batch):
-            chunk = rows[start : start + batch]
+            with self.sessions() as s:
+                chunk = list(s.execute(select(Adapter.id, Adapter.namespace, Adapter.name, Adapter.description,
+                                              Adapter.tags).where(Adapter.id.in_(ids[start : start + batch]))
+                                       .order_by(Adapter.id)))
             vecs = self.embed([embedding_text(r[1], r[2], r[3], r[4] or []) for r in chunk])
             with self.sessions.begin() as s:
                 for r, v in zip(chunk, vecs, strict=True):
@@ -383,13 +430,11 @@ class SearchService:
                     s.execute(
                         update(Adapter)
                         .where(Adapter.id == r[0])
-                        .values(embedding=blob, embedding_model=self.settings.embedding_model,
+                        .values(embedding=blob, embedding_model=self.embedding_key,
                                 embedding_hash=vector_hash(blob), updated_at=Adapter.updated_at)
                     )
-            done += len(chunk)
             if progress:
-                progress(done, total)
-        return self.rebuild()
+                progress(min(start + batch, total), total)
 
     # -- queries ------------------------------------------------------------------------------
     def search(self, viewer: User | None, query: str, k: int = 10,

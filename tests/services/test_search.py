@@ -122,3 +122,37 @@ def test_periodic_refresh_reads_only_changed_rows_and_searches_drop_rows_deleted
     assert names(hits) == names(worker.search.search(None, "capital letters", k=3, filters=mit))
     assert "alice/upper" not in names(hits) and len(hits) == len(upper) - 1
     assert upper[0].adapter.id not in server.search._index and len(read) == 2
+
+
+def test_a_hub_embedded_by_an_older_text_recipe_re_embeds_on_start(make_hub, adapter_dirs):
+    """Vectors stored before the embedding text changed (``embedding_model`` without the recipe version, or
+    an older one) are redone from the current text when the index is first loaded; another model's are not."""
+    import numpy as np
+    from sqlalchemy import select, update
+
+    from hub.db.models import Adapter
+    from hub.services.search import EMBEDDING_TEXT_VERSION, embedding_key, embedding_text
+
+    hub = make_hub()
+    _fill(hub, adapter_dirs)
+    model = hub.settings.embedding_model
+    old = {"alice/upper": model, "alice/sql": f"{model}+text{EMBEDDING_TEXT_VERSION - 1}", "alice/summarize": "other"}
+    with hub.sessions.begin() as s:
+        for full, stored in old.items():
+            ns, nm = full.split("/")
+            a = s.scalars(select(Adapter).where(Adapter.namespace == ns, Adapter.name == nm)).one()
+            blob = hub.search.embed([f"{nm}: {a.description} Tags: {', '.join(a.tags)}."])[0].tobytes()  # recipe 1
+            s.execute(update(Adapter).where(Adapter.id == a.id).values(embedding=blob, embedding_model=stored))
+    hub.close()
+    again = make_hub()
+    assert again.search.ensure_index() == "rebuilt"
+    with again.sessions() as s:
+        rows = {a.full_name: a for a in s.scalars(select(Adapter))}
+        for full in ("alice/upper", "alice/sql", "bob/french"):
+            a = rows[full]
+            assert a.embedding_model == embedding_key(model)
+            want = again.search.embed([embedding_text(a.namespace, a.name, a.description, a.tags)])[0]
+            np.testing.assert_allclose(np.frombuffer(a.embedding, dtype=np.float32), want, atol=1e-6)
+        assert rows["alice/summarize"].embedding_model == "other"  # another model: left to reindex / fsck
+    assert again.search.indexed_count() == 3
+    assert again.search.reembed_old_recipe() == 0

@@ -1,0 +1,100 @@
+"""Ranking variants of adapter search, measured on the DEV set (the choice is made here, never on a held-out set).
+
+For every card the candidates differ in the text embedded (one vector per card) and in how a card vector is
+fused with the multi-vector max (the best of the card text, the description alone and the short name as
+words). Each row prints recall@1, recall@5 and MRR, beside plain MiniLM cosine ("ns/name description tags")
+measured in the same run, and how many on-topic / off-topic top hits fall below the weak-match threshold.
+
+    OMP_NUM_THREADS=1 python benchmarks/search_variants.py [--set benchmarks/data/search_dev.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from search_quality import K, ranks_to_metrics
+
+DEV = Path(__file__).resolve().parent / "data" / "search_dev.json"
+
+
+def words(name: str) -> str:
+    return name.split("/")[1].replace("-", " ").replace("_", " ").replace(".", " ")
+
+
+#: the text embedded per card: label -> (namespace/name, description, tags) -> text
+TEXTS: dict[str, Callable[[str, str, list[str]], str]] = {
+    "plain: ns/name description tags": lambda n, d, t: f"{n} {d} {' '.join(t)}",
+    "loom: name words: description Tags: t": lambda n, d, t: f"{words(n)}: {d}" + (f" Tags: {', '.join(t)}." if t else ""),
+    "name words + description + tags": lambda n, d, t: f"{words(n)} {d} {' '.join(t)}",
+    "name words: description (no tags)": lambda n, d, t: f"{words(n)}: {d}",
+    "description first, then name words, tags": lambda n, d, t: f"{d} {words(n)} {' '.join(t)}",
+    "description + tags (no name)": lambda n, d, t: f"{d} {' '.join(t)}",
+    "description only": lambda n, d, t: d,
+    "ns/name description (no tags)": lambda n, d, t: f"{n} {d}",
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--set", type=Path, default=DEV)
+    p.add_argument("--threshold", type=float, default=0.3)
+    args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    from hub.search.embedder import load_embedder
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    data = json.loads(args.set.read_text())
+    cards, queries, off = data["cards"], data["queries"], data.get("off_topic", [])
+    emb = load_embedder(device="cpu")
+    names = [c["name"] for c in cards]
+    target = np.asarray([names.index(q["target"]) for q in queries])
+    qv = emb.embed([q["q"] for q in queries])  # (Q, dim)
+    ov = emb.embed(off) if off else np.zeros((0, qv.shape[1]), np.float32)  # (O, dim)
+
+    def card_vecs(fn: Callable[[str, str, list[str]], str]) -> np.ndarray:
+        return emb.embed([fn(c["name"], c["description"], c["tags"]) for c in cards])  # (C, dim)
+
+    vecs = {label: card_vecs(fn) for label, fn in TEXTS.items()}
+    desc, name_v = vecs["description only"], emb.embed([words(n) for n in names])
+
+    def scores(v: np.ndarray, mv: bool, how: str, w: float, q: np.ndarray) -> np.ndarray:
+        s = q @ v.T  # (Q, C)
+        if not mv:
+            return s
+        best = np.maximum(np.maximum(s, q @ desc.T), q @ name_v.T)  # the multi-vector max (Q, C)
+        return (s + best) / 2 if how == "mean" else s + w * (best - s)
+
+    rows: list[tuple[str, np.ndarray, np.ndarray]] = []
+    for label, v in vecs.items():
+        rows.append((label, scores(v, False, "", 0, qv), scores(v, False, "", 0, ov)))
+    for base in ("plain: ns/name description tags", "loom: name words: description Tags: t", "name words + description + tags"):
+        v = vecs[base]
+        rows.append((f"{base[:22]} + MV max, mean", scores(v, True, "mean", 0, qv), scores(v, True, "mean", 0, ov)))
+        for w in (0.25, 0.1):
+            rows.append((f"{base[:22]} + {w} x (MV max - card)", scores(v, True, "bonus", w, qv),
+                         scores(v, True, "bonus", w, ov)))
+    print(f"set: {args.set} ({len(cards)} cards, {len(queries)} queries, {len(off)} off-topic); threshold {args.threshold}")
+    hdr = f"{'ranker':<46} {'r@1':>6} {'r@5':>6} {'MRR':>6} {'weak on':>7} {'weak off':>8} {'off max':>7} {'on p5':>6}"
+    print(hdr)
+    print("-" * len(hdr))
+    for label, s, so in rows:
+        order = np.argsort(-s, axis=1, kind="stable")[:, :K]
+        ranks = [int(np.where(o == t)[0][0]) + 1 if t in o else None for o, t in zip(order, target, strict=True)]
+        m = ranks_to_metrics(ranks)
+        top, offtop = s.max(1), (so.max(1) if len(so) else np.zeros(1))
+        right = order[:, 0] == target
+        print(f"{label:<46} {m['r@1']:>6.3f} {m['r@5']:>6.3f} {m['mrr']:>6.3f} {np.mean(top < args.threshold):>7.3f} "
+              f"{np.mean(offtop < args.threshold):>8.3f} {offtop.max():>7.3f} {np.percentile(top[right], 5):>6.3f}")
+    print(f"wall {time.perf_counter() - t0:.1f} s, cpu {time.process_time() - c0:.1f} s, load {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
