@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -56,3 +58,12 @@ def test_every_api_route_has_a_unique_operation_id(tmp_path):
         home = client.get("/")
         assert home.status_code == 200 and "<html" in home.text.lower()
         assert client.get("/a/nobody/nothing").status_code == 404
+
+
+@pytest.mark.xdist_group("meta")
+def test_xdist_groups_take_effect(request):
+    """Under ``pytest -n 2 --dist loadgroup`` (``make test``) a test marked with a group carries it in its node
+    id: that is how pytest-xdist sends a group's tests, and their shared fixtures, to one worker. A pytest that
+    ignores it (9.2 with xdist 3.8) made every expensive fixture build twice."""
+    if getattr(request.config.option, "loadgroup", False):
+        assert request.node.nodeid.endswith("@meta"), request.node.nodeid
