@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from hub.core.errors import InvalidInputError
+from hub.core.prompts import answer_ids, chat_prompt_ids
 from testbed.real.tasks import RealTask
 
 
@@ -47,18 +48,9 @@ class RealLoraRecipe:
         return asdict(self)
 
 
-def chat_prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
-    """The ids a chat model is given for one user message (the chat template with the generation prompt)."""
-    out = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                        tokenize=True)
-    ids = out["input_ids"] if hasattr(out, "keys") else out
-    return [int(i) for i in ids]
-
-
 def chat_encoder(tokenizer: Any) -> Callable[[Sequence[tuple[str, str]]], dict[str, torch.Tensor]]:
     """``encode(pairs)`` for :func:`testbed.train.train_loop`: chat-templated prompts, answers ending in EOS."""
-    eos = int(tokenizer.eos_token_id)
-    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos)
+    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
 
     def encode(pairs: Sequence[tuple[str, str]]) -> dict[str, torch.Tensor]:
         from testbed.train import training_batch
@@ -66,7 +58,7 @@ def chat_encoder(tokenizer: Any) -> Callable[[Sequence[tuple[str, str]]], dict[s
         rows = []
         for prompt, answer in pairs:
             p = chat_prompt_ids(tokenizer, prompt)
-            a = [*tokenizer.encode(answer, add_special_tokens=False), eos]
+            a = answer_ids(tokenizer, answer)
             rows.append((p + a, [-100] * len(p) + a))
         return training_batch(rows, pad)
 
