@@ -1,7 +1,9 @@
 """Task vectors from a base model's hidden states, and the text codec the generators use.
 
-:class:`TextCodec` turns prompts and answers into token ids the way the hub's causal-LM adapters are
-trained: ``<bos> prompt <suffix>`` then ``answer <eos>`` (the testbed's format with suffix ``"\\n"``).
+:class:`TextCodec` turns prompts and answers into token ids the way Loom trains and serves adapters on the
+base (:mod:`hub.core.prompts`): the tokenizer's chat template when it has one (SmolLM2-135M-Instruct; the
+testbed's tiny bases, whose template writes ``<s>prompt\\n``), else ``tokenizer(prompt + suffix)``; then
+``answer <eos>``.
 """
 
 from __future__ import annotations
@@ -13,14 +15,22 @@ from typing import Any
 import torch
 
 from hub.core.errors import InvalidInputError
+from hub.core.prompts import PROMPT_SUFFIX, answer_ids, prompt_ids
 
 
 @dataclass(frozen=True)
 class TextCodec:
-    """Token ids for prompts and answers from a Hugging Face tokenizer."""
+    """Token ids for prompts and answers from a Hugging Face tokenizer.
+
+    Attributes:
+        suffix: what follows a prompt in the completion format (a base without a chat template).
+        chat: True/False force the chat template / the completion format; None: the template when the
+            tokenizer has one (as Loom serves the base).
+    """
 
     tokenizer: Any
-    suffix: str = "\n"
+    suffix: str = PROMPT_SUFFIX
+    chat: bool | None = None
 
     @property
     def pad_id(self) -> int:
@@ -32,15 +42,16 @@ class TextCodec:
         return int(self.tokenizer.eos_token_id)
 
     def prompt(self, text: str) -> list[int]:
-        """``text`` + suffix as the tokenizer encodes it (with the BOS it adds, if any), as Loom serves prompts."""
-        return list(self.tokenizer.encode(text + self.suffix))
+        """The ids of the request ``text`` as Loom gives it to the base (:func:`hub.core.prompts.prompt_ids`)."""
+        return prompt_ids(self.tokenizer, text, chat=self.chat, suffix=self.suffix)
 
     def raw(self, text: str) -> list[int]:
         """``text`` with no suffix (a prefix to continue), with the tokenizer's own special tokens."""
         return list(self.tokenizer.encode(text))
 
     def answer(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False) + [self.eos_id]
+        """The answer's ids (no special tokens), then EOS."""
+        return answer_ids(self.tokenizer, text)
 
     def decode(self, ids: Sequence[int]) -> str:
         out: list[int] = []

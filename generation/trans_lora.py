@@ -69,6 +69,9 @@ class TransConfig:
         student_r, student_alpha, student_steps, student_lr, batch: the student LoRA on T.
         student_targets: leaf module names (default: the source adapter's).
         temperature: sampling temperature of the synthesiser; separator: prompt input/instruction split.
+        cue_first: the instruction comes before the separator and the input (``"Convert to snake_case: Big
+            Red Apple"`` with separator ``": "``, the real zoo's requests); default: input first (the testbed's
+            ``"hello | shout this"``).
         sampler: ``"rewrite"`` (:class:`RewriteSampler`: the model resamples a random share of a seed's
             tokens, ``rewrite_rates`` the range of that share) or ``"prefix"`` (:class:`PrefixSampler`:
             the model continues a random prefix of a seed). The same kind synthesises the
@@ -92,6 +95,7 @@ class TransConfig:
     student_targets: tuple[str, ...] | None = None
     temperature: float = 1.0
     separator: str = " | "
+    cue_first: bool = False
     sampler: str = "rewrite"
     rewrite_rates: tuple[float, float] = (0.3, 1.0)
     instruction_rates: tuple[float, float] = (0.0, 0.5)
@@ -161,11 +165,11 @@ def answer_confidence(model: Any, codec: TextCodec, data: Sequence[tuple[str, st
 def make_sampler(model: Any, codec: TextCodec, cfg: TransConfig) -> Sampler:
     """The candidate generator ``cfg.sampler`` names, on ``model``."""
     if cfg.sampler == "prefix":
-        return PrefixSampler(model, codec, cfg.separator, cfg.temperature)
+        return PrefixSampler(model, codec, cfg.separator, cfg.temperature, cue_first=cfg.cue_first)
     lo, hi = cfg.rewrite_rates  # validated pairs (a JSON list or a tuple)
     cue_lo, cue_hi = cfg.instruction_rates
     return RewriteSampler(model, codec, cfg.separator, cfg.temperature, (lo, hi), cfg.repetition_penalty,
-                          cfg.length_jitter, (cue_lo, cue_hi))
+                          cfg.length_jitter, (cue_lo, cue_hi), cfg.cue_first)
 
 
 def _label_ids(codec: TextCodec) -> tuple[int, int]:
@@ -230,7 +234,7 @@ class Discriminator:
 
         def loss_fn(m: Any, b: dict[str, torch.Tensor]) -> torch.Tensor:
             y = b.pop("y")
-            logits = m(**b).logits[:, -1, list(ids)]  # (B, 2): [real, synthetic]
+            logits = m(**b, logits_to_keep=1).logits[:, -1, list(ids)]  # (B, 2): [real, synthetic]
             return torch.nn.functional.cross_entropy(logits.float(), y)
 
         _train(model, cfg.disc_steps, cfg.disc_lr, batches, loss_fn, tick)
@@ -241,7 +245,7 @@ class Discriminator:
         out = []
         for i in range(0, len(prompts), batch_size):
             b = left_pad([self.codec.prompt(p) for p in prompts[i:i + batch_size]], self.codec.pad_id)
-            logits = self.model(**b).logits[:, -1, list(self.ids)].float()  # (B, 2)
+            logits = self.model(**b, logits_to_keep=1).logits[:, -1, list(self.ids)].float()  # (B, 2)
             out.append(torch.softmax(logits, -1)[:, 0])
         return torch.cat(out) if out else torch.zeros(0)
 
@@ -317,7 +321,7 @@ def transfer(
         n_cand += len(batch)
         good = []
         for c in batch:
-            if not well_formed(c, cfg.separator):
+            if not well_formed(c, cfg.separator, cfg.cue_first):
                 n_malformed += 1
             elif c not in seen:
                 seen.add(c)

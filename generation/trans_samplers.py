@@ -25,24 +25,44 @@ class Sampler(Protocol):
     def __call__(self, seeds: Sequence[str], n: int, rng: random.Random) -> list[str]: ...
 
 
+def split_seed(seed: str, separator: str, cue_first: bool = False) -> tuple[str, str]:
+    """``(input, instruction)`` of a seed prompt: ``"<input><sep><cue>"``, or ``"<cue><sep><input>"`` when
+    ``cue_first`` (the real zoo's ``"Convert to snake_case: Big Red Apple"``); no separator: all input."""
+    if separator not in seed:
+        return seed, ""
+    a, b = seed.split(separator, 1)
+    return (b, a) if cue_first else (a, b)
+
+
+def join_seed(x: str, cue: str, separator: str, cue_first: bool = False) -> str:
+    """The prompt of an input and an instruction, in the seeds' order (:func:`split_seed`)."""
+    if not cue:
+        return x
+    return f"{cue}{separator}{x}" if cue_first else f"{x}{separator}{cue}"
+
+
 @dataclass
 class PrefixSampler:
     """Candidates from a model: continue a random prefix of a seed prompt's input with sampling,
-    cut at the separator, and re-attach a seed prompt's instruction."""
+    cut at the separator, and re-attach a seed prompt's instruction (before the input when ``cue_first``)."""
 
     model: Any
     codec: TextCodec
     separator: str = " | "
     temperature: float = 1.0
     max_new_tokens: int = 16
+    cue_first: bool = False
 
     def __call__(self, seeds: Sequence[str], n: int, rng: random.Random) -> list[str]:
         parts = [s.split(self.separator, 1) for s in seeds]
         rows, cues = [], []
         for _ in range(n):
-            x, cue = rng.choice(parts) if all(len(p) == 2 for p in parts) else (rng.choice(seeds), "")
+            if self.cue_first:
+                x, cue = split_seed(rng.choice(seeds), self.separator, True)
+            else:
+                x, cue = rng.choice(parts) if all(len(p) == 2 for p in parts) else (rng.choice(seeds), "")
             k = rng.randint(0, max(0, len(x) // 2))
-            rows.append(self.codec.raw(x[:k]))
+            rows.append(self.codec.raw(join_seed(x[:k], cue, self.separator, self.cue_first)))
             cues.append((x[:k], cue))
         g = torch.Generator().manual_seed(rng.getrandbits(31))
         nl = self.codec.tokenizer.encode("\n", add_special_tokens=False)
@@ -50,8 +70,8 @@ class PrefixSampler:
                       temperature=self.temperature, generator=g, stop_ids=nl)
         cands = []
         for (prefix, cue), cont in zip(cues, outs, strict=True):
-            text = (prefix + cont).split(self.separator, 1)[0]
-            cands.append(f"{text}{self.separator}{cue}" if cue else text)
+            text = (prefix + cont) if self.cue_first else (prefix + cont).split(self.separator, 1)[0]
+            cands.append(join_seed(text, cue, self.separator, self.cue_first))
         return cands
 
 
@@ -80,7 +100,8 @@ class RewriteSampler:
     student that never saw one stops early; added positions are always sampled).
     ``repetition_penalty`` (CTRL-style, as in ``transformers``' ``generate``) damps
     tokens already in the candidate: a tiny base tends to repeat what it has just seen, and
-    repetitive synthetic inputs teach the student to stutter.
+    repetitive synthetic inputs teach the student to stutter. ``cue_first``: the seeds read
+    ``"<instruction><sep><input>"`` (the real zoo's requests), and candidates are written that way.
     """
 
     model: Any
@@ -91,12 +112,13 @@ class RewriteSampler:
     repetition_penalty: float = 1.0
     length_jitter: int = 0
     cue_rates: tuple[float, float] = (0.0, 0.0)
+    cue_first: bool = False
     _banned: list[int] | None = field(default=None, init=False, repr=False)
 
     @torch.no_grad()
     def __call__(self, seeds: Sequence[str], n: int, rng: random.Random) -> list[str]:
         tok = self.codec.tokenizer
-        parts = [s.split(self.separator, 1) if self.separator in s else [s, ""] for s in seeds]
+        parts = [split_seed(s, self.separator, self.cue_first) for s in seeds]
         picks = [rng.choice(parts) for _ in range(n)]
         src: list[list[int]] = []  # per candidate: token ids, -1 where the model fills a new position
         keep: list[list[bool]] = []
@@ -109,7 +131,11 @@ class RewriteSampler:
             r, rc = rng.uniform(*self.rates), rng.uniform(*self.cue_rates)
             k = [i >= 0 and rng.random() >= r for i in body]
             starts.append(len(body) + len(sep))
-            if cue:
+            if cue and self.cue_first:  # the instruction, the separator, then the input
+                cue_ids = tok.encode(cue, add_special_tokens=False)
+                starts[-1] = len(cue_ids) + len(sep)
+                body, k = cue_ids + sep + body, [rng.random() >= rc for _ in cue_ids] + [True] * len(sep) + k
+            elif cue:
                 cue_ids = tok.encode(cue, add_special_tokens=False)
                 body, k = body + sep + cue_ids, k + [True] * len(sep) + [rng.random() >= rc for _ in cue_ids]
             src.append(body)
@@ -135,7 +161,7 @@ class RewriteSampler:
             sampled: dict[int, int] = {}
             if draw:
                 b = left_pad([rows[i] if rows[i] else [self.codec.pad_id] for i in draw], self.codec.pad_id)
-                logits = self.model(**b).logits[:, -1, :vocab].float()  # (B, V)
+                logits = self.model(**b, logits_to_keep=1).logits[:, -1, :vocab].float()  # (B, V)
                 if self.repetition_penalty != 1.0:
                     pen = torch.where(logits > 0, logits / self.repetition_penalty, logits * self.repetition_penalty)
                     logits = torch.where(seen[draw], pen, logits)
@@ -151,7 +177,7 @@ class RewriteSampler:
         return out
 
 
-def well_formed(c: str, sep: str) -> bool:
+def well_formed(c: str, sep: str, cue_first: bool = False) -> bool:
     """A parseable prompt: a non-blank input, one line, printable, valid UTF-8 (no U+FFFD)."""
-    x = c.split(sep, 1)[0]
+    x = split_seed(c, sep, cue_first)[0]
     return bool(x.strip()) and "\n" not in c and c.isprintable() and "\ufffd" not in c

@@ -20,6 +20,7 @@ from torch import nn
 
 from hub.core.adapter import LoraAdapter
 from hub.core.errors import InvalidInputError
+from hub.core.prompts import answer_ids, prompt_ids, served_text
 from routing import losses
 from routing.checkpoint import RouterState, router_state
 from routing.features import Embed, request_features
@@ -57,6 +58,15 @@ class TrainConfig:
             raise InvalidInputError(f"warmup must be in [0, 1), got {self.warmup}")
 
 
+@dataclass(frozen=True)
+class _Format:
+    """How an example becomes ids: its prompt, its answer, and the request text the router reads."""
+
+    prompt: Encode
+    answer: Encode
+    text: Callable[[str], str]
+
+
 def _encoder(tokenizer: Any) -> Encode:
     if hasattr(tokenizer, "encode"):
         return lambda s: list(tokenizer.encode(s, add_special_tokens=False))
@@ -65,7 +75,17 @@ def _encoder(tokenizer: Any) -> Encode:
     raise InvalidInputError("tokenizer must have .encode(text) or be a callable text -> token ids")
 
 
-def _examples(data: Sequence[Sequence[Example]], n: int, encode: Encode, cfg: TrainConfig) -> list[tuple]:
+def _format(tokenizer: Any, served: bool) -> _Format:
+    if served:
+        if not callable(getattr(tokenizer, "decode", None)):
+            raise InvalidInputError("served=True needs a Hugging Face tokenizer (the base's chat template or BOS)")
+        return _Format(lambda s: prompt_ids(tokenizer, s), lambda s: answer_ids(tokenizer, s),
+                       lambda s: served_text(tokenizer, s))
+    encode = _encoder(tokenizer)
+    return _Format(encode, encode, lambda s: s)
+
+
+def _examples(data: Sequence[Sequence[Example]], n: int, fmt: _Format, cfg: TrainConfig) -> list[tuple]:
     if len(data) != n:
         raise InvalidInputError(f"need one list of examples per expert ({n}), got {len(data)}")
     out = []
@@ -76,19 +96,21 @@ def _examples(data: Sequence[Sequence[Example]], n: int, encode: Encode, cfg: Tr
             if not isinstance(ex, Mapping) or not isinstance(ex.get("input"), str) or \
                     not isinstance(ex.get("output"), str):
                 raise InvalidInputError(f"example {j} of expert #{i} must be {{'input': str, 'output': str}}")
-            p, o = encode(ex["input"]), encode(ex["output"])
+            p, o = fmt.prompt(ex["input"]), fmt.answer(ex["output"])
             ids = (p + o)[: cfg.max_length]
             labels = (list(ids) if cfg.loss_on_prompt else [-100] * len(p) + o)[: cfg.max_length]
             if not ids:
                 raise InvalidInputError(f"example {j} of expert #{i} is empty")
-            out.append((ids, labels, i, ex["input"]))
+            out.append((ids, labels, i, fmt.text(ex["input"]), ex["input"]))
     return out
 
 
-def _intent_pairs(items: Sequence[tuple], experts: int, count: int, encode: Encode, cfg: TrainConfig) -> list[tuple]:
+def _intent_pairs(items: Sequence[tuple], experts: int, count: int, fmt: _Format, served: bool, cfg: TrainConfig
+                  ) -> list[tuple]:
     """``count`` synthetic two-task requests (MeteoRA ``mix_intents``): the prompts of two examples of different
     experts joined by a space, no answer (labels ignored: the composed answer is unknown), tagged with both
-    experts. Items as :func:`_examples` makes them, the task field an ``(a, b)`` pair."""
+    experts. Items as :func:`_examples` makes them, the task field an ``(a, b)`` pair; ``served``: the joined
+    request is one prompt in the served format."""
     by_expert: dict[int, list[tuple]] = {}
     for it in items:
         by_expert.setdefault(it[2], []).append(it)
@@ -98,9 +120,10 @@ def _intent_pairs(items: Sequence[tuple], experts: int, count: int, encode: Enco
     out = []
     for _ in range(count):
         a, b = rng.sample(range(experts), 2)
-        xa, xb = rng.choice(by_expert[a])[3], rng.choice(by_expert[b])[3]
-        ids = (encode(xa) + encode(xb))[: cfg.max_length]
-        out.append((ids, [-100] * len(ids), (a, b), f"{xa} {xb}"))
+        xa, xb = rng.choice(by_expert[a])[4], rng.choice(by_expert[b])[4]
+        joined = f"{xa} {xb}"
+        ids = (fmt.prompt(joined) if served else fmt.prompt(xa) + fmt.prompt(xb))[: cfg.max_length]
+        out.append((ids, [-100] * len(ids), (a, b), fmt.text(joined), joined))
     return out
 
 
@@ -119,7 +142,7 @@ def collate(items: Sequence[tuple], pad_id: int = 0) -> dict[str, torch.Tensor]:
 def train_router(model: nn.Module, experts: Sequence[LoraAdapter], preset: str, config: Any = None, *,
                  examples: Sequence[Sequence[Example]], tokenizer: Any, names: Sequence[str] | None = None,
                  train: TrainConfig | None = None, progress: Progress | None = None,
-                 embed: Embed | None = None) -> RouterState:
+                 embed: Embed | None = None, served: bool = False) -> RouterState:
     """Train the gates of ``preset`` over ``experts`` and return the trained router state.
 
     Args:
@@ -131,6 +154,10 @@ def train_router(model: nn.Module, experts: Sequence[LoraAdapter], preset: str, 
         train: optimisation settings; ``progress`` gets ``{"step", "steps", "loss", "lm", "aux"}``.
         embed: texts -> (N, D) sentence embeddings; required when the config has ``features="embedding"``
             (each example's input is embedded once, the same way the server embeds a request).
+        served: encode each example as Loom serves and trains adapters on the base
+            (:mod:`hub.core.prompts`: the chat template, or the prompt and a newline; the answer and EOS), and
+            read the request text the server reads; ``tokenizer`` must then be the base's HF tokenizer. False:
+            ``tokenizer.encode(text, add_special_tokens=False)`` of the raw input and output.
 
     Raises:
         InvalidInputError: a preset that cannot be trained, bad examples or settings.
@@ -139,14 +166,14 @@ def train_router(model: nn.Module, experts: Sequence[LoraAdapter], preset: str, 
     if not entry.trainable:
         raise InvalidInputError(f"router {preset!r} is training-free; nothing to train")
     cfg, tc = make_config(preset, config), train or TrainConfig()
-    encode = _encoder(tokenizer)
-    items = _examples(examples, len(experts), encode, tc)
+    fmt = _format(tokenizer, served)
+    items = _examples(examples, len(experts), fmt, tc)
     mix = float(getattr(cfg, "mix_intents", 0.0))
     n_mix = min(max(1, round(mix * tc.batch_size)), tc.batch_size - 1) if mix else 0  # >= 1 real row (LM loss)
     if mix and n_mix < 1:
         raise InvalidInputError(f"mix_intents needs batch_size >= 2 (a joined request and a real example), got "
                                 f"{tc.batch_size}")
-    pairs = _intent_pairs(items, len(experts), len(items), encode, tc) if n_mix else []
+    pairs = _intent_pairs(items, len(experts), len(items), fmt, served, tc) if n_mix else []
     feats: torch.Tensor | None = None
     if getattr(cfg, "features", "site_input") == "embedding":
         if embed is None:

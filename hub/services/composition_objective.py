@@ -8,10 +8,11 @@ that objective here:
   service serves), with its tokenizer;
 - the examples are the sources' ``samples.jsonl`` rows, the same number from each source (at most
   :data:`MAX_EXAMPLES` in all), so no source dominates the loss;
-- each prompt is encoded the way the hub serves prompts (``tokenizer(prompt)``, as
-  :func:`hub.services.inference.service.encode_prompt` does: a base that needs BOS gets it from its
-  tokenizer) with a newline after the prompt text (Loom's prompt convention: the testbed zoo,
-  ``generation.taskvec.TextCodec``); answers end with EOS.
+- each prompt is encoded the way the hub serves and trains prompts on that base
+  (:func:`hub.core.prompts.prompt_ids`): through the tokenizer's chat template when it has one (SmolLM2 and
+  its real zoo; the testbed's tiny bases, whose template writes ``<s>prompt\\n``), else ``tokenizer(prompt +
+  "\\n")`` (a base that needs BOS gets it from its tokenizer, as
+  :func:`hub.services.inference.service.encode_prompt` does); answers end with EOS.
 """
 
 from __future__ import annotations
@@ -23,19 +24,20 @@ from typing import Any
 from hub.core.adapter import LoraAdapter
 from hub.core.errors import InvalidInputError
 from hub.core.imports import import_once
+from hub.core.prompts import PROMPT_SUFFIX, prompt_ids
 from hub.services import validation as v
 
-PROMPT_SUFFIX = "\n"
 MAX_EXAMPLES = 128
 
 Objective = Callable[[LoraAdapter], float]
 
 
 class ServedPrompts:
-    """A tokenizer view for :func:`lm_loss_objective`: prompts get :data:`PROMPT_SUFFIX` after them.
+    """A tokenizer view for :func:`lm_loss_objective`: prompts in the base's served format.
 
     ``lm_loss_objective`` tokenises a prompt with ``tokenizer(text)`` and an answer with
-    ``tokenizer(text, add_special_tokens=False)``; this view appends the prompt separator.
+    ``tokenizer(text, add_special_tokens=False)``; this view gives a prompt the ids
+    :func:`hub.core.prompts.prompt_ids` gives it (a prompt that already ends with the suffix keeps one).
     """
 
     def __init__(self, tokenizer: Any, suffix: str = PROMPT_SUFFIX) -> None:
@@ -46,9 +48,9 @@ class ServedPrompts:
     def __call__(self, text: str, add_special_tokens: bool = True) -> dict[str, list[int]]:
         if not add_special_tokens:  # an answer
             return {"input_ids": list(self.tokenizer(text, add_special_tokens=False)["input_ids"])}
-        if self.suffix and not text.endswith(self.suffix):
-            text += self.suffix
-        return {"input_ids": list(self.tokenizer(text)["input_ids"])}
+        if self.suffix and text.endswith(self.suffix):
+            text = text[: -len(self.suffix)]
+        return {"input_ids": prompt_ids(self.tokenizer, text, suffix=self.suffix)}
 
 
 def source_examples(raw: bytes, key: str) -> list[dict[str, str]]:

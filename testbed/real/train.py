@@ -1,8 +1,9 @@
-"""LoRA training on a real chat model, in the format it is served in: the tokenizer's chat template.
+"""LoRA training on a real model, in the format it is served in: the tokenizer's chat template on a chat model.
 
 A row is ``apply_chat_template([user: prompt], add_generation_prompt=True)`` (exactly the ids Loom's
-``/v1/chat/completions`` and transformers give the model) followed by the answer and the template's end
-of turn (``eos``); the loss is on the answer only. Batches are left padded with
+``/v1/chat/completions`` and transformers give the model; on a base without a chat template the prompt and a
+newline, :func:`hub.core.prompts.prompt_ids`) followed by the answer and the template's end of turn
+(``eos``); the loss is on the answer only. Batches are left padded with
 ``position_ids = attention_mask.cumsum(-1) - 1``; AdamW with warmup and linear decay
 (:func:`testbed.train.train_loop`), on a fixed number of threads, seeded: the same recipe gives the
 same bytes.
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from hub.core.errors import InvalidInputError
+from hub.core.prompts import answer_ids, prompt_ids
 from testbed.real.tasks import RealTask
 
 
@@ -47,26 +49,18 @@ class RealLoraRecipe:
         return asdict(self)
 
 
-def chat_prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
-    """The ids a chat model is given for one user message (the chat template with the generation prompt)."""
-    out = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                        tokenize=True)
-    ids = out["input_ids"] if hasattr(out, "keys") else out
-    return [int(i) for i in ids]
-
-
-def chat_encoder(tokenizer: Any) -> Callable[[Sequence[tuple[str, str]]], dict[str, torch.Tensor]]:
-    """``encode(pairs)`` for :func:`testbed.train.train_loop`: chat-templated prompts, answers ending in EOS."""
-    eos = int(tokenizer.eos_token_id)
-    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos)
+def served_encoder(tokenizer: Any) -> Callable[[Sequence[tuple[str, str]]], dict[str, torch.Tensor]]:
+    """``encode(pairs)`` for :func:`testbed.train.train_loop`: prompts in the base's format
+    (:func:`hub.core.prompts.prompt_ids`: chat-templated on a chat base), answers ending in EOS."""
+    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
 
     def encode(pairs: Sequence[tuple[str, str]]) -> dict[str, torch.Tensor]:
         from testbed.train import training_batch
 
         rows = []
         for prompt, answer in pairs:
-            p = chat_prompt_ids(tokenizer, prompt)
-            a = [*tokenizer.encode(answer, add_special_tokens=False), eos]
+            p = prompt_ids(tokenizer, prompt)
+            a = answer_ids(tokenizer, answer)
             rows.append((p + a, [-100] * len(p) + a))
         return training_batch(rows, pad)
 
@@ -84,7 +78,8 @@ def train_real_lora(
     steps: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Train one LoRA for ``task`` on the chat model in ``base_dir``; save the PEFT folder to ``out_dir``.
+    """Train one LoRA for ``task`` on the model in ``base_dir`` (chat-templated requests on a chat model, the
+    prompt and a newline on a base without a template); save the PEFT folder to ``out_dir``.
 
     Returns:
         ``{"final_loss", "steps"}`` (the mean loss of the last 10 steps).
@@ -110,6 +105,6 @@ def train_real_lora(
 
         loss = train_loop(model, params, batches, steps=n_steps, lr=recipe.lr, warmup=recipe.warmup,
                           on_step=(lambda s, _l: progress(s, n_steps)) if progress else None,
-                          encode=chat_encoder(tok))
+                          encode=served_encoder(tok))
         model.save_pretrained(str(out_dir), safe_serialization=True, save_embedding_layers=False)
     return {"final_loss": loss, "steps": n_steps}

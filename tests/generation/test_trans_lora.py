@@ -91,6 +91,24 @@ def test_rewrite_sampler_keeps_the_format_and_is_seeded(world):
     assert conf_good.shape == (16,) and bool((conf_good >= conf_bad).all()) and conf_good.mean() > conf_bad.mean()
 
 
+def test_samplers_keep_an_instruction_that_comes_first(world):
+    """cue_first (the real zoo's "Convert to snake_case: Big Red Apple"): the instruction is kept in front, the
+    input after the separator is rewritten (or continued), and well_formed checks that input."""
+    from generation.trans_samplers import PrefixSampler, RewriteSampler, split_seed, well_formed
+
+    cdc, _s, t, _pm, _source, seeds, _real = world
+    flipped = [f"{w.CUE} | {x.split(' | ')[0]}" for x in seeds]  # "<cue> | <input>"
+    inputs = {split_seed(f, " | ", cue_first=True)[0] for f in flipped}
+    assert inputs == {x.split(" | ")[0] for x in seeds}
+    for smp in (RewriteSampler(t, cdc, " | ", 1.0, (0.3, 1.0), 2.0, 4, cue_first=True),
+                PrefixSampler(t, cdc, " | ", 1.0, cue_first=True)):
+        got = smp(flipped, 32, random.Random(3))
+        assert all(c.startswith(w.CUE + " | ") for c in got), got
+        assert len({split_seed(c, " | ", True)[0] for c in got} - inputs) > 8  # new inputs, written by the model
+    assert not well_formed(w.CUE + " |  ", " | ", True) and well_formed(w.CUE + " | ab", " | ", True)
+    assert well_formed(" | ab", " | ") is False and well_formed(" | ab", " | ", True)  # the input is after the cue
+
+
 def test_config_refuses_bad_sampler_params():
     for bad in ({"sampler": "llm"}, {"rewrite_rates": (0.8, 0.2)}, {"instruction_rates": [0.1]},
                 {"repetition_penalty": 0.5}, {"length_jitter": -1}, {"label_min_p": 1.0}, {"disc_synthetic": 0}):

@@ -75,7 +75,7 @@ def test_completion_equals_peft_generate_on_tokenizer_prompt(real_zoo, real_demo
 def test_chat_and_streaming_equal_peft_on_the_chat_template(real_zoo, real_demo, peft_model):
     from openai import OpenAI
 
-    from testbed.real.train import chat_prompt_ids
+    from hub.core.prompts import chat_prompt_ids
 
     url, _ = real_demo
     model, tok = peft_model

@@ -49,7 +49,7 @@ def test_job_publishes_a_router_with_lineage_and_it_is_served(rhub, base_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from routing.checkpoint import load_router
-    from routing.train import TrainConfig, _examples, collate, gate_accuracy
+    from routing.train import TrainConfig, _examples, _format, collate, gate_accuracy
 
     state = read_router_state(rhub.adapters, ver, "alice/router@1")
     assert state.expert_ids == EXPERTS and state.preset == "meteora"
@@ -58,7 +58,7 @@ def test_job_publishes_a_router_with_lineage_and_it_is_served(rhub, base_dir):
     model.config.name_or_path = BASE_ID
     tok = AutoTokenizer.from_pretrained(str(base_dir))
     data = [[{"input": i, "output": o} for i, o in rows] for rows in SAMPLES.values()]
-    batch = collate(_examples(data, 2, lambda s: tok.encode(s, add_special_tokens=False), TrainConfig()), 256)
+    batch = collate(_examples(data, 2, _format(tok, served=True), TrainConfig()), 256)  # as the job trains
     trained = gate_accuracy(load_router(model, experts, state, names=EXPERTS), batch)
     assert trained > 0.8, trained  # chance is 0.5
     from routing import build_router
