@@ -91,10 +91,9 @@ class RouterRunner:
         with self._lock:
             return dict(self._schedulers)
 
-    def inputs(self, plan: Plan, ids: list[int]) -> dict[str, Any]:
-        """A batched router row's routing inputs (its row state): the request features or semantic decision
-        of the prompt's text."""
-        sched = self.scheduler(plan)
+    def inputs(self, sched: Any, plan: Plan, ids: list[int]) -> dict[str, Any]:
+        """A batched router row's routing inputs (its row state on ``sched``, the router's scheduler): the
+        request features or semantic decision of the prompt's text."""
         text = self.base(plan).tokenizer.decode(ids, skip_special_tokens=True)
         return dict(sched.batch.runner.inputs([text])[0])
 
@@ -121,7 +120,6 @@ class RouterRunner:
         state, experts = plan.state, list(plan.adapters.values())
         extras: dict[str, Any] = {}
         if state.preset == "semantic":
-
             descs = []
             for eid in state.expert_ids:
                 descs.append(self.adapters.get(None, *parse_name(eid.split("@")[0])).description or eid)

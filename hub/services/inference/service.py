@@ -224,13 +224,12 @@ class InferenceService:
         slots: list[Any] = []
         per_batcher: dict[int, tuple[Any, list[Any]]] = {}  # a base's batcher or a router's scheduler -> its rows
         for plan, ids, new in work:
-            batcher = self.engines.get(plan.base_id).batcher if plan.route != "router" else \
-                self.routers.scheduler(plan)
+            routed = plan.route == "router"  # a router row: its routing inputs; counted under the router's key
+            batcher = self.routers.scheduler(plan) if routed else self.engines.get(plan.base_id).batcher
             if batcher is None:  # a router that runs one request at a time
                 slots.extend((plan, ids, new, None, None) for _ in range(req.n))
                 continue
-            routed = plan.route == "router"  # a router row: its routing inputs; counted under the router's key
-            routing = self.routers.inputs(plan, ids) if routed else {}
+            routing = self.routers.inputs(batcher, plan, ids) if routed else {}
             mixture, adapters = ({plan.router or "": 1.0}, {}) if routed else (plan.mixture, plan.adapters)
             for _ in range(req.n):
                 q: queue.Queue[int | None] | None = queue.Queue() if stream else None
