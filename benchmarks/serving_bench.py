@@ -16,8 +16,11 @@ per iteration on its routed copy of the base) and (b) Loom window (routers run o
 rates as multiples of (b)'s serial capacity; printed: the same columns and (a)/(b).
 
 Printed per base and rate: request throughput, output tokens/s, TTFT and TPOT p50/p99 (streamed, so the first
-token is timed where it reaches the client; (c) does not stream: its TTFT is the whole latency), and the
-ratios (a)/(b) and (a)/(d) in output tokens/s. Rates are multiples of the one-request-at-a-time capacity
+token is timed where it reaches the client; (c) does not stream: its TTFT is the whole latency), the
+ratios (a)/(b) and (a)/(d) in output tokens/s, and the share of (a)'s and (b)'s forward input tokens that a row
+needed (prompt tokens and each generated token but the last; the rest is left padding, rows that finished
+before their batch and holes): on a device where a forward costs in proportion to its tokens, their quotient
+bounds (a)/(b). Rates are multiples of the one-request-at-a-time capacity
 measured first (1 / the mean latency of (c)): below, near and above saturation.
 
     python benchmarks/serving_bench.py --quick                  # tiny base, small runs
@@ -40,6 +43,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -245,6 +249,18 @@ def peft_app(folder: Path, adapters: dict[str, Path], device: str):
     return app
 
 
+def work(app: Any, base_id: str) -> tuple[int, int]:
+    """(input tokens the base's scheduler computed, input tokens its rows needed) so far."""
+    sched = app.state.inference.engines.loaded()[base_id].batcher
+    return sched.tokens_computed, sched.tokens_useful
+
+
+def useful_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the forwards' input tokens that some row needed, between two :func:`work` readings."""
+    computed, useful = after[0] - before[0], after[1] - before[1]
+    return useful / computed if computed else float("nan")
+
+
 def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(xs, q)) if xs else float("nan")
 
@@ -330,8 +346,10 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
                     client.run(url, workload(len(names), 1000.0, names, base_id, tokens, seed=97), False)
                     for rate in rates:
                         reqs = workload(args.requests, rate, names, base_id, tokens, seed=int(rate * 1000), bare=bare)
+                        work0 = work(app, base_id)
                         res, wall = client.run(url, reqs, False)
                         rows[rate][label] = summary(res, wall)
+                        rows[rate][label]["useful"] = useful_share(work0, work(app, base_id))
                         texts[f"{label}@{rate}"] = [r.text for r in res]
                 app.state.inference.close()
                 cpu[label] = time.process_time() - cpu0
@@ -344,6 +362,10 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
             ok = rows[rate]["(a) continuous"]["ttft99"] < 10 * gap
             print(f"(a)/(b) output tok/s {a / b:.2f}x   (a)/(d) {a / d:.2f}x   (a)/(c) "
                   f"{a / rows[rate]['(c) PEFT serial']['tok_s']:.2f}x   (a) p99 TTFT < 10 x gap: {ok}")
+            ua, ub = rows[rate]["(a) continuous"]["useful"], rows[rate]["(b) window"]["useful"]
+            print(f"useful share of the forwards' input tokens (prompts + generated, vs padding, finished rows and "
+                  f"holes): (a) {ua:.2f}, (b) {ub:.2f}; where a forward's cost is linear in its tokens, (a)/(b) "
+                  f"cannot exceed {ua / ub:.2f}x")
 
 
 def bench_router(base: str, args: argparse.Namespace, client: Client) -> None:

@@ -6,8 +6,11 @@ layers, 12 rank-8 adapters on every linear, one adapter per row):
    ``DynamicLayer`` (concatenates the whole cache at every step): ms per step at several cached lengths, the
    ratio, and whether the greedy tokens are the same;
 2. the adapter rows: CPU ms per step of the bare base (no adapter), of adapter rows unchanged since the last
-   step (gathered weights reused) and of adapter rows that changed (a join or a leave: the weights are gathered
-   again), as ratios to the bare base.
+   step (gathered weights reused), of one row's adapter changed (a join into a hole: that row's weights are
+   gathered into the cached copies in place) and of every row gathered again, as ratios to the bare base;
+3. churn: one row leaves and one joins (its prompt prefilled) at every step, with leaving rows kept as holes
+   that the joiner fills in place vs compacted at once (an index select of the cache and a regather), on the
+   bare base and with adapter rows.
 
     python benchmarks/step_bench.py --rows 16 --prompts 32 128 512 --steps 100
 """
@@ -93,16 +96,46 @@ def main() -> None:
         batch.add(rows)
         batch.step()
         t = time.process_time()
-        for _ in range(args.steps):
-            if mode == "changed":
-                mixed._rows_key = None  # as after a join or a leave: the rows' weights are gathered again
+        for i in range(args.steps):
+            if mode == "one changed":  # as after a join into a hole: one row's adapter differs
+                rows[i % len(rows)].mixture = {f"a{rng.randrange(12)}": 1.0}
+            elif mode == "all regathered":  # no previous weights to compare with: every row gathered again
+                mixed.context.rows.pop("*", None)
+                batch.runner._step = None
             batch.step()
         return (time.process_time() - t) / args.steps * 1000
 
-    cost = {m: min(rows_cost(m) for _ in range(args.repeats)) for m in ("bare", "unchanged", "changed")}
+    modes = ("bare", "unchanged", "one changed", "all regathered")
+    cost = {m: min(rows_cost(m) for _ in range(args.repeats)) for m in modes}
     print("\nCPU ms per step, 32-token prompts: " + ", ".join(f"{m} {v:.2f}" for m, v in cost.items())
-          + f"; adapter rows / bare base: unchanged {cost['bare'] / cost['unchanged']:.2f}x, changed "
-          f"{cost['bare'] / cost['changed']:.2f}x (throughput)")
+          + "; adapter rows / bare base (throughput): "
+          + ", ".join(f"{m} {cost['bare'] / cost[m]:.2f}x" for m in modes[1:]))
+
+    def churn_cost(adapters: bool, compact_at: float) -> float:
+        """One row leaves and one joins (prompt prefilled) at every step; CPU ms per step, prefills included."""
+        rng = random.Random(2)
+
+        def row(n: int) -> rc.Row:
+            return rc.Row([rng.randrange(0, 250) for _ in range(32)],
+                          {f"a{rng.randrange(12)}": 1.0} if adapters else {}, n)
+
+        batch = rc.ContinuousBatch(mixed, 256)
+        batch.compact_at = compact_at
+        batch.add([row(i + 2) for i in range(args.rows)])  # row i leaves after step i + 1
+        t = time.process_time()
+        for _ in range(args.steps):
+            done = batch.step()
+            batch.add([row(args.rows + 1) for _ in done])
+        return (time.process_time() - t) / args.steps * 1000
+
+    churn = {(ad, c): min(churn_cost(ad, c) for _ in range(args.repeats)) for ad in (False, True) for c in (0.0, 0.25)}
+    print(f"\nCPU ms per step when a row leaves and one joins at every step ({args.rows} rows, 32-token prompts):")
+    print(f"{'':10s} {'compact at once':>16s} {'holes':>8s} {'ratio':>6s}")
+    for ad in (False, True):
+        old, new = churn[(ad, 0.0)], churn[(ad, 0.25)]
+        print(f"{'adapters' if ad else 'bare':10s} {old:13.2f} ms {new:5.2f} ms {old / new:5.2f}x")
+    print(f"adapter rows / bare base under churn (throughput): compact at once "
+          f"{churn[(False, 0.0)] / churn[(True, 0.0)]:.2f}x, holes {churn[(False, 0.25)] / churn[(True, 0.25)]:.2f}x")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

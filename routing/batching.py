@@ -66,7 +66,6 @@ class MixedAdapterModel:
         self.adapters: dict[str, LoraAdapter] = {}
         self.capacity = max(1, capacity)
         self.merged: str | None = None
-        self._rows_key: object = None
         self._shapes = base_shapes(model)
         self.layers: dict[str, RoutedLoRALinear] = {}
         for site, mod in list(model.named_modules()):
@@ -162,8 +161,15 @@ class MixedAdapterModel:
             return {k: v for k, v in out.items() if v != 0.0}
         raise InvalidInputError(f"row adapter must be None, a name or a {{name: weight}} mixture, got {spec!r}")
 
-    def set_rows(self, rows: Sequence[RowSpec]) -> list[dict[str, float]]:
-        """Set per-row adapters for the following forwards; returns the normalised mixtures."""
+    def set_rows(self, rows: Sequence[RowSpec], like: GroupWeights | None = None) -> list[dict[str, float]]:
+        """Set per-row adapters for the following forwards; returns the normalised mixtures.
+
+        ``like``: the weights of an earlier call to compare with (default: the ones set last). The same rows
+        reuse that object (layers keep what they gathered for it); rows that differ only in some positions
+        make weights that name ``like`` and those positions (``GroupWeights.prev``/``changed``), so a layer
+        updates just those rows (a continuous batch keeps its decode weights as ``like`` across the prefills
+        of joining rows).
+        """
         mixes = [self._normalise(r) for r in rows]
         if self.merged is not None and any(m != {self.merged: 1.0} for m in mixes):
             self.unmerge()
@@ -172,24 +178,34 @@ class MixedAdapterModel:
             used = set()
         active = {site for n in used for site in self.adapters[n].layers}
         for site, lay in self.layers.items():
-            lay.enabled = site in active
-        key = (tuple(tuple(m.items()) for m in mixes), tuple(sorted(self.slots.items())))
-        if key == self._rows_key and "*" in self.context.rows:  # same rows: keep the object (gather cache)
+            if lay.enabled != (site in active):
+                lay.enabled = site in active
+        rows_key = tuple(tuple(m.items()) for m in mixes)
+        key = (rows_key, tuple(sorted(self.slots.items())))
+        prev = like if like is not None else self.context.rows.get("*")
+        if prev is not None and prev.key == key:  # same rows: keep the object (gather cache)
+            self.context.rows["*"] = prev
             return mixes
-        self._rows_key = key
         k = max([len(m) for m in mixes] + [1])
-        idx = torch.zeros(len(mixes), k, dtype=torch.long)
-        val = torch.zeros(len(mixes), k)
-        for r, mix in enumerate(mixes):
-            for j, (n, w) in enumerate(mix.items()):
-                idx[r, j], val[r, j] = self.slots[n], w
+        pad = [(0, 0.0)] * k
+        pairs = [([(self.slots[n], w) for n, w in m.items()] + pad)[:k] for m in mixes]
+        idx = torch.tensor([[i for i, _ in p] for p in pairs], dtype=torch.long).view(len(mixes), k)
+        val = torch.tensor([[w for _, w in p] for p in pairs], dtype=torch.float32).view(len(mixes), k)
         dev = next(iter(self.layers.values())).bank.a.device
         single = None
         if all(len(m) == 1 for m in mixes) and len({(n, w) for m in mixes for n, w in m.items()}) == 1:
             name, weight = next(iter(mixes[0].items()))
             single = (self.slots[name], weight)
         unit = all(w == 1.0 for m in mixes for w in m.values()) and all(len(m) == 1 for m in mixes)
-        self.context.rows["*"] = GroupWeights(idx.to(dev), val.to(dev), level="row", single=single, unit=unit)
+        w = GroupWeights(idx.to(dev), val.to(dev), level="row", single=single, unit=unit, key=key)
+        if prev is not None and isinstance(prev.key, tuple) and prev.key[1] == key[1] and prev.idx.shape == w.idx.shape:
+            changed = [i for i, (a, b) in enumerate(zip(prev.key[0], rows_key, strict=True)) if a != b]
+            if len(changed) < len(mixes):  # the layers may update the changed rows of what they gathered
+                prev.prev = prev.changed = prev.delta = None  # keep one link, not the history
+                ch = torch.tensor(changed, dtype=torch.long)
+                w.prev, w.changed = prev, ch.to(dev)
+                w.delta = GroupWeights(idx[ch].to(dev), val[ch].to(dev), level="row", unit=unit)
+        self.context.rows["*"] = w
         return mixes
 
     def forward(self, input_ids: torch.Tensor, adapters: Sequence[RowSpec], **kwargs: Any) -> Any:

@@ -26,6 +26,11 @@ class GroupWeights:
         level: ``token`` or ``row``.
         single: ``(group, weight)`` when every row uses the same single group (enables a fast path).
         unit: every weight is known to be 1.0 (set by whoever built ``val`` in Python; False = not known).
+        prev, changed, delta: row weights that differ from ``prev`` (same shape) only in rows ``changed`` (a
+            (c,) long tensor), whose weights are ``delta`` (c rows): a layer holding state gathered for
+            ``prev`` may update those rows in place instead of gathering every row again (a continuous
+            batch's join into a hole).
+        key: what the weights were built from, for their builder to recognise them (None: not recorded).
     """
 
     idx: torch.Tensor
@@ -33,6 +38,10 @@ class GroupWeights:
     level: Level = "token"
     single: tuple[int, float] | None = None  # every row uses one group with this weight (row level)
     unit: bool = False
+    prev: GroupWeights | None = None
+    changed: torch.Tensor | None = None
+    delta: GroupWeights | None = None
+    key: object = None
 
     def dense(self, groups: int) -> torch.Tensor:
         """(M, G) dense weights (duplicates add)."""

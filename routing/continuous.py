@@ -110,9 +110,16 @@ class MixedRows:
 
     def __init__(self, mixed: Any) -> None:
         self.mixed, self.model = mixed, mixed.model
+        self._step: Any = None  # the weights of the last decode step (a prefill in between sets others)
 
     def begin(self, rows: Sequence[Row], prefill: bool) -> None:
-        self.mixed.set_rows([r.mixture or None for r in rows])
+        # a hole (a row that left) runs on the bare base: its adapter may be evicted from the slot bank
+        specs = [r.mixture or None if r.finish_reason is None else None for r in rows]
+        if prefill:
+            self.mixed.set_rows(specs)
+        else:
+            self.mixed.set_rows(specs, like=self._step)
+            self._step = self.mixed.context.rows.get("*")
 
     def end(self, rows: Sequence[Row], prefill: bool, tokens: torch.Tensor) -> None:
         return None
@@ -124,6 +131,15 @@ class MixedRows:
 class ContinuousBatch:
     """The running rows of one model and their padded KV cache.
 
+    A row that leaves (finished or cancelled) becomes a **hole**: its batch position stays, its mask row is
+    cleared and it rides along in the following forwards (fed the pad token, never sampled) until a joining
+    row takes its place, which writes the newcomer's prompt cache into that position in place and changes one
+    row of the gathered LoRA weights (:meth:`routing.batching.MixedAdapterModel.set_rows` hands the changed
+    rows to the layers). Without holes every leave would copy the whole KV cache (an index select) and every
+    row's gathered adapter weights, and the next join would copy them again. Holes are compacted away (one
+    index select) at the start of a step that finds a quarter or more of the batch empty (``compact_at``), so
+    a batch below saturation does not keep computing rows nobody waits for.
+
     Args:
         mixed: the :class:`~routing.batching.MixedAdapterModel` (its adapters already loaded), or any
             :class:`RowModel` (e.g. :class:`routing.routed_batch.RoutedRows`).
@@ -133,20 +149,34 @@ class ContinuousBatch:
     def __init__(self, mixed: Any, pad_id: int) -> None:
         self.mixed, self.pad_id = mixed, pad_id
         self.runner: RowModel = mixed if isinstance(mixed, RowModel) else MixedRows(mixed)
-        self.rows: list[Row] = []
+        self.slots: list[Row] = []  # batch order, holes included
+        self.holes: list[int] = []  # sorted positions in ``slots`` that hold a row that left
         self.cache: Any = None
         self.mask: torch.Tensor | None = None  # (B, L) long, 1 = a real cached token
         self.forwards = 0  # prefill and decode forwards run
+        self.compactions = 0  # index selects that dropped holes
+        self.compact_at = 0.25  # the fraction of holes that makes the next step compact (0: at once)
+        # input tokens the forwards processed (padding and holes included) and those live rows needed
+        self.tokens_computed = 0
+        self.tokens_useful = 0
         self.device = next(self.runner.model.parameters()).device
 
+    @property
+    def rows(self) -> list[Row]:
+        """The live rows, in batch order."""
+        if not self.holes:
+            return list(self.slots)
+        holes = set(self.holes)
+        return [r for i, r in enumerate(self.slots) if i not in holes]
+
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.slots) - len(self.holes)
 
     # -- joining --------------------------------------------------------------------------------
     @torch.no_grad()
     def add(self, rows: Sequence[Row]) -> list[Row]:
-        """Prefill ``rows`` in one forward, sample their first tokens, join them; returns the ones that
-        already finished (they never enter the running batch)."""
+        """Prefill ``rows`` in one forward, sample their first tokens, join them (into holes first); returns
+        the ones that already finished (they never enter the running batch)."""
         rows = [r for r in rows if r.finish_reason is None]
         if not rows:
             return []
@@ -162,6 +192,8 @@ class ContinuousBatch:
                                 position_ids=pos.to(self.device), cache=_growing_cache(self.runner.model),
                                 use_cache=True)
         self.forwards += 1
+        self.tokens_computed += ids.numel()
+        self.tokens_useful += sum(len(r.prompt_ids) for r in rows)
         self.runner.end(rows, True, mask.to(self.device))
         for r in rows:
             r.generator = r.sampling.generator(self.device)
@@ -170,11 +202,10 @@ class ContinuousBatch:
         keep = [i for i, r in enumerate(rows) if r not in done]
         if keep:
             cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
-            self._join(cache, mask.to(self.device), keep, len(rows))
-            self.rows += [rows[i] for i in keep]
+            self._join(cache, mask.to(self.device), keep, [rows[i] for i in keep], len(rows))
         return done
 
-    def _join(self, cache: Any, mask: torch.Tensor, keep: list[int], n: int) -> None:
+    def _join(self, cache: Any, mask: torch.Tensor, keep: list[int], new: list[Row], n: int) -> None:
         layers = _layers(cache)
         if len(keep) < n:
             sel = torch.tensor(keep, device=mask.device)
@@ -183,42 +214,76 @@ class ContinuousBatch:
             mask = mask.index_select(0, sel)
         mask = _trim(layers, mask)
         if self.cache is None or self.mask is None:
-            self.cache, self.mask = cache, mask
+            self.cache, self.mask, self.slots, self.holes = cache, mask, new, []
             return
         old = _layers(self.cache)
+        fill = min(len(self.holes), len(new))
+        if fill:  # newcomers take holes: their prompt cache is written into those rows in place
+            width = mask.shape[1]
+            if width > self.mask.shape[1]:
+                for mine in old:
+                    mine.keys, mine.values = _lpad(mine.keys, width), _lpad(mine.values, width)
+                self.mask = _lpad_mask(self.mask, width)
+            at, self.holes = self.holes[:fill], self.holes[fill:]
+            sel = torch.tensor(at, device=mask.device)
+            cols = slice(self.mask.shape[1] - width, None)
+            for mine, lay in zip(old, layers, strict=True):
+                mine.keys[sel, :, cols] = lay.keys[:fill]
+                mine.values[sel, :, cols] = lay.values[:fill]
+            self.mask[sel] = 0
+            self.mask[sel, cols] = mask[:fill]
+            for i, r in zip(at, new, strict=False):
+                self.slots[i] = r
+        if fill == len(new):
+            return
         width = max(self.mask.shape[1], mask.shape[1])
-        for mine, new in zip(old, layers, strict=True):
-            mine.keys = torch.cat([_lpad(mine.keys, width), _lpad(new.keys, width)], 0)
-            mine.values = torch.cat([_lpad(mine.values, width), _lpad(new.values, width)], 0)
-        self.mask = torch.cat([_lpad_mask(self.mask, width), _lpad_mask(mask, width)], 0)
+        for mine, lay in zip(old, layers, strict=True):
+            mine.keys = torch.cat([_lpad(mine.keys, width), _lpad(lay.keys[fill:], width)], 0)
+            mine.values = torch.cat([_lpad(mine.values, width), _lpad(lay.values[fill:], width)], 0)
+        self.mask = torch.cat([_lpad_mask(self.mask, width), _lpad_mask(mask[fill:], width)], 0)
+        self.slots += new[fill:]
 
     # -- stepping -------------------------------------------------------------------------------
     @torch.no_grad()
     def step(self) -> list[Row]:
-        """One decode forward over the running rows; returns the rows that finished (already removed).
+        """One decode forward over the running rows; returns the rows that finished (now holes or gone).
 
         Rows cancelled since the last step leave first, without a forward of their own."""
-        gone = [r for r in self.rows if r.finish_reason is not None]
+        holes = set(self.holes)
+        gone = [r for i, r in enumerate(self.slots) if i not in holes and r.finish_reason is not None]
         if gone:
-            self._drop(gone)
-        if not self.rows:
+            self._leave(gone)
+        if self.holes and len(self.holes) >= self.compact_at * len(self.slots):
+            self._compact()
+        if not self.slots:
             return gone
         assert self.mask is not None
-        b = len(self.rows)
-        ids = torch.tensor([[r.next_token] for r in self.rows], dtype=torch.long, device=self.device)
-        pos = torch.tensor([[r.position] for r in self.rows], dtype=torch.long, device=self.device)
+        b, holes = len(self.slots), set(self.holes)
+        live = [i for i in range(b) if i not in holes]
+        ids = torch.tensor([[self.pad_id if i in holes else r.next_token] for i, r in enumerate(self.slots)],
+                           dtype=torch.long, device=self.device)
+        pos = torch.tensor([[r.position] for r in self.slots], dtype=torch.long, device=self.device)
         self.mask = torch.cat([self.mask, torch.ones((b, 1), dtype=torch.long, device=self.device)], 1)
-        self.runner.begin(self.rows, False)
+        self.runner.begin(self.slots, False)
         out = self.runner.model(input_ids=ids, attention_mask=self.mask, position_ids=pos, cache=self.cache,
                                 use_cache=True)
         self.forwards += 1
-        self.runner.end(self.rows, False, torch.ones_like(ids))
+        self.tokens_computed += b
+        self.tokens_useful += len(live)
+        real = torch.ones_like(ids)
+        if holes:
+            real[sorted(holes)] = 0
+        self.runner.end(self.slots, False, real)
         self.cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
-        for r in self.rows:
+        logits = out.logits[:, -1]
+        if holes:
+            logits = logits[torch.tensor(live, device=logits.device)]
+        rows = [self.slots[i] for i in live]
+        for r in rows:
             r.position += 1
-        done = self._emit(self.rows, out.logits[:, -1])
+        done = self._emit(rows, logits)
         if done:
-            self._drop(done)
+            self._leave(done)
         return gone + done
 
     def _emit(self, rows: Sequence[Row], logits: torch.Tensor) -> list[Row]:
@@ -242,10 +307,25 @@ class ContinuousBatch:
                 done.append(r)
         return done
 
-    def _drop(self, rows: Sequence[Row]) -> None:
+    def _leave(self, rows: Sequence[Row]) -> None:
+        """Turn ``rows`` into holes (their mask rows cleared); the batch is emptied when no live row is left."""
         gone = set(map(id, rows))
-        keep = [i for i, r in enumerate(self.rows) if id(r) not in gone]
-        self.rows = [self.rows[i] for i in keep]
+        at = [i for i, r in enumerate(self.slots) if id(r) in gone]
+        self.holes = sorted(set(self.holes) | set(at))
+        if len(self.holes) == len(self.slots):
+            self.slots, self.holes, self.cache, self.mask = [], [], None, None
+            return
+        assert self.mask is not None
+        self.mask[torch.tensor(at, device=self.mask.device)] = 0
+
+    def _compact(self) -> None:
+        """Drop the holes: one index select of the cache, then cut columns that only padding uses."""
+        if not self.holes:
+            return
+        holes = set(self.holes)
+        keep = [i for i in range(len(self.slots)) if i not in holes]
+        self.slots, self.holes = [self.slots[i] for i in keep], []
+        self.compactions += 1
         if not keep:
             self.cache, self.mask = None, None
             return
@@ -258,7 +338,8 @@ class ContinuousBatch:
 
     def cancel_all(self, reason: str = "cancelled") -> list[Row]:
         """End every running row (e.g. after a failed forward); returns them."""
-        rows, self.rows, self.cache, self.mask = self.rows, [], None, None
+        rows = self.rows
+        self.slots, self.holes, self.cache, self.mask = [], [], None, None
         for r in rows:
             r.finish_reason = r.finish_reason or reason
         return rows

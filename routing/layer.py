@@ -129,7 +129,7 @@ class RoutedLoRALinear(nn.Module):
                                  alpha=s).view_as(y)
             if w.level == "row" and w.idx.shape[0] == y.shape[0] and y.dim() == 3 and \
                     self.group_size in (None, self.bank.rank):
-                a_t, bt_sel = self._folded_rows(w)
+                a_t, bt_sel = self._folded_rows(w) if x.shape[1] == 1 else self._gather_folded(w)
                 h = torch.bmm(x.to(a_t.dtype), a_t)  # (B, T, in) @ (B, in, k*r), weights folded in
                 return y.baddbmm_(h.to(y.dtype), bt_sel.to(y.dtype))  # y += h @ B_sel, per row
         return y + self.lora(self.drop(x), w, self.backend).to(y.dtype)
@@ -228,12 +228,30 @@ class RoutedLoRALinear(nn.Module):
 
     def _folded_rows(self, w: GroupWeights) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference: ``(A_sel * w s)^T`` (B, in, k*r) and ``B_sel`` (B, k*r, out), cached per weights
-        object and bank version (decoding steps of one batch gather once). A gather after the rows changed
-        (a continuous batch's join or leave) selects from a copy of the bank kept as ``(s A)^T`` per expert
-        (rebuilt when the bank changes), so it is two index selects, not a select, a scale and a transpose."""
+        object and bank version (decoding steps of one batch gather once). Weights that name the cached ones
+        as ``prev`` (a continuous batch's join into a hole) gather only their ``changed`` rows, written into
+        the cached tensors in place. A gather selects from a copy of the bank kept as ``(s A)^T`` per expert
+        (rebuilt when the bank changes), so it is two index selects, not a select, a scale and a transpose.
+        Decode steps only (one token per row): a prefill gathers without touching the cache."""
         f = self._folded
-        if f is not None and f[0] is w and f[1] == self.bank.version:
-            return f[2], f[3]
+        if f is not None and f[1] == self.bank.version:
+            if f[0] is w:
+                return f[2], f[3]
+            if w.prev is not None and f[0] is w.prev and w.changed is not None and w.delta is not None:
+                if w.changed.numel():  # only some rows changed: gather those into the cached copies
+                    a_new, bt_new = self._gather_folded(w.delta)
+                    f[2].index_copy_(0, w.changed, a_new)
+                    f[3].index_copy_(0, w.changed, bt_new)
+                self.__dict__["_folded"] = (w, f[1], f[2], f[3])  # plain attribute: skip Module.__setattr__
+                return f[2], f[3]
+        a_t, bt_sel = self._gather_folded(w)
+        rows, k = w.idx.shape
+        small = rows * k * self.bank.rank * (self.in_features + self.out_features) <= self.CACHE_ELEMENTS
+        self.__dict__["_folded"] = (w, self.bank.version, a_t, bt_sel) if small else None
+        return a_t, bt_sel
+
+    def _gather_folded(self, w: GroupWeights) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A_sel * w s)^T`` (B, in, k*r) and ``B_sel`` (B, k*r, out) of the rows of ``w``."""
         rows, k = w.idx.shape
         r = self.bank.rank
         flat = w.idx.reshape(-1)  # (B*k,)
@@ -244,10 +262,7 @@ class RoutedLoRALinear(nn.Module):
         else:  # (B, k, in, r) * w -> (B, in, k*r)
             a_t = (a_t.view(rows, k, self.in_features, r) * w.val.to(a_t.dtype)[:, :, None, None])
             a_t = a_t.permute(0, 2, 1, 3).reshape(rows, self.in_features, k * r)
-        bt_sel = self.bank.bt.index_select(0, flat).view(rows, k * r, self.out_features)  # (B, k*r, out)
-        small = rows * k * r * (self.in_features + self.out_features) <= self.CACHE_ELEMENTS
-        self._folded = (w, self.bank.version, a_t, bt_sel) if small else None
-        return a_t, bt_sel
+        return a_t, self.bank.bt.index_select(0, flat).view(rows, k * r, self.out_features)  # (B, k*r, out)
 
     def _scaled_a_t(self) -> torch.Tensor:
         """``(s_e A_e)^T`` for every expert e of the bank: (E, in, r), kept until the bank changes."""

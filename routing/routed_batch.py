@@ -134,6 +134,8 @@ class RoutedRows:
                 dense = (dense.view(len(sites), len(rows), -1, g) * m).sum(2) / m.sum(2).clamp_min(1.0)
             means = dense.transpose(0, 1).cpu()  # (B, S, G)
             for i, r in enumerate(rows):
+                if r.finish_reason is not None:  # a hole of the batch: its answer is out already
+                    continue
                 acc = r.state.setdefault("gates", {})
                 tot, n = acc.get(sites, (0.0, 0))
                 acc[sites] = (means[i] + tot, n + 1)

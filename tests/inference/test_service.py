@@ -158,11 +158,13 @@ def test_window_scheduler_runs_one_generate(ihub):
         single = {m: greedy(svc, m, prompt=f"{m} says hi") for m in models}
         _, _, batcher = svc.engine(BASE_ID)
         assert isinstance(batcher, Batcher)
-        before = batcher.generate_calls
+        before, work = batcher.generate_calls, (batcher.tokens_computed, batcher.tokens_useful)
         batcher.window_s = 2.0  # wait for all four
         out = _concurrently(svc, models)
         assert batcher.generate_calls == before + 1  # one generate served the four requests
         assert batcher.batch_sizes[-1] == 4
+        computed, useful = batcher.tokens_computed - work[0], batcher.tokens_useful - work[1]
+        assert computed % 4 == 0 and computed > useful > 0  # four padded rows; prompts of different lengths
         for m in models:
             assert out[m].tokens == single[m].tokens and out[m].batch_size == 4
     finally:

@@ -127,7 +127,7 @@ def test_whole_batch_on_one_adapter_fast_path_equals_peft_and_the_general_path(e
 
 
 def test_gathered_weights_are_reused_while_decoding_and_refreshed_on_reload(engine, experts, peft_oracle):
-    ids = _ids(rows=2)
+    ids = _ids(rows=2, t=1)  # decode-shaped: one token per row (a prefill gathers without caching)
     rows = ["e0", "e3"]
     with torch.no_grad():
         engine(ids, rows)
@@ -140,6 +140,34 @@ def test_gathered_weights_are_reused_while_decoding_and_refreshed_on_reload(engi
         got = engine(ids, rows).logits
         ref = peft_oracle(input_ids=ids, adapter_names=["e1", "e3"]).logits
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_rows_changed_in_place_equal_peft(engine, peft_oracle):
+    """Weights that differ from the cached ones in some rows update those rows of the gathered copies in
+    place (a continuous batch's join into a hole); every row still equals PEFT with its adapter, and a prefill
+    in between does not disturb what the decode steps gathered."""
+    ids = _ids(rows=4, t=1)
+    lay = engine.layers["model.layers.0.self_attn.q_proj"]
+    with torch.no_grad():
+        engine(ids, ["e0", "e1", "e2", "e3"])
+        first = engine.context.rows["*"]
+        gathered = lay._folded[2]
+        engine(_ids(rows=1, t=5), ["e1"])  # a prefill of a joining row, with weights of its own
+        engine.set_rows(["e0", {"e3": 0.5, "e1": 1.0}, "e2", "e3"], like=first)  # mixtures: k changes
+        assert engine.context.rows["*"].prev is None  # another shape: gathered again
+        engine.set_rows(["e0", "e1", "e2", "e3"], like=first)
+        assert engine.context.rows["*"] is first  # the same rows as ``like``: the same object
+        got = engine.model(input_ids=ids).logits
+        assert lay._folded[2] is gathered
+        engine.set_rows(["e0", "e3", None, "e3"], like=first)
+        w = engine.context.rows["*"]
+        assert w.prev is first and w.changed.tolist() == [1, 2]
+        got2 = engine.model(input_ids=ids).logits
+        assert lay._folded[0] is w and lay._folded[2] is gathered  # updated in place, not gathered again
+        ref = peft_oracle(input_ids=ids, adapter_names=["e0", "e1", "e2", "e3"]).logits
+        ref2 = peft_oracle(input_ids=ids, adapter_names=["e0", "e3", "__base__", "e3"]).logits
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got2, ref2, atol=1e-5, rtol=1e-5)
 
 
 def test_generate_from_text_prompts_returns_tokens_and_text(base_model, expert_dirs, peft_oracle, char_tokenizer):

@@ -104,6 +104,46 @@ def test_cache_is_trimmed_when_the_long_row_leaves(mixed):
     assert k.shape[0] == 1 and k.shape[2] == batch.mask.shape[1]
 
 
+def test_a_row_that_leaves_is_a_hole_that_the_next_joiner_fills_in_place(mixed, adapters):
+    """In a batch of five, a finished row keeps its position (no copy of the cache, no compaction); a joiner
+    takes it by writing its prompt cache into that row, a longer joiner widens the cache first; every row
+    still equals PEFT's greedy tokens alone. A quarter of the batch empty is compacted at the next step."""
+    specs = [("a", "first row", 3), ("b", "second", 24), (None, "third one", 24), ("a", "fourth", 24),
+             ("b", "fifth", 24)]
+    rows = [Row(ids(p), {ad: 1.0} if ad else {}, n) for ad, p, n in specs]
+    batch = ContinuousBatch(mixed, 256)
+    batch.add(rows)
+    while rows[0].finish_reason is None:
+        batch.step()
+    layer = batch.cache.layers[0]
+    assert batch.holes == [0] and len(batch) == 4 and batch.compactions == 0 and rows[0] not in batch.rows
+    batch.step()  # the hole rides along: the cache is written in place
+    ptr, width = layer.keys.data_ptr(), batch.mask.shape[1]
+    short = Row(ids("join"), {"b": 1.0}, 10)
+    batch.add([short])
+    assert batch.slots[0] is short and batch.holes == [] and layer.keys.data_ptr() == ptr
+    assert batch.mask.shape[1] == width and batch.mask[0].sum() == len(short.prompt_ids)
+    rows[3].cancel()
+    batch.step()  # the cancelled row leaves before the forward: a hole, one of five
+    assert batch.holes == [3] and batch.compactions == 0
+    long = Row(ids("a much longer prompt than anything cached so far, to widen the cache" * 2), {"a": 1.0}, 6)
+    batch.add([long])
+    assert batch.slots[3] is long and batch.mask.shape[1] == len(long.prompt_ids)
+    while len(batch) > 3:
+        batch.step()
+    assert len(batch.holes) >= 2 and batch.compactions == 0
+    batch.step()  # two of five (or more) empty: compacted before the forward
+    assert batch.compactions == 1 and batch.holes == [] and len(batch.slots) == len(batch)
+    run(batch, {})
+    for r in [*rows[:3], rows[4], short, long]:
+        ad = next(iter(r.mixture), None)
+        assert r.tokens == peft_greedy(adapters[ad] if ad else None, r.prompt_ids, r.max_new_tokens)
+    assert rows[3].finish_reason == "cancelled" and batch.cache is None
+    every = [*rows, short, long]  # no stop ids: each token but the last was the input of one decode step
+    assert batch.tokens_useful == sum(len(r.prompt_ids) + len(r.tokens) - 1 for r in every)
+    assert batch.tokens_computed > batch.tokens_useful  # holes and the joiners' left padding
+
+
 def test_a_decode_step_writes_the_cache_in_place(mixed):
     """Between joins and leaves, a step appends its column into the layer's buffer: no copy of the cache."""
     batch = ContinuousBatch(mixed, 256)

@@ -97,6 +97,10 @@ class Batcher:
         self.batch_sizes: list[int] = []
         self.running: frozenset[str] = frozenset()  # adapter keys of the batch being generated
         self._running_rows = 0
+        # input tokens the forwards processed (padding and finished rows included) and those a row needed
+        # (its prompt, then each token it generated but the last): the batcher's wasted work is the difference
+        self.tokens_computed = 0
+        self.tokens_useful = 0
         self.observer: Any = None  # the serving metrics (set by the engines)
         self._thread = threading.Thread(target=self._loop, daemon=True, name=f"loom-batcher-{base.model_id}")
         self._thread.start()
@@ -206,6 +210,10 @@ class Batcher:
             kwargs["streamer"].end()
         self.generate_calls += 1
         self.rows_served += len(jobs)
+        steps = max(len(t) for t in res.tokens)  # generate runs every row until the last one ends
+        self.tokens_computed += len(jobs) * (width + max(0, steps - 1))
+        self.tokens_useful += sum(len(j.prompt_ids) + max(0, len(t[: j.max_new_tokens]) - 1)
+                                  for j, t in zip(jobs, res.tokens, strict=True))
         self.batch_sizes.append(len(jobs))
         out = []
         eos = base.eos_id

@@ -69,6 +69,16 @@ class Scheduler:
         return self.batch.forwards
 
     @property
+    def tokens_computed(self) -> int:
+        """Input tokens the forwards processed (padding and holes included)."""
+        return self.batch.tokens_computed
+
+    @property
+    def tokens_useful(self) -> int:
+        """Input tokens the rows needed: prompts, then each generated token but the last."""
+        return self.batch.tokens_useful
+
+    @property
     def num_running(self) -> int:
         return len(self._jobs)
 
