@@ -149,6 +149,7 @@ class ContinuousBatch:
     def __init__(self, mixed: Any, pad_id: int) -> None:
         self.mixed, self.pad_id = mixed, pad_id
         self.runner: RowModel = mixed if isinstance(mixed, RowModel) else MixedRows(mixed)
+        self.device = next(self.runner.model.parameters()).device
         self.slots: list[Row] = []  # batch order, holes included
         self.holes: list[int] = []  # sorted positions in ``slots`` that hold a row that left
         self.cache: Any = None
@@ -156,10 +157,11 @@ class ContinuousBatch:
         self.forwards = 0  # prefill and decode forwards run
         self.compactions = 0  # index selects that dropped holes
         self.compact_at = 0.25  # the fraction of holes that makes the next step compact (0: at once)
+        # most padding tokens a joiner may add to a shared prefill (None: one prefill for all joiners, on CUDA)
+        self.prefill_pad: int | None = None if self.device.type == "cuda" else 16
         # input tokens the forwards processed (padding and holes included) and those live rows needed
         self.tokens_computed = 0
         self.tokens_useful = 0
-        self.device = next(self.runner.model.parameters()).device
 
     @property
     def rows(self) -> list[Row]:
@@ -175,11 +177,23 @@ class ContinuousBatch:
     # -- joining --------------------------------------------------------------------------------
     @torch.no_grad()
     def add(self, rows: Sequence[Row]) -> list[Row]:
-        """Prefill ``rows`` in one forward, sample their first tokens, join them (into holes first); returns
-        the ones that already finished (they never enter the running batch)."""
-        rows = [r for r in rows if r.finish_reason is None]
-        if not rows:
-            return []
+        """Prefill ``rows``, sample their first tokens, join them (into holes first); returns the ones that
+        already finished (they never enter the running batch).
+
+        Rows of similar prompt lengths share a prefill forward; on the CPU a row whose prompt is more than
+        ``prefill_pad`` tokens shorter than the longest of a group starts a group of its own (a forward's cost
+        there grows with its padded tokens, and a forward's fixed cost is a few tokens' worth)."""
+        rows = sorted((r for r in rows if r.finish_reason is None), key=lambda r: -len(r.prompt_ids))
+        groups: list[list[Row]] = []
+        for r in rows:
+            if groups and (self.prefill_pad is None or
+                           len(groups[-1][0].prompt_ids) - len(r.prompt_ids) <= self.prefill_pad):
+                groups[-1].append(r)
+            else:
+                groups.append([r])
+        return [r for g in groups for r in self._prefill(g)]
+
+    def _prefill(self, rows: list[Row]) -> list[Row]:
         width = max(len(r.prompt_ids) for r in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)

@@ -144,6 +144,29 @@ def test_a_row_that_leaves_is_a_hole_that_the_next_joiner_fills_in_place(mixed, 
     assert batch.tokens_computed > batch.tokens_useful  # holes and the joiners' left padding
 
 
+def test_joiners_of_very_different_prompt_lengths_prefill_apart(mixed, adapters):
+    """On the CPU, joiners share a prefill only when their prompts are within ``prefill_pad`` tokens of the
+    longest of their group; with ``prefill_pad=None`` all share one. The tokens are PEFT's either way."""
+    def joiners():
+        return [Row(ids("x" * 40), {"a": 1.0}, 4), Row(ids("tiny"), {}, 4), Row(ids("y" * 36), {"b": 1.0}, 4)]
+
+    batch = ContinuousBatch(mixed, 256)
+    assert batch.prefill_pad == 16
+    first = joiners()
+    batch.add(first)
+    assert batch.forwards == 2 and batch.tokens_computed == 41 * 2 + 5  # 37 tokens padded to 41, "tiny" alone
+    together = ContinuousBatch(mixed, 256)
+    together.prefill_pad = None
+    second = joiners()
+    together.add(second)
+    assert together.forwards == 1 and together.tokens_computed == 41 * 3
+    run(batch, {})
+    run(together, {})
+    for r, q in zip(first, second, strict=True):
+        ad = next(iter(r.mixture), None)
+        assert r.tokens == q.tokens == peft_greedy(adapters[ad] if ad else None, r.prompt_ids, 4)
+
+
 def test_a_decode_step_writes_the_cache_in_place(mixed):
     """Between joins and leaves, a step appends its column into the layer's buffer: no copy of the cache."""
     batch = ContinuousBatch(mixed, 256)
