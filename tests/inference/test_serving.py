@@ -165,12 +165,24 @@ def test_disconnected_clients_free_their_rows(server):
     assert cancelled(app) == 2
 
 
+def _counter(text: str, sample: str) -> float:
+    """A sample's value in a scrape, 0 before it exists (a base not loaded yet)."""
+    return float(next((line.split()[-1] for line in text.splitlines() if line.startswith(sample + " ")), 0.0))
+
+
 def test_vllm_metrics(server):
     url, app = server
+    tokens = (f'loom_inference_forward_tokens_total{{base="{BASE_ID}"}}',
+              f'loom_inference_needed_tokens_total{{base="{BASE_ID}"}}')
+    before = httpx.get(url + "/metrics").text
     r = httpx.post(url + "/v1/completions", json={"model": "alice/math", "prompt": "metrics", "max_tokens": 5,
                                                   "temperature": 0}, timeout=60)
     assert r.status_code == 200
     text = httpx.get(url + "/metrics").text
+    usage, finish = r.json()["usage"], r.json()["choices"][0]["finish_reason"]
+    need = usage["prompt_tokens"] + usage["completion_tokens"] - (finish == "length")  # an eos needs its forward
+    ran, needed = (_counter(text, m) - _counter(before, m) for m in tokens)
+    assert ran == needed == need  # one row alone: no padding, no holes
     for name in ("vllm:time_to_first_token_seconds_count", "vllm:time_per_output_token_seconds_count",
                  "vllm:e2e_request_latency_seconds_count"):
         assert f'{name}{{model_name="{BASE_ID}"}} 1.0' in text, name

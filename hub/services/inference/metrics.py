@@ -4,7 +4,10 @@
   ``running_lora_adapters`` and ``waiting_lora_adapters`` (comma-separated adapter keys) and
   ``max_lora``; the value is the scrape time, as in vLLM.
 * ``loom_inference_generate_calls`` / ``loom_inference_rows`` — batched forwards and the request
-  rows they served (their ratio is the mean batch size), per base.
+  rows they served (their ratio is the mean batch size), per base and per router artifact.
+* ``loom_inference_forward_tokens`` / ``loom_inference_needed_tokens`` — input tokens the forwards ran and
+  those the rows needed (prompts, then each generated token but the last); their ratio is the scheduler's
+  waste (left padding, rows computed after they finished, holes).
 * ``loom_inference_resident_adapters`` — adapters in each base's slot bank.
 * vLLM's serving metrics, same names: ``vllm:num_requests_running`` / ``vllm:num_requests_waiting``
   (rows, per base, label ``model_name``), the histograms ``vllm:time_to_first_token_seconds``,
@@ -48,22 +51,30 @@ class InferenceCollector:
                                         labels=["model_name"])
         num_waiting = GaugeMetricFamily("vllm:num_requests_waiting", "Request rows waiting for a slot",
                                         labels=["model_name"])
+        forward = CounterMetricFamily("loom_inference_forward_tokens", "Input tokens of the forwards run (left "
+                                      "padding, rows that finished before their batch and holes included)",
+                                      labels=["base"])
+        needed = CounterMetricFamily("loom_inference_needed_tokens", "Input tokens the rows needed (their prompts, "
+                                     "then each generated token but the last)", labels=["base"])
+        scheds = [(base_id, batcher) for base_id, (_, _, batcher) in self.engines.loaded().items()]
         for base_id, (_, gpu, batcher) in self.engines.loaded().items():
-            num_running.add_metric([base_id], batcher.num_running)
-            num_waiting.add_metric([base_id], batcher.num_waiting)
             running |= set(batcher.running)
             waiting |= batcher.waiting()
-            calls.add_metric([base_id], batcher.generate_calls)
-            rows.add_metric([base_id], batcher.rows_served)
             resident.add_metric([base_id], len(gpu.resident()))
-        for key, sched in (self.routers() if self.routers is not None else {}).items():
+        # a router artifact's rows run on a scheduler of their own, labelled with the artifact's key
+        scheds += list((self.routers() if self.routers is not None else {}).items())
+        for key, sched in scheds:
             num_running.add_metric([key], sched.num_running)
             num_waiting.add_metric([key], sched.num_waiting)
+            calls.add_metric([key], sched.generate_calls)
+            rows.add_metric([key], sched.rows_served)
+            forward.add_metric([key], sched.tokens_computed)
+            needed.add_metric([key], sched.tokens_useful)
         info = GaugeMetricFamily("vllm:lora_requests_info", "Running and waiting LoRA adapters (vLLM-compatible)",
                                  labels=["running_lora_adapters", "waiting_lora_adapters", "max_lora"])
         info.add_metric([",".join(sorted(running)), ",".join(sorted(waiting - running)), str(self.max_lora)],
                         time.time())
-        yield from (info, calls, rows, resident, num_running, num_waiting)
+        yield from (info, calls, rows, forward, needed, resident, num_running, num_waiting)
 
     def describe(self) -> list[Any]:
         return []

@@ -121,9 +121,9 @@ class Scheduler:
     def _loop(self) -> None:
         while True:
             with self._cv:
-                while not self._waiting and not self.batch.rows and not self._stop:
+                while not self._waiting and not len(self.batch) and not self._stop:
                     self._cv.wait()
-                if self._stop and not self._waiting and not self.batch.rows:
+                if self._stop and not self._waiting and not len(self.batch):
                     return
                 joiners = self._take()
             try:
@@ -133,6 +133,7 @@ class Scheduler:
                 self.batch.cancel_all("error")
                 failed = [job for job, _ in self._jobs.values()] + joiners
                 self._jobs.clear()
+                self.running = frozenset()
                 for job in failed:
                     if not job.future.done():
                         job.future.set_exception(e)
@@ -178,12 +179,10 @@ class Scheduler:
             # must list the joiner's adapters
             self.running = frozenset(k for job, _ in self._jobs.values() for k in job.mixture)
             self._finish(self.batch.add(rows))
-        self.running = frozenset(k for job, _ in self._jobs.values() for k in job.mixture)
-        if self.batch.rows:
-            self.batch_sizes.append(len(self.batch.rows))
+        if len(self.batch):
+            self.batch_sizes.append(len(self.batch))
             del self.batch_sizes[:-1000]
             self._finish(self.batch.step())
-        self.running = frozenset(k for job, _ in self._jobs.values() for k in job.mixture)
 
     def _on_token(self, job: Job) -> Any:
         dec = IncrementalText(self.base.tokenizer, job.stop) if job.stop else None
@@ -203,7 +202,10 @@ class Scheduler:
         return on_token
 
     def _finish(self, rows: list[Any]) -> None:
-        size = len(self.batch.rows) + len(rows)
+        size = len(self.batch) + len(rows)
+        if rows:  # the adapters still running (a scrape lists them)
+            gone = set(map(id, rows))
+            self.running = frozenset(k for key, (job, _) in self._jobs.items() if key not in gone for k in job.mixture)
         for row in rows:
             job, _ = self._jobs.pop(id(row))
             if job.tokens is not None:
