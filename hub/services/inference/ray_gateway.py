@@ -258,22 +258,15 @@ class RayInference:
 
 class CancelForwarder:
     """Until :meth:`close`, a set ``event`` (the client left) cancels the Serve ``response`` (``ray.cancel`` on the
-    replica's call raises CancelledError in it, and the replica sets its request's cancel event). One watcher
-    thread per request, polling the event every 50 ms; it ends with the request."""
+    replica's call raises CancelledError in it, and the replica sets its request's cancel event). The events of
+    every open request are polled every 50 ms by one watcher thread of the process (:class:`_CancelWatcher`)."""
 
     def __init__(self, event: threading.Event | None, response: Any) -> None:
         self.event, self.response = event, response
         self._closed = threading.Event()
         self._lock = threading.Lock()
         if event is not None:
-            threading.Thread(target=self._watch, daemon=True, name="loom-ray-cancel").start()
-
-    def _watch(self) -> None:
-        assert self.event is not None
-        while not self._closed.is_set():
-            if self.event.wait(0.05):
-                self.close(cancel=True)
-                return
+            _WATCHER.add(self)
 
     def close(self, cancel: bool = False) -> None:
         """Stop watching; ``cancel``: cancel the call unless it was closed already."""
@@ -281,8 +274,50 @@ class CancelForwarder:
             if self._closed.is_set():
                 return
             self._closed.set()
+        _WATCHER.discard(self)
         if cancel:
             self.response.cancel()
+
+
+class _CancelWatcher:
+    """One daemon thread that polls the cancel events of the open :class:`CancelForwarder` s (started at the
+    first one; it sleeps while none is open)."""
+
+    PERIOD_S = 0.05
+
+    def __init__(self) -> None:
+        self._open: set[CancelForwarder] = set()
+        self._cv = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, f: CancelForwarder) -> None:
+        with self._cv:
+            self._open.add(f)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, daemon=True, name="loom-ray-cancel")
+                self._thread.start()
+            self._cv.notify()
+
+    def discard(self, f: CancelForwarder) -> None:
+        with self._cv:
+            self._open.discard(f)
+
+    @property
+    def watching(self) -> int:
+        return len(self._open)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._open:
+                    self._cv.wait()
+                fired = [f for f in self._open if f.event is not None and f.event.is_set()]
+            for f in fired:
+                f.close(cancel=True)
+            time.sleep(self.PERIOD_S)
+
+
+_WATCHER = _CancelWatcher()
 
 
 class replica_errors:  # noqa: N801 - used as a context manager: `with replica_errors():`
