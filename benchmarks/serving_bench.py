@@ -8,7 +8,10 @@ Zipf skew (weight 1/k^1.1). Every system sees the same requests, greedy:
 * (a) Loom, ``LOOM_SCHEDULER=continuous`` (iteration-level batching, per-row adapters);
 * (b) Loom, ``LOOM_SCHEDULER=window`` (collect for a window, run each batch to completion);
 * (c) a baseline server running PEFT ``generate`` one request at a time (``set_adapter`` per request);
-* (d) Loom continuous with every request on the bare base (no adapter): the cost of the LoRA rows.
+* (d) Loom continuous with every request on the bare base (no adapter): the cost of the LoRA rows;
+* (e) with ``--max-queued N``: (a) with a queue bound of N rows (the others queue up to 4096): beyond it a request
+  answers 429 at once, as a server under overload should; printed: how many were turned away, and the latency
+  of those served.
 
 With ``--router PRESET`` every request names one router artifact of that preset (untrained gates over the
 first 4 adapters) instead of an adapter, and the systems are (a) Loom continuous (the router's rows batched
@@ -50,6 +53,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.helpers: PEFT adapters, serve_in_thread
 
 TINY_ID = "bench/tiny-llama"
+BOUNDED = "(e) cont., bounded"
 WORDS = ("plan", "river", "stone", "light", "north", "market", "signal", "garden", "copper", "window", "engine",
          "paper", "orbit", "forest", "melody", "harbor", "silver", "canvas", "motion", "summit")
 
@@ -71,6 +75,7 @@ class Result:
     e2e: float
     tokens: int
     text: str
+    rejected: bool = False  # answered 429 (the queue bound): no tokens
 
 
 def build(root: Path, base: str, n_adapters: int):
@@ -148,6 +153,9 @@ async def _one_loom(client, url: str, r: Req) -> Result:
     t0 = time.perf_counter()
     ttft, text, tokens = None, [], 0
     async with client.stream("POST", url + "/v1/completions", json=body) as resp:
+        if resp.status_code == 429:
+            await resp.aread()
+            return Result(0.0, time.perf_counter() - t0, 0, "", rejected=True)
         if resp.status_code != 200:
             raise RuntimeError(f"{resp.status_code}: {await resp.aread()}")
         async for line in resp.aiter_lines():
@@ -266,11 +274,14 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def summary(results: list[Result], wall: float) -> dict[str, float]:
+    """Throughput and latency of the served requests (a 429 counts in ``rejected``, not in the latencies)."""
+    rejected = sum(r.rejected for r in results)
+    results = [r for r in results if not r.rejected]
     toks = sum(r.tokens for r in results)
     tpot = [(r.e2e - r.ttft) / (r.tokens - 1) for r in results if r.tokens > 1]
     ttft = [r.ttft for r in results]
     return {"req_s": len(results) / wall, "tok_s": toks / wall, "ttft50": pct(ttft, 50), "ttft99": pct(ttft, 99),
-            "tpot50": pct(tpot, 50), "tpot99": pct(tpot, 99), "wall": wall}
+            "tpot50": pct(tpot, 50), "tpot99": pct(tpot, 99), "wall": wall, "rejected": rejected}
 
 
 def print_rate(rate: float, at_rate: dict[str, dict[str, float]], labels: list[str]) -> None:
@@ -335,11 +346,14 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
                 rows[rate]["(c) PEFT serial"] = summary(res, wall)
             systems = [("(a) continuous", "continuous", False), ("(b) window", "window", False),
                        ("(d) base alone", "continuous", True)]
+            if args.max_queued is not None:
+                systems.append((BOUNDED, "continuous", False))
             cpu: dict[str, float] = {}
             for label, sched, bare in systems:
                 cpu0 = time.process_time()
                 hub.settings.scheduler = sched
                 hub.settings.inference_max_batch = args.max_batch
+                hub.settings.inference_max_queued = args.max_queued if label == BOUNDED else 4096
                 hub.settings.inference_batch_window_ms = args.window_ms
                 app = create_app(hub=hub, warm_index=False)
                 with serve_in_thread(app, timeout=120) as url:
@@ -355,9 +369,15 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
                 cpu[label] = time.process_time() - cpu0
             hub.close()
         print_identical(texts, "(a) continuous", "(b) window", rates, cpu)
+        labels = ["(a) continuous", "(b) window", "(c) PEFT serial", "(d) base alone"]
+        labels += [BOUNDED] if args.max_queued is not None else []
         for rate in rates:
             gap = 1.0 / rate
-            print_rate(rate, rows[rate], ["(a) continuous", "(b) window", "(c) PEFT serial", "(d) base alone"])
+            print_rate(rate, rows[rate], labels)
+            if args.max_queued is not None:
+                e = rows[rate][BOUNDED]
+                print(f"{BOUNDED}: {e['rejected']} of {args.requests} requests answered 429 (queue bound "
+                      f"{args.max_queued}); served p99 TTFT < 10 x gap: {e['ttft99'] < 10 * gap}")
             a, b, d = (rows[rate][k]["tok_s"] for k in ("(a) continuous", "(b) window", "(d) base alone"))
             ok = rows[rate]["(a) continuous"]["ttft99"] < 10 * gap
             print(f"(a)/(b) output tok/s {a / b:.2f}x   (a)/(d) {a / d:.2f}x   (a)/(c) "
@@ -438,6 +458,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="24 requests per rate on the tiny base, 8 on SmolLM2")
     ap.add_argument("--in-process-client", action="store_true",
                     help="run the load generator in the server's process (it then shares the interpreter lock)")
+    ap.add_argument("--max-queued", type=int, default=None,
+                    help="also run (e): continuous with this queue bound (beyond it 429; the others queue 4096)")
     ap.add_argument("--router", default=None, help="bench a router artifact of this preset (e.g. meteora, mole_wu)")
     args = ap.parse_args()
     if not 8 <= args.adapters <= 16:
