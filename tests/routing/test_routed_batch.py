@@ -70,22 +70,32 @@ def alone(routed, prompt, text, n):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_routed_rows_joining_at_different_steps_match_each_alone(case, base_model, experts):
+@pytest.mark.parametrize("compact_at", [0.25, 1.0])
+def test_routed_rows_joining_at_different_steps_match_each_alone(case, compact_at, base_model, experts):
+    """``compact_at=1.0``: rows that leave stay holes until the batch is empty; a late joiner comes at the first
+    step after the others joined that finds a hole, and takes it."""
+    specs = [*SPECS, ([1, 5, 9, 13, 17, 21, 25, 30], "alpha", 6, -1)]  # a prompt no preset ends at once
     routed = routed_for(case, base_model, experts)
     runner = RoutedRows(routed, embed)
-    states = runner.inputs([s[1] for s in SPECS])
-    rows = [Row(list(p), {}, n, stop_ids=frozenset({EOS}), state=st) for (p, _, n, _), st in zip(SPECS, states,
+    states = runner.inputs([s[1] for s in specs])
+    rows = [Row(list(p), {}, n, stop_ids=frozenset({EOS}), state=st) for (p, _, n, _), st in zip(specs, states,
                                                                                                   strict=True)]
     batch = ContinuousBatch(runner, 0)
-    sizes, step = [], 0
-    while batch.rows or step <= max(s[3] for s in SPECS):
-        batch.add([r for r, s in zip(rows, SPECS, strict=True) if s[3] == step])
+    batch.compact_at = compact_at
+    sizes, step, filled, waiting = [], 0, 0, [rows[-1]]
+    last = max(s[3] for s in specs)
+    while batch.rows or step <= last:
+        holes = len(batch.holes)
+        late, waiting = (waiting, []) if step > last and holes else ([], waiting)
+        batch.add([r for r, s in zip(rows, specs, strict=True) if s[3] == step] + late)
+        filled += holes - len(batch.holes)
         sizes.append(len(batch.rows))
         batch.step()
         step += 1
     assert max(sizes) >= 3 and batch.cache is None  # routed rows shared forwards, then all left
+    assert filled > 0 if compact_at == 1.0 else batch.compactions > 0
     seen_adapters = set()
-    for r, (p, text, n, _) in zip(rows, SPECS, strict=True):
+    for r, (p, text, n, _) in zip(rows, specs, strict=True):
         toks, adapters, gates = alone(routed, p, text, n)
         assert r.tokens == toks, (case, text)
         got_adapters, got_gates = runner.report(r)
