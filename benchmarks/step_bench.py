@@ -1,5 +1,6 @@
 """One decode step of the continuous batch, in one process, on the serving bench's tiny base (hidden 256, 4
-layers, 12 rank-8 adapters on every linear, one adapter per row):
+layers; ``--shape smollm2``: SmolLM2-135M's shapes, hidden 576, 30 layers, random weights), 12 rank-8 adapters on
+every linear, one adapter per row:
 
 1. the KV cache: ``routing.continuous`` prefills into :class:`~routing.continuous.GrowingLayer` caches (keys and
    values are views of buffers with spare columns, a step writes its column in place) vs transformers'
@@ -35,6 +36,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100, help="decode steps timed per run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--shape", choices=["tiny", "smollm2"], default="tiny",
+                    help="the serving bench's tiny base, or SmolLM2-135M's shape (random weights, 49152 vocabulary)")
     args = ap.parse_args()
 
     import torch
@@ -47,9 +50,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     longest = max(args.prompts) + args.steps + 8
-    cfg = LlamaConfig(vocab_size=259, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
-                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=longest,
-                      bos_token_id=257, eos_token_id=258, pad_token_id=256)
+    if args.shape == "tiny":
+        cfg = LlamaConfig(vocab_size=259, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
+                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=longest,
+                          bos_token_id=257, eos_token_id=258, pad_token_id=256)
+    else:  # SmolLM2-135M: the same layer shapes, random weights (the step's cost does not depend on them)
+        cfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                          num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=max(longest, 2048),
+                          bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=True)
     model = LlamaForCausalLM(cfg).eval()
     with tempfile.TemporaryDirectory() as tmp:
         folders = [make_peft_adapter(model, Path(tmp) / f"a{i}", seed=i, r=8, alpha=8, base_id="unknown",

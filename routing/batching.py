@@ -205,6 +205,8 @@ class MixedAdapterModel:
                 ch = torch.tensor(changed, dtype=torch.long)
                 w.prev, w.changed = prev, ch.to(dev)
                 w.delta = GroupWeights(idx[ch].to(dev), val[ch].to(dev), level="row", unit=unit)
+                if k == 1 and all(list(mixes[i].values()) == [1.0] for i in changed):
+                    w.moves = tuple((i, pairs[i][0][0]) for i in changed)
         self.context.rows["*"] = w
         return mixes
 

@@ -30,6 +30,8 @@ class GroupWeights:
             (c,) long tensor), whose weights are ``delta`` (c rows): a layer holding state gathered for
             ``prev`` may update those rows in place instead of gathering every row again (a continuous
             batch's join into a hole).
+        moves: with ``delta``, the changed rows as ``(row, group)`` pairs when each is one group at weight 1
+            (the common join: a layer copies those rows without building index tensors).
         key: what the weights were built from, for their builder to recognise them (None: not recorded).
     """
 
@@ -41,6 +43,7 @@ class GroupWeights:
     prev: GroupWeights | None = None
     changed: torch.Tensor | None = None
     delta: GroupWeights | None = None
+    moves: tuple[tuple[int, int], ...] | None = None
     key: object = None
 
     def dense(self, groups: int) -> torch.Tensor:

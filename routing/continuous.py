@@ -113,8 +113,11 @@ class MixedRows:
         self._step: Any = None  # the weights of the last decode step (a prefill in between sets others)
 
     def begin(self, rows: Sequence[Row], prefill: bool) -> None:
-        # a hole (a row that left) runs on the bare base: its adapter may be evicted from the slot bank
-        specs = [r.mixture or None if r.finish_reason is None else None for r in rows]
+        # a hole (a row that left) keeps its adapters while they are loaded (its weights need no update), else
+        # it runs on the bare base (an adapter may be evicted from the slot bank while its row is a hole)
+        slots = self.mixed.slots
+        specs = [r.mixture or None if r.finish_reason is None or all(k in slots for k in r.mixture) else None
+                 for r in rows]
         if prefill:
             self.mixed.set_rows(specs)
         else:

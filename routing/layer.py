@@ -238,7 +238,12 @@ class RoutedLoRALinear(nn.Module):
             if f[0] is w:
                 return f[2], f[3]
             if w.prev is not None and f[0] is w.prev and w.changed is not None and w.delta is not None:
-                if w.changed.numel():  # only some rows changed: gather those into the cached copies
+                if w.moves is not None and self.bank.rank == f[2].shape[2]:  # one adapter per changed row
+                    a_t = self._scaled_a_t()
+                    for row, slot in w.moves:
+                        f[2][row].copy_(a_t[slot])
+                        f[3][row].copy_(self.bank.bt[slot])
+                elif w.changed.numel():  # only some rows changed: gather those into the cached copies
                     a_new, bt_new = self._gather_folded(w.delta)
                     f[2].index_copy_(0, w.changed, a_new)
                     f[3].index_copy_(0, w.changed, bt_new)
