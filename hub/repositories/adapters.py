@@ -186,6 +186,25 @@ def all_embeddings(session: Session) -> list[tuple[int, bytes | None, str | None
     return [tuple(r) for r in session.execute(select(Adapter.id, Adapter.embedding, Adapter.embedding_model))]  # type: ignore[misc]
 
 
+def embeddings_for_index(session: Session, model: str,
+                         prefix: str) -> list[tuple[int, bytes | None, str | None, str | None]]:
+    """(adapter id, embedding bytes, embedding model, embedding hash) of the adapters with an embedding whose
+    model is ``model`` or starts with ``prefix`` (the search index's start-up build)."""
+    stmt = select(Adapter.id, Adapter.embedding, Adapter.embedding_model, Adapter.embedding_hash).where(
+        Adapter.embedding.is_not(None), or_(Adapter.embedding_model == model, Adapter.embedding_model.startswith(prefix)))
+    return [(int(i), b, m, h) for i, b, m, h in session.execute(stmt.order_by(Adapter.id))]
+
+
+def embedding_hashes_of_models(session: Session, model: str,
+                               prefix: str) -> list[tuple[int, str | None, str | None]]:
+    """(adapter id, embedding hash, embedding model) of the adapters with an embedding whose model is ``model``
+    or starts with ``prefix``, by id."""
+    stmt = select(Adapter.id, Adapter.embedding_hash, Adapter.embedding_model).where(
+        Adapter.embedding.is_not(None),
+        or_(Adapter.embedding_model == model, Adapter.embedding_model.startswith(prefix)))
+    return [(int(i), h, m) for i, h, m in session.execute(stmt.order_by(Adapter.id))]
+
+
 def watermark(session: Session) -> tuple[Any, ...]:
     """A cheap summary of the adapters table that moves whenever a row is added or changed: its highest id
     and newest ``updated_at`` (two index lookups; a deleted row does not move it, see
