@@ -181,11 +181,6 @@ def all_version_files(session: Session) -> list[tuple[int, str, dict, str]]:
     return [(r[0], f"{r[1]}/{r[2]}@{r[3]}", r[4] or {}, r[5]) for r in rows]
 
 
-def all_embeddings(session: Session) -> list[tuple[int, bytes | None, str | None]]:
-    """(adapter id, embedding bytes, embedding model) of every adapter (index rebuilds, fsck)."""
-    return [tuple(r) for r in session.execute(select(Adapter.id, Adapter.embedding, Adapter.embedding_model))]  # type: ignore[misc]
-
-
 def embeddings_for_index(session: Session, model: str,
                          prefix: str) -> list[tuple[int, bytes | None, str | None, str | None]]:
     """(adapter id, embedding bytes, embedding model, embedding hash) of the adapters with an embedding whose

@@ -2,10 +2,11 @@
 
 Embedding text is the short name (as words) + description + tags, joined by spaces; the namespace is left
 out (it names the owner, not the task). Vectors are computed at publish/patch time and stored on the adapter
-row with the key of the model and the text recipe (:func:`embedding_key`); rows embedded by an older recipe of
-the same model are re-embedded when the index is first loaded (:meth:`SearchService.ensure_index`); the index (``hub.search.index``) is derived from them, persisted under
-``settings.index_dir`` with a fingerprint of the DB's vectors, and rebuilt at start when the
-fingerprint differs (or by ``loom reindex``, which also re-embeds). Other processes publish too (job workers,
+row with the key of the model and the text recipe (:func:`embedding_key`). The index (``hub.search.index``) is
+derived from them, persisted under ``settings.index_dir`` with a :func:`fingerprint` of the vectors it holds
+(saves run outside the service lock, :meth:`SearchService._save`), and rebuilt at start when the DB's
+fingerprint differs (or by ``loom reindex``, which also re-embeds). Rows embedded by an older text recipe of
+the same model are indexed as they are and re-embedded in the background (:mod:`hub.services.search_reembed`). Other processes publish too (job workers,
 ``loom demo``'s background build): a search first compares a cheap watermark of the adapters table with the
 one it last saw (at most every ``REFRESH_INTERVAL_S``) and, when it moved, brings the index in step with the
 rows whose vector changed. Filters and visibility are given

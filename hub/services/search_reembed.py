@@ -34,7 +34,7 @@ BATCH = 64
 #: the background run logs its progress at most this often (seconds)
 PROGRESS_EVERY_S = 10.0
 #: and persists the index at most this often while it runs (seconds); once more at the end
-SAVE_EVERY_S = 60.0
+SAVE_EVERY_S = 300.0
 
 
 class Reembedder:
