@@ -38,6 +38,14 @@ from hub.repositories import adapters as repo
 from hub.repositories.adapters import AdapterFilters
 from hub.services.search_filters import AllowedCache, row_matches
 from hub.services.search_reembed import Reembedder
+from hub.services.search_text import (  # noqa: F401 - re-exported: callers import them from here
+    EMBEDDING_TEXT_VERSION,
+    RECIPE,
+    embedding_key,
+    embedding_text,
+    is_old_recipe,
+    vector_hash,
+)
 from hub.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,37 +62,6 @@ REFRESH_INTERVAL_S = 1.0
 REFRESH_WAIT_S = 0.05
 #: rows stamped up to this long before the last watermark are read again (other hosts' clocks, late commits)
 CLOCK_MARGIN_S = 5.0
-
-
-#: the version of :func:`embedding_text`'s recipe; bump it when the text changes, so stored vectors are redone
-#: (2: "words description tags", chosen on benchmarks/data/search_dev.json by benchmarks/search_variants.py;
-#: 1 was "words: description Tags: a, b.")
-EMBEDDING_TEXT_VERSION = 2
-_RECIPE = "+text"
-
-
-def embedding_text(namespace: str, name: str, description: str, tags: Sequence[str]) -> str:
-    """The text embedded for an adapter: its short name as words, its description and tags, space-joined.
-
-    ``namespace`` is accepted (callers pass the full name's parts) but not embedded: it names the owner.
-    """
-    words = name.replace("-", " ").replace("_", " ").replace(".", " ")
-    return " ".join(part for part in (words, description, " ".join(tags)) if part)
-
-
-def embedding_key(model: str) -> str:
-    """What an adapter row records as its ``embedding_model``: the model and the text recipe's version."""
-    return f"{model}{_RECIPE}{EMBEDDING_TEXT_VERSION}"
-
-
-def is_old_recipe(stored: str | None, model: str) -> bool:
-    """Whether ``stored`` (a row's ``embedding_model``) is ``model`` with an older text recipe (or none)."""
-    return stored is not None and stored != embedding_key(model) and (
-        stored == model or stored.startswith(model + _RECIPE))
-
-
-def vector_hash(blob: bytes) -> str:
-    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def fingerprint(model: str, hashes: Iterable[tuple[int, str | None]]) -> str:
@@ -143,7 +120,8 @@ class SearchService:
         self._cache_lock = threading.Lock()
         self.query_cache_hits = 0
         self.allowed_cache = AllowedCache(settings.search_filter_cache_s)
-        self.reembedder = Reembedder(self)
+        self.reembedder = Reembedder(sessions, settings.embedding_model, lambda texts: self.embed(texts),
+                                     self._take_reembedded, self.save)
 
     @property
     def embedding_key(self) -> str:
@@ -234,7 +212,7 @@ class SearchService:
     def _db_hashes(self, s: Session) -> dict[int, str | None]:
         """Adapter id -> embedding hash of every row whose vector belongs in the index, by id."""
         model = self.settings.embedding_model
-        return {i: h for i, h, m in repo.embedding_hashes_of_models(s, model, model + _RECIPE) if self._indexable(m)}
+        return {i: h for i, h, m in repo.embedding_hashes_of_models(s, model, model + RECIPE) if self._indexable(m)}
 
     def _fingerprint(self, s: Session) -> str:
         """The fingerprint of the index the DB's vectors make (:func:`fingerprint`)."""
@@ -248,7 +226,7 @@ class SearchService:
         vecs: list[np.ndarray] = []
         hashes: dict[int, str | None] = {}
         model = self.settings.embedding_model
-        for i, blob, m, h in repo.embeddings_for_index(s, model, model + _RECIPE):
+        for i, blob, m, h in repo.embeddings_for_index(s, model, model + RECIPE):
             if blob is not None and self._indexable(m):
                 ids.append(i)
                 vecs.append(np.frombuffer(blob, dtype=np.float32))

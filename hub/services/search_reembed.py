@@ -1,6 +1,6 @@
 """Re-embedding adapters from their current text, in batches; for old-recipe vectors in a background thread.
 
-When :data:`hub.services.search.EMBEDDING_TEXT_VERSION` changes, the vectors a hub stored are still the same
+When :data:`hub.services.search_text.EMBEDDING_TEXT_VERSION` changes, the vectors a hub stored are still the same
 model's (only the embedded text differs), so the search index is built from them at once and
 :class:`Reembedder` redoes them behind it: a daemon thread embeds a batch, stores it, puts it into the live
 index, and goes on until none is left (hours at 1M adapters on CPU), logging its progress and persisting the
@@ -8,7 +8,7 @@ index now and then; :meth:`Reembedder.stop` (the hub's shutdown) ends it after t
 
 A row is stored only if its vector is still the one that was read (``embedding_hash``), so a patch or publish
 that re-embedded it meanwhile wins; the live index takes a batch only where it still holds the vector that
-was replaced (:meth:`SearchService._take_reembedded`).
+was replaced (``take``: :meth:`hub.services.search.SearchService._take_reembedded`).
 """
 
 from __future__ import annotations
@@ -16,16 +16,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from hub.db.models import Adapter
-
-if TYPE_CHECKING:  # pragma: no cover
-    from hub.services.search import SearchService
+from hub.services.search_text import RECIPE, embedding_key, embedding_text, is_old_recipe, vector_hash
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +36,18 @@ SAVE_EVERY_S = 300.0
 
 
 class Reembedder:
-    """Re-embeds adapters for one :class:`SearchService`; runs the old-recipe pass in a background thread."""
+    """Re-embeds adapters for a search service; runs the old-recipe pass in a background thread.
 
-    def __init__(self, service: SearchService) -> None:
-        self.service = service
+    Args:
+        sessions: the DB. model: the configured embedding model. embed: texts -> ``(n, dim)`` vectors.
+        take: called with ``(id, hash of the vector replaced, new vector bytes)`` of each stored batch when
+            ``live``. save: persists the index.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], model: str, embed: Callable[[Sequence[str]], np.ndarray],
+                 take: Callable[[list[tuple[int, str | None, bytes]]], None], save: Callable[[], None]) -> None:
+        self.sessions, self.model, self.key = sessions, model, embedding_key(model)
+        self._embed, self._take, self._save = embed, take, save
         self.batch = BATCH
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -90,7 +96,7 @@ class Reembedder:
                     log.info("search: re-embedded %d/%d adapter(s) (%.0f s)", done, total, now - t0)
                     last_log = now
                 if now - last_save >= SAVE_EVERY_S:
-                    self.service.save()
+                    self._save()
                     last_save = time.monotonic()
 
             n = self.reembed(ids, progress, self.batch, stop=self._stop, only_old=True, live=True)
@@ -98,20 +104,17 @@ class Reembedder:
             stopped = self._stop.is_set()
             log.info("search: re-embedded %d adapter(s) in %.0f s%s", n, time.monotonic() - t0,
                      " (stopped: the rest continues at the next start)" if stopped else "")
-            self.service.save()
+            self._save()
         except Exception:  # noqa: BLE001 - searches go on with the stored vectors; the next start tries again
             log.exception("search: background re-embedding failed")
 
     def old_recipe_ids(self) -> list[int]:
         """Ids of the adapters whose vector comes from an older text recipe of the configured model."""
-        from hub.services.search import _RECIPE, is_old_recipe
-
-        svc = self.service
-        model = svc.settings.embedding_model
-        with svc.sessions() as s:
+        model = self.model
+        with self.sessions() as s:
             rows = s.execute(select(Adapter.id, Adapter.embedding_model).where(
-                Adapter.embedding.is_not(None), Adapter.embedding_model != svc.embedding_key,
-                or_(Adapter.embedding_model == model, Adapter.embedding_model.startswith(model + _RECIPE)),
+                Adapter.embedding.is_not(None), Adapter.embedding_model != self.key,
+                or_(Adapter.embedding_model == model, Adapter.embedding_model.startswith(model + RECIPE)),
             ).order_by(Adapter.id))
             return [int(i) for i, m in rows if is_old_recipe(m, model)]
 
@@ -125,24 +128,21 @@ class Reembedder:
             only_old: skip rows whose vector is no longer an old recipe's (redone meanwhile).
             live: put each stored batch into the service's loaded index.
         """
-        from hub.services.search import embedding_text, is_old_recipe, vector_hash
-
-        svc = self.service
-        key, model = svc.embedding_key, svc.settings.embedding_model
+        key, model = self.key, self.model
         total, stored = len(ids), 0
         for start in range(0, total, batch):
             if stop is not None and stop.is_set():
                 break
-            with svc.sessions() as s:
+            with self.sessions() as s:
                 chunk = list(s.execute(select(Adapter.id, Adapter.namespace, Adapter.name, Adapter.description,
                                               Adapter.tags, Adapter.embedding_hash, Adapter.embedding_model)
                                        .where(Adapter.id.in_(ids[start : start + batch])).order_by(Adapter.id)))
             if only_old:
                 chunk = [r for r in chunk if is_old_recipe(r[6], model)]
             if chunk:
-                vecs = svc.embed([embedding_text(r[1], r[2], r[3], r[4] or []) for r in chunk])
+                vecs = self._embed([embedding_text(r[1], r[2], r[3], r[4] or []) for r in chunk])
                 done: list[tuple[int, str | None, bytes]] = []
-                with svc.sessions.begin() as s:
+                with self.sessions.begin() as s:
                     for r, v in zip(chunk, vecs, strict=True):
                         blob = np.asarray(v, dtype=np.float32).tobytes()
                         res = s.execute(
@@ -155,7 +155,7 @@ class Reembedder:
                             done.append((int(r[0]), r[5], blob))
                 stored += len(done)
                 if live and done:
-                    svc._take_reembedded(done)
+                    self._take(done)
             if progress:
                 progress(min(start + batch, total), total)
         return stored
