@@ -215,12 +215,6 @@ def embedding_hashes_since(session: Session, since: Any, after_id: int) -> list[
     return [(int(i), h, m) for i, h, m in session.execute(stmt)]
 
 
-def embedding_hashes(session: Session, model: str) -> list[tuple[int, str | None]]:
-    """(adapter id, embedding hash) of every adapter embedded with ``model``."""
-    rows = session.execute(select(Adapter.id, Adapter.embedding_hash).where(Adapter.embedding_model == model))
-    return [(int(i), h) for i, h in rows]
-
-
 def embeddings_of(session: Session, ids: Sequence[int]) -> dict[int, bytes]:
     """Embedding bytes of the adapters ``ids`` that have one."""
     out: dict[int, bytes] = {}

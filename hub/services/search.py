@@ -6,11 +6,11 @@ row with the key of the model and the text recipe (:func:`embedding_key`). The i
 derived from them, persisted under ``settings.index_dir`` with a :func:`fingerprint` of the vectors it holds
 (saves run outside the service lock, :meth:`SearchService._save`), and rebuilt at start when the DB's
 fingerprint differs (or by ``loom reindex``, which also re-embeds). Rows embedded by an older text recipe of
-the same model are indexed as they are and re-embedded in the background (:mod:`hub.services.search_reembed`). Other processes publish too (job workers,
-``loom demo``'s background build): a search first compares a cheap watermark of the adapters table with the
-one it last saw (at most every ``REFRESH_INTERVAL_S``) and, when it moved, brings the index in step with the
-rows whose vector changed. Filters and visibility are given
-to the engine as the allowed set, so k results come back whenever k match (no top-k-then-filter
+the same model are indexed as they are and re-embedded in the background (:mod:`hub.services.search_reembed`).
+Other processes publish too (job workers, ``loom demo``'s background build): a search first compares a cheap
+watermark of the adapters table with the one it last saw (at most every ``REFRESH_INTERVAL_S``) and, when it
+moved, brings the index in step with the rows whose vector changed. Filters and visibility are given to the
+engine as the allowed set, so k results come back whenever k match (no top-k-then-filter
 shortfall). Adapters whose name, short name or a tag equals the query rank first. A hit whose cosine is
 below ``settings.search_match_threshold`` is a weak match (``match == "weak"``): nothing fits the query
 well. Queries are embedded by the query encoder (``settings.search_encoder``: the same model exported to
@@ -377,8 +377,8 @@ class SearchService:
         and when it moved only the rows changed since the last one are read (``updated_at`` index). A row
         deleted elsewhere does not move the watermark: a search that meets its id drops it from the index
         and searches again (:meth:`search`), and ``force`` (``loom fsck``, tests) compares every row now.
-        Without ``force`` it waits at most ``REFRESH_WAIT_S`` for the service lock (held by a change, or by a
-        save while it copies the index) and otherwise leaves it to the next search. Returns how many index
+        Without ``force`` it waits at most ``REFRESH_WAIT_S`` for the service lock (held by a change, or briefly
+        by a save) and otherwise leaves it to the next search. Returns how many index
         entries changed.
         """
         import time
