@@ -357,7 +357,10 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
                 hub.settings.inference_batch_window_ms = args.window_ms
                 app = create_app(hub=hub, warm_index=False)
                 with serve_in_thread(app, timeout=120) as url:
-                    client.run(url, workload(len(names), 1000.0, names, base_id, tokens, seed=97), False)
+                    warm = workload(len(names), 1000.0, names, base_id, tokens, seed=97)
+                    for r, name in zip(warm, names, strict=True):  # every adapter loaded before the clock runs
+                        r.model, r.adapter = name, name
+                    client.run(url, warm, False)
                     for rate in rates:
                         reqs = workload(args.requests, rate, names, base_id, tokens, seed=int(rate * 1000), bare=bare)
                         work0 = work(app, base_id)
