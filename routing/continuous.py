@@ -38,6 +38,7 @@ layout raises :class:`~hub.core.errors.InvalidInputError` at the first join.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -153,6 +154,10 @@ class ContinuousBatch:
         self.mixed, self.pad_id = mixed, pad_id
         self.runner: RowModel = mixed if isinstance(mixed, RowModel) else MixedRows(mixed)
         self.device = next(self.runner.model.parameters()).device
+        # a prefill needs the logits of its last position only (a 49k vocabulary's head over every prompt
+        # token is a fifth of a SmolLM2 prefill); models whose forward takes ``logits_to_keep`` skip the rest
+        takes = "logits_to_keep" in inspect.signature(self.runner.model.forward).parameters
+        self._last_logits: dict[str, Any] = {"logits_to_keep": 1} if takes else {}
         self.slots: list[Row] = []  # batch order, holes included
         self.holes: list[int] = []  # sorted positions in ``slots`` that hold a row that left
         self.cache: Any = None
@@ -207,7 +212,7 @@ class ContinuousBatch:
         self.runner.begin(rows, True)
         out = self.runner.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                 position_ids=pos.to(self.device), cache=_growing_cache(self.runner.model),
-                                use_cache=True)
+                                use_cache=True, **self._last_logits)
         self.forwards += 1
         self.tokens_computed += ids.numel()
         self.tokens_useful += sum(len(r.prompt_ids) for r in rows)

@@ -153,7 +153,13 @@ def test_joiners_of_very_different_prompt_lengths_prefill_apart(mixed, adapters)
     batch = ContinuousBatch(mixed, 256)
     assert batch.prefill_pad == 16
     first = joiners()
-    batch.add(first)
+    heads: list[tuple[int, ...]] = []  # the prefill computes the logits of each row's last position only
+    hook = mixed.model.lm_head.register_forward_hook(lambda mod, args, out: heads.append(tuple(args[0].shape[:2])))
+    try:
+        batch.add(first)
+    finally:
+        hook.remove()
+    assert heads == [(2, 1), (1, 1)]
     assert batch.forwards == 2 and batch.tokens_computed == 41 * 2 + 5  # 37 tokens padded to 41, "tiny" alone
     together = ContinuousBatch(mixed, 256)
     together.prefill_pad = None
