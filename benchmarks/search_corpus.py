@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -106,3 +107,19 @@ def tile_with_noise(unique: np.ndarray, n: int, sigma: float, seed: int = 2) -> 
     extra = extra + rng.normal(scale=sigma, size=extra.shape).astype(np.float32)
     extra /= np.linalg.norm(extra, axis=1, keepdims=True)
     return np.concatenate([unique, extra]).astype(np.float32)
+
+
+def bench_db(settings: Any) -> tuple[Any, Any, int]:
+    """A fresh Loom DB for ``settings`` (migrated) with one owner: ``(engine, sessions, owner id)``."""
+    from hub.db.engine import make_engine, make_session_factory
+    from hub.db.migrate import upgrade
+    from hub.db.models import User
+
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    with sessions.begin() as s:
+        owner = User(name="bench")
+        s.add(owner)
+        s.flush()
+        return engine, sessions, int(owner.id)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from search_corpus import bench_db  # noqa: E402
 
 
 def main() -> None:
@@ -31,9 +32,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from sqlalchemy import insert
 
-    from hub.db.engine import make_engine, make_session_factory
-    from hub.db.migrate import upgrade
-    from hub.db.models import Adapter, User
+    from hub.db.models import Adapter
     from hub.search.embedder import load_embedder
     from hub.services.search import SearchService, vector_hash
     from hub.settings import get_settings
@@ -44,14 +43,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         settings = get_settings(data_dir=Path(tmp) / "data", search_encoder="torch")
-        engine = make_engine(settings.resolved_database_url)
-        upgrade(engine)
-        sessions = make_session_factory(engine)
-        with sessions.begin() as s:
-            owner = User(name="bench")
-            s.add(owner)
-            s.flush()
-            owner_id = owner.id
+        engine, sessions, owner_id = bench_db(settings)
         rows = []
         for i in range(args.size):
             vec = rng.standard_normal(384).astype(np.float32)

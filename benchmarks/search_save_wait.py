@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from search_corpus import bench_db  # noqa: E402
 
 DIM = 384
 
@@ -41,9 +42,7 @@ def main() -> None:
 
     from sqlalchemy import insert
 
-    from hub.db.engine import make_engine, make_session_factory
-    from hub.db.migrate import upgrade
-    from hub.db.models import Adapter, User
+    from hub.db.models import Adapter
     from hub.services.search import SearchService, embedding_key, vector_hash
     from hub.settings import get_settings
 
@@ -52,14 +51,7 @@ def main() -> None:
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     with tempfile.TemporaryDirectory() as tmp:
         settings = get_settings(data_dir=Path(tmp) / "data", search_query_cache=0)
-        engine = make_engine(settings.resolved_database_url)
-        upgrade(engine)
-        sessions = make_session_factory(engine)
-        with sessions.begin() as s:
-            owner = User(name="bench")
-            s.add(owner)
-            s.flush()
-            owner_id = owner.id
+        engine, sessions, owner_id = bench_db(settings)
         key = embedding_key(settings.embedding_model)
         with engine.begin() as conn:
             for start in range(0, args.size, 10_000):

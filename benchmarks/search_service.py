@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from search_corpus import BASE_MODELS, LICENSES
+from search_corpus import BASE_MODELS, LICENSES, bench_db
 from sqlalchemy import insert
 
 K = 10
@@ -24,9 +24,7 @@ def service_runner(
     tmp: Path, texts: list[str], vecs: np.ndarray, embedder: object, encoder: str = "onnx"
 ) -> tuple[Callable[[object, str, str | None], list[int]], Callable[[object], None]]:
     """Returns ``(run(engine, text) -> ids, swap(engine))`` over a fresh Loom DB under ``tmp``."""
-    from hub.db.engine import make_engine, make_session_factory
-    from hub.db.migrate import upgrade
-    from hub.db.models import Adapter, User
+    from hub.db.models import Adapter
     from hub.repositories.adapters import AdapterFilters
     from hub.services.search import SearchService, embedding_key, vector_hash
     from hub.settings import get_settings
@@ -36,14 +34,7 @@ def service_runner(
     # query_cache 0: every engine embeds every query (the same texts repeat across engines, so a cache would
     # hand later engines a free embedding)
     settings = get_settings(data_dir=tmp / "data", search_query_cache=0, search_encoder=encoder)
-    engine = make_engine(settings.resolved_database_url)
-    upgrade(engine)
-    sessions = make_session_factory(engine)
-    with sessions.begin() as s:
-        owner = User(name="bench")
-        s.add(owner)
-        s.flush()
-        owner_id = owner.id
+    engine, sessions, owner_id = bench_db(settings)
     def row(i: int) -> dict:
         blob = np.asarray(vecs[i], dtype=np.float32).tobytes()
         return {
