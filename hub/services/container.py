@@ -110,9 +110,9 @@ class Hub:
         self.dispatcher = job_dispatcher(self) if settings.jobs == "ray" else None
 
     def close(self) -> None:
-        """Stop the search's background re-embedding, persist the index if it changed, release DB connections."""
+        """Persist the index if it changed and release DB connections."""
         try:
-            self.search.close()
+            self.search.save()
         finally:
             self.engine.dispose()
 
