@@ -88,9 +88,9 @@ def test_cancel_reaches_a_running_task_that_never_reports(hub, dispatcher):
     wait_for(hub, job.id, lambda j: j.status == "running" and any("pid" in line for line in j.log))
     hub.queue.cancel(job.id, None)
     t0 = time.monotonic()
-    done = wait_for(hub, job.id, finished, timeout=30)
+    done = wait_for(hub, job.id, finished, timeout=90)  # generous: the suite runs beside it on 2 cores
     assert done.status == "cancelled", (done.message, done.log)
-    assert time.monotonic() - t0 < 30  # the task was interrupted, not left to sleep 120 s
+    assert time.monotonic() - t0 < 90  # the task was interrupted, not left to sleep 120 s
 
 
 def _pid(job) -> int:
