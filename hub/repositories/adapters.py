@@ -181,9 +181,23 @@ def all_version_files(session: Session) -> list[tuple[int, str, dict, str]]:
     return [(r[0], f"{r[1]}/{r[2]}@{r[3]}", r[4] or {}, r[5]) for r in rows]
 
 
-def all_embeddings(session: Session) -> list[tuple[int, bytes | None, str | None]]:
-    """(adapter id, embedding bytes, embedding model) of every adapter (index rebuilds, fsck)."""
-    return [tuple(r) for r in session.execute(select(Adapter.id, Adapter.embedding, Adapter.embedding_model))]  # type: ignore[misc]
+def embeddings_for_index(session: Session, model: str,
+                         prefix: str) -> list[tuple[int, bytes | None, str | None, str | None]]:
+    """(adapter id, embedding bytes, embedding model, embedding hash) of the adapters with an embedding whose
+    model is ``model`` or starts with ``prefix`` (the search index's start-up build)."""
+    stmt = select(Adapter.id, Adapter.embedding, Adapter.embedding_model, Adapter.embedding_hash).where(
+        Adapter.embedding.is_not(None), or_(Adapter.embedding_model == model, Adapter.embedding_model.startswith(prefix)))
+    return [(int(i), b, m, h) for i, b, m, h in session.execute(stmt.order_by(Adapter.id))]
+
+
+def embedding_hashes_of_models(session: Session, model: str,
+                               prefix: str) -> list[tuple[int, str | None, str | None]]:
+    """(adapter id, embedding hash, embedding model) of the adapters with an embedding whose model is ``model``
+    or starts with ``prefix``, by id."""
+    stmt = select(Adapter.id, Adapter.embedding_hash, Adapter.embedding_model).where(
+        Adapter.embedding.is_not(None),
+        or_(Adapter.embedding_model == model, Adapter.embedding_model.startswith(prefix)))
+    return [(int(i), h, m) for i, h, m in session.execute(stmt.order_by(Adapter.id))]
 
 
 def watermark(session: Session) -> tuple[Any, ...]:
@@ -199,12 +213,6 @@ def embedding_hashes_since(session: Session, since: Any, after_id: int) -> list[
     stmt = select(Adapter.id, Adapter.embedding_hash, Adapter.embedding_model)
     stmt = stmt.where(or_(Adapter.updated_at >= since, Adapter.id > after_id))
     return [(int(i), h, m) for i, h, m in session.execute(stmt)]
-
-
-def embedding_hashes(session: Session, model: str) -> list[tuple[int, str | None]]:
-    """(adapter id, embedding hash) of every adapter embedded with ``model``."""
-    rows = session.execute(select(Adapter.id, Adapter.embedding_hash).where(Adapter.embedding_model == model))
-    return [(int(i), h) for i, h in rows]
 
 
 def embeddings_of(session: Session, ids: Sequence[int]) -> dict[int, bytes]:

@@ -16,8 +16,10 @@ caller's int64 id. Scores are inner products of L2-normalised vectors, i.e. cosi
   bitmap in the search parameters (with an exact scan of the permitted vectors when the graph search
   comes back short, or when so few are permitted that scanning them is cheaper); a predicate (the DB
   visibility check) is asked about ever deeper candidate lists (k, 4k, 16k, ... everything).
-- Thread safety: one lock guards every read and write of the FAISS structures; a predicate runs
-  outside it.
+- Thread safety: a readers-writer lock (``hub.search.rwlock``) guards the FAISS structures: searches and
+  the snapshot a save serialises read together, adds and removes write alone; a predicate runs outside it.
+  Persisting is two steps, :meth:`VectorIndex.snapshot` (a copy, under the read lock) and
+  :meth:`IndexSnapshot.save` (the file, under no lock).
 
 ``faiss`` is imported lazily.
 """
@@ -26,8 +28,8 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,9 @@ import numpy as np
 
 from hub.core.errors import InvalidInputError, StorageError
 from hub.search.arrays import as_ids, normalize, top_k
+from hub.search.overlay import Overlay, merge
 from hub.search.persist import load_arrays, save_arrays
+from hub.search.rwlock import RWLock
 
 Predicate = Callable[[list[int]], Iterable[int]]
 Allowed = np.ndarray | Predicate | None
@@ -127,19 +131,34 @@ class VectorIndex:
         self._pos: dict[int, int] = {}  # live id -> position
         # live ids sorted, their positions, and an id -> position table when the ids are dense
         self._sorted: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
-        self._lock = threading.RLock()
+        self._lock = RWLock()
+        self._overlay: Overlay | None = None  # changes made while a snapshot is serialised (hub.search.overlay)
 
     # ----------------------------------------------------------------- introspection
     def __len__(self) -> int:
-        return len(self._pos)
+        ov = self._overlay
+        if ov is None:
+            return len(self._pos)
+        return len(self._pos) - len(ov.removed) + sum(1 for i in list(ov.vecs) if i not in self._pos)
 
     def __contains__(self, item: object) -> bool:
-        return isinstance(item, int | np.integer) and int(item) in self._pos
+        if not isinstance(item, int | np.integer):
+            return False
+        ov, i = self._overlay, int(item)
+        if ov is None:
+            return i in self._pos
+        return i in ov.vecs or (i in self._pos and i not in ov.removed)
 
     def ids(self) -> np.ndarray:
-        """The live ids, int64, in insertion order."""
-        with self._lock:
-            return self._labels[~self._dead].copy()
+        """The live ids, int64, in insertion order (those changed during a snapshot last)."""
+        with self._lock.read():
+            ids = self._labels[~self._dead].copy()
+            ov = self._overlay
+            if ov is None:
+                return ids
+            hidden = ov.hidden()
+            kept = [i for i in ids.tolist() if i not in hidden]
+            return np.asarray(kept + list(ov.vecs), dtype=np.int64)
 
     @property
     def trained(self) -> bool:
@@ -159,10 +178,14 @@ class VectorIndex:
     def vectors(self, ids: Any) -> np.ndarray:
         """The stored (normalised) vectors of ``ids``, ``(n, dim)``; unknown ids raise InvalidInputError."""
         arr = as_ids(ids)
-        with self._lock:
-            missing = [int(i) for i in arr if int(i) not in self._pos]
+        with self._lock.read():
+            missing = [int(i) for i in arr if int(i) not in self]
             if missing:
                 raise InvalidInputError(f"ids not in the index: {missing[:10]}")
+            ov = self._overlay
+            if ov is not None and any(int(i) in ov.vecs for i in arr):
+                return np.stack([ov.vecs[int(i)] if int(i) in ov.vecs else self._rows(
+                    np.asarray([self._pos[int(i)]], dtype=np.int64))[0] for i in arr]).astype(np.float32)
             return self._rows(np.asarray([self._pos[int(i)] for i in arr], dtype=np.int64)).copy()
 
     # ----------------------------------------------------------------- updates
@@ -188,23 +211,32 @@ class VectorIndex:
         if arr.size == 0:
             return
         vecs = normalize(vecs)
-        with self._lock:
-            existing = [int(i) for i in arr if int(i) in self._pos]
-            if existing:
-                self._remove_locked(np.asarray(existing, dtype=np.int64))
-            start = len(self._labels)
-            if not self._index.is_trained:
-                self._train_ivf(vecs)
-            self._index.add(vecs)
-            self._labels = np.concatenate([self._labels, arr])
-            self._dead = np.concatenate([self._dead, np.zeros(arr.size, dtype=bool)])
-            self._pos.update(zip(arr.tolist(), range(start, start + arr.size), strict=True))
-            self._sorted = None
+        with self._lock.write():
+            if self._overlay is not None:  # a snapshot is being serialised: the FAISS structures stay as they are
+                self._overlay.add(arr, vecs)
+            else:
+                self._add_locked(arr, vecs)
+
+    def _add_locked(self, arr: np.ndarray, vecs: np.ndarray) -> None:
+        """Add normalised ``vecs`` under ``arr`` (replacing any there). Write lock held, not frozen."""
+        existing = [int(i) for i in arr if int(i) in self._pos]
+        if existing:
+            self._remove_locked(np.asarray(existing, dtype=np.int64))
+        start = len(self._labels)
+        if not self._index.is_trained:
+            self._train_ivf(vecs)
+        self._index.add(vecs)
+        self._labels = np.concatenate([self._labels, arr])
+        self._dead = np.concatenate([self._dead, np.zeros(arr.size, dtype=bool)])
+        self._pos.update(zip(arr.tolist(), range(start, start + arr.size), strict=True))
+        self._sorted = None
 
     def remove(self, ids: Any) -> int:
         """Remove ``ids`` (unknown ids are ignored); returns how many were removed."""
         arr = as_ids(ids)
-        with self._lock:
+        with self._lock.write():
+            if self._overlay is not None:
+                return self._overlay.remove(arr, self._pos.__contains__)
             return self._remove_locked(arr)
 
     def _remove_locked(self, arr: np.ndarray) -> int:
@@ -224,9 +256,15 @@ class VectorIndex:
 
     def rebuild(self) -> VectorIndex:
         """A new index of the same kind and parameters holding only the live vectors (no tombstones)."""
-        with self._lock:
+        with self._lock.read():
             live = ~self._dead
             labels, vecs = self._labels[live].copy(), self._rows(np.flatnonzero(live)).copy()
+            ov = self._overlay
+            if ov is not None:
+                keep = ~np.isin(labels, np.asarray(sorted(ov.hidden()), dtype=np.int64))
+                extra = np.asarray(list(ov.vecs), dtype=np.int64)
+                labels = np.concatenate([labels[keep], extra])
+                vecs = np.concatenate([vecs[keep], np.stack(list(ov.vecs.values())).reshape(-1, self.dim)])
         fresh = VectorIndex(self.dim, self.kind, rebuild_ratio=self.rebuild_ratio, **self.params)
         fresh.add(labels, vecs)
         return fresh
@@ -259,14 +297,28 @@ class VectorIndex:
             raise InvalidInputError("query must be finite")
         q = normalize(q.reshape(1, self.dim))
         k = int(k)
+        if not callable(allowed) and allowed is not None:
+            allowed = as_ids(allowed, "allowed")
+        changed: Overlay | None = None
+        with self._lock.read():
+            if self._overlay is not None:  # a snapshot is being serialised: the frozen index less what changed,
+                changed = Overlay()  # plus the changes
+                changed.vecs, changed.removed = dict(self._overlay.vecs), set(self._overlay.removed)
+        if changed is None:
+            return self._search_index(q, k, allowed)
+        hidden = changed.hidden()
+        found = [p for p in self._search_index(q, k + len(hidden), allowed) if p[0] not in hidden]
+        return merge(found[:k], changed.search(q, k, allowed), k)
+
+    def _search_index(self, q: np.ndarray, k: int, allowed: Allowed) -> list[tuple[int, float]]:
+        """Top-k of the FAISS index (the frozen one during a snapshot) for the unit query ``q`` ``(1, dim)``."""
         if allowed is None:
-            with self._lock:
+            with self._lock.read():
                 return self._search_positions(q, k, None)
         if callable(allowed):
             return self._search_predicate(q, k, allowed)
-        allowed_ids = as_ids(allowed, "allowed")
-        with self._lock:
-            return self._search_positions(q, k, self._positions_of(allowed_ids))
+        with self._lock.read():
+            return self._search_positions(q, k, self._positions_of(allowed))
 
     def _search_positions(self, q: np.ndarray, k: int, subset: np.ndarray | None) -> list[tuple[int, float]]:
         """Top-k among live positions (``subset``: only these live positions). Lock held."""
@@ -334,7 +386,7 @@ class VectorIndex:
         ranked_all: list[tuple[int, float]] | None = None
         depth = k
         while True:
-            with self._lock:
+            with self._lock.read():
                 n_live = len(self._pos)
                 exhaustive = depth >= n_live
                 if ranked_all is not None:
@@ -366,24 +418,46 @@ class VectorIndex:
         The file is written under a temporary name and renamed into place, so a reader sees either
         the old index or the new one, never half of one. Returns the file's path.
         """
-        if not isinstance(fingerprint, str):
-            raise InvalidInputError(f"fingerprint must be a str, got {type(fingerprint).__name__}")
-        with self._lock:
-            meta = {
-                "format": FORMAT_VERSION,
-                "kind": self.kind,
-                "dim": self.dim,
-                "params": self.params,
-                "rebuild_ratio": self.rebuild_ratio,
-                "fingerprint": fingerprint,
-            }
-            arrays = {
-                "faiss": _faiss().serialize_index(self._index),
-                "labels": self._labels.copy(),
-                "dead": self._dead.copy(),
-                "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-            }
-        return save_arrays(Path(directory), arrays)
+        return self.snapshot().save(directory, fingerprint)
+
+    def snapshot(self) -> IndexSnapshot:
+        """A copy of the index's persisted state (:meth:`begin_snapshot`, then the copy)."""
+        return self.begin_snapshot()()
+
+    def begin_snapshot(self) -> Callable[[], IndexSnapshot]:
+        """Freeze the index for a copy of its persisted state; returns the function that copies it (call it once).
+
+        Freezing is instant. From then until the copy is taken (the serialised FAISS index, labels, tombstones:
+        seconds for a large index, under no lock) adds and removes go to an overlay that searches merge in
+        (:mod:`hub.search.overlay`), and are applied when it is done: neither searches nor changes wait for it,
+        and the copy is of the index as it was when frozen.
+
+        Raises:
+            InvalidInputError: a snapshot is already in progress.
+        """
+        with self._lock.write():
+            if self._overlay is not None:
+                raise InvalidInputError("a snapshot of this index is already in progress")
+            self._overlay = Overlay()
+
+        def take() -> IndexSnapshot:
+            try:  # frozen: nothing writes the FAISS structures, labels or tombstones now
+                meta = {"format": FORMAT_VERSION, "kind": self.kind, "dim": self.dim, "params": self.params,
+                        "rebuild_ratio": self.rebuild_ratio}
+                arrays = {"faiss": _faiss().serialize_index(self._index), "labels": self._labels.copy(),
+                          "dead": self._dead.copy()}
+            finally:
+                with self._lock.write():
+                    ov, self._overlay = self._overlay, None
+                    if ov is not None:
+                        gone = [i for i in ov.hidden() if i in self._pos]
+                        if gone:
+                            self._remove_locked(np.asarray(sorted(gone), dtype=np.int64))
+                        if ov.vecs:
+                            self._add_locked(np.asarray(list(ov.vecs), dtype=np.int64), np.stack(list(ov.vecs.values())))
+            return IndexSnapshot(arrays, meta)
+
+        return take
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> tuple[VectorIndex, str]:
@@ -487,6 +561,26 @@ class VectorIndex:
             return found[found >= 0]
         at = np.clip(np.searchsorted(keys, ids), 0, keys.size - 1)
         return positions[at[keys[at] == ids]]
+
+
+@dataclass(frozen=True)
+class IndexSnapshot:
+    """What :meth:`VectorIndex.snapshot` copied: written by :meth:`save` while the index goes on changing."""
+
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+    def save(self, directory: str | os.PathLike[str], fingerprint: str) -> Path:
+        """Write the snapshot and ``fingerprint`` to ``directory/index.npz`` atomically (:meth:`VectorIndex.save`).
+
+        Raises:
+            InvalidInputError: ``fingerprint`` is not a str.
+            StorageError: the file cannot be written.
+        """
+        if not isinstance(fingerprint, str):
+            raise InvalidInputError(f"fingerprint must be a str, got {type(fingerprint).__name__}")
+        meta = json.dumps({**self.meta, "fingerprint": fingerprint}).encode()
+        return save_arrays(Path(directory), {**self.arrays, "meta": np.frombuffer(meta, dtype=np.uint8)})
 
 
 def load(directory: str | os.PathLike[str]) -> tuple[VectorIndex, str]:

@@ -110,9 +110,9 @@ class Hub:
         self.dispatcher = job_dispatcher(self) if settings.jobs == "ray" else None
 
     def close(self) -> None:
-        """Persist the index if it changed and release DB connections."""
+        """Stop the search's background re-embedding, persist the index if it changed, release DB connections."""
         try:
-            self.search.save()
+            self.search.close()
         finally:
             self.engine.dispose()
 

@@ -2,14 +2,15 @@
 
 Embedding text is the short name (as words) + description + tags, joined by spaces; the namespace is left
 out (it names the owner, not the task). Vectors are computed at publish/patch time and stored on the adapter
-row with the key of the model and the text recipe (:func:`embedding_key`); rows embedded by an older recipe of
-the same model are re-embedded when the index is first loaded (:meth:`SearchService.ensure_index`); the index (``hub.search.index``) is derived from them, persisted under
-``settings.index_dir`` with a fingerprint of the DB's vectors, and rebuilt at start when the
-fingerprint differs (or by ``loom reindex``, which also re-embeds). Other processes publish too (job workers,
-``loom demo``'s background build): a search first compares a cheap watermark of the adapters table with the
-one it last saw (at most every ``REFRESH_INTERVAL_S``) and, when it moved, brings the index in step with the
-rows whose vector changed. Filters and visibility are given
-to the engine as the allowed set, so k results come back whenever k match (no top-k-then-filter
+row with the key of the model and the text recipe (:func:`embedding_key`). The index (``hub.search.index``) is
+derived from them, persisted under ``settings.index_dir`` with a :func:`fingerprint` of the vectors it holds
+(saves run outside the service lock, :meth:`SearchService._save`), and rebuilt at start when the DB's
+fingerprint differs (or by ``loom reindex``, which also re-embeds). Rows embedded by an older text recipe of
+the same model are indexed as they are and re-embedded in the background (:mod:`hub.services.search_reembed`).
+Other processes publish too (job workers, ``loom demo``'s background build): a search first compares a cheap
+watermark of the adapters table with the one it last saw (at most every ``REFRESH_INTERVAL_S``) and, when it
+moved, brings the index in step with the rows whose vector changed. Filters and visibility are given to the
+engine as the allowed set, so k results come back whenever k match (no top-k-then-filter
 shortfall). Adapters whose name, short name or a tag equals the query rank first. A hit whose cosine is
 below ``settings.search_match_threshold`` is a weak match (``match == "weak"``): nothing fits the query
 well. Queries are embedded by the query encoder (``settings.search_encoder``: the same model exported to
@@ -22,13 +23,13 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.core.errors import InvalidInputError
@@ -36,6 +37,15 @@ from hub.db.models import Adapter, User
 from hub.repositories import adapters as repo
 from hub.repositories.adapters import AdapterFilters
 from hub.services.search_filters import AllowedCache, row_matches
+from hub.services.search_reembed import Reembedder
+from hub.services.search_text import (  # noqa: F401 - re-exported: callers import them from here
+    EMBEDDING_TEXT_VERSION,
+    RECIPE,
+    embedding_key,
+    embedding_text,
+    is_old_recipe,
+    vector_hash,
+)
 from hub.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,39 +58,21 @@ AUTOSAVE_DELAY_S = 5.0
 MAX_QUERY = 1000
 #: how often a search checks whether other processes changed the adapters (seconds)
 REFRESH_INTERVAL_S = 1.0
+#: a search's refresh waits at most this long for the service lock, else the next search refreshes (seconds)
+REFRESH_WAIT_S = 0.05
 #: rows stamped up to this long before the last watermark are read again (other hosts' clocks, late commits)
 CLOCK_MARGIN_S = 5.0
 
 
-#: the version of :func:`embedding_text`'s recipe; bump it when the text changes, so stored vectors are redone
-#: (2: "words description tags", chosen on benchmarks/data/search_dev.json by benchmarks/search_variants.py;
-#: 1 was "words: description Tags: a, b.")
-EMBEDDING_TEXT_VERSION = 2
-_RECIPE = "+text"
+def fingerprint(model: str, hashes: Iterable[tuple[int, str | None]]) -> str:
+    """What a persisted index holds: the model and each indexed adapter's ``(id, vector hash)``, by id.
 
-
-def embedding_text(namespace: str, name: str, description: str, tags: Sequence[str]) -> str:
-    """The text embedded for an adapter: its short name as words, its description and tags, space-joined.
-
-    ``namespace`` is accepted (callers pass the full name's parts) but not embedded: it names the owner.
+    Computed from the DB's rows when an index is loaded and from the index's own map when it is saved, so a
+    saved file matches the DB only if it holds exactly the DB's vectors.
     """
-    words = name.replace("-", " ").replace("_", " ").replace(".", " ")
-    return " ".join(part for part in (words, description, " ".join(tags)) if part)
-
-
-def embedding_key(model: str) -> str:
-    """What an adapter row records as its ``embedding_model``: the model and the text recipe's version."""
-    return f"{model}{_RECIPE}{EMBEDDING_TEXT_VERSION}"
-
-
-def is_old_recipe(stored: str | None, model: str) -> bool:
-    """Whether ``stored`` (a row's ``embedding_model``) is ``model`` with an older text recipe (or none)."""
-    return stored is not None and stored != embedding_key(model) and (
-        stored == model or stored.startswith(model + _RECIPE))
-
-
-def vector_hash(blob: bytes) -> str:
-    return hashlib.sha256(blob).hexdigest()[:16]
+    h = hashlib.sha256(model.encode())
+    h.update("".join(f"{i}:{eh};" for i, eh in sorted(hashes)).encode())
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -115,7 +107,9 @@ class SearchService:
         self._factory = embedder_factory
         self._embedder: Embedder | None = None
         self._index: Any = None
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the index reference, its id -> hash map and every change to them
+        self._save_lock = threading.Lock()  # one save at a time
+        self._touched: set[int] | None = None  # ids changed while a save rebuilds the index
         self._dirty = False
         self._timer: threading.Timer | None = None
         self._mark: tuple[Any, ...] | None = None  # the adapters table's watermark the index reflects
@@ -126,6 +120,8 @@ class SearchService:
         self._cache_lock = threading.Lock()
         self.query_cache_hits = 0
         self.allowed_cache = AllowedCache(settings.search_filter_cache_s)
+        self.reembedder = Reembedder(sessions, settings.embedding_model, lambda texts: self.embed(texts),
+                                     self._take_reembedded, self.save)
 
     @property
     def embedding_key(self) -> str:
@@ -208,69 +204,129 @@ class SearchService:
         return self.embed([embedding_text(namespace, name, description, tags)])[0].tobytes()
 
     # -- index --------------------------------------------------------------------------------
-    def _fingerprint(self, s: Session) -> str:
-        h = hashlib.sha256(self.embedding_key.encode())
-        rows = s.execute(select(Adapter.id, Adapter.embedding_hash).order_by(Adapter.id))
-        for i, eh in rows:
-            h.update(f"{i}:{eh};".encode())
-        return h.hexdigest()
+    def _indexable(self, stored: str | None) -> bool:
+        """Whether a row's vector belongs in the index: the configured model's, by this text recipe or an older
+        one (an older one is re-embedded in the background, :mod:`hub.services.search_reembed`)."""
+        return stored == self.embedding_key or is_old_recipe(stored, self.settings.embedding_model)
 
-    def _build_from_db(self, s: Session) -> Any:
+    def _db_hashes(self, s: Session) -> dict[int, str | None]:
+        """Adapter id -> embedding hash of every row whose vector belongs in the index, by id."""
+        model = self.settings.embedding_model
+        return {i: h for i, h, m in repo.embedding_hashes_of_models(s, model, model + RECIPE) if self._indexable(m)}
+
+    def _fingerprint(self, s: Session) -> str:
+        """The fingerprint of the index the DB's vectors make (:func:`fingerprint`)."""
+        return fingerprint(self.settings.embedding_model, self._db_hashes(s).items())
+
+    def _build_from_db(self, s: Session) -> tuple[Any, dict[int, str | None]]:
+        """A new index of the stored vectors that belong in it, and their hashes."""
         from hub.search.index import build_index
 
         ids: list[int] = []
         vecs: list[np.ndarray] = []
-        model = self.embedding_key
-        for i, blob, m in repo.all_embeddings(s):
-            if blob is not None and m == model:
+        hashes: dict[int, str | None] = {}
+        model = self.settings.embedding_model
+        for i, blob, m, h in repo.embeddings_for_index(s, model, model + RECIPE):
+            if blob is not None and self._indexable(m):
                 ids.append(i)
                 vecs.append(np.frombuffer(blob, dtype=np.float32))
+                hashes[i] = h
         dim = vecs[0].shape[0] if vecs else self.embedder.dim
         arr = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, dim), np.float32)
-        return build_index(np.asarray(ids, dtype=np.int64), arr, self.settings.exact_search_threshold,
-                           approx=self.settings.search_index)
+        index = build_index(np.asarray(ids, dtype=np.int64), arr, self.settings.exact_search_threshold,
+                            approx=self.settings.search_index)
+        return index, hashes
 
     def ensure_index(self) -> str:
-        """Load the persisted index if it matches the DB, else rebuild it from stored vectors.
+        """Load the persisted index if it matches the DB, else build it from the stored vectors.
 
-        Adapters embedded by an older text recipe of the configured model are re-embedded first.
-        Returns "loaded", "rebuilt" or "ready" (already in memory).
+        Vectors the configured model made from an older embedding text are indexed as they are and re-embedded
+        in the background (:attr:`reembedder`), each batch replacing its vectors in the live index; searches
+        answer meanwhile. Returns "loaded", "rebuilt" or "ready" (already in memory).
         """
+        if self._index is not None:
+            return "ready"
         with self._lock:
             if self._index is not None:
                 return "ready"
-            redone = self.reembed_old_recipe()
-            if redone:
-                log.info("search: re-embedded %d adapter(s) made with an older embedding text", redone)
+            status = "loaded"
             with self.sessions() as s:
-                self._mark, self._hashes = repo.watermark(s), dict(repo.embedding_hashes(s, self.embedding_key))
-                fp = self._fingerprint(s)
-                if self.settings.index_dir.exists():
-                    try:
-                        from hub.search.index import VectorIndex
+                mark, hashes = repo.watermark(s), self._db_hashes(s)
+                index = self._load_if(fingerprint(self.settings.embedding_model, hashes.items()))
+                if index is None:
+                    status = "rebuilt"
+                    index, hashes = self._build_from_db(s)
+            self._mark, self._hashes, self._index = mark, hashes, index
+            self.reembedder.start()
+        if status == "rebuilt":
+            self._save()
+        return status
 
-                        index, saved = VectorIndex.load(self.settings.index_dir)
-                        if saved == fp:
-                            self._index = index
-                            return "loaded"
-                    except Exception:  # noqa: BLE001 - any unreadable index is rebuilt
-                        pass
-                self._index = self._build_from_db(s)
-            self._save(fp)
-            return "rebuilt"
+    def _load_if(self, fp: str) -> Any:
+        """The persisted index if its fingerprint is ``fp``, else None."""
+        if not self.settings.index_dir.exists():
+            return None
+        try:
+            from hub.search.index import VectorIndex
 
-    def _save(self, fingerprint: str | None = None) -> None:
+            index, saved = VectorIndex.load(self.settings.index_dir)
+        except Exception:  # noqa: BLE001 - any unreadable index is rebuilt
+            return None
+        return index if saved == fp else None
+
+    def _save(self) -> None:
+        """Persist the index with the fingerprint of what it holds; neither searches nor changes wait for it.
+
+        Under the service lock only a copy of the id -> hash map (what the fingerprint covers) and the index's
+        freeze (``VectorIndex.begin_snapshot``), so both describe one state. The copy of the frozen index
+        (seconds at 1M: changes meanwhile go to its overlay and searches merge them in), the fingerprint and the
+        file are made under no lock but ``_save_lock`` (one save at a time). An index with many tombstones is
+        rebuilt first, also outside the lock: ids changed meanwhile are recorded (``_touched``) and replayed into
+        the new index before it replaces the old one.
+        """
+        with self._save_lock:
+            with self._lock:
+                index = self._index
+                if index is None:
+                    return
+                self._dirty = False
+                rebuild = bool(getattr(index, "needs_rebuild", False))
+                if rebuild:
+                    self._touched = set()
+            try:
+                if rebuild:
+                    self._swap_rebuilt(index, index.rebuild())  # drop tombstones before persisting
+                with self._lock:  # the ids and hashes the index holds now, and the index frozen as it is now
+                    held = list(self._hashes.items())
+                    take = self._index.begin_snapshot()
+                snapshot = take()  # the copy; changes meanwhile go to the index's overlay (hub.search.overlay)
+                fp = fingerprint(self.settings.embedding_model, held)
+                self.settings.index_dir.mkdir(parents=True, exist_ok=True)
+                snapshot.save(self.settings.index_dir, fp)
+            except BaseException:
+                with self._lock:
+                    self._dirty, self._touched = True, None
+                raise
+
+    def _swap_rebuilt(self, old: Any, fresh: Any) -> None:
+        """Replace ``old`` by ``fresh`` (its rebuild), replaying the ids changed in ``old`` since the rebuild began."""
         with self._lock:
-            if self._index is None:
+            touched, self._touched = self._touched or set(), None
+            if self._index is not old:  # replaced meanwhile (rebuild()): keep that one
                 return
-            if fingerprint is None:
-                with self.sessions() as s:
-                    fingerprint = self._fingerprint(s)
-            if getattr(self._index, "needs_rebuild", False):
-                self._index = self._index.rebuild()  # drop HNSW tombstones before persisting
-            self.settings.index_dir.mkdir(parents=True, exist_ok=True)
-            self._index.save(self.settings.index_dir, fingerprint)
-            self._dirty = False
+            kept = np.asarray(sorted(i for i in touched if i in old), dtype=np.int64)
+            gone = np.asarray(sorted(i for i in touched if i not in old), dtype=np.int64)
+            if gone.size:
+                fresh.remove(gone)
+            if kept.size:
+                fresh.add(kept, old.vectors(kept))
+            self._index = fresh
+
+    def _changed(self, ids: Sequence[int]) -> None:
+        """Note that index entries ``ids`` changed (lock held): the index is dirty; a rebuild in progress replays them."""
+        if self._touched is not None:
+            self._touched.update(int(i) for i in ids)
+        self._dirty = True
 
     def save(self) -> None:
         """Persist the in-memory index if it changed (called on shutdown and by the autosave timer)."""
@@ -278,8 +334,15 @@ class SearchService:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            if self._dirty:
-                self._save()
+            dirty = self._dirty
+        if dirty:
+            self._save()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the background re-embedding (after its batch in hand; up to ``timeout`` s) and persist the index."""
+        if not self.reembedder.stop(timeout):
+            log.warning("search: background re-embedding did not stop within %.0f s", timeout)
+        self.save()
 
     def _schedule_save(self) -> None:
         """Persist a few seconds after the last change (debounced), so other processes see a fresh index."""
@@ -314,27 +377,32 @@ class SearchService:
         and when it moved only the rows changed since the last one are read (``updated_at`` index). A row
         deleted elsewhere does not move the watermark: a search that meets its id drops it from the index
         and searches again (:meth:`search`), and ``force`` (``loom fsck``, tests) compares every row now.
-        Returns how many index entries changed.
+        Without ``force`` it waits at most ``REFRESH_WAIT_S`` for the service lock (held by a change, or briefly
+        by a save) and otherwise leaves it to the next search. Returns how many index
+        entries changed.
         """
         import time
 
-        with self._lock:
-            if self._index is None or (not force and time.monotonic() - self._checked < REFRESH_INTERVAL_S):
+        if self._index is None or (not force and time.monotonic() - self._checked < REFRESH_INTERVAL_S):
+            return 0
+        if not self._lock.acquire(timeout=-1 if force else REFRESH_WAIT_S):
+            return 0
+        try:
+            if self._index is None:
                 return 0
             self._checked = time.monotonic()
-            model = self.embedding_key
             with self.sessions() as s:
                 mark = repo.watermark(s)
                 if force or self._mark is None or self._mark[1] is None:
-                    now = dict(repo.embedding_hashes(s, model))
+                    now = self._db_hashes(s)
                     gone = [i for i in self._hashes if i not in now]
                 elif mark == self._mark:
                     return 0
                 else:  # rows stamped since the last watermark (less a margin for other hosts' clocks)
                     since = self._mark[1] - timedelta(seconds=CLOCK_MARGIN_S)
                     rows = repo.embedding_hashes_since(s, since, int(self._mark[0] or 0))
-                    now = dict(self._hashes) | {i: h for i, h, m in rows if m == model}
-                    gone = [i for i, _, m in rows if m != model and i in self._hashes]
+                    now = dict(self._hashes) | {i: h for i, h, m in rows if self._indexable(m)}
+                    gone = [i for i, _, m in rows if not self._indexable(m) and i in self._hashes]
                     for i in gone:
                         now.pop(i, None)
                 changed = [i for i, h in now.items() if self._hashes.get(i, "") != h]
@@ -347,9 +415,11 @@ class SearchService:
             if gone or vectors or force:
                 self.allowed_cache.invalidate()  # rows changed elsewhere: filter and visibility sets may have too
             if gone or vectors:
-                self._dirty = True
+                self._changed([*gone, *vectors])
                 self._schedule_save()
             return len(gone) + len(vectors)
+        finally:
+            self._lock.release()
 
     def _forget(self, ids: list[int]) -> None:
         """Drop adapters a search found deleted (by another process) from the index."""
@@ -358,7 +428,7 @@ class SearchService:
                 self._index.remove(np.asarray(ids, dtype=np.int64))
                 for i in ids:
                     self._hashes.pop(i, None)
-                self._dirty = True
+                self._changed(ids)
                 self._schedule_save()
 
     def upsert(self, adapter_id: int, vector: bytes) -> None:
@@ -370,8 +440,23 @@ class SearchService:
             ids = np.asarray([adapter_id], dtype=np.int64)
             self._index.add(ids, np.frombuffer(vector, dtype=np.float32)[None, :])  # replaces an old vector
             self._hashes[adapter_id] = vector_hash(vector)
-            self._dirty = True
+            self._changed([adapter_id])
             self._schedule_save()
+
+    def _take_reembedded(self, done: list[tuple[int, str | None, bytes]]) -> None:
+        """Put re-embedded vectors ``(id, hash of the vector replaced, new vector)`` into the loaded index, each
+        where the index still holds the replaced vector (a patch may have put a newer one in meanwhile). The
+        background pass persists the index itself (``search_reembed.SAVE_EVERY_S``)."""
+        with self._lock:
+            if self._index is None:
+                return
+            take = [(i, blob) for i, old, blob in done if self._hashes.get(i, old) == old]
+            if not take:
+                return
+            ids = np.asarray([i for i, _ in take], dtype=np.int64)
+            self._index.add(ids, np.stack([np.frombuffer(b, dtype=np.float32) for _, b in take]))
+            self._hashes.update((i, vector_hash(b)) for i, b in take)
+            self._changed([i for i, _ in take])
 
     def remove(self, adapter_id: int) -> None:
         self.allowed_cache.invalidate()
@@ -379,7 +464,7 @@ class SearchService:
             if self._index is not None:
                 self._index.remove(np.asarray([adapter_id], dtype=np.int64))
                 self._hashes.pop(adapter_id, None)
-                self._dirty = True
+                self._changed([adapter_id])
                 self._schedule_save()
 
     def indexed_count(self) -> int:
@@ -390,51 +475,24 @@ class SearchService:
         """Rebuild the index from the vectors in the DB (no re-embedding); returns its size."""
         with self._lock:
             with self.sessions() as s:
-                self._index = self._build_from_db(s)
-            self._save()
-            return len(self._index)
+                self._index, self._hashes = self._build_from_db(s)
+        self._save()
+        return len(self._index)
 
     def reindex(self, progress: Callable[[int, int], None] | None = None, batch: int = 64) -> int:
         """Re-embed every adapter with the configured model, store the vectors, rebuild the index."""
         with self.sessions() as s:
             ids = list(s.scalars(select(Adapter.id).order_by(Adapter.id)))
-        self._reembed(ids, progress, batch)
+        self.reembedder.reembed(ids, progress, batch)
         return self.rebuild()
 
     def reembed_old_recipe(self, batch: int = 64) -> int:
-        """Re-embed the adapters whose vector comes from an older text recipe of the configured model (a hub
-        made before :data:`EMBEDDING_TEXT_VERSION` changed); returns how many. Other models' vectors are left
-        to ``loom reindex``/``loom fsck --repair``."""
-        model = self.settings.embedding_model
-        with self.sessions() as s:
-            rows = s.execute(select(Adapter.id, Adapter.embedding_model).where(
-                Adapter.embedding.is_not(None), Adapter.embedding_model != self.embedding_key,
-                or_(Adapter.embedding_model == model, Adapter.embedding_model.startswith(model + _RECIPE)),
-            ).order_by(Adapter.id))
-            ids = [int(i) for i, m in rows if is_old_recipe(m, model)]
-        self._reembed(ids, None, batch)
-        return len(ids)
-
-    def _reembed(self, ids: list[int], progress: Callable[[int, int], None] | None, batch: int) -> None:
-        """Embed the current text of adapters ``ids`` and store the vectors (the index is not touched)."""
-        total = len(ids)
-        for start in range(0, total, batch):
-            with self.sessions() as s:
-                chunk = list(s.execute(select(Adapter.id, Adapter.namespace, Adapter.name, Adapter.description,
-                                              Adapter.tags).where(Adapter.id.in_(ids[start : start + batch]))
-                                       .order_by(Adapter.id)))
-            vecs = self.embed([embedding_text(r[1], r[2], r[3], r[4] or []) for r in chunk])
-            with self.sessions.begin() as s:
-                for r, v in zip(chunk, vecs, strict=True):
-                    blob = v.astype(np.float32).tobytes()
-                    s.execute(
-                        update(Adapter)
-                        .where(Adapter.id == r[0])
-                        .values(embedding=blob, embedding_model=self.embedding_key,
-                                embedding_hash=vector_hash(blob), updated_at=Adapter.updated_at)
-                    )
-            if progress:
-                progress(min(start + batch, total), total)
+        """Re-embed, now, the adapters whose vector comes from an older text recipe of the configured model (a hub
+        made before :data:`EMBEDDING_TEXT_VERSION` changed), into the loaded index too; returns how many. Other
+        models' vectors are left to ``loom reindex``/``loom fsck --repair``. :meth:`ensure_index` does this in
+        the background."""
+        r = self.reembedder
+        return r.reembed(r.old_recipe_ids(), None, batch, only_old=True, live=True)
 
     # -- queries ------------------------------------------------------------------------------
     def search(self, viewer: User | None, query: str, k: int = 10,
@@ -484,8 +542,8 @@ class SearchService:
             if has_filters:
                 exact = [i for i in exact if _contains(allowed, i)]
             exact = exact[:k]
-            with self._lock:
-                hits = self._index.search(qvec, k, allowed=allowed) if (not has_filters or allowed.size) else []
+            index = self._index  # a save or rebuild may replace it: search the one in hand
+            hits = index.search(qvec, k, allowed=allowed) if (not has_filters or allowed.size) else []
             ordered = list(exact) + [i for i, _ in hits if i not in exact]
             ordered = ordered[:k]
             rows = repo.adapters_by_ids(s, ordered)

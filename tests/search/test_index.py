@@ -266,3 +266,101 @@ def test_stored_vectors_are_normalised_and_sets_are_accepted(kind) -> None:
         index.vectors([7])
     assert [i for i, _ in index.search([0.0, 0.0, 1.0], 5, allowed={5, 9, 11})] == [9, 5]
     assert index.search([1.0, 0.0, 0.0], 1)[0] == (5, pytest.approx(0.6))
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+def test_changes_during_a_snapshot_are_searched_and_applied_after_it(kind, tmp_path) -> None:
+    """While a snapshot is being copied (begin_snapshot .. take) adds and removes go to an overlay: searches,
+    lengths and vectors see them at once, the copy is the index as it was when frozen, and afterwards the
+    index holds them."""
+    rng = np.random.default_rng(3)
+    dim, n = 16, 300
+    ids, vecs = np.arange(1, n + 1, dtype=np.int64), rng.standard_normal((n, dim)).astype(np.float32)
+    index = VectorIndex(dim, kind, nlist=4, nprobe=4)  # IVF probes every cell: exact, like the reference
+    index.add(ids, vecs)
+    ref = VectorIndex(dim, "flat")
+    ref.add(ids, vecs)
+    queries = rng.standard_normal((20, dim)).astype(np.float32)
+    take = index.begin_snapshot()
+    with pytest.raises(InvalidInputError, match="already in progress"):
+        index.begin_snapshot()
+    new = rng.standard_normal((3, dim)).astype(np.float32)
+    index.add([5, 400, 401], new)
+    ref.add([5, 400, 401], new)
+    assert index.remove([7, 401, 999]) == 2 and ref.remove([7, 401]) == 2
+    index.add([7], vecs[8:9] * 2)  # removed, then back
+    ref.add([7], vecs[8:9] * 2)
+    assert 400 in index and 401 not in index and 7 in index and len(index) == len(ref) == n + 1
+    assert sorted(index.ids().tolist()) == sorted(ref.ids().tolist())
+    allowed = np.asarray([5, 6, 7, 8, 400, 401], dtype=np.int64)
+
+    def predicate(cands: list[int]) -> set[int]:
+        return {i for i in cands if i % 3 == 1}
+
+    def same_answers() -> None:
+        for q in queries:
+            assert [i for i, _ in index.search(q, 10)] == [i for i, _ in ref.search(q, 10)]
+            assert [i for i, _ in index.search(q, 4, allowed=allowed)] == [i for i, _ in ref.search(q, 4, allowed=allowed)]
+            assert [i for i, _ in index.search(q, 5, allowed=predicate)] == [
+                i for i, _ in ref.search(q, 5, allowed=predicate)]
+        np.testing.assert_allclose(index.vectors([5, 6]), ref.vectors([5, 6]), atol=1e-6)
+
+    same_answers()
+    take().save(tmp_path, "before")
+    same_answers()  # applied to the index itself now
+    assert index._overlay is None and 401 not in index._pos and 400 in index._pos
+    saved, fp = VectorIndex.load(tmp_path)
+    assert fp == "before" and len(saved) == n and 400 not in saved and 7 in saved
+    before = vecs[[4, 6]] / np.linalg.norm(vecs[[4, 6]], axis=1, keepdims=True)  # ids 5 and 7 when frozen
+    np.testing.assert_allclose(saved.vectors([5, 7]), before, atol=1e-6)
+
+
+def test_searches_changes_and_snapshots_from_many_threads() -> None:
+    """Searches in three threads while a fourth adds, replaces and removes and a fifth takes snapshots: no error,
+    every answer has k distinct ids, and the index ends equal to a reference given the same changes."""
+    import threading
+
+    rng = np.random.default_rng(5)
+    dim, n = 16, 3000
+    index = VectorIndex(dim, "ivf", nlist=8, nprobe=8)
+    ref = VectorIndex(dim, "flat")
+    vecs = rng.standard_normal((n, dim)).astype(np.float32)
+    index.add(np.arange(n), vecs)
+    ref.add(np.arange(n), vecs)
+    stop, errors = threading.Event(), []
+
+    def searcher(seed: int) -> None:
+        r = np.random.default_rng(seed)
+        try:
+            while not stop.is_set():
+                hits = index.search(r.standard_normal(dim).astype(np.float32), 10)
+                assert len({i for i, _ in hits}) == 10
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def snapshots() -> None:
+        try:
+            while not stop.is_set():
+                index.snapshot()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=searcher, args=(s,)) for s in range(3)] + [threading.Thread(target=snapshots)]
+    for t in threads:
+        t.start()
+    try:
+        for step in range(60):
+            ids = rng.choice(n + 200, 5, replace=False)
+            new = rng.standard_normal((5, dim)).astype(np.float32)
+            index.add(ids, new)
+            ref.add(ids, new)
+            gone = rng.choice(n + 200, 3, replace=False)
+            assert index.remove(gone) == ref.remove(gone), step
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not errors, errors[:3]
+    assert sorted(index.ids().tolist()) == sorted(ref.ids().tolist())
+    for q in rng.standard_normal((10, dim)).astype(np.float32):
+        assert [i for i, _ in index.search(q, 10)] == [i for i, _ in ref.search(q, 10)]
