@@ -102,6 +102,9 @@ def main() -> None:
                 service.upsert(1, vecs[1].tobytes())
                 upsert_wait = time.perf_counter() - t0
         saver.join()
+        if not during:
+            raise SystemExit(f"the save took {took[0]:.3f} s: too short for a search to start during it; use a "
+                             "larger --size")
         first = during[0]
         during.sort()
         print(f"save: {took[0]:.2f} s; {len(during)} searches issued during it: first/median/max "
