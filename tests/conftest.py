@@ -30,6 +30,27 @@ def _seeded():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _sigint_handled(request):
+    """Ctrl-C stays Python's KeyboardInterrupt in the test process. A library that leaves SIGINT ignored would be
+    inherited by every process a later test starts (a ``loom worker`` that never stops on Ctrl-C, Ray workers that
+    ignore ``ray.cancel``): it is put back and named, so the test that changed it can be found."""
+    import signal
+    import threading
+    import warnings
+
+    def restore(when: str) -> None:
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            warnings.warn(f"SIGINT was {signal.getsignal(signal.SIGINT)!r} {when} {request.node.nodeid}; restored",
+                          stacklevel=1)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    restore("before")
+    yield
+    restore("after")
+
+
 @pytest.fixture(scope="session")
 def tiny_model():
     """A 2-layer, hidden-32 Llama with random weights (seeded)."""
