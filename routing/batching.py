@@ -201,10 +201,8 @@ class MixedAdapterModel:
         if prev is not None and isinstance(prev.key, tuple) and prev.key[1] == key[1] and prev.idx.shape == w.idx.shape:
             changed = [i for i, (a, b) in enumerate(zip(prev.key[0], rows_key, strict=True)) if a != b]
             if len(changed) < len(mixes):  # the layers may update the changed rows of what they gathered
-                prev.prev = prev.changed = prev.delta = None  # keep one link, not the history
-                ch = torch.tensor(changed, dtype=torch.long)
-                w.prev, w.changed = prev, ch.to(dev)
-                w.delta = GroupWeights(idx[ch].to(dev), val[ch].to(dev), level="row", unit=unit)
+                prev.prev = None  # keep one link, not the history
+                w.prev, w.changed = prev, torch.tensor(changed, dtype=torch.long, device=dev)
                 if k == 1 and all(list(mixes[i].values()) == [1.0] for i in changed):
                     w.moves = tuple((i, pairs[i][0][0]) for i in changed)
         self.context.rows["*"] = w

@@ -8,6 +8,7 @@ from it after the forward (spec §7.6).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import torch
@@ -26,11 +27,11 @@ class GroupWeights:
         level: ``token`` or ``row``.
         single: ``(group, weight)`` when every row uses the same single group (enables a fast path).
         unit: every weight is known to be 1.0 (set by whoever built ``val`` in Python; False = not known).
-        prev, changed, delta: row weights that differ from ``prev`` (same shape) only in rows ``changed`` (a
-            (c,) long tensor), whose weights are ``delta`` (c rows): a layer holding state gathered for
-            ``prev`` may update those rows in place instead of gathering every row again (a continuous
-            batch's join into a hole).
-        moves: with ``delta``, the changed rows as ``(row, group)`` pairs when each is one group at weight 1
+        prev, changed: row weights that differ from ``prev`` (same shape) only in rows ``changed`` (a (c,)
+            long tensor; :attr:`delta` are their weights): a layer holding state gathered for ``prev`` may
+            update those rows in place instead of gathering every row again (a continuous batch's join into a
+            hole).
+        moves: with ``changed``, those rows as ``(row, group)`` pairs when each is one group at weight 1
             (the common join: a layer copies those rows without building index tensors).
         key: what the weights were built from, for their builder to recognise them (None: not recorded).
     """
@@ -42,9 +43,15 @@ class GroupWeights:
     unit: bool = False
     prev: GroupWeights | None = None
     changed: torch.Tensor | None = None
-    delta: GroupWeights | None = None
     moves: tuple[tuple[int, int], ...] | None = None
     key: object = None
+
+    @cached_property
+    def delta(self) -> GroupWeights:
+        """The weights of the ``changed`` rows (built once, read by every layer)."""
+        assert self.changed is not None
+        return GroupWeights(self.idx.index_select(0, self.changed), self.val.index_select(0, self.changed),
+                            self.level, unit=self.unit)
 
     def dense(self, groups: int) -> torch.Tensor:
         """(M, G) dense weights (duplicates add)."""

@@ -237,7 +237,7 @@ class RoutedLoRALinear(nn.Module):
         if f is not None and f[1] == self.bank.version:
             if f[0] is w:
                 return f[2], f[3]
-            if w.prev is not None and f[0] is w.prev and w.changed is not None and w.delta is not None:
+            if w.prev is not None and f[0] is w.prev and w.changed is not None:
                 if w.moves is not None and self.bank.rank == f[2].shape[2]:  # one adapter per changed row
                     a_t = self._scaled_a_t()
                     for row, slot in w.moves:

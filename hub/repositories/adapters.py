@@ -181,22 +181,26 @@ def all_version_files(session: Session) -> list[tuple[int, str, dict, str]]:
     return [(r[0], f"{r[1]}/{r[2]}@{r[3]}", r[4] or {}, r[5]) for r in rows]
 
 
+def _embedded_by(model: str, prefix: str) -> ColumnElement[bool]:
+    """Rows with an embedding whose model is ``model`` or starts with ``prefix``."""
+    return and_(Adapter.embedding.is_not(None),
+                or_(Adapter.embedding_model == model, Adapter.embedding_model.startswith(prefix)))
+
+
 def embeddings_for_index(session: Session, model: str,
                          prefix: str) -> list[tuple[int, bytes | None, str | None, str | None]]:
     """(adapter id, embedding bytes, embedding model, embedding hash) of the adapters with an embedding whose
     model is ``model`` or starts with ``prefix`` (the search index's start-up build)."""
-    stmt = select(Adapter.id, Adapter.embedding, Adapter.embedding_model, Adapter.embedding_hash).where(
-        Adapter.embedding.is_not(None), or_(Adapter.embedding_model == model, Adapter.embedding_model.startswith(prefix)))
-    return [(int(i), b, m, h) for i, b, m, h in session.execute(stmt.order_by(Adapter.id))]
+    stmt = select(Adapter.id, Adapter.embedding, Adapter.embedding_model, Adapter.embedding_hash)
+    return [(int(i), b, m, h) for i, b, m, h in session.execute(stmt.where(_embedded_by(model, prefix))
+                                                                   .order_by(Adapter.id))]
 
 
 def embedding_hashes_of_models(session: Session, model: str,
                                prefix: str) -> list[tuple[int, str | None, str | None]]:
     """(adapter id, embedding hash, embedding model) of the adapters with an embedding whose model is ``model``
     or starts with ``prefix``, by id."""
-    stmt = select(Adapter.id, Adapter.embedding_hash, Adapter.embedding_model).where(
-        Adapter.embedding.is_not(None),
-        or_(Adapter.embedding_model == model, Adapter.embedding_model.startswith(prefix)))
+    stmt = select(Adapter.id, Adapter.embedding_hash, Adapter.embedding_model).where(_embedded_by(model, prefix))
     return [(int(i), h, m) for i, h, m in session.execute(stmt.order_by(Adapter.id))]
 
 

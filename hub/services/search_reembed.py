@@ -19,10 +19,11 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.db.models import Adapter
+from hub.repositories import adapters as repo
 from hub.services.search_text import RECIPE, embedding_key, embedding_text, is_old_recipe, vector_hash
 
 log = logging.getLogger(__name__)
@@ -112,11 +113,8 @@ class Reembedder:
         """Ids of the adapters whose vector comes from an older text recipe of the configured model."""
         model = self.model
         with self.sessions() as s:
-            rows = s.execute(select(Adapter.id, Adapter.embedding_model).where(
-                Adapter.embedding.is_not(None), Adapter.embedding_model != self.key,
-                or_(Adapter.embedding_model == model, Adapter.embedding_model.startswith(model + RECIPE)),
-            ).order_by(Adapter.id))
-            return [int(i) for i, m in rows if is_old_recipe(m, model)]
+            rows = repo.embedding_hashes_of_models(s, model, model + RECIPE)
+        return [i for i, _, m in rows if is_old_recipe(m, model)]
 
     def reembed(self, ids: list[int], progress: Callable[[int, int], None] | None, batch: int, *,
                 stop: threading.Event | None = None, only_old: bool = False, live: bool = False) -> int:

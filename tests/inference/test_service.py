@@ -164,7 +164,10 @@ def test_window_scheduler_runs_one_generate(ihub):
         assert batcher.generate_calls == before + 1  # one generate served the four requests
         assert batcher.batch_sizes[-1] == 4
         computed, useful = batcher.tokens_computed - work[0], batcher.tokens_useful - work[1]
-        assert computed % 4 == 0 and computed > useful > 0  # four padded rows; prompts of different lengths
+        tok = svc.tokenizer(BASE_ID)  # needed: each prompt, then each generated token (an eos included) but the last
+        assert useful == sum(len(encode_prompt(tok, f"{m} says hi")) + len(out[m].tokens)
+                             - (out[m].finish_reason == "length") for m in models)
+        assert computed % 4 == 0 and computed > useful  # four rows padded to the longest prompt and output
         for m in models:
             assert out[m].tokens == single[m].tokens and out[m].batch_size == 4
     finally:

@@ -56,8 +56,9 @@ class InferenceCollector:
                                       labels=["base"])
         needed = CounterMetricFamily("loom_inference_needed_tokens", "Input tokens the rows needed (their prompts, "
                                      "then each generated token but the last)", labels=["base"])
-        scheds = [(base_id, batcher) for base_id, (_, _, batcher) in self.engines.loaded().items()]
+        scheds: list[tuple[str, Any]] = []
         for base_id, (_, gpu, batcher) in self.engines.loaded().items():
+            scheds.append((base_id, batcher))
             running |= set(batcher.running)
             waiting |= batcher.waiting()
             resident.add_metric([base_id], len(gpu.resident()))

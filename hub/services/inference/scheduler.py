@@ -203,11 +203,10 @@ class Scheduler:
 
     def _finish(self, rows: list[Any]) -> None:
         size = len(self.batch) + len(rows)
+        finished = [(row, self._jobs.pop(id(row))[0]) for row in rows]
         if rows:  # the adapters still running (a scrape lists them)
-            gone = set(map(id, rows))
-            self.running = frozenset(k for key, (job, _) in self._jobs.items() if key not in gone for k in job.mixture)
-        for row in rows:
-            job, _ = self._jobs.pop(id(row))
+            self.running = frozenset(k for job, _ in self._jobs.values() for k in job.mixture)
+        for row, job in finished:
             if job.tokens is not None:
                 job.tokens.put(None)
             if row.finish_reason == "cancelled" or (job.cancelled is not None and job.cancelled.is_set()):
