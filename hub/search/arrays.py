@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -36,3 +37,12 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
         return np.lexsort((np.arange(scores.size), -scores))
     part = np.argpartition(-scores, k - 1)[:k]
     return part[np.lexsort((part, -scores[part]))]
+
+
+def permitted(predicate: Callable[[list[int]], Any], ids: list[int]) -> set[int]:
+    """The ids of ``ids`` that a search filter ``predicate`` permits (it returns an iterable of ids), or raise
+    :class:`InvalidInputError` when it answers something else."""
+    answer = predicate(ids)
+    if not isinstance(answer, Iterable) or isinstance(answer, str | bytes):
+        raise InvalidInputError(f"the search predicate must return a set of ids, got {answer!r}")
+    return {int(i) for i in answer} & set(ids)

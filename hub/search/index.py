@@ -37,6 +37,7 @@ import numpy as np
 
 from hub.core.errors import InvalidInputError, StorageError
 from hub.search.arrays import as_ids, normalize, top_k
+from hub.search.arrays import permitted as permitted_ids
 from hub.search.overlay import Overlay, merge
 from hub.search.persist import load_arrays, save_arrays
 from hub.search.rwlock import RWLock
@@ -400,11 +401,7 @@ class VectorIndex:
             scores = dict(candidates)
             for start in range(0, len(new), PREDICATE_BATCH):  # bounded IN (...) lists for the DB
                 chunk = new[start : start + PREDICATE_BATCH]
-                answer = predicate(chunk)
-                if not isinstance(answer, Iterable) or isinstance(answer, str | bytes):
-                    raise InvalidInputError(f"the search predicate must return a set of ids, got {answer!r}")
-                ok = {int(i) for i in answer} & set(chunk)
-                permitted.update({i: scores[i] for i in ok})
+                permitted.update({i: scores[i] for i in permitted_ids(predicate, chunk)})
             checked.update(new)
             if len(permitted) >= k or exhaustive:
                 best = sorted(permitted.items(), key=lambda p: (-p[1], p[0]))

@@ -13,8 +13,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from hub.core.errors import InvalidInputError
-from hub.search.arrays import top_k
+from hub.search.arrays import permitted, top_k
 
 Pairs = list[tuple[int, float]]
 
@@ -52,10 +51,7 @@ class Overlay:
         ids = list(self.vecs)
         if allowed is not None and ids:
             if callable(allowed):
-                answer = allowed(ids)
-                if not isinstance(answer, Iterable) or isinstance(answer, str | bytes):
-                    raise InvalidInputError(f"the search predicate must return a set of ids, got {answer!r}")
-                ok = {int(i) for i in answer}
+                ok = permitted(allowed, ids)
             else:
                 ok = set(np.asarray(allowed).tolist())
             ids = [i for i in ids if i in ok]
