@@ -9,6 +9,8 @@ Zipf skew (weight 1/k^1.1). Every system sees the same requests, greedy:
 * (b) Loom, ``LOOM_SCHEDULER=window`` (collect for a window, run each batch to completion);
 * (c) a baseline server running PEFT ``generate`` one request at a time (``set_adapter`` per request);
 * (d) Loom continuous with every request on the bare base (no adapter): the cost of the LoRA rows;
+* (a0) with ``--compare-join``: (a) with ``LOOM_INFERENCE_JOIN_WAIT_STEPS=0``: a waiting row joins at the next step
+  (one prefill forward per step that frees a slot) instead of being held back until several share a prefill;
 * (e) with ``--max-queued N``: (a) with a queue bound of N rows (the others queue up to 4096): beyond it a request
   answers 429 at once, as a server under overload should; printed: how many were turned away, and the latency
   of those served.
@@ -54,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.helpers: P
 
 TINY_ID = "bench/tiny-llama"
 BOUNDED = "(e) cont., bounded"
+AT_ONCE = "(a0) joins at once"
 WORDS = ("plan", "river", "stone", "light", "north", "market", "signal", "garden", "copper", "window", "engine",
          "paper", "orbit", "forest", "melody", "harbor", "silver", "canvas", "motion", "summit")
 
@@ -257,13 +260,13 @@ def peft_app(folder: Path, adapters: dict[str, Path], device: str):
     return app
 
 
-def work(app: Any, base_id: str) -> tuple[int, int]:
-    """(input tokens the base's scheduler computed, input tokens its rows needed) so far."""
+def work(app: Any, base_id: str) -> tuple[int, int, int]:
+    """(input tokens the base's scheduler computed, input tokens its rows needed, forwards run) so far."""
     sched = app.state.inference.engines.loaded()[base_id].batcher
-    return sched.tokens_computed, sched.tokens_useful
+    return sched.tokens_computed, sched.tokens_useful, sched.forwards
 
 
-def useful_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+def useful_share(before: tuple[int, ...], after: tuple[int, ...]) -> float:
     """The share of the forwards' input tokens that some row needed, between two :func:`work` readings."""
     computed, useful = after[0] - before[0], after[1] - before[1]
     return useful / computed if computed else float("nan")
@@ -346,6 +349,8 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
                 rows[rate]["(c) PEFT serial"] = summary(res, wall)
             systems = [("(a) continuous", "continuous", False), ("(b) window", "window", False),
                        ("(d) base alone", "continuous", True)]
+            if args.compare_join:
+                systems.append((AT_ONCE, "continuous", False))
             if args.max_queued is not None:
                 systems.append((BOUNDED, "continuous", False))
             cpu: dict[str, float] = {}
@@ -355,6 +360,7 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
                 hub.settings.inference_max_batch = args.max_batch
                 hub.settings.inference_max_queued = args.max_queued if label == BOUNDED else 4096
                 hub.settings.inference_batch_window_ms = args.window_ms
+                hub.settings.inference_join_wait_steps = 0 if label == AT_ONCE else 8
                 app = create_app(hub=hub, warm_index=False)
                 with serve_in_thread(app, timeout=120) as url:
                     warm = workload(len(names), 1000.0, names, base_id, tokens, seed=97)
@@ -366,13 +372,16 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
                         work0 = work(app, base_id)
                         res, wall = client.run(url, reqs, False)
                         rows[rate][label] = summary(res, wall)
-                        rows[rate][label]["useful"] = useful_share(work0, work(app, base_id))
+                        work1 = work(app, base_id)
+                        rows[rate][label]["useful"] = useful_share(work0, work1)
+                        rows[rate][label]["forwards"] = work1[2] - work0[2]
                         texts[f"{label}@{rate}"] = [r.text for r in res]
                 app.state.inference.close()
                 cpu[label] = time.process_time() - cpu0
             hub.close()
         print_identical(texts, "(a) continuous", "(b) window", rates, cpu)
         labels = ["(a) continuous", "(b) window", "(c) PEFT serial", "(d) base alone"]
+        labels += [AT_ONCE] if args.compare_join else []
         labels += [BOUNDED] if args.max_queued is not None else []
         for rate in rates:
             gap = 1.0 / rate
@@ -385,7 +394,14 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
             ok = rows[rate]["(a) continuous"]["ttft99"] < 10 * gap
             print(f"(a)/(b) output tok/s {a / b:.2f}x   (a)/(d) {a / d:.2f}x   (a)/(c) "
                   f"{a / rows[rate]['(c) PEFT serial']['tok_s']:.2f}x   (a) p99 TTFT < 10 x gap: {ok}")
+            if args.compare_join:
+                a0 = rows[rate][AT_ONCE]
+                print(f"(a)/(a0) output tok/s {a / a0['tok_s']:.2f}x (holding joiners back for a shared prefill); "
+                      f"p99 TTFT (a) {rows[rate]['(a) continuous']['ttft99'] * 1000:.0f} ms, (a0) "
+                      f"{a0['ttft99'] * 1000:.0f} ms")
             ua, ub = rows[rate]["(a) continuous"]["useful"], rows[rate]["(b) window"]["useful"]
+            print("forwards run (prefills and decode steps): " + ", ".join(
+                f"{k} {rows[rate][k]['forwards']}" for k in labels if "forwards" in rows[rate][k]))
             print(f"useful share of the forwards' input tokens (prompts + generated, vs padding, finished rows and "
                   f"holes): (a) {ua:.2f}, (b) {ub:.2f}, quotient {ua / ub:.2f}x")
 
@@ -463,6 +479,8 @@ def main() -> None:
                     help="run the load generator in the server's process (it then shares the interpreter lock)")
     ap.add_argument("--max-queued", type=int, default=None,
                     help="also run (e): continuous with this queue bound (beyond it 429; the others queue 4096)")
+    ap.add_argument("--compare-join", action="store_true",
+                    help="also run (a0): continuous with waiting rows joining at the next step (no shared prefills)")
     ap.add_argument("--router", default=None, help="bench a router artifact of this preset (e.g. meteora, mole_wu)")
     args = ap.parse_args()
     if not 8 <= args.adapters <= 16:

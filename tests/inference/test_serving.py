@@ -252,3 +252,48 @@ def test_a_sliding_window_base_is_served_by_the_window_batcher(ihub, service, tm
         assert got.text == service.engine("loom-test/gemma3").base.tokenizer.decode(want, skip_special_tokens=True)
     assert isinstance(service.engine("loom-test/gemma3").batcher, Batcher)
     assert isinstance(service.engine(BASE_ID).batcher, Scheduler)
+
+
+def test_a_busy_batch_holds_joiners_back_so_that_they_share_one_prefill(service, ihub):
+    """With the batch at least half full and a prefill whose fixed cost outweighs what the free slots lose, a
+    row that arrives waits (at most ``inference_join_wait_steps``) and the next one joins with it in ONE
+    prefill forward; with 0 each joins at the next step in a prefill of its own. Tokens are the rows' own."""
+    ihub.settings.inference_max_batch = 4  # read when the engine is built
+    prompts = ("join one", "join two")
+    alone = {p: greedy(service, "alice/math", p, 6).tokens for p in prompts}
+    sched = service.engine(BASE_ID).batcher
+    batch = sched.batch
+    hook = batch.runner.model.register_forward_pre_hook(lambda *a: time.sleep(0.03))
+    try:
+        for wait_steps, prefills in ((8, 1), (0, 2)):
+            batch.cost.max_wait_steps = wait_steps
+            longs = [threading.Thread(target=greedy, args=(service, BASE_ID, "leave early", 60)) for _ in range(2)]
+            for t in longs:
+                t.start()
+            deadline = time.monotonic() + 20
+            while len(batch) < 2 and time.monotonic() < deadline:
+                time.sleep(0.005)  # both long rows in the batch: their prefills are recorded
+            batch.cost.samples.clear()
+            for n in (10, 20, 40, 80) * 2:  # a prefill's fixed cost is 1 s here: far more than a step's 30 ms
+                batch.cost.prefill(n, 1.0 + 0.001 * n)
+            before, got = batch.prefills, {}
+
+            def ask(prompt: str, into: dict = got) -> None:
+                into[prompt] = greedy(service, "alice/math", prompt, 6).tokens
+
+            first = threading.Thread(target=ask, args=(prompts[0],))
+            first.start()
+            while sched.num_waiting + sched.num_running < 3 and time.monotonic() < deadline:
+                time.sleep(0.002)
+            steps = batch.forwards
+            while batch.forwards < steps + 2 and time.monotonic() < deadline:
+                time.sleep(0.002)  # two steps after the first arrived: it still waits when held
+            assert sched.num_waiting == (1 if wait_steps else 0)
+            second = threading.Thread(target=ask, args=(prompts[1],))
+            second.start()
+            for t in (first, second, *longs):
+                t.join()
+            assert batch.prefills - before == prefills
+            assert got == alone
+    finally:
+        hook.remove()

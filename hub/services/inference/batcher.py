@@ -93,6 +93,7 @@ class Batcher:
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._stop = threading.Event()
         self.generate_calls = 0
+        self.forwards = 0  # model forwards the generate calls ran (a prefill and a decode step per further token)
         self.rows_served = 0
         self.batch_sizes: list[int] = []
         self.running: frozenset[str] = frozenset()  # adapter keys of the batch being generated
@@ -211,6 +212,7 @@ class Batcher:
         self.generate_calls += 1
         self.rows_served += len(jobs)
         steps = max(len(t) for t in res.tokens)  # generate runs every row until the last one ends
+        self.forwards += max(1, steps)
         self.tokens_computed += len(jobs) * (width + max(0, steps - 1))
         self.tokens_useful += sum(len(j.prompt_ids) + max(0, len(t[: j.max_new_tokens]) - 1)
                                   for j, t in zip(jobs, res.tokens, strict=True))
