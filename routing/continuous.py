@@ -3,9 +3,10 @@
 :class:`ContinuousBatch` holds the rows being generated on one
 :class:`~routing.batching.MixedAdapterModel`. Each :meth:`~ContinuousBatch.step` is ONE decode forward over
 every running row, then each row samples its own next token (:mod:`routing.sampling`) and a finished row
-leaves at once (its cache rows are dropped). New rows join between steps with :meth:`~ContinuousBatch.add`:
-their prompts are prefilled together in one forward of their own (the running rows are not recomputed),
-their first token is sampled from that prefill, and their cache is appended to the running one. Every row
+leaves at once (it becomes a hole, below). New rows join between steps with :meth:`~ContinuousBatch.add`:
+their prompts are prefilled together in forwards of their own (the running rows are not recomputed; how
+much padding a shared prefill may take is measured, :mod:`routing.cost`), their first token is sampled from
+that prefill, and their cache is written into holes or appended to the running one. Every row
 keeps its adapter or mixture (per-row slot indices, the BGMV-style gathered LoRA of the routing engine),
 ``max_new_tokens``, temperature, ``top_p``, seed and stop conditions inside the one forward.
 
@@ -20,8 +21,8 @@ a paged cache with per-token adapter indices (Punica SGMV / vLLM):
   served tokens stay exactly the ``transformers + PEFT`` greedy tokens (the parity oracle of the tests);
 * the models served here are small (tiny and SmolLM2-class bases, tens of rows): padding waste is bounded by
   the spread of live lengths, whereas a paged layout needs custom attention kernels that CPU torch lacks.
-The cost is that a join copies the running cache once (``torch.cat``); the tests and the serving bench
-measure it against the window batcher. A decode step does not copy it: each layer's keys and values are views
+The cost is that a join that finds no hole copies the running cache once (``torch.cat``); a join into a hole
+writes its rows in place. A decode step does not copy it: each layer's keys and values are views
 of a buffer with spare columns (:class:`GrowingLayer`), so a step writes its one column in place, where
 transformers' ``DynamicLayer`` concatenates the whole cache every step (O(length) per step per layer).
 
