@@ -3,7 +3,8 @@
 Requests arrive as a Poisson process (open loop: arrivals never wait for answers) at three rates, through
 the HTTP endpoint of a real uvicorn server, sent by a load generator in a process of its own, each with a
 prompt length and an output length drawn from ranges and an adapter drawn from ``--adapters`` (8-16) with a
-Zipf skew (weight 1/k^1.1). Every system sees the same requests, greedy:
+Zipf skew (weight 1/k^1.1). Every system sees the same requests, greedy (``--sampled 0.5``: half of them sample
+with temperature 0.8, top_p 0.95 and a seed each; ``--output-tokens LO HI``: another ``max_tokens`` range):
 
 * (a) Loom, ``LOOM_SCHEDULER=continuous`` (iteration-level batching, per-row adapters);
 * (b) Loom, ``LOOM_SCHEDULER=window`` (collect for a window, run each batch to completion);
@@ -32,6 +33,7 @@ measured first (1 / the mean latency of (c)): below, near and above saturation.
     python benchmarks/serving_bench.py --quick --base smollm2 --rate-multiples 1 4 12   # SmolLM2-135M
     python benchmarks/serving_bench.py --base both --requests 64
     python benchmarks/serving_bench.py --quick --router meteora   # a router artifact: batched vs one at a time
+    python benchmarks/serving_bench.py --requests 48 --compare-join --output-tokens 8 160 --sampled 0.5
 Uses CUDA when available.
 """
 
@@ -70,6 +72,8 @@ class Req:
     adapter: str | None
     prompt: str
     max_tokens: int
+    temperature: float = 0.0
+    seed: int | None = None
 
 
 @dataclass
@@ -138,21 +142,29 @@ def _shrink(folder: Path, factor: float) -> None:
 
 
 def workload(n: int, rate: float, names: list[str], base_id: str, tokens: tuple[int, int], seed: int,
-             bare: bool = False) -> list[Req]:
-    """``n`` requests, Poisson arrivals at ``rate``/s, Zipf-skewed adapters, lengths from ranges."""
+             bare: bool = False, sampled: float = 0.0) -> list[Req]:
+    """``n`` requests, Poisson arrivals at ``rate``/s, Zipf-skewed adapters, lengths from ranges; a share
+    ``sampled`` of them sample (temperature 0.8, top_p 0.95, a seed each), the others are greedy."""
     rng = random.Random(seed)
+    pick = random.Random(seed + 1)  # its own stream: the greedy workload stays the same with or without sampling
     weights = [1.0 / (k + 1) ** 1.1 for k in range(len(names))]
     t, out = 0.0, []
     for _ in range(n):
         t += rng.expovariate(rate)
         ad = rng.choices(names, weights)[0]
         prompt = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 24)))
-        out.append(Req(t, base_id if bare else ad, None if bare else ad, prompt, rng.randint(*tokens)))
+        req = Req(t, base_id if bare else ad, None if bare else ad, prompt, rng.randint(*tokens))
+        if pick.random() < sampled:
+            req.temperature, req.seed = 0.8, pick.randrange(1 << 30)
+        out.append(req)
     return out
 
 
 async def _one_loom(client, url: str, r: Req) -> Result:
-    body = {"model": r.model, "prompt": r.prompt, "max_tokens": r.max_tokens, "temperature": 0, "stream": True}
+    body = {"model": r.model, "prompt": r.prompt, "max_tokens": r.max_tokens, "temperature": r.temperature,
+            "stream": True}
+    if r.temperature:
+        body.update(top_p=0.95, seed=r.seed)
     t0 = time.perf_counter()
     ttft, text, tokens = None, [], 0
     async with client.stream("POST", url + "/v1/completions", json=body) as resp:
@@ -302,8 +314,9 @@ def print_identical(texts: dict[str, list[str]], a: str, b: str, rates: list[flo
     """Greedy outputs of systems ``a`` and ``b`` compared request by request; CPU seconds per system."""
     import os
 
-    same = sum(x == y for rate in rates for x, y in zip(texts[f"{a}@{rate}"], texts[f"{b}@{rate}"], strict=True))
-    total = sum(len(texts[f"{a}@{rate}"]) for rate in rates)
+    pairs = [(x, y) for rate in rates for x, y in zip(texts[f"{a}@{rate}"], texts[f"{b}@{rate}"], strict=True)
+             if x is not None]  # None: a sampled request (the two schedulers draw differently)
+    same, total = sum(x == y for x, y in pairs), len(pairs)
     print("process CPU seconds per system (server and client, warm-up included): "
           + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()) + f"; load average {os.getloadavg()}")
     print(f"greedy outputs identical between {a} and {b}: {same}/{total}")
@@ -315,7 +328,8 @@ def setup(base: str, args: argparse.Namespace) -> tuple[str, tuple[int, int]]:
 
     if args.quick:
         args.requests = 24 if base == "tiny" else 8
-    return ("cuda" if torch.cuda.is_available() else "cpu"), ((8, 48) if base == "tiny" else (8, 32))
+    tokens = tuple(args.output_tokens) if args.output_tokens else ((8, 48) if base == "tiny" else (8, 32))
+    return ("cuda" if torch.cuda.is_available() else "cpu"), tokens  # type: ignore[return-value]
 
 
 def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
@@ -368,14 +382,16 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
                         r.model, r.adapter = name, name
                     client.run(url, warm, False)
                     for rate in rates:
-                        reqs = workload(args.requests, rate, names, base_id, tokens, seed=int(rate * 1000), bare=bare)
+                        reqs = workload(args.requests, rate, names, base_id, tokens, seed=int(rate * 1000), bare=bare,
+                                        sampled=args.sampled)
                         work0 = work(app, base_id)
                         res, wall = client.run(url, reqs, False)
                         rows[rate][label] = summary(res, wall)
                         work1 = work(app, base_id)
                         rows[rate][label]["useful"] = useful_share(work0, work1)
                         rows[rate][label]["forwards"] = work1[2] - work0[2]
-                        texts[f"{label}@{rate}"] = [r.text for r in res]
+                        texts[f"{label}@{rate}"] = [r.text if not q.temperature else None
+                                                    for r, q in zip(res, reqs, strict=True)]
                 app.state.inference.close()
                 cpu[label] = time.process_time() - cpu0
             hub.close()
@@ -479,6 +495,11 @@ def main() -> None:
                     help="run the load generator in the server's process (it then shares the interpreter lock)")
     ap.add_argument("--max-queued", type=int, default=None,
                     help="also run (e): continuous with this queue bound (beyond it 429; the others queue 4096)")
+    ap.add_argument("--output-tokens", type=int, nargs=2, default=None, metavar=("LO", "HI"),
+                    help="max_tokens range (default 8-48 on the tiny base, 8-32 on SmolLM2)")
+    ap.add_argument("--sampled", type=float, default=0.0,
+                    help="share of requests that sample (temperature 0.8, top_p 0.95, seeded); the window batcher "
+                         "runs greedy and sampled requests in separate batches, (c) serves every request greedy")
     ap.add_argument("--compare-join", action="store_true",
                     help="also run (a0): continuous with waiting rows joining at the next step (no shared prefills)")
     ap.add_argument("--router", default=None, help="bench a router artifact of this preset (e.g. meteora, mole_wu)")
