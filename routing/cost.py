@@ -32,6 +32,9 @@ class ForwardCost:
     """
 
     MIN_SAMPLES = 8
+    #: the most padding :meth:`pad_tokens` allows whatever the fit says (a noisy fit on a busy machine can make
+    #: tokens look free; a 20-token prompt padded to 2,000 would not be)
+    MAX_PAD = 512
 
     def __init__(self, window: int = 64, default_pad: int = 16, max_wait_steps: int = 8) -> None:
         self.samples: deque[tuple[int, float]] = deque(maxlen=window)
@@ -68,15 +71,14 @@ class ForwardCost:
                     self._fit = (max(my - slope * mx, 0.0), slope)
         return self._fit
 
-    def pad_tokens(self) -> int | None:
-        """Most padding tokens one row may add to a shared prefill (None: any number, the forward's cost does
-        not grow with its tokens)."""
+    def pad_tokens(self) -> int:
+        """Most padding tokens one row may add to a shared prefill (at most :attr:`MAX_PAD`)."""
         f = self.fit()
         if f is None:
             return self.default_pad
         fixed, per_token = f
-        if per_token <= 0.0:
-            return None
+        if per_token * self.MAX_PAD <= fixed:
+            return self.MAX_PAD
         return int(fixed / per_token)
 
     def join_now(self, idle_slot_steps: int, waited_steps: int, live_rows: int) -> bool:

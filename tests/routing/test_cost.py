@@ -30,8 +30,9 @@ def test_defaults_until_the_samples_tell_fixed_from_per_token_cost():
     assert cost.fit() is None and cost.pad_tokens() == 16
 
 
-def test_a_cost_that_does_not_grow_with_tokens_pads_without_limit_and_noise_never_goes_negative():
-    assert fitted(0.01, 0.0).pad_tokens() is None
+def test_padding_is_capped_and_noise_never_makes_a_cost_negative():
+    assert fitted(0.01, 0.0).pad_tokens() == ForwardCost.MAX_PAD  # tokens look free: still capped
+    assert fitted(1.0, 0.0001).pad_tokens() == ForwardCost.MAX_PAD
     falling = ForwardCost()
     for n in (10, 20, 40, 80) * 2:
         falling.prefill(n, 0.02 - 0.0001 * n)  # noise can make big forwards look cheaper
