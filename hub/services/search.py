@@ -373,8 +373,9 @@ class SearchService:
     def refresh(self, *, force: bool = False) -> int:
         """Bring the loaded index in step with adapters other processes published, changed or deleted.
 
-        At most every ``REFRESH_INTERVAL_S``: cheap when nothing changed (the watermark: two index lookups),
-        and when it moved only the rows changed since the last one are read (``updated_at`` index). A row
+        At most every ``REFRESH_INTERVAL_S``: cheap when nothing changed (the watermark: three index lookups),
+        and when it moved only the rows changed or re-embedded since the last one are read (``updated_at`` and
+        ``embedded_at`` indexes: vectors another process's background re-embedding stored are followed too). A row
         deleted elsewhere does not move the watermark: a search that meets its id drops it from the index
         and searches again (:meth:`search`), and ``force`` (``loom fsck``, tests) compares every row now.
         Without ``force`` it waits at most ``REFRESH_WAIT_S`` for the service lock (held by a change, or briefly
@@ -399,8 +400,9 @@ class SearchService:
                 elif mark == self._mark:
                     return 0
                 else:  # rows stamped since the last watermark (less a margin for other hosts' clocks)
-                    since = self._mark[1] - timedelta(seconds=CLOCK_MARGIN_S)
-                    rows = repo.embedding_hashes_since(s, since, int(self._mark[0] or 0))
+                    margin = timedelta(seconds=CLOCK_MARGIN_S)
+                    embedded = self._mark[2] - margin if self._mark[2] is not None else None
+                    rows = repo.embedding_hashes_since(s, self._mark[1] - margin, int(self._mark[0] or 0), embedded)
                     now = dict(self._hashes) | {i: h for i, h, m in rows if self._indexable(m)}
                     gone = [i for i, _, m in rows if not self._indexable(m) and i in self._hashes]
                     for i in gone:
