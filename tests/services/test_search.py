@@ -99,7 +99,7 @@ def test_periodic_refresh_reads_only_changed_rows_and_searches_drop_rows_deleted
 ):
     """The watermark (max id, updated_at, embedded_at) finds publishes and patches made elsewhere; a deletion does not
     move it, so the search that meets the deleted id drops it and still returns k hits."""
-    import hub.services.search as search_module
+    import hub.services.search_index as search_module
 
     monkeypatch.setattr(search_module, "REFRESH_INTERVAL_S", 0.0)
     server, worker = make_hub(), make_hub()
@@ -264,7 +264,7 @@ def test_a_search_and_a_change_do_not_wait_for_a_save(make_hub, adapter_dirs, mo
     fingerprint of what it holds, so the next save (or start) brings the patch."""
     import threading
 
-    import hub.search.index as index_module
+    import hub.search.index_io as index_module
     from hub.search.index import VectorIndex
     from hub.services.search import fingerprint
 

@@ -82,7 +82,7 @@ def test_of_many_processes_racing_for_a_free_lease_one_gets_it(hub):
 def test_one_process_re_embeds_and_another_follows_its_vectors_without_a_restart(make_hub, adapter_dirs, monkeypatch):
     """Two processes start on a hub with old-recipe vectors: one holds the lease and re-embeds; the other embeds
     nothing, and its periodic sync loads the new vectors (the rows' ``updated_at`` is left as it was)."""
-    import hub.services.search as search_module
+    import hub.services.search_index as search_module
 
     monkeypatch.setattr(search_module, "REFRESH_INTERVAL_S", 0.0)
     _old_recipe_hub(make_hub, adapter_dirs)
