@@ -7,7 +7,8 @@ by :class:`hub.services.search_index.IndexKeeper` (built or loaded at start, per
 processes' changes); queries are embedded by :class:`hub.services.search_encoders.SearchEncoders` (ONNX Runtime
 or torch, an LRU cache of recent queries). Filters and visibility are given to the engine as the allowed set,
 so k results come back whenever k match (no top-k-then-filter shortfall). Adapters whose name, short name or a
-tag equals the query rank first. A hit whose cosine is below ``settings.search_match_threshold`` is a weak match
+tag equals the query rank first; the dense top ``LEXICAL_DEPTH`` after them are reordered by a small lexical
+tie-break (:mod:`hub.search.lexical`, ``settings.search_lexical_weight``); scores stay the cosines. A hit whose cosine is below ``settings.search_match_threshold`` is a weak match
 (``match == "weak"``): nothing fits the query well.
 """
 
@@ -26,6 +27,7 @@ from hub.core.errors import InvalidInputError
 from hub.db.models import Adapter, User
 from hub.repositories import adapters as repo
 from hub.repositories.adapters import AdapterFilters
+from hub.search.lexical import card_text, rerank
 from hub.services.search_encoders import SearchEncoders
 from hub.services.search_filters import AllowedCache, row_matches
 from hub.services.search_index import IndexKeeper, fingerprint  # noqa: F401 - fingerprint re-exported
@@ -47,6 +49,8 @@ log = logging.getLogger(__name__)
 
 MAX_K = 100
 MAX_QUERY = 1000
+#: the lexical tie-break (``settings.search_lexical_weight``) reorders this many of the dense best hits
+LEXICAL_DEPTH = 20
 
 
 @dataclass(frozen=True)
@@ -188,10 +192,18 @@ class SearchService(IndexKeeper):
                 exact = [i for i in exact if _contains(allowed, i)]
             exact = exact[:k]
             index = self._index  # a save or rebuild may replace it: search the one in hand
-            hits = index.search(qvec, k, allowed=allowed) if (not has_filters or allowed.size) else []
-            ordered = list(exact) + [i for i, _ in hits if i not in exact]
-            ordered = ordered[:k]
-            rows = repo.adapters_by_ids(s, ordered)
+            weight = float(self.settings.search_lexical_weight)
+            depth = max(k, LEXICAL_DEPTH) if weight > 0 else k
+            hits = index.search(qvec, depth, allowed=allowed) if (not has_filters or allowed.size) else []
+            dense = [(int(i), float(sc)) for i, sc in hits if i not in exact]
+            if weight > 0:  # the lexical tie-break among the dense top LEXICAL_DEPTH (hub.search.lexical)
+                rows = repo.adapters_by_ids(s, list(exact) + [i for i, _ in dense])
+                texts = {i: card_text(a.name, a.description, a.tags or []) for i, _ in dense[:LEXICAL_DEPTH]
+                         if (a := rows.get(i)) is not None}
+                dense = rerank(query, dense, texts, weight, LEXICAL_DEPTH)
+            ordered = (list(exact) + [i for i, _ in dense])[:k]
+            if weight == 0:
+                rows = repo.adapters_by_ids(s, ordered)
             scores = {int(i): float(sc) for i, sc in hits}
             missing = [i for i in ordered if i not in rows]
             if missing:  # deleted by another process (the watermark does not see deletions): forget, ask again
