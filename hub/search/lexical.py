@@ -3,7 +3,7 @@
 The dense cosine decides the ranking; among the best ``depth`` candidates a query's words found in a card (its
 short name as words, description and tags) add ``weight`` x the candidate's BM25 score divided by the best BM25
 score among them, so near-ties go to the card that says what the query says ("kcal", "swagger", "slug") while a
-clear dense lead is kept (weight 0.02 against cosine gaps of 0.05-0.3). BM25's statistics (document frequency,
+clear dense lead is kept (weight 0.01 against cosine gaps of 0.05-0.3). BM25's statistics (document frequency,
 average length) are taken over the candidates themselves, so no corpus-wide index is kept: a word shared by
 every candidate does not discriminate among them and scores little. Chosen on the dev sets only
 (``benchmarks/search_ranking_cv.py``). Tokens: lowercase words and numbers, English stop words dropped, a small

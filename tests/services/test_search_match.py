@@ -117,7 +117,7 @@ def test_the_lexical_tie_break_decides_near_ties_and_keeps_cosine_scores(make_hu
     _fill(dense, adapter_dirs, OPS_CATALOG)
     by_cosine = dense.search.search(None, query, k=4)
     assert [h.adapter.full_name for h in by_cosine[:2]] == ["code/api-docs", "ops/nginx-config"]
-    assert by_cosine[0].score - by_cosine[1].score < 0.02  # a near-tie
+    assert by_cosine[0].score - by_cosine[1].score < 0.01  # a near-tie
     hub = make_hub()  # the default weight, same DB
     hits = hub.search.search(None, query, k=4)
     assert [h.adapter.full_name for h in hits[:2]] == ["ops/nginx-config", "code/api-docs"]
