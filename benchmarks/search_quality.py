@@ -189,9 +189,15 @@ def evaluate(path: Path = HELDOUT, embedder: object | None = None, encoder: str 
                 misses.append((q["q"], q["target"], found[:3], rank))
         weak_on = [getattr(service.search(None, q["q"], k=1)[0], "match", "?") for q in queries]  # type: ignore[attr-defined]
         weak_off = [getattr(service.search(None, q, k=1)[0], "match", "?") for q in data.get("off_topic", [])]  # type: ignore[attr-defined]
+    with tempfile.TemporaryDirectory() as tmp:  # the same service without the lexical tie-break (cosine alone)
+        dense_only = loom_service(Path(tmp), cards, embedder, search_encoder=encoder, search_lexical_weight=0.0)
+        dense_ranks: list[int | None] = []
+        for q in queries:
+            found = [h.adapter.full_name for h in dense_only.search(None, q["q"], k=K)]  # type: ignore[attr-defined]
+            dense_ranks.append(found.index(q["target"]) + 1 if q["target"] in found else None)
     return {
         "cards": len(cards), "queries": len(queries), "plain": ranks_to_metrics(plain_ranks),
-        "loom": ranks_to_metrics(loom_ranks), "misses": misses,
+        "loom": ranks_to_metrics(loom_ranks), "misses": misses, "loom_dense": ranks_to_metrics(dense_ranks),
         "weak_on_topic": sum(m == "weak" for m in weak_on) / len(weak_on),
         "weak_off_topic": sum(m == "weak" for m in weak_off) / max(len(weak_off), 1),
         "n_off_topic": len(weak_off), "p50_ms": float(np.percentile(times, 50) * 1e3),
@@ -205,7 +211,8 @@ def print_report(res: dict, path: Path) -> None:
     header = f"{'ranker':<42} {'recall@1':>8} {'recall@5':>8} {'MRR':>6}"
     print(header)
     print("-" * len(header))
-    for label, key in (("plain MiniLM cosine (name+description+tags)", "plain"), ("Loom search service", "loom")):
+    for label, key in (("plain MiniLM cosine (name+description+tags)", "plain"),
+                       ("Loom, no lexical tie-break (weight 0)", "loom_dense"), ("Loom search service", "loom")):
         m = res[key]
         print(f"{label:<42} {m['r@1']:>8.3f} {m['r@5']:>8.3f} {m['mrr']:>6.3f}")
     for label, m in res["hybrid"].items():

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
             no longer equal to torch's) or ``"torch"`` (sentence-transformers). Adapters are always
             embedded with torch.
         search_query_cache: recent query embeddings kept in memory (0: none).
+        search_lexical_weight: the weight of the lexical tie-break among the dense top 20 hits (BM25 among them,
+            max-normalised, added to the cosine: ``hub.search.lexical``; 0: the cosine alone). Chosen on the
+            dev sets only (benchmarks/search_ranking_cv.py), capped by the issue's "capital letters" case.
         search_filter_cache_s: how long a filtered search's allowed set (visible adapters matching the filters)
             is reused; this process's own changes drop it at once, other processes' show within this time
             (0: read it for every query).
@@ -127,6 +130,7 @@ class Settings(BaseSettings):
     search_match_threshold: float = Field(default=0.3, ge=-1.0, le=1.0)
     search_encoder: Literal["onnx", "onnx-int8", "torch"] = "onnx"
     search_query_cache: int = Field(default=256, ge=0)
+    search_lexical_weight: float = Field(default=0.01, ge=0.0, le=1.0)
     search_filter_cache_s: float = Field(default=2.0, ge=0.0)
     allow_anonymous_publish: bool = False
     workers: int = 1

@@ -9,6 +9,7 @@ from hub.db.models import (
     ApiToken,
     Base,
     BaseModel,
+    Lease,
     LineageEdge,
     User,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "HfExport",
     "HfImport",
     "Job",
+    "Lease",
     "LineageEdge",
     "User",
     "WorkerRecord",

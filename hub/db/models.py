@@ -1,7 +1,8 @@
 """SQLAlchemy 2 typed models of the registry.
 
 Tables: users, api_tokens (sha256-hashed), adapters (``namespace/name`` unique), adapter_versions
-(immutable, numbered 1, 2, ...), lineage_edges (parent version -> child version), base_models.
+(immutable, numbered 1, 2, ...), lineage_edges (parent version -> child version), base_models, leases
+(one process at a time for hub-wide background work).
 All timestamps are timezone-aware UTC. Every schema change needs an Alembic migration in
 ``migrations/versions`` (a test compares the metadata against ``upgrade head``).
 """
@@ -117,6 +118,9 @@ class Adapter(Base):
     downloads: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
+    # when ``embedding`` was last stored; moves without ``updated_at`` when only the vector is redone (a background
+    # re-embedding, ``fsck --repair``), so other processes' search indexes see the new vector
+    embedded_at: Mapped[datetime | None] = mapped_column(index=True)
 
     owner: Mapped[User] = relationship(lazy="joined", innerjoin=True)
     versions: Mapped[list[AdapterVersion]] = relationship(
@@ -192,3 +196,14 @@ class BaseModel(Base):
     #: operator (local commands, the demo) or a base registered before owners existed
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Lease(Base):
+    """A named lease on hub-wide background work: ``holder`` runs it until ``expires_at`` unless it renews it
+    (``hub.repositories.leases``); an expired lease is free, so a crashed holder blocks no one for long."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column()

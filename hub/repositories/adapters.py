@@ -205,17 +205,21 @@ def embedding_hashes_of_models(session: Session, model: str,
 
 
 def watermark(session: Session) -> tuple[Any, ...]:
-    """A cheap summary of the adapters table that moves whenever a row is added or changed: its highest id
-    and newest ``updated_at`` (two index lookups; a deleted row does not move it, see
-    ``SearchService.refresh``)."""
-    return (session.scalar(select(func.max(Adapter.id))), session.scalar(select(func.max(Adapter.updated_at))))
+    """A cheap summary of the adapters table that moves whenever a row is added or changed or its vector is
+    stored again: its highest id, newest ``updated_at`` and newest ``embedded_at`` (three index lookups; a
+    deleted row does not move it, see ``SearchService.refresh``)."""
+    return (session.scalar(select(func.max(Adapter.id))), session.scalar(select(func.max(Adapter.updated_at))),
+            session.scalar(select(func.max(Adapter.embedded_at))))
 
 
-def embedding_hashes_since(session: Session, since: Any, after_id: int) -> list[tuple[int, str | None, str | None]]:
+def embedding_hashes_since(session: Session, since: Any, after_id: int,
+                           embedded_since: Any = None) -> list[tuple[int, str | None, str | None]]:
     """(adapter id, embedding hash, embedding model) of the adapters changed at or after ``since`` (an
-    ``updated_at``) or with an id above ``after_id``, through the ``updated_at`` index and the primary key."""
+    ``updated_at``), with an id above ``after_id``, or whose vector was stored at or after ``embedded_since``
+    (an ``embedded_at``; None: ever), through the ``updated_at`` and ``embedded_at`` indexes and the primary key."""
     stmt = select(Adapter.id, Adapter.embedding_hash, Adapter.embedding_model)
-    stmt = stmt.where(or_(Adapter.updated_at >= since, Adapter.id > after_id))
+    stored = Adapter.embedded_at.is_not(None) if embedded_since is None else Adapter.embedded_at >= embedded_since
+    stmt = stmt.where(or_(Adapter.updated_at >= since, Adapter.id > after_id, stored))
     return [(int(i), h, m) for i, h, m in session.execute(stmt)]
 
 

@@ -1,4 +1,4 @@
-"""Small array helpers of the search engine: unit-norm rows, id arrays, top-k selection."""
+"""Small array helpers of the search engine: unit-norm rows, id arrays, top-k selection; faiss, imported lazily."""
 
 from __future__ import annotations
 
@@ -46,3 +46,10 @@ def permitted(predicate: Callable[[list[int]], Any], ids: list[int]) -> set[int]
     if not isinstance(answer, Iterable) or isinstance(answer, str | bytes):
         raise InvalidInputError(f"the search predicate must return a set of ids, got {answer!r}")
     return {int(i) for i in answer} & set(ids)
+
+
+def faiss_module() -> Any:
+    """The ``faiss`` module, imported on first use (no work at import time)."""
+    import faiss
+
+    return faiss

@@ -15,35 +15,37 @@ caller's int64 id. Scores are inner products of L2-normalised vectors, i.e. cosi
 - Filters never cause a "top-k then filter" shortfall: an id array becomes a FAISS ``IDSelector``
   bitmap in the search parameters (with an exact scan of the permitted vectors when the graph search
   comes back short, or when so few are permitted that scanning them is cheaper); a predicate (the DB
-  visibility check) is asked about ever deeper candidate lists (k, 4k, 16k, ... everything).
+  visibility check) is asked about ever deeper candidate lists (k, 4k, 16k, ... everything)
+  (:mod:`hub.search.index_search`).
 - Thread safety: a readers-writer lock (``hub.search.rwlock``) guards the FAISS structures: searches and
   the snapshot a save serialises read together, adds and removes write alone; a predicate runs outside it.
   Persisting is two steps, :meth:`VectorIndex.snapshot` (a copy, under the read lock) and
-  :meth:`IndexSnapshot.save` (the file, under no lock).
+  :meth:`IndexSnapshot.save` (the file, under no lock) (:mod:`hub.search.index_io`).
 
 ``faiss`` is imported lazily.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hub.core.errors import InvalidInputError, StorageError
-from hub.search.arrays import as_ids, normalize, top_k
-from hub.search.arrays import permitted as permitted_ids
+from hub.core.errors import InvalidInputError
+from hub.search.arrays import as_ids, faiss_module, normalize
+from hub.search.index_io import FORMAT_VERSION, IndexPersistence, IndexSnapshot  # noqa: F401 - re-exported
+from hub.search.index_search import (  # noqa: F401 - re-exported
+    MAX_GRAPH_DEPTH,
+    PREDICATE_BATCH,
+    SMALL_SUBSET,
+    SMALL_SUBSET_SHARE,
+    Allowed,
+    IndexSearch,
+    Predicate,
+)
 from hub.search.overlay import Overlay, merge
-from hub.search.persist import load_arrays, save_arrays
 from hub.search.rwlock import RWLock
-
-Predicate = Callable[[list[int]], Iterable[int]]
-Allowed = np.ndarray | Predicate | None
 
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
@@ -54,20 +56,6 @@ IVF_NPROBE = 32
 IVF_TRAIN_PER_LIST = 64
 IVF_MIN_PER_LIST = 39
 KINDS = ("flat", "hnsw", "ivf")
-# Filters permitting at most this many ids (or this share of the index) are scanned exactly.
-SMALL_SUBSET = 2048
-SMALL_SUBSET_SHARE = 0.02
-# Predicate deepening asks HNSW for at most this many candidates, then ranks everything exactly.
-MAX_GRAPH_DEPTH = 1024
-# A predicate is never asked about more ids than this at once (SQL parameter limits).
-PREDICATE_BATCH = 4096
-FORMAT_VERSION = 1
-
-
-def _faiss() -> Any:
-    import faiss
-
-    return faiss
 
 
 def default_nlist(n: int) -> int:
@@ -75,7 +63,7 @@ def default_nlist(n: int) -> int:
     return max(1, round(float(np.sqrt(max(n, 1)))))
 
 
-class VectorIndex:
+class VectorIndex(IndexSearch, IndexPersistence):
     """A mutable id -> vector index answering top-k inner-product queries, optionally filtered.
 
     Args:
@@ -110,7 +98,7 @@ class VectorIndex:
             )
         if nlist < 1 or nprobe < 1:
             raise InvalidInputError(f"IVF parameters must be positive, got nlist={nlist}, nprobe={nprobe}")
-        faiss = _faiss()
+        faiss = faiss_module()
         self.dim = int(dim)
         self.kind = kind
         self.params = (
@@ -248,7 +236,7 @@ class VectorIndex:
         if self.kind != "flat":
             self._dead[positions] = True
             return int(positions.size)
-        faiss = _faiss()
+        faiss = faiss_module()
         self._index.remove_ids(faiss.IDSelectorBatch(positions.astype(np.int64)))  # compacts, keeps order
         self._labels = np.delete(self._labels, positions)
         self._dead = np.zeros(len(self._labels), dtype=bool)
@@ -311,197 +299,17 @@ class VectorIndex:
         found = [p for p in self._search_index(q, k + len(hidden), allowed) if p[0] not in hidden]
         return merge(found[:k], changed.search(q, k, allowed), k)
 
-    def _search_index(self, q: np.ndarray, k: int, allowed: Allowed) -> list[tuple[int, float]]:
-        """Top-k of the FAISS index (the frozen one during a snapshot) for the unit query ``q`` ``(1, dim)``."""
-        if allowed is None:
-            with self._lock.read():
-                return self._search_positions(q, k, None)
-        if callable(allowed):
-            return self._search_predicate(q, k, allowed)
-        with self._lock.read():
-            return self._search_positions(q, k, self._positions_of(allowed))
-
-    def _search_positions(self, q: np.ndarray, k: int, subset: np.ndarray | None) -> list[tuple[int, float]]:
-        """Top-k among live positions (``subset``: only these live positions). Lock held."""
-        n_live = len(self._pos) if subset is None else subset.size
-        kk = min(k, n_live)
-        if kk == 0:
-            return []
-        n = len(self._labels)
-        if self.kind == "flat" and subset is None:
-            scores, pos = self._index.search(q, kk)
-            return self._pairs(scores[0], pos[0])
-        if (
-            subset is not None
-            and self.kind != "flat"
-            and (subset.size <= SMALL_SUBSET or subset.size <= SMALL_SUBSET_SHARE * n)
-        ):
-            return self._exact(q, kk, subset)
-        faiss = _faiss()
-        keep: list[Any] = []  # keep the bitmap and selector alive during the search
-        sel = None
-        if subset is not None or self.n_tombstones:
-            mask = np.zeros(n, dtype=bool)
-            if subset is None:
-                mask[~self._dead] = True
-            else:
-                mask[subset] = True
-            bitmap = np.packbits(mask, bitorder="little")
-            sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap))
-            keep += [bitmap, sel]
-        if self.kind == "flat":
-            params = faiss.SearchParameters(sel=sel)
-        elif self.kind == "ivf":
-            params = faiss.SearchParametersIVF(sel=sel, nprobe=min(self.params["nprobe"], self._index.nlist))
-        else:
-            params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(self.params["ef_search"], kk))
-        scores, pos = self._index.search(q, kk, params=params)
-        del keep
-        found = self._pairs(scores[0], pos[0])
-        if len(found) < kk:  # the graph or the probed cells ran dry inside a sparse filter: scan it all
-            live = np.flatnonzero(~self._dead) if subset is None else subset
-            return self._exact(q, kk, live)
-        return found
-
-    def _exact(self, q: np.ndarray, k: int, positions: np.ndarray) -> list[tuple[int, float]]:
-        """Exact top-k over the given positions (a matrix-vector product; IVF: every cell). Lock held."""
-        if self.kind == "ivf" and positions.size > SMALL_SUBSET:
-            # scanning every cell of an IVF-Flat index is exact; the bitmap skips the other positions
-            faiss = _faiss()
-            mask = np.zeros(len(self._labels), dtype=bool)
-            mask[positions] = True
-            bitmap = np.packbits(mask, bitorder="little")
-            sel = faiss.IDSelectorBitmap(len(self._labels), faiss.swig_ptr(bitmap))
-            params = faiss.SearchParametersIVF(sel=sel, nprobe=self._index.nlist)
-            scores, pos = self._index.search(q, min(k, positions.size), params=params)
-            del sel, bitmap
-            return self._pairs(scores[0], pos[0])
-        scores = self._rows(positions) @ q[0]  # (n_sub,)
-        order = top_k(scores, k)
-        return [(int(self._labels[positions[i]]), float(scores[i])) for i in order]
-
-    def _search_predicate(self, q: np.ndarray, k: int, predicate: Predicate) -> list[tuple[int, float]]:
-        """Iterative deepening: ask ``predicate`` about k, 4k, 16k ... candidates until k pass."""
-        checked: set[int] = set()
-        permitted: dict[int, float] = {}
-        ranked_all: list[tuple[int, float]] | None = None
-        depth = k
-        while True:
-            with self._lock.read():
-                n_live = len(self._pos)
-                exhaustive = depth >= n_live
-                if ranked_all is not None:
-                    candidates = ranked_all[:depth]
-                elif exhaustive or (self.kind != "flat" and depth > MAX_GRAPH_DEPTH):
-                    ranked_all = self._exact(q, n_live, np.flatnonzero(~self._dead))
-                    candidates = ranked_all[:depth]
-                else:
-                    candidates = self._search_positions(q, depth, None)
-            new = [i for i, _ in candidates if i not in checked]
-            scores = dict(candidates)
-            for start in range(0, len(new), PREDICATE_BATCH):  # bounded IN (...) lists for the DB
-                chunk = new[start : start + PREDICATE_BATCH]
-                permitted.update({i: scores[i] for i in permitted_ids(predicate, chunk)})
-            checked.update(new)
-            if len(permitted) >= k or exhaustive:
-                best = sorted(permitted.items(), key=lambda p: (-p[1], p[0]))
-                return best[:k]
-            depth *= 4
-
-    # ----------------------------------------------------------------- persistence
-    def save(self, directory: str | os.PathLike[str], fingerprint: str) -> Path:
-        """Write the index and ``fingerprint`` (what it was built from) to ``directory/index.npz``.
-
-        The file is written under a temporary name and renamed into place, so a reader sees either
-        the old index or the new one, never half of one. Returns the file's path.
-        """
-        return self.snapshot().save(directory, fingerprint)
-
-    def snapshot(self) -> IndexSnapshot:
-        """A copy of the index's persisted state (:meth:`begin_snapshot`, then the copy)."""
-        return self.begin_snapshot()()
-
-    def begin_snapshot(self) -> Callable[[], IndexSnapshot]:
-        """Freeze the index for a copy of its persisted state; returns the function that copies it (call it once).
-
-        Freezing is instant. From then until the copy is taken (the serialised FAISS index, labels, tombstones:
-        seconds for a large index, under no lock) adds and removes go to an overlay that searches merge in
-        (:mod:`hub.search.overlay`), and are applied when it is done: neither searches nor changes wait for it,
-        and the copy is of the index as it was when frozen.
-
-        Raises:
-            InvalidInputError: a snapshot is already in progress.
-        """
-        with self._lock.write():
-            if self._overlay is not None:
-                raise InvalidInputError("a snapshot of this index is already in progress")
-            self._overlay = Overlay()
-
-        def take() -> IndexSnapshot:
-            try:  # frozen: nothing writes the FAISS structures, labels or tombstones now
-                meta = {"format": FORMAT_VERSION, "kind": self.kind, "dim": self.dim, "params": self.params,
-                        "rebuild_ratio": self.rebuild_ratio}
-                arrays = {"faiss": _faiss().serialize_index(self._index), "labels": self._labels.copy(),
-                          "dead": self._dead.copy()}
-            finally:
-                with self._lock.write():
-                    ov, self._overlay = self._overlay, None
-                    if ov is not None:
-                        gone = [i for i in ov.hidden() if i in self._pos]
-                        if gone:
-                            self._remove_locked(np.asarray(sorted(gone), dtype=np.int64))
-                        if ov.vecs:
-                            self._add_locked(np.asarray(list(ov.vecs), dtype=np.int64), np.stack(list(ov.vecs.values())))
-            return IndexSnapshot(arrays, meta)
-
-        return take
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike[str]) -> tuple[VectorIndex, str]:
-        """Read an index written by :meth:`save`; returns ``(index, fingerprint)``.
-
-        Raises:
-            StorageError: no index file there, or one that is unreadable or inconsistent.
-        """
-        arrays = load_arrays(Path(directory))
-        try:
-            meta = json.loads(arrays["meta"].tobytes().decode())
-            if meta.get("format") != FORMAT_VERSION:
-                raise ValueError(f"unknown index format {meta.get('format')!r}")
-            index = cls(
-                int(meta["dim"]),
-                str(meta["kind"]),
-                rebuild_ratio=float(meta["rebuild_ratio"]),
-                **{k: int(v) for k, v in meta["params"].items()},
-            )
-            inner = _faiss().deserialize_index(np.ascontiguousarray(arrays["faiss"], dtype=np.uint8))
-            labels = arrays["labels"].astype(np.int64)
-            dead = arrays["dead"].astype(bool)
-            if inner.d != index.dim or inner.ntotal != labels.size or dead.size != labels.size:
-                raise ValueError("index, labels and tombstones disagree in size")
-            if index.kind == "hnsw":
-                inner.hnsw.efSearch = index.params["ef_search"]
-            index._index, index._labels, index._dead = inner, labels, dead
-            index._pos = {
-                int(label): int(p) for p, label in zip(np.flatnonzero(~dead), labels[~dead], strict=True)
-            }
-            if len(index._pos) != int((~dead).sum()):
-                raise ValueError("duplicate live ids")
-            return index, str(meta["fingerprint"])
-        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-            raise StorageError(f"vector index in {str(directory)!r} is corrupt: {exc}") from exc
-
     # ----------------------------------------------------------------- helpers
     def _new_ivf(self, nlist: int) -> Any:
         """An untrained IVF-Flat index (inner product) whose positions can be read back (direct map)."""
-        faiss = _faiss()
+        faiss = faiss_module()
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dim), self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.nprobe = min(self.params["nprobe"], nlist)
         return index
 
     def _train_ivf(self, vecs: np.ndarray) -> None:
         """Train the IVF cells on (a seeded sample of) the first vectors added. Lock held."""
-        faiss = _faiss()
+        faiss = faiss_module()
         nlist = max(1, min(self.params["nlist"], vecs.shape[0] // IVF_MIN_PER_LIST))
         if nlist != self._index.nlist:
             self._index = self._new_ivf(nlist)
@@ -522,7 +330,7 @@ class VectorIndex:
 
     def _xb(self) -> np.ndarray:
         """A zero-copy ``(ntotal, dim)`` view of the stored vectors; valid until the next add. Lock held."""
-        faiss = _faiss()
+        faiss = faiss_module()
         flat = self._index if self.kind == "flat" else faiss.downcast_index(self._index.storage)
         n = flat.ntotal
         if n == 0:
@@ -532,53 +340,6 @@ class VectorIndex:
     def _pairs(self, scores: np.ndarray, pos: np.ndarray) -> list[tuple[int, float]]:
         ok = pos >= 0
         return [(int(label), float(s)) for label, s in zip(self._labels[pos[ok]], scores[ok], strict=True)]
-
-    def _positions_of(self, ids: np.ndarray) -> np.ndarray:
-        """Positions of the live ids among ``ids`` (others are ignored), unique. Lock held.
-
-        Dense ids (database keys: at most ``4 * live + 1024`` wide) are looked up in a table, a gather
-        (~1 ms for 250,000 ids at 1M); others by binary search over the sorted live ids.
-        """
-        if self._sorted is None:
-            live = np.flatnonzero(~self._dead)
-            order = np.argsort(self._labels[live], kind="stable")
-            keys, positions = self._labels[live][order], live[order]
-            table = None
-            if keys.size and keys[0] >= 0 and keys[-1] < 4 * keys.size + 1024:
-                table = np.full(int(keys[-1]) + 1, -1, dtype=np.int64)
-                table[keys] = positions
-            self._sorted = (keys, positions, table)
-        keys, positions, table = self._sorted
-        if keys.size == 0 or ids.size == 0:
-            return np.zeros(0, dtype=np.int64)
-        if ids.size > 1 and not (ids[1:] > ids[:-1]).all():  # callers often pass sorted unique ids already
-            ids = np.unique(ids)
-        if table is not None:
-            found = table[ids[(ids >= 0) & (ids < table.size)]]
-            return found[found >= 0]
-        at = np.clip(np.searchsorted(keys, ids), 0, keys.size - 1)
-        return positions[at[keys[at] == ids]]
-
-
-@dataclass(frozen=True)
-class IndexSnapshot:
-    """What :meth:`VectorIndex.snapshot` copied: written by :meth:`save` while the index goes on changing."""
-
-    arrays: dict[str, np.ndarray]
-    meta: dict[str, Any]
-
-    def save(self, directory: str | os.PathLike[str], fingerprint: str) -> Path:
-        """Write the snapshot and ``fingerprint`` to ``directory/index.npz`` atomically (:meth:`VectorIndex.save`).
-
-        Raises:
-            InvalidInputError: ``fingerprint`` is not a str.
-            StorageError: the file cannot be written.
-        """
-        if not isinstance(fingerprint, str):
-            raise InvalidInputError(f"fingerprint must be a str, got {type(fingerprint).__name__}")
-        meta = json.dumps({**self.meta, "fingerprint": fingerprint}).encode()
-        return save_arrays(Path(directory), {**self.arrays, "meta": np.frombuffer(meta, dtype=np.uint8)})
-
 
 def load(directory: str | os.PathLike[str]) -> tuple[VectorIndex, str]:
     """Read an index written by :meth:`VectorIndex.save`; returns ``(index, fingerprint)``."""

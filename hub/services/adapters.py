@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hub.core.errors import AuthenticationError, InvalidInputError, NotFoundError, PermissionDeniedError
 from hub.core.files import CONFIG_NAME, SAMPLES_NAME, WEIGHTS_NAME
-from hub.db.models import Adapter, AdapterVersion, User
+from hub.db.models import Adapter, AdapterVersion, User, utcnow
 from hub.repositories import adapters as repo
 from hub.repositories.adapters import AdapterFilters
 from hub.services import validation as v
@@ -200,7 +200,7 @@ class AdapterService:
                 a.license = lic
             if embedding is not None:
                 a.embedding, a.embedding_hash = embedding, vector_hash(embedding)
-                a.embedding_model = self.embedding_model
+                a.embedding_model, a.embedded_at = self.embedding_model, utcnow()
             s.flush()
             s.refresh(a)
         self.search.allowed_cache.invalidate()  # visibility, license or tags may have changed

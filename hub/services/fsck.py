@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 
 from hub.core.errors import InvalidInputError
 from hub.core.files import KINDS, REQUIRED_FILES
-from hub.db.models import Adapter, AdapterVersion
+from hub.db.models import Adapter, AdapterVersion, utcnow
 from hub.repositories import adapters as repo
 from hub.services.search import embedding_text, vector_hash
 
@@ -161,7 +161,7 @@ class Fsck:
                         blob = vec.tobytes()
                         s.execute(update(Adapter).where(Adapter.id == r[0]).values(
                             embedding=blob, embedding_model=model, embedding_hash=vector_hash(blob),
-                            updated_at=Adapter.updated_at))
+                            embedded_at=utcnow(), updated_at=Adapter.updated_at))
                 rep.repaired.append(f"re-embedded {len(rows)} adapter(s)")
         if rep.stale_index or broken or no_vec:
             n = self.search.rebuild()

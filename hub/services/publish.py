@@ -37,7 +37,7 @@ from hub.core.errors import (
 )
 from hub.core.files import CONFIG_NAME, README_NAME, REQUIRED_FILES, SAMPLES_NAME, WEIGHTS_NAME
 from hub.core.provenance import Provenance
-from hub.db.models import Adapter, AdapterVersion, User
+from hub.db.models import Adapter, AdapterVersion, User, utcnow
 from hub.repositories import adapters as repo
 from hub.services import validation as v
 from hub.services.cards import model_card
@@ -337,7 +337,7 @@ class Publisher:
                     row.visibility = meta.visibility
             if embedding is not None:
                 row.embedding, row.embedding_hash = embedding, vector_hash(embedding)
-                row.embedding_model = self.embedding_model
+                row.embedding_model, row.embedded_at = self.embedding_model, utcnow()
             version = AdapterVersion(
                 adapter_id=row.id, number=repo.max_version_number(s, row.id) + 1, sha256=content.content_sha,
                 size=content.size, rank=content.rank, ranks=content.ranks, target_modules=content.target_modules,

@@ -2,30 +2,21 @@
 
 Embedding text is the short name (as words) + description + tags, joined by spaces; the namespace is left
 out (it names the owner, not the task). Vectors are computed at publish/patch time and stored on the adapter
-row with the key of the model and the text recipe (:func:`embedding_key`). The index (``hub.search.index``) is
-derived from them, persisted under ``settings.index_dir`` with a :func:`fingerprint` of the vectors it holds
-(saves run outside the service lock, :meth:`SearchService._save`), and rebuilt at start when the DB's
-fingerprint differs (or by ``loom reindex``, which also re-embeds). Rows embedded by an older text recipe of
-the same model are indexed as they are and re-embedded in the background (:mod:`hub.services.search_reembed`).
-Other processes publish too (job workers, ``loom demo``'s background build): a search first compares a cheap
-watermark of the adapters table with the one it last saw (at most every ``REFRESH_INTERVAL_S``) and, when it
-moved, brings the index in step with the rows whose vector changed. Filters and visibility are given to the
-engine as the allowed set, so k results come back whenever k match (no top-k-then-filter
-shortfall). Adapters whose name, short name or a tag equals the query rank first. A hit whose cosine is
-below ``settings.search_match_threshold`` is a weak match (``match == "weak"``): nothing fits the query
-well. Queries are embedded by the query encoder (``settings.search_encoder``: the same model exported to
-ONNX Runtime, or torch), through a small LRU cache of recent query embeddings.
+row with the key of the model and the text recipe (:func:`embedding_key`). The index is kept in step with them
+by :class:`hub.services.search_index.IndexKeeper` (built or loaded at start, persisted, synced with other
+processes' changes); queries are embedded by :class:`hub.services.search_encoders.SearchEncoders` (ONNX Runtime
+or torch, an LRU cache of recent queries). Filters and visibility are given to the engine as the allowed set,
+so k results come back whenever k match (no top-k-then-filter shortfall). Adapters whose name, short name or a
+tag equals the query rank first; the dense top ``LEXICAL_DEPTH`` after them are reordered by a small lexical
+tie-break (:mod:`hub.search.lexical`, ``settings.search_lexical_weight``); scores stay the cosines. A hit whose cosine is below ``settings.search_match_threshold`` is a weak match
+(``match == "weak"``): nothing fits the query well.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,7 +27,10 @@ from hub.core.errors import InvalidInputError
 from hub.db.models import Adapter, User
 from hub.repositories import adapters as repo
 from hub.repositories.adapters import AdapterFilters
+from hub.search.lexical import card_text, rerank
+from hub.services.search_encoders import SearchEncoders
 from hub.services.search_filters import AllowedCache, row_matches
+from hub.services.search_index import IndexKeeper, fingerprint  # noqa: F401 - fingerprint re-exported
 from hub.services.search_reembed import Reembedder
 from hub.services.search_text import (  # noqa: F401 - re-exported: callers import them from here
     EMBEDDING_TEXT_VERSION,
@@ -54,25 +48,9 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 MAX_K = 100
-AUTOSAVE_DELAY_S = 5.0
 MAX_QUERY = 1000
-#: how often a search checks whether other processes changed the adapters (seconds)
-REFRESH_INTERVAL_S = 1.0
-#: a search's refresh waits at most this long for the service lock, else the next search refreshes (seconds)
-REFRESH_WAIT_S = 0.05
-#: rows stamped up to this long before the last watermark are read again (other hosts' clocks, late commits)
-CLOCK_MARGIN_S = 5.0
-
-
-def fingerprint(model: str, hashes: Iterable[tuple[int, str | None]]) -> str:
-    """What a persisted index holds: the model and each indexed adapter's ``(id, vector hash)``, by id.
-
-    Computed from the DB's rows when an index is loaded and from the index's own map when it is saved, so a
-    saved file matches the DB only if it holds exactly the DB's vectors.
-    """
-    h = hashlib.sha256(model.encode())
-    h.update("".join(f"{i}:{eh};" for i, eh in sorted(hashes)).encode())
-    return h.hexdigest()
+#: the lexical tie-break (``settings.search_lexical_weight``) reorders this many of the dense best hits
+LEXICAL_DEPTH = 20
 
 
 @dataclass(frozen=True)
@@ -93,8 +71,8 @@ def match_of(score: float, exact: bool, threshold: float) -> str:
     return "good" if exact or score >= threshold else "weak"
 
 
-class SearchService:
-    """Embeds adapters, keeps the vector index in step with the DB, answers filtered queries."""
+class SearchService(IndexKeeper):
+    """Embeds adapters, keeps the vector index in step with the DB (:class:`IndexKeeper`), answers filtered queries."""
 
     def __init__(
         self,
@@ -104,239 +82,44 @@ class SearchService:
     ) -> None:
         self.settings = settings
         self.sessions = sessions
-        self._factory = embedder_factory
-        self._embedder: Embedder | None = None
-        self._index: Any = None
-        self._lock = threading.RLock()  # the index reference, its id -> hash map and every change to them
-        self._save_lock = threading.Lock()  # one save at a time
-        self._touched: set[int] | None = None  # ids changed while a save rebuilds the index
-        self._dirty = False
-        self._timer: threading.Timer | None = None
-        self._mark: tuple[Any, ...] | None = None  # the adapters table's watermark the index reflects
-        self._hashes: dict[int, str | None] = {}  # adapter id -> embedding hash the index holds
-        self._checked = 0.0
-        self._query_encoder: Embedder | None = None
-        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cache_lock = threading.Lock()
-        self.query_cache_hits = 0
+        self.encoders = SearchEncoders(settings, embedder_factory)
+        self._init_index()
         self.allowed_cache = AllowedCache(settings.search_filter_cache_s)
         self.reembedder = Reembedder(sessions, settings.embedding_model, lambda texts: self.embed(texts),
                                      self._take_reembedded, self.save)
-
-    @property
-    def embedding_key(self) -> str:
-        """The ``embedding_model`` recorded beside vectors this service makes (:func:`embedding_key`)."""
-        return embedding_key(self.settings.embedding_model)
 
     @property
     def match_threshold(self) -> float:
         """Scores below this are weak matches (``settings.search_match_threshold``)."""
         return float(self.settings.search_match_threshold)
 
-    # -- embeddings ---------------------------------------------------------------------------
+    # -- embeddings (hub.services.search_encoders) ----------------------------------------------
     @property
     def embedder(self) -> Embedder:
         """The embedder, loaded on first use."""
-        if self._embedder is None:
-            with self._lock:
-                if self._embedder is None:
-                    if self._factory is not None:
-                        self._embedder = self._factory(self.settings.embedding_model)
-                    else:
-                        from hub.search.embedder import load_embedder
-
-                        self._embedder = load_embedder(self.settings.embedding_model)
-        return self._embedder
+        return self.encoders.embedder
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(n, dim) float32 unit vectors."""
-        return np.asarray(self.embedder.embed(list(texts)), dtype=np.float32)
+        return self.encoders.embed(texts)
 
     @property
     def query_encoder(self) -> Embedder:
-        """What embeds queries: the ONNX export of the embedder (``search_encoder="onnx"``) or the embedder.
+        """What embeds queries (:attr:`SearchEncoders.query_encoder`)."""
+        return self.encoders.query_encoder
 
-        An injected embedder factory (tests, benchmarks) that does not build a sentence-transformers model
-        keeps its own embedder for queries too.
-        """
-        if self._query_encoder is None:
-            with self._lock:
-                if self._query_encoder is None:
-                    self._query_encoder = self._load_query_encoder()
-        return self._query_encoder
-
-    def _load_query_encoder(self) -> Embedder:
-        from hub.search.embedder import SentenceTransformerEmbedder
-
-        embedder = self.embedder
-        if self.settings.search_encoder == "torch" or not isinstance(embedder, SentenceTransformerEmbedder):
-            return embedder
-        from hub.search.onnx_encoder import load_onnx_encoder
-
-        try:
-            return load_onnx_encoder(embedder, self.settings.data_dir / "models",
-                                     int8=self.settings.search_encoder == "onnx-int8")
-        except (InvalidInputError, ImportError, OSError, RuntimeError) as exc:  # same vectors, only slower
-            log.warning("search: the ONNX query encoder is unavailable (%s); queries use torch", exc)
-            return embedder
+    @property
+    def query_cache_hits(self) -> int:
+        """Queries answered from the cache of recent query embeddings."""
+        return self.encoders.query_cache_hits
 
     def embed_query(self, query: str) -> np.ndarray:
         """A query's unit vector ``(dim,)``, from the LRU cache of recent queries when it is there."""
-        size = self.settings.search_query_cache
-        with self._cache_lock:
-            hit = self._query_cache.get(query)
-            if hit is not None:
-                self._query_cache.move_to_end(query)
-                self.query_cache_hits += 1
-                return hit
-        vec = np.asarray(self.query_encoder.embed([query]), dtype=np.float32)[0]
-        vec.setflags(write=False)  # shared by every caller of the same query
-        if size > 0:
-            with self._cache_lock:
-                self._query_cache[query] = vec
-                self._query_cache.move_to_end(query)
-                while len(self._query_cache) > size:
-                    self._query_cache.popitem(last=False)
-        return vec
+        return self.encoders.embed_query(query)
 
     def embed_adapter(self, namespace: str, name: str, description: str, tags: Sequence[str]) -> bytes:
         """The stored embedding bytes (float32) of an adapter's text."""
         return self.embed([embedding_text(namespace, name, description, tags)])[0].tobytes()
-
-    # -- index --------------------------------------------------------------------------------
-    def _indexable(self, stored: str | None) -> bool:
-        """Whether a row's vector belongs in the index: the configured model's, by this text recipe or an older
-        one (an older one is re-embedded in the background, :mod:`hub.services.search_reembed`)."""
-        return stored == self.embedding_key or is_old_recipe(stored, self.settings.embedding_model)
-
-    def _db_hashes(self, s: Session) -> dict[int, str | None]:
-        """Adapter id -> embedding hash of every row whose vector belongs in the index, by id."""
-        model = self.settings.embedding_model
-        return {i: h for i, h, m in repo.embedding_hashes_of_models(s, model, model + RECIPE) if self._indexable(m)}
-
-    def _fingerprint(self, s: Session) -> str:
-        """The fingerprint of the index the DB's vectors make (:func:`fingerprint`)."""
-        return fingerprint(self.settings.embedding_model, self._db_hashes(s).items())
-
-    def _build_from_db(self, s: Session) -> tuple[Any, dict[int, str | None]]:
-        """A new index of the stored vectors that belong in it, and their hashes."""
-        from hub.search.index import build_index
-
-        ids: list[int] = []
-        vecs: list[np.ndarray] = []
-        hashes: dict[int, str | None] = {}
-        model = self.settings.embedding_model
-        for i, blob, m, h in repo.embeddings_for_index(s, model, model + RECIPE):
-            if blob is not None and self._indexable(m):
-                ids.append(i)
-                vecs.append(np.frombuffer(blob, dtype=np.float32))
-                hashes[i] = h
-        dim = vecs[0].shape[0] if vecs else self.embedder.dim
-        arr = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, dim), np.float32)
-        index = build_index(np.asarray(ids, dtype=np.int64), arr, self.settings.exact_search_threshold,
-                            approx=self.settings.search_index)
-        return index, hashes
-
-    def ensure_index(self) -> str:
-        """Load the persisted index if it matches the DB, else build it from the stored vectors.
-
-        Vectors the configured model made from an older embedding text are indexed as they are and re-embedded
-        in the background (:attr:`reembedder`), each batch replacing its vectors in the live index; searches
-        answer meanwhile. Returns "loaded", "rebuilt" or "ready" (already in memory).
-        """
-        if self._index is not None:
-            return "ready"
-        with self._lock:
-            if self._index is not None:
-                return "ready"
-            status = "loaded"
-            with self.sessions() as s:
-                mark, hashes = repo.watermark(s), self._db_hashes(s)
-                index = self._load_if(fingerprint(self.settings.embedding_model, hashes.items()))
-                if index is None:
-                    status = "rebuilt"
-                    index, hashes = self._build_from_db(s)
-            self._mark, self._hashes, self._index = mark, hashes, index
-            self.reembedder.start()
-        if status == "rebuilt":
-            self._save()
-        return status
-
-    def _load_if(self, fp: str) -> Any:
-        """The persisted index if its fingerprint is ``fp``, else None."""
-        if not self.settings.index_dir.exists():
-            return None
-        try:
-            from hub.search.index import VectorIndex
-
-            index, saved = VectorIndex.load(self.settings.index_dir)
-        except Exception:  # noqa: BLE001 - any unreadable index is rebuilt
-            return None
-        return index if saved == fp else None
-
-    def _save(self) -> None:
-        """Persist the index with the fingerprint of what it holds; neither searches nor changes wait for it.
-
-        Under the service lock only a copy of the id -> hash map (what the fingerprint covers) and the index's
-        freeze (``VectorIndex.begin_snapshot``), so both describe one state. The copy of the frozen index
-        (seconds at 1M: changes meanwhile go to its overlay and searches merge them in), the fingerprint and the
-        file are made under no lock but ``_save_lock`` (one save at a time). An index with many tombstones is
-        rebuilt first, also outside the lock: ids changed meanwhile are recorded (``_touched``) and replayed into
-        the new index before it replaces the old one.
-        """
-        with self._save_lock:
-            with self._lock:
-                index = self._index
-                if index is None:
-                    return
-                self._dirty = False
-                rebuild = bool(getattr(index, "needs_rebuild", False))
-                if rebuild:
-                    self._touched = set()
-            try:
-                if rebuild:
-                    self._swap_rebuilt(index, index.rebuild())  # drop tombstones before persisting
-                with self._lock:  # the ids and hashes the index holds now, and the index frozen as it is now
-                    held = list(self._hashes.items())
-                    take = self._index.begin_snapshot()
-                snapshot = take()  # the copy; changes meanwhile go to the index's overlay (hub.search.overlay)
-                fp = fingerprint(self.settings.embedding_model, held)
-                self.settings.index_dir.mkdir(parents=True, exist_ok=True)
-                snapshot.save(self.settings.index_dir, fp)
-            except BaseException:
-                with self._lock:
-                    self._dirty, self._touched = True, None
-                raise
-
-    def _swap_rebuilt(self, old: Any, fresh: Any) -> None:
-        """Replace ``old`` by ``fresh`` (its rebuild), replaying the ids changed in ``old`` since the rebuild began."""
-        with self._lock:
-            touched, self._touched = self._touched or set(), None
-            if self._index is not old:  # replaced meanwhile (rebuild()): keep that one
-                return
-            kept = np.asarray(sorted(i for i in touched if i in old), dtype=np.int64)
-            gone = np.asarray(sorted(i for i in touched if i not in old), dtype=np.int64)
-            if gone.size:
-                fresh.remove(gone)
-            if kept.size:
-                fresh.add(kept, old.vectors(kept))
-            self._index = fresh
-
-    def _changed(self, ids: Sequence[int]) -> None:
-        """Note that index entries ``ids`` changed (lock held): the index is dirty; a rebuild in progress replays them."""
-        if self._touched is not None:
-            self._touched.update(int(i) for i in ids)
-        self._dirty = True
-
-    def save(self) -> None:
-        """Persist the in-memory index if it changed (called on shutdown and by the autosave timer)."""
-        with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            dirty = self._dirty
-        if dirty:
-            self._save()
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop the background re-embedding (after its batch in hand; up to ``timeout`` s) and persist the index."""
@@ -344,140 +127,6 @@ class SearchService:
             log.warning("search: background re-embedding did not stop within %.0f s", timeout)
         self.save()
 
-    def _schedule_save(self) -> None:
-        """Persist a few seconds after the last change (debounced), so other processes see a fresh index."""
-        if self._timer is None:
-            self._timer = threading.Timer(AUTOSAVE_DELAY_S, self._autosave)
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _autosave(self) -> None:
-        with self._lock:
-            self._timer = None
-        try:
-            self.save()
-        except Exception:  # noqa: BLE001 - the next change or shutdown tries again
-            pass
-
-    def is_stale(self) -> bool:
-        """Whether the persisted index differs from the DB's vectors."""
-        try:
-            from hub.search.index import VectorIndex
-
-            _, saved = VectorIndex.load(self.settings.index_dir)
-        except Exception:  # noqa: BLE001
-            return True
-        with self.sessions() as s:
-            return saved != self._fingerprint(s)
-
-    def refresh(self, *, force: bool = False) -> int:
-        """Bring the loaded index in step with adapters other processes published, changed or deleted.
-
-        At most every ``REFRESH_INTERVAL_S``: cheap when nothing changed (the watermark: two index lookups),
-        and when it moved only the rows changed since the last one are read (``updated_at`` index). A row
-        deleted elsewhere does not move the watermark: a search that meets its id drops it from the index
-        and searches again (:meth:`search`), and ``force`` (``loom fsck``, tests) compares every row now.
-        Without ``force`` it waits at most ``REFRESH_WAIT_S`` for the service lock (held by a change, or briefly
-        by a save) and otherwise leaves it to the next search. Returns how many index
-        entries changed.
-        """
-        import time
-
-        if self._index is None or (not force and time.monotonic() - self._checked < REFRESH_INTERVAL_S):
-            return 0
-        if not self._lock.acquire(timeout=-1 if force else REFRESH_WAIT_S):
-            return 0
-        try:
-            if self._index is None:
-                return 0
-            self._checked = time.monotonic()
-            with self.sessions() as s:
-                mark = repo.watermark(s)
-                if force or self._mark is None or self._mark[1] is None:
-                    now = self._db_hashes(s)
-                    gone = [i for i in self._hashes if i not in now]
-                elif mark == self._mark:
-                    return 0
-                else:  # rows stamped since the last watermark (less a margin for other hosts' clocks)
-                    since = self._mark[1] - timedelta(seconds=CLOCK_MARGIN_S)
-                    rows = repo.embedding_hashes_since(s, since, int(self._mark[0] or 0))
-                    now = dict(self._hashes) | {i: h for i, h, m in rows if self._indexable(m)}
-                    gone = [i for i, _, m in rows if not self._indexable(m) and i in self._hashes]
-                    for i in gone:
-                        now.pop(i, None)
-                changed = [i for i, h in now.items() if self._hashes.get(i, "") != h]
-                vectors = repo.embeddings_of(s, changed) if changed else {}
-            if gone:
-                self._index.remove(np.asarray(gone, dtype=np.int64))
-            for i, blob in vectors.items():
-                self._index.add(np.asarray([i], dtype=np.int64), np.frombuffer(blob, dtype=np.float32)[None, :])
-            self._mark, self._hashes = mark, now
-            if gone or vectors or force:
-                self.allowed_cache.invalidate()  # rows changed elsewhere: filter and visibility sets may have too
-            if gone or vectors:
-                self._changed([*gone, *vectors])
-                self._schedule_save()
-            return len(gone) + len(vectors)
-        finally:
-            self._lock.release()
-
-    def _forget(self, ids: list[int]) -> None:
-        """Drop adapters a search found deleted (by another process) from the index."""
-        with self._lock:
-            if self._index is not None and ids:
-                self._index.remove(np.asarray(ids, dtype=np.int64))
-                for i in ids:
-                    self._hashes.pop(i, None)
-                self._changed(ids)
-                self._schedule_save()
-
-    def upsert(self, adapter_id: int, vector: bytes) -> None:
-        """Put an adapter's new vector into the loaded index (no-op until the index is loaded)."""
-        with self._lock:
-            if self._index is None:
-                return
-            self.allowed_cache.invalidate()
-            ids = np.asarray([adapter_id], dtype=np.int64)
-            self._index.add(ids, np.frombuffer(vector, dtype=np.float32)[None, :])  # replaces an old vector
-            self._hashes[adapter_id] = vector_hash(vector)
-            self._changed([adapter_id])
-            self._schedule_save()
-
-    def _take_reembedded(self, done: list[tuple[int, str | None, bytes]]) -> None:
-        """Put re-embedded vectors ``(id, hash of the vector replaced, new vector)`` into the loaded index, each
-        where the index still holds the replaced vector (a patch may have put a newer one in meanwhile). The
-        background pass persists the index itself (``search_reembed.SAVE_EVERY_S``)."""
-        with self._lock:
-            if self._index is None:
-                return
-            take = [(i, blob) for i, old, blob in done if self._hashes.get(i, old) == old]
-            if not take:
-                return
-            ids = np.asarray([i for i, _ in take], dtype=np.int64)
-            self._index.add(ids, np.stack([np.frombuffer(b, dtype=np.float32) for _, b in take]))
-            self._hashes.update((i, vector_hash(b)) for i, b in take)
-            self._changed([i for i, _ in take])
-
-    def remove(self, adapter_id: int) -> None:
-        self.allowed_cache.invalidate()
-        with self._lock:
-            if self._index is not None:
-                self._index.remove(np.asarray([adapter_id], dtype=np.int64))
-                self._hashes.pop(adapter_id, None)
-                self._changed([adapter_id])
-                self._schedule_save()
-
-    def indexed_count(self) -> int:
-        self.ensure_index()
-        return len(self._index)
-
-    def rebuild(self) -> int:
-        """Rebuild the index from the vectors in the DB (no re-embedding); returns its size."""
-        with self._lock:
-            with self.sessions() as s:
-                self._index, self._hashes = self._build_from_db(s)
-        self._save()
-        return len(self._index)
 
     def reindex(self, progress: Callable[[int, int], None] | None = None, batch: int = 64) -> int:
         """Re-embed every adapter with the configured model, store the vectors, rebuild the index."""
@@ -543,10 +192,18 @@ class SearchService:
                 exact = [i for i in exact if _contains(allowed, i)]
             exact = exact[:k]
             index = self._index  # a save or rebuild may replace it: search the one in hand
-            hits = index.search(qvec, k, allowed=allowed) if (not has_filters or allowed.size) else []
-            ordered = list(exact) + [i for i, _ in hits if i not in exact]
-            ordered = ordered[:k]
-            rows = repo.adapters_by_ids(s, ordered)
+            weight = float(self.settings.search_lexical_weight)
+            depth = max(k, LEXICAL_DEPTH) if weight > 0 else k
+            hits = index.search(qvec, depth, allowed=allowed) if (not has_filters or allowed.size) else []
+            dense = [(int(i), float(sc)) for i, sc in hits if i not in exact]
+            if weight > 0:  # the lexical tie-break among the dense top LEXICAL_DEPTH (hub.search.lexical)
+                rows = repo.adapters_by_ids(s, list(exact) + [i for i, _ in dense])
+                texts = {i: card_text(a.name, a.description, a.tags or []) for i, _ in dense[:LEXICAL_DEPTH]
+                         if (a := rows.get(i)) is not None}
+                dense = rerank(query, dense, texts, weight, LEXICAL_DEPTH)
+            ordered = (list(exact) + [i for i, _ in dense])[:k]
+            if weight == 0:
+                rows = repo.adapters_by_ids(s, ordered)
             scores = {int(i): float(sc) for i, sc in hits}
             missing = [i for i in ordered if i not in rows]
             if missing:  # deleted by another process (the watermark does not see deletions): forget, ask again

@@ -136,7 +136,7 @@ def test_array_filter_half_of_ids(request, data, which, queries) -> None:
 def test_filter_shortfall_falls_back_to_a_scan(monkeypatch, kind, data, queries) -> None:
     """A graph search with a small ef (IVF: one probed cell) inside a sparse far filter comes back short;
     a scan fills it."""
-    import hub.search.index as index_module
+    import hub.search.index_search as index_module
 
     monkeypatch.setattr(index_module, "SMALL_SUBSET", 0)  # force the IDSelector path for any subset
     monkeypatch.setattr(index_module, "SMALL_SUBSET_SHARE", 0.0)

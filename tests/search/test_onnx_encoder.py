@@ -70,7 +70,7 @@ def test_service_uses_onnx_by_default_and_caches_recent_queries(embedder, tmp_pa
     assert isinstance(svc.query_encoder, OnnxQueryEncoder)  # the default encoder
     assert svc.query_encoder.path.is_file()
     counting = Counting(svc.query_encoder)
-    svc._query_encoder = counting  # count the encoder calls behind the cache
+    svc.encoders._query_encoder = counting  # count the encoder calls behind the cache
     a = svc.embed_query("turn questions into SQL")
     b = svc.embed_query("turn questions into SQL")
     assert counting.calls == 1 and svc.query_cache_hits == 1 and b is a

@@ -97,9 +97,9 @@ def test_search_sees_what_other_processes_publish_change_and_delete(make_hub, ad
 def test_periodic_refresh_reads_only_changed_rows_and_searches_drop_rows_deleted_elsewhere(
     make_hub, adapter_dirs, monkeypatch
 ):
-    """The watermark (max id, max updated_at) finds publishes and patches made elsewhere; a deletion does not
+    """The watermark (max id, updated_at, embedded_at) finds publishes and patches made elsewhere; a deletion does not
     move it, so the search that meets the deleted id drops it and still returns k hits."""
-    import hub.services.search as search_module
+    import hub.services.search_index as search_module
 
     monkeypatch.setattr(search_module, "REFRESH_INTERVAL_S", 0.0)
     server, worker = make_hub(), make_hub()
@@ -129,13 +129,15 @@ def _make_old_recipe(hub, old):
     from sqlalchemy import select, update
 
     from hub.db.models import Adapter
+    from hub.services.search_text import vector_hash
 
     with hub.sessions.begin() as s:
         for full, stored in old.items():
             ns, nm = full.split("/")
             a = s.scalars(select(Adapter).where(Adapter.namespace == ns, Adapter.name == nm)).one()
             blob = hub.search.embed([f"{nm}: {a.description} Tags: {', '.join(a.tags)}."])[0].tobytes()  # recipe 1
-            s.execute(update(Adapter).where(Adapter.id == a.id).values(embedding=blob, embedding_model=stored))
+            s.execute(update(Adapter).where(Adapter.id == a.id).values(embedding=blob, embedding_model=stored,
+                                                                       embedding_hash=vector_hash(blob)))
 
 
 def _gate_reembedding(service):
@@ -262,7 +264,7 @@ def test_a_search_and_a_change_do_not_wait_for_a_save(make_hub, adapter_dirs, mo
     fingerprint of what it holds, so the next save (or start) brings the patch."""
     import threading
 
-    import hub.search.index as index_module
+    import hub.search.index_io as index_module
     from hub.search.index import VectorIndex
     from hub.services.search import fingerprint
 

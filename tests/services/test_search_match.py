@@ -99,3 +99,29 @@ def test_allowed_sets_are_refreshed_in_the_background(make_hub, adapter_dirs):
         assert time.monotonic() < deadline, "the allowed set was never read again"
         time.sleep(0.05)  # ...while a background thread reads the new one
     assert hub.search.allowed_cache.hits >= 1
+
+
+OPS_CATALOG = [
+    ("code/api-docs", "Writes OpenAPI endpoint documentation from a Flask route handler.", ["openapi", "documentation", "api"]),
+    ("ops/nginx-config", "Writes nginx server blocks for reverse proxies and TLS.", ["devops", "nginx", "web"]),
+    ("code/gitignore", "Generates a .gitignore file for a project's languages and tools.", ["git", "devops"]),
+    ("ops/alert-summary", "Summarizes a burst of monitoring alerts into one incident note.", ["devops", "monitoring"]),
+]
+
+
+def test_the_lexical_tie_break_decides_near_ties_and_keeps_cosine_scores(make_hub, adapter_dirs):
+    """A dense near-tie goes to the card that shares the query's words (BM25 among the dense top hits); the
+    reported scores stay the cosines; ``search_lexical_weight=0`` is the cosine order."""
+    query = "web server config to forward /api to port 8080"
+    dense = make_hub(search_lexical_weight=0.0)
+    _fill(dense, adapter_dirs, OPS_CATALOG)
+    by_cosine = dense.search.search(None, query, k=4)
+    assert [h.adapter.full_name for h in by_cosine[:2]] == ["code/api-docs", "ops/nginx-config"]
+    assert by_cosine[0].score - by_cosine[1].score < 0.01  # a near-tie
+    hub = make_hub()  # the default weight, same DB
+    hits = hub.search.search(None, query, k=4)
+    assert [h.adapter.full_name for h in hits[:2]] == ["ops/nginx-config", "code/api-docs"]
+    assert {h.adapter.full_name: h.score for h in hits} == pytest.approx({h.adapter.full_name: h.score
+                                                                          for h in by_cosine})
+    assert [h.adapter.full_name for h in hub.search.search(None, query, k=1)] == ["ops/nginx-config"]
+    assert hub.search.search(None, "nginx", k=1)[0].exact  # an exact tag match still comes first
