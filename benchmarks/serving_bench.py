@@ -10,8 +10,6 @@ with temperature 0.8, top_p 0.95 and a seed each; ``--output-tokens LO HI``: ano
 * (b) Loom, ``LOOM_SCHEDULER=window`` (collect for a window, run each batch to completion);
 * (c) a baseline server running PEFT ``generate`` one request at a time (``set_adapter`` per request);
 * (d) Loom continuous with every request on the bare base (no adapter): the cost of the LoRA rows;
-* (a0) with ``--compare-join``: (a) with ``LOOM_INFERENCE_JOIN_WAIT_STEPS=0``: a waiting row joins at the next step
-  (one prefill forward per step that frees a slot) instead of being held back until several share a prefill;
 * (e) with ``--max-queued N``: (a) with a queue bound of N rows (the others queue up to 4096): beyond it a request
   answers 429 at once, as a server under overload should; printed: how many were turned away, and the latency
   of those served.
@@ -33,7 +31,7 @@ measured first (1 / the mean latency of (c)): below, near and above saturation.
     python benchmarks/serving_bench.py --quick --base smollm2 --rate-multiples 1 4 12   # SmolLM2-135M
     python benchmarks/serving_bench.py --base both --requests 64
     python benchmarks/serving_bench.py --quick --router meteora   # a router artifact: batched vs one at a time
-    python benchmarks/serving_bench.py --requests 48 --compare-join --output-tokens 8 160 --sampled 0.5
+    python benchmarks/serving_bench.py --requests 48 --output-tokens 8 160 --sampled 0.5
 Uses CUDA when available.
 """
 
@@ -58,7 +56,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.helpers: P
 
 TINY_ID = "bench/tiny-llama"
 BOUNDED = "(e) cont., bounded"
-AT_ONCE = "(a0) joins at once"
 WORDS = ("plan", "river", "stone", "light", "north", "market", "signal", "garden", "copper", "window", "engine",
          "paper", "orbit", "forest", "melody", "harbor", "silver", "canvas", "motion", "summit")
 
@@ -363,8 +360,6 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
                 rows[rate]["(c) PEFT serial"] = summary(res, wall)
             systems = [("(a) continuous", "continuous", False), ("(b) window", "window", False),
                        ("(d) base alone", "continuous", True)]
-            if args.compare_join:
-                systems.append((AT_ONCE, "continuous", False))
             if args.max_queued is not None:
                 systems.append((BOUNDED, "continuous", False))
             cpu: dict[str, float] = {}
@@ -374,7 +369,6 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
                 hub.settings.inference_max_batch = args.max_batch
                 hub.settings.inference_max_queued = args.max_queued if label == BOUNDED else 4096
                 hub.settings.inference_batch_window_ms = args.window_ms
-                hub.settings.inference_join_wait_steps = 0 if label == AT_ONCE else 8
                 app = create_app(hub=hub, warm_index=False)
                 with serve_in_thread(app, timeout=120) as url:
                     warm = workload(len(names), 1000.0, names, base_id, tokens, seed=97)
@@ -397,7 +391,6 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
             hub.close()
         print_identical(texts, "(a) continuous", "(b) window", rates, cpu)
         labels = ["(a) continuous", "(b) window", "(c) PEFT serial", "(d) base alone"]
-        labels += [AT_ONCE] if args.compare_join else []
         labels += [BOUNDED] if args.max_queued is not None else []
         for rate in rates:
             gap = 1.0 / rate
@@ -410,11 +403,6 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
             ok = rows[rate]["(a) continuous"]["ttft99"] < 10 * gap
             print(f"(a)/(b) output tok/s {a / b:.2f}x   (a)/(d) {a / d:.2f}x   (a)/(c) "
                   f"{a / rows[rate]['(c) PEFT serial']['tok_s']:.2f}x   (a) p99 TTFT < 10 x gap: {ok}")
-            if args.compare_join:
-                a0 = rows[rate][AT_ONCE]
-                print(f"(a)/(a0) output tok/s {a / a0['tok_s']:.2f}x (holding joiners back for a shared prefill); "
-                      f"p99 TTFT (a) {rows[rate]['(a) continuous']['ttft99'] * 1000:.0f} ms, (a0) "
-                      f"{a0['ttft99'] * 1000:.0f} ms")
             ua, ub = rows[rate]["(a) continuous"]["useful"], rows[rate]["(b) window"]["useful"]
             print("forwards run (prefills and decode steps): " + ", ".join(
                 f"{k} {rows[rate][k]['forwards']}" for k in labels if "forwards" in rows[rate][k]))
@@ -500,8 +488,6 @@ def main() -> None:
     ap.add_argument("--sampled", type=float, default=0.0,
                     help="share of requests that sample (temperature 0.8, top_p 0.95, seeded); the window batcher "
                          "runs greedy and sampled requests in separate batches, (c) serves every request greedy")
-    ap.add_argument("--compare-join", action="store_true",
-                    help="also run (a0): continuous with waiting rows joining at the next step (no shared prefills)")
     ap.add_argument("--router", default=None, help="bench a router artifact of this preset (e.g. meteora, mole_wu)")
     args = ap.parse_args()
     if not 8 <= args.adapters <= 16:

@@ -73,9 +73,6 @@ class Settings(BaseSettings):
         scheduler: ``continuous`` (iteration-level batching: a request joins the running batch at the next
             step, a finished row leaves at once) or ``window`` (the earlier batcher: collect for a window, run
             each group of equal sampling settings to completion; kept for comparison).
-        inference_join_wait_steps: (continuous) the most decode steps a waiting row may be held back while the
-            batch is at least half full, so that several rows join in one prefill forward (0: join at the next
-            step; see :mod:`routing.cost`).
         inference_max_queued: request rows waiting for a slot beyond ``inference_max_batch`` running ones;
             more answer 429 with ``Retry-After``.
         inference_max_rows_per_request: the most rows (``n`` x prompts) one request may ask for (413 beyond).
@@ -146,7 +143,6 @@ class Settings(BaseSettings):
     inference_default_base: str | None = None
     scheduler: str = Field(default="continuous", pattern="^(continuous|window)$")
     inference_max_queued: int = Field(default=256, ge=0)
-    inference_join_wait_steps: int = Field(default=8, ge=0)
     inference_max_rows_per_request: int = Field(default=32, ge=1)
     inference_max_concurrent_per_user: int = Field(default=16, ge=1)
     anonymous_inference: bool = True

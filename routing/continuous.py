@@ -4,9 +4,9 @@
 :class:`~routing.batching.MixedAdapterModel`. Each :meth:`~ContinuousBatch.step` is ONE decode forward over
 every running row, then each row samples its own next token (:mod:`routing.sampling`) and a finished row
 leaves at once (it becomes a hole, below). New rows join between steps with :meth:`~ContinuousBatch.add`:
-their prompts are prefilled together in forwards of their own (the running rows are not recomputed; how
-much padding a shared prefill may take is measured, :mod:`routing.cost`), their first token is sampled from
-that prefill, and their cache is written into holes or appended to the running one. Every row
+their prompts are prefilled together in forwards of their own (the running rows are not recomputed), their
+first token is sampled from that prefill, and their cache is written into holes or appended to the running
+one. Every row
 keeps its adapter or mixture (per-row slot indices, the BGMV-style gathered LoRA of the routing engine),
 ``max_new_tokens``, temperature, ``top_p``, seed and stop conditions inside the one forward.
 
@@ -40,7 +40,6 @@ layout raises :class:`~hub.core.errors.InvalidInputError` at the first join.
 from __future__ import annotations
 
 import inspect
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -49,7 +48,6 @@ import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from hub.core.errors import InvalidInputError
-from routing.cost import ForwardCost
 from routing.sampling import SamplingParams, sample_rows
 
 
@@ -166,13 +164,10 @@ class ContinuousBatch:
         self.cache: Any = None
         self.mask: torch.Tensor | None = None  # (B, L) long, 1 = a real cached token
         self.forwards = 0  # prefill and decode forwards run
-        self.prefills = 0  # of which prefills
         self.compactions = 0  # index selects that dropped holes
         self.compact_at = 0.25  # the fraction of holes that makes the next step compact (0: at once)
-        # what this model's forwards cost here (fitted from the prefills and steps run): it sets how much padding
-        # a shared prefill may take on the CPU, and when waiting rows join (:meth:`ForwardCost.join_now`)
-        self.cost = ForwardCost()
-        self._prefill_pad: int | None | str = None if self.device.type == "cuda" else "auto"
+        # most padding tokens a joiner may add to a shared prefill (None: one prefill for all joiners, on CUDA)
+        self.prefill_pad: int | None = None if self.device.type == "cuda" else 16
         # input tokens the forwards processed (padding and holes included) and those live rows needed
         self.tokens_computed = 0
         self.tokens_useful = 0
@@ -188,17 +183,6 @@ class ContinuousBatch:
     def __len__(self) -> int:
         return len(self.slots) - len(self.holes)
 
-    @property
-    def prefill_pad(self) -> int | None:
-        """Most padding tokens a joiner may add to a shared prefill (None: one prefill for all joiners, the
-        default on CUDA). On the CPU it is measured: a forward's fixed cost over the cost of one token
-        (:meth:`routing.cost.ForwardCost.pad_tokens`); setting it fixes it."""
-        return self.cost.pad_tokens() if self._prefill_pad == "auto" else self._prefill_pad  # type: ignore[return-value]
-
-    @prefill_pad.setter
-    def prefill_pad(self, value: int | None) -> None:
-        self._prefill_pad = value
-
     # -- joining --------------------------------------------------------------------------------
     @torch.no_grad()
     def add(self, rows: Sequence[Row]) -> list[Row]:
@@ -206,14 +190,13 @@ class ContinuousBatch:
         already finished (they never enter the running batch).
 
         Rows of similar prompt lengths share a prefill forward; on the CPU a row whose prompt is more than
-        :attr:`prefill_pad` tokens shorter than the longest of a group starts a group of its own (a forward's
-        cost there grows with its padded tokens; its fixed cost is worth tens of tokens on a small model, a
-        few on a large one)."""
+        ``prefill_pad`` tokens shorter than the longest of a group starts a group of its own (a forward's cost
+        there grows with its padded tokens, and a forward's fixed cost is a few tokens' worth)."""
         rows = sorted((r for r in rows if r.finish_reason is None), key=lambda r: -len(r.prompt_ids))
         groups: list[list[Row]] = []
-        pad = self.prefill_pad
         for r in rows:
-            if groups and (pad is None or len(groups[-1][0].prompt_ids) - len(r.prompt_ids) <= pad):
+            if groups and (self.prefill_pad is None or
+                           len(groups[-1][0].prompt_ids) - len(r.prompt_ids) <= self.prefill_pad):
                 groups[-1].append(r)
             else:
                 groups.append([r])
@@ -227,21 +210,18 @@ class ContinuousBatch:
             ids[i, width - len(r.prompt_ids):] = torch.tensor(r.prompt_ids, dtype=torch.long)
             mask[i, width - len(r.prompt_ids):] = 1
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        t0 = time.perf_counter()
         self.runner.begin(rows, True)
         out = self.runner.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                 position_ids=pos.to(self.device), cache=_growing_cache(self.runner.model),
                                 use_cache=True, **self._last_logits)
         self.forwards += 1
-        self.prefills += 1
         self.tokens_computed += ids.numel()
         self.tokens_useful += sum(len(r.prompt_ids) for r in rows)
         self.runner.end(rows, True, mask.to(self.device))
         for r in rows:
             r.generator = r.sampling.generator(self.device)
             r.position = len(r.prompt_ids)
-        done = self._emit(rows, out.logits[:, -1])  # sampling reads the logits: a CUDA forward has finished
-        self.cost.prefill(ids.numel(), time.perf_counter() - t0)
+        done = self._emit(rows, out.logits[:, -1])
         keep = [i for i, r in enumerate(rows) if r not in done]
         if keep:
             cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
@@ -307,7 +287,6 @@ class ContinuousBatch:
                            dtype=torch.long, device=self.device)
         pos = torch.tensor([[r.position] for r in self.slots], dtype=torch.long, device=self.device)
         self.mask = torch.cat([self.mask, torch.ones((b, 1), dtype=torch.long, device=self.device)], 1)
-        t0 = time.perf_counter()
         self.runner.begin(self.slots, False)
         out = self.runner.model(input_ids=ids, attention_mask=self.mask, position_ids=pos, cache=self.cache,
                                 use_cache=True)
@@ -326,7 +305,6 @@ class ContinuousBatch:
         for r in rows:
             r.position += 1
         done = self._emit(rows, logits)
-        self.cost.step(time.perf_counter() - t0)
         if done:
             self._leave(done)
         return gone + done

@@ -93,8 +93,7 @@ class BaseEngines:
             return Batcher(lb, gpu, s.inference_max_batch, s.inference_batch_window_ms / 1000.0)
         from hub.services.inference.scheduler import Scheduler
 
-        return Scheduler(lb, gpu, s.inference_max_batch, s.inference_max_queued,
-                         join_wait_steps=s.inference_join_wait_steps)
+        return Scheduler(lb, gpu, s.inference_max_batch, s.inference_max_queued)
 
     def loaded(self) -> dict[str, Engine]:
         """A snapshot of the engines loaded so far (base id -> engine)."""

@@ -80,8 +80,7 @@ class RouterRunner:
 
             s = self.engines.settings
             sched = Scheduler(self.base(plan), None, s.inference_max_batch, s.inference_max_queued,
-                              rows=RoutedRows(routed, self._embed), name=f"loom-router-{key}",
-                              join_wait_steps=s.inference_join_wait_steps)
+                              rows=RoutedRows(routed, self._embed), name=f"loom-router-{key}")
             sched.observer = self.engines.observer
             with self._lock:
                 self._schedulers[key] = sched

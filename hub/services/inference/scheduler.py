@@ -8,11 +8,6 @@ gets each token as it is sampled. Admission (:mod:`~hub.services.inference.admis
 a request whose rows do not fit answers 429 before anything is queued. The thread is the only user of the
 model, so adapter slots never move mid-forward.
 
-While the batch holds at least half its rows, waiting rows may be held back a few steps so that several
-join in one prefill forward instead of one forward each: they join once the output their free slots lost
-is worth the fixed cost of a forward, measured on this model (:meth:`routing.cost.ForwardCost.join_now`,
-at most 8 steps). Below half a batch they join at the next step.
-
 The same loop serves the rows of one router artifact on its routed copy of the base
 (:class:`~hub.services.inference.routers.RouterRunner`): ``rows`` is then a
 :class:`routing.routed_batch.RoutedRows`, a job's ``routing`` inputs (request features, the semantic
@@ -43,12 +38,11 @@ class Scheduler:
         base: the served model. gpu: its device tier of adapters (None: rows need none). max_running: most
         rows in the batch. max_queued: most rows waiting for a slot (beyond it, 429).
         rows: what runs the rows (a :class:`routing.continuous.RowModel`; default the base's mixed-adapter model).
-        name: the loop thread's name (default from the base). join_wait_steps: the most steps waiting rows are
-        held back so that several share a prefill (0: they join at the next step).
+        name: the loop thread's name (default from the base).
     """
 
     def __init__(self, base: Any, gpu: Any, max_running: int, max_queued: int, rows: Any = None,
-                 name: str | None = None, join_wait_steps: int = 8) -> None:
+                 name: str | None = None) -> None:
         from routing.continuous import ContinuousBatch
 
         if max_running < 1:
@@ -56,7 +50,6 @@ class Scheduler:
         self.base, self.gpu, self.max_running = base, gpu, max_running
         self.admission = Admission(max_queued)
         self.batch = ContinuousBatch(base.mixed if rows is None else rows, base.pad_id)
-        self.batch.cost.max_wait_steps = join_wait_steps
         self._waiting: deque[Job] = deque()
         self._jobs: dict[int, tuple[Job, Any]] = {}  # id(row) -> (job, row) of the running rows
         self._cv = threading.Condition()
@@ -65,7 +58,6 @@ class Scheduler:
         self.rows_cancelled = 0
         self.batch_sizes: list[int] = []
         self.running: frozenset[str] = frozenset()
-        self._held = (0, 0)  # (free slots summed over the steps waiting rows were held back, those steps)
         self.observer: Any = None  # the serving metrics (set by the engines)
         self._thread = threading.Thread(target=self._loop, daemon=True, name=name or f"loom-scheduler-{base.model_id}")
         self._thread.start()
@@ -157,9 +149,6 @@ class Scheduler:
         """Waiting rows that join now (cancelled ones are answered and skipped)."""
         out: list[Job] = []
         room = self.max_running - len(self._jobs)
-        if self._waiting and room and self._hold(room):
-            return out
-        self._held = (0, 0)
         while self._waiting and len(out) < room:
             job = self._waiting.popleft()
             if job.cancelled is not None and job.cancelled.is_set():
@@ -167,17 +156,6 @@ class Scheduler:
                 continue
             out.append(job)
         return out
-
-    def _hold(self, room: int) -> bool:
-        """Whether the waiting rows wait one more step (so that more join in one prefill later)."""
-        live = len(self._jobs)
-        if live < max(1, self.max_running // 2) or self.batch.cost.max_wait_steps <= 0:
-            return False
-        idle, steps = self._held
-        if self.batch.cost.join_now(idle, steps, live):
-            return False
-        self._held = (idle + min(room, len(self._waiting)), steps + 1)
-        return True
 
     def _iterate(self, joiners: list[Job]) -> None:
         from routing.continuous import Row
