@@ -19,7 +19,8 @@ first 4 adapters) instead of an adapter, and the systems are (a) Loom continuous
 per iteration on its routed copy of the base) and (b) Loom window (routers run one request at a time there),
 rates as multiples of (b)'s serial capacity; printed: the same columns and (a)/(b).
 
-Printed per base and rate: request throughput, output tokens/s, TTFT and TPOT p50/p99 (streamed, so the first
+Printed per base and rate: request throughput, output tokens/s, output tokens per request (a system whose rows
+end at EOS sooner, e.g. adapters against the bare base, does less decode work per request), TTFT and TPOT p50/p99 (streamed, so the first
 token is timed where it reaches the client; (c) does not stream: its TTFT is the whole latency), the
 ratios (a)/(b) and (a)/(d) in output tokens/s, and the share of (a)'s and (b)'s forward input tokens that a row
 needed (prompt tokens and each generated token but the last; the rest is left padding, rows that finished
@@ -299,11 +300,11 @@ def summary(results: list[Result], wall: float) -> dict[str, float]:
 def print_rate(rate: float, at_rate: dict[str, dict[str, float]], labels: list[str]) -> None:
     """The table of one rate: a row per system."""
     print(f"\n-- rate {rate:.2f} req/s (mean gap {1000 / rate:.0f} ms)")
-    print(f"{'system':18s} {'req/s':>7s} {'out tok/s':>9s} {'TTFT p50':>9s} {'TTFT p99':>9s} "
+    print(f"{'system':18s} {'req/s':>7s} {'out tok/s':>9s} {'tok/req':>7s} {'TTFT p50':>9s} {'TTFT p99':>9s} "
           f"{'TPOT p50':>9s} {'TPOT p99':>9s}")
     for label in labels:
         s = at_rate[label]
-        print(f"{label:18s} {s['req_s']:7.2f} {s['tok_s']:9.1f} {s['ttft50'] * 1000:7.0f}ms "
+        print(f"{label:18s} {s['req_s']:7.2f} {s['tok_s']:9.1f} {s['tok_s'] / s['req_s']:7.1f} {s['ttft50'] * 1000:7.0f}ms "
               f"{s['ttft99'] * 1000:7.0f}ms {s['tpot50'] * 1000:7.1f}ms {s['tpot99'] * 1000:7.1f}ms")
 
 
