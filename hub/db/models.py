@@ -200,7 +200,7 @@ class BaseModel(Base):
 
 class Lease(Base):
     """A named lease on hub-wide background work: ``holder`` runs it until ``expires_at`` unless it renews it
-    (``hub.repositories.leases``); an expired lease is free, so a crashed holder blocks no one for long."""
+    (:mod:`hub.services.leases`); an expired lease is free, so a crashed holder blocks no one for long."""
 
     __tablename__ = "leases"
 
