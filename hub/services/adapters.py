@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hub.core.errors import AuthenticationError, InvalidInputError, NotFoundError, PermissionDeniedError
 from hub.core.files import CONFIG_NAME, SAMPLES_NAME, WEIGHTS_NAME
-from hub.db.models import Adapter, AdapterVersion, User, utcnow
+from hub.db.models import Adapter, AdapterVersion, User
 from hub.repositories import adapters as repo
 from hub.repositories.adapters import AdapterFilters
 from hub.services import validation as v
-from hub.services.search import vector_hash
+from hub.services.search_text import stored_vector
 
 if TYPE_CHECKING:  # pragma: no cover
     from hub.core.adapter import LoraAdapter
@@ -199,8 +199,8 @@ class AdapterService:
             if lic is not None:
                 a.license = lic
             if embedding is not None:
-                a.embedding, a.embedding_hash = embedding, vector_hash(embedding)
-                a.embedding_model, a.embedded_at = self.embedding_model, utcnow()
+                for col, value in stored_vector(embedding, self.embedding_model).items():
+                    setattr(a, col, value)
             s.flush()
             s.refresh(a)
         self.search.allowed_cache.invalidate()  # visibility, license or tags may have changed

@@ -20,9 +20,10 @@ from sqlalchemy import select, update
 
 from hub.core.errors import InvalidInputError
 from hub.core.files import KINDS, REQUIRED_FILES
-from hub.db.models import Adapter, AdapterVersion, utcnow
+from hub.db.models import Adapter, AdapterVersion
 from hub.repositories import adapters as repo
-from hub.services.search import embedding_text, vector_hash
+from hub.services.search import embedding_text
+from hub.services.search_text import stored_vector
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy.orm import Session, sessionmaker
@@ -160,8 +161,7 @@ class Fsck:
                     for r, vec in zip(rows, vecs, strict=True):
                         blob = vec.tobytes()
                         s.execute(update(Adapter).where(Adapter.id == r[0]).values(
-                            embedding=blob, embedding_model=model, embedding_hash=vector_hash(blob),
-                            embedded_at=utcnow(), updated_at=Adapter.updated_at))
+                            **stored_vector(blob, model), updated_at=Adapter.updated_at))
                 rep.repaired.append(f"re-embedded {len(rows)} adapter(s)")
         if rep.stale_index or broken or no_vec:
             n = self.search.rebuild()

@@ -37,11 +37,11 @@ from hub.core.errors import (
 )
 from hub.core.files import CONFIG_NAME, README_NAME, REQUIRED_FILES, SAMPLES_NAME, WEIGHTS_NAME
 from hub.core.provenance import Provenance
-from hub.db.models import Adapter, AdapterVersion, User, utcnow
+from hub.db.models import Adapter, AdapterVersion, User
 from hub.repositories import adapters as repo
 from hub.services import validation as v
 from hub.services.cards import model_card
-from hub.services.search import vector_hash
+from hub.services.search_text import stored_vector
 from hub.services.validation import article
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -336,8 +336,8 @@ class Publisher:
                 if meta.visibility is not None:
                     row.visibility = meta.visibility
             if embedding is not None:
-                row.embedding, row.embedding_hash = embedding, vector_hash(embedding)
-                row.embedding_model, row.embedded_at = self.embedding_model, utcnow()
+                for col, value in stored_vector(embedding, self.embedding_model).items():
+                    setattr(row, col, value)
             version = AdapterVersion(
                 adapter_id=row.id, number=repo.max_version_number(s, row.id) + 1, sha256=content.content_sha,
                 size=content.size, rank=content.rank, ranks=content.ranks, target_modules=content.target_modules,

@@ -29,10 +29,10 @@ import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.db.models import Adapter, utcnow
+from hub.db.models import Adapter
 from hub.repositories import adapters as repo
 from hub.services.leases import DbLease
-from hub.services.search_text import RECIPE, embedding_key, embedding_text, is_old_recipe, vector_hash
+from hub.services.search_text import RECIPE, embedding_key, embedding_text, is_old_recipe, stored_vector
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +195,7 @@ class Reembedder:
                         res = s.execute(
                             update(Adapter)
                             .where(Adapter.id == r[0], Adapter.embedding_hash.is_not_distinct_from(r[5]))
-                            .values(embedding=blob, embedding_model=key, embedding_hash=vector_hash(blob),
-                                    embedded_at=utcnow(), updated_at=Adapter.updated_at)
+                            .values(**stored_vector(blob, key), updated_at=Adapter.updated_at)
                         )
                         if res.rowcount:  # type: ignore[attr-defined]
                             done.append((int(r[0]), r[5], blob))

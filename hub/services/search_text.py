@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Any
+
+from hub.db.models import utcnow
 
 #: the version of :func:`embedding_text`'s recipe; bump it when the text changes, so stored vectors are redone
 #: (2: "words description tags", chosen on benchmarks/data/search_dev.json by benchmarks/search_variants.py;
@@ -35,3 +38,10 @@ def is_old_recipe(stored: str | None, model: str) -> bool:
 def vector_hash(blob: bytes) -> str:
     """The short hash of a stored vector that a row records (``embedding_hash``)."""
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def stored_vector(blob: bytes, model: str) -> dict[str, Any]:
+    """The adapter columns that store vector ``blob`` made by ``model`` (its key): the vector, its hash, the model
+    and ``embedded_at``, the stamp other processes' search indexes follow (``updated_at`` is left to the caller:
+    it says when the adapter itself changed). Every writer of a vector uses it."""
+    return {"embedding": blob, "embedding_hash": vector_hash(blob), "embedding_model": model, "embedded_at": utcnow()}
