@@ -4,7 +4,8 @@ Requests arrive as a Poisson process (open loop: arrivals never wait for answers
 the HTTP endpoint of a real uvicorn server, sent by a load generator in a process of its own, each with a
 prompt length and an output length drawn from ranges and an adapter drawn from ``--adapters`` (8-16) with a
 Zipf skew (weight 1/k^1.1). Every system sees the same requests, greedy (``--sampled 0.5``: half of them sample
-with temperature 0.8, top_p 0.95 and a seed each; ``--output-tokens LO HI``: another ``max_tokens`` range):
+with temperature 0.8, top_p 0.95 and a seed each; ``--output-tokens LO HI``: another ``max_tokens`` range;
+``--ignore-eos``: every request runs its ``max_tokens`` (vLLM's ``ignore_eos``), so each system does the same work):
 
 * (a) Loom, ``LOOM_SCHEDULER=continuous`` (iteration-level batching, per-row adapters);
 * (b) Loom, ``LOOM_SCHEDULER=window`` (collect for a window, run each batch to completion);
@@ -33,6 +34,7 @@ measured first (1 / the mean latency of (c)): below, near and above saturation.
     python benchmarks/serving_bench.py --base both --requests 64
     python benchmarks/serving_bench.py --quick --router meteora   # a router artifact: batched vs one at a time
     python benchmarks/serving_bench.py --requests 48 --output-tokens 8 160 --sampled 0.5
+    python benchmarks/serving_bench.py --requests 48 --ignore-eos   # the same tokens per request everywhere
 Uses CUDA when available.
 """
 
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import random
 import statistics
@@ -72,6 +75,7 @@ class Req:
     max_tokens: int
     temperature: float = 0.0
     seed: int | None = None
+    ignore_eos: bool = False
 
 
 @dataclass
@@ -140,9 +144,10 @@ def _shrink(folder: Path, factor: float) -> None:
 
 
 def workload(n: int, rate: float, names: list[str], base_id: str, tokens: tuple[int, int], seed: int,
-             bare: bool = False, sampled: float = 0.0) -> list[Req]:
+             bare: bool = False, sampled: float = 0.0, ignore_eos: bool = False) -> list[Req]:
     """``n`` requests, Poisson arrivals at ``rate``/s, Zipf-skewed adapters, lengths from ranges; a share
-    ``sampled`` of them sample (temperature 0.8, top_p 0.95, a seed each), the others are greedy."""
+    ``sampled`` of them sample (temperature 0.8, top_p 0.95, a seed each), the others are greedy;
+    ``ignore_eos``: each runs its ``max_tokens``."""
     rng = random.Random(seed)
     pick = random.Random(seed + 1)  # its own stream: the greedy workload stays the same with or without sampling
     weights = [1.0 / (k + 1) ** 1.1 for k in range(len(names))]
@@ -151,7 +156,8 @@ def workload(n: int, rate: float, names: list[str], base_id: str, tokens: tuple[
         t += rng.expovariate(rate)
         ad = rng.choices(names, weights)[0]
         prompt = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 24)))
-        req = Req(t, base_id if bare else ad, None if bare else ad, prompt, rng.randint(*tokens))
+        req = Req(t, base_id if bare else ad, None if bare else ad, prompt, rng.randint(*tokens),
+                  ignore_eos=ignore_eos)
         if pick.random() < sampled:
             req.temperature, req.seed = 0.8, pick.randrange(1 << 30)
         out.append(req)
@@ -163,6 +169,8 @@ async def _one_loom(client, url: str, r: Req) -> Result:
             "stream": True}
     if r.temperature:
         body.update(top_p=0.95, seed=r.seed)
+    if r.ignore_eos:
+        body["ignore_eos"] = True
     t0 = time.perf_counter()
     ttft, text, tokens = None, [], 0
     async with client.stream("POST", url + "/v1/completions", json=body) as resp:
@@ -190,7 +198,7 @@ async def _one_loom(client, url: str, r: Req) -> Result:
 async def _one_peft(client, url: str, r: Req) -> Result:
     t0 = time.perf_counter()
     resp = await client.post(url + "/generate", json={"adapter": r.adapter, "prompt": r.prompt,
-                                                       "max_tokens": r.max_tokens})
+                                                       "max_tokens": r.max_tokens, "ignore_eos": r.ignore_eos})
     e2e = time.perf_counter() - t0
     d = resp.json()
     return Result(e2e, e2e, d["tokens"], d["text"])
@@ -237,7 +245,8 @@ async def drive(url: str, reqs: list[Req], peft: bool) -> tuple[list[Result], fl
 
 
 def peft_app(folder: Path, adapters: dict[str, Path], device: str):
-    """The baseline: PEFT with every adapter loaded, one request at a time (a lock), ``set_adapter`` per request."""
+    """The baseline: PEFT with every adapter loaded, one request at a time (a lock), ``set_adapter`` per request;
+    ``ignore_eos``: generate does not stop at eos (eos_token_id None)."""
     import torch
     from fastapi import FastAPI
     from peft import PeftModel
@@ -258,12 +267,13 @@ def peft_app(folder: Path, adapters: dict[str, Path], device: str):
     @app.post("/generate")
     def generate(body: dict) -> dict:
         ids = torch.tensor([tok(body["prompt"])["input_ids"]], device=device)
+        stop = None if body.get("ignore_eos") else eos
         with lock, torch.no_grad():
             pm.set_adapter(body["adapter"])
             out = pm.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=body["max_tokens"],
-                              do_sample=False, eos_token_id=eos, pad_token_id=pad)
+                              do_sample=False, eos_token_id=stop, pad_token_id=pad)
         new = out[0, ids.shape[1]:].tolist()
-        eos_set = set(eos) if isinstance(eos, list) else {eos}
+        eos_set = set() if stop is None else set(stop) if isinstance(stop, list) else {stop}
         cut = next((i for i, t in enumerate(new) if t in eos_set), len(new))
         return {"tokens": cut, "text": tok.decode(new[:cut], skip_special_tokens=True)}
 
@@ -342,10 +352,10 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
         with serve_in_thread(peft_app(folder, adapters, device), timeout=120) as purl:
             warm = workload(4, 1000.0, names, base_id, tokens, seed=99)
             client.run(purl, warm, True)
-            probe = workload(3 if args.quick else 6, 1000.0, names, base_id, tokens, seed=98)
+            probe = workload(3 if args.quick else 6, 1000.0, names, base_id, tokens, seed=98, ignore_eos=args.ignore_eos)
             lat = []
             for r in probe:  # one at a time: the serial capacity
-                res, _ = client.run(purl, [Req(0.0, r.model, r.adapter, r.prompt, r.max_tokens)], True)
+                res, _ = client.run(purl, [dataclasses.replace(r, at=0.0)], True)
                 lat.append(res[0].e2e)
             capacity = 1.0 / statistics.mean(lat)
             rates = [m * capacity for m in args.rate_multiples]
@@ -356,7 +366,8 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
             texts: dict[str, list[str]] = {}
             for rate in rates:
                 rows[rate] = {}
-                reqs = workload(args.requests, rate, names, base_id, tokens, seed=int(rate * 1000))
+                reqs = workload(args.requests, rate, names, base_id, tokens, seed=int(rate * 1000),
+                                ignore_eos=args.ignore_eos)
                 res, wall = client.run(purl, reqs, True)
                 rows[rate]["(c) PEFT serial"] = summary(res, wall)
             systems = [("(a) continuous", "continuous", False), ("(b) window", "window", False),
@@ -378,7 +389,7 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
                     client.run(url, warm, False)
                     for rate in rates:
                         reqs = workload(args.requests, rate, names, base_id, tokens, seed=int(rate * 1000), bare=bare,
-                                        sampled=args.sampled)
+                                        sampled=args.sampled, ignore_eos=args.ignore_eos)
                         work0 = work(app, base_id)
                         res, wall = client.run(url, reqs, False)
                         rows[rate][label] = summary(res, wall)
@@ -446,14 +457,16 @@ def bench_router(base: str, args: argparse.Namespace, client: Client) -> None:
             with serve_in_thread(app, timeout=120) as url:
                 client.run(url, workload(4, 1000.0, [router], base_id, tokens, seed=97), False)
                 if not rates:  # the serial capacity: (b), one request after another
-                    lat = [client.run(url, [Req(0.0, r.model, None, r.prompt, r.max_tokens)], False)[0][0].e2e
-                           for r in workload(3 if args.quick else 6, 1000.0, [router], base_id, tokens, seed=98)]
+                    lat = [client.run(url, [dataclasses.replace(r, at=0.0)], False)[0][0].e2e
+                           for r in workload(3 if args.quick else 6, 1000.0, [router], base_id, tokens, seed=98,
+                                             ignore_eos=args.ignore_eos)]
                     rates = [m / statistics.mean(lat) for m in args.rate_multiples]
                     print(f"\n== {base} ({base_id}, {device}): router {router} ({args.router}, 4 experts), "
                           f"max_tokens {tokens[0]}-{tokens[1]}, {args.requests} requests per rate; serial capacity "
                           f"{1 / statistics.mean(lat):.2f} req/s")
                 for rate in rates:
-                    reqs = workload(args.requests, rate, [router], base_id, tokens, seed=int(rate * 1000))
+                    reqs = workload(args.requests, rate, [router], base_id, tokens, seed=int(rate * 1000),
+                                    ignore_eos=args.ignore_eos)
                     res, wall = client.run(url, reqs, False)
                     rows.setdefault(rate, {})[label] = summary(res, wall)
                     texts[f"{label}@{rate}"] = [r.text for r in res]
@@ -489,6 +502,9 @@ def main() -> None:
     ap.add_argument("--sampled", type=float, default=0.0,
                     help="share of requests that sample (temperature 0.8, top_p 0.95, seeded); the window batcher "
                          "runs greedy and sampled requests in separate batches, (c) serves every request greedy")
+    ap.add_argument("--ignore-eos", action="store_true",
+                    help="every request runs its max_tokens (vLLM's ignore_eos): the same work for every system, "
+                         "the bare base's rows included")
     ap.add_argument("--router", default=None, help="bench a router artifact of this preset (e.g. meteora, mole_wu)")
     args = ap.parse_args()
     if not 8 <= args.adapters <= 16:

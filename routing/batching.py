@@ -228,8 +228,9 @@ class MixedAdapterModel:
     def generate(self, input_ids: torch.Tensor | None = None, *, adapters: Sequence[RowSpec],
                  prompts: Sequence[str] | None = None, attention_mask: torch.Tensor | None = None,
                  max_new_tokens: int = 32, greedy: bool = True, eos_token_id: int | None = None,
-                 **gen_kwargs: Any) -> GenerationResult:
-        """Generate for a batch where row i uses ``adapters[i]`` (left-padded prompts).
+                 ignore_eos: bool = False, **gen_kwargs: Any) -> GenerationResult:
+        """Generate for a batch where row i uses ``adapters[i]`` (left-padded prompts); ``ignore_eos``: every row
+        runs ``max_new_tokens`` steps, an eos token is kept in its tokens like any other.
 
         Raises:
             NotFoundError: an adapter that is not loaded. InvalidInputError: bad specs or lengths.
@@ -244,7 +245,7 @@ class MixedAdapterModel:
             raise InvalidInputError(f"need one adapter spec per row ({input_ids.shape[0]}), got {len(adapters)}")
         mixes = self.set_rows(adapters)
         return _generate(self.model, self.tokenizer, input_ids, attention_mask, max_new_tokens, greedy,
-                         eos_token_id, mixes, None, gen_kwargs)
+                         eos_token_id, mixes, None, gen_kwargs, ignore_eos)
 
     def remove(self) -> nn.Module:
         """Unmerge and put the original linears back; returns the base model."""
@@ -257,11 +258,13 @@ class MixedAdapterModel:
 
 def _generate(model: nn.Module, tokenizer: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
               max_new_tokens: int, greedy: bool, eos_token_id: int | None, mixes: list[dict[str, float]],
-              gates: Callable[[], list[dict[str, list[float]]]] | None, gen_kwargs: dict[str, Any]) -> GenerationResult:
+              gates: Callable[[], list[dict[str, list[float]]]] | None, gen_kwargs: dict[str, Any],
+              ignore_eos: bool = False) -> GenerationResult:
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     cfg = getattr(model, "generation_config", None)
-    eos = eos_token_id if eos_token_id is not None else getattr(cfg, "eos_token_id", None)
+    # eos_token_id=None overrides the model's generation config: no row stops before max_new_tokens
+    eos = None if ignore_eos else eos_token_id if eos_token_id is not None else getattr(cfg, "eos_token_id", None)
     pad = getattr(tokenizer, "pad_token_id", None) if tokenizer is not None else None
     gen: Any = model.generate
     out = gen(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
@@ -280,7 +283,7 @@ def _generate(model: nn.Module, tokenizer: Any, input_ids: torch.Tensor, attenti
 @torch.no_grad()
 def generate_routed(routed: RoutedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
                     max_new_tokens: int = 32, greedy: bool = True, eos_token_id: int | None = None,
-                    tokenizer: Any = None, **gen_kwargs: Any) -> GenerationResult:
+                    tokenizer: Any = None, ignore_eos: bool = False, **gen_kwargs: Any) -> GenerationResult:
     """Generate with a router preset; reports per-row, per-site mean gate weights over the experts."""
     ctx = routed.context
     ctx.collect, rows = True, input_ids.shape[0]
@@ -300,7 +303,7 @@ def generate_routed(routed: RoutedModel, input_ids: torch.Tensor, attention_mask
             return out
 
         res = _generate(routed.model, tokenizer, input_ids, attention_mask, max_new_tokens, greedy, eos_token_id,
-                        [], gates, gen_kwargs)
+                        [], gates, gen_kwargs, ignore_eos)
         request = ctx.rows.get("*") if routed.router is not None else None  # a request-level router answered
         res.adapters = [routed_adapters(routed, None if request is None else (request.idx[r], request.val[r]),
                                         res.gate_weights[r] if res.gate_weights else None) for r in range(rows)]

@@ -1,4 +1,4 @@
-"""Continuous serving: stop strings, admission (429), request limits (413/401), disconnects, vLLM metrics.
+"""Continuous serving: stop strings, ignore_eos, admission (429), request limits (413/401), disconnects, vLLM metrics.
 
 Real uvicorn servers and real httpx clients; where a test needs generation to take a while (to leave in the
 middle of it) a forward hook on the real model waits a few milliseconds per forward.
@@ -6,6 +6,7 @@ middle of it) a forward hook on the real model waits a few milliseconds per forw
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -252,3 +253,68 @@ def test_a_sliding_window_base_is_served_by_the_window_batcher(ihub, service, tm
         assert got.text == service.engine("loom-test/gemma3").base.tokenizer.decode(want, skip_special_tokens=True)
     assert isinstance(service.engine("loom-test/gemma3").batcher, Batcher)
     assert isinstance(service.engine(BASE_ID).batcher, Scheduler)
+
+
+def _transformers_tokens(base_dir, prompt_ids, n, eos):
+    """transformers' greedy tokens on the bare base; ``eos`` None: it does not stop at the eos token."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir)).eval()
+    ids = torch.tensor([prompt_ids])
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False,
+                             eos_token_id=eos, pad_token_id=256)
+    return out[0, ids.shape[1]:].tolist()
+
+
+@pytest.mark.parametrize("scheduler", ["continuous", "window"])
+def test_ignore_eos_runs_each_row_to_max_tokens(ihub, base_dir, scheduler):
+    """``ignore_eos`` (vLLM's extension): the row keeps going past the eos token, which stays in its tokens and
+    not in its text, with transformers' greedy tokens; a row beside it without the flag still stops at eos."""
+    from hub.services.inference import InferenceService
+    from hub.services.inference.service import encode_prompt
+
+    settings = ihub.settings.model_copy(update={"scheduler": scheduler})
+    svc = InferenceService(settings, ihub.adapters, ihub.base_models, ihub.search, ihub.metrics, "cpu")
+    try:
+        tok = svc.tokenizer(BASE_ID)
+        ids = encode_prompt(tok, "a b c")  # the tiny base answers eos (258) after 4 tokens
+        free = _transformers_tokens(base_dir, ids, 24, None)
+        assert 258 in free[:8]
+        out: dict[bool, object] = {}
+
+        def run(flag: bool) -> None:
+            out[flag] = greedy(svc, BASE_ID, "a b c", 24, ignore_eos=flag)
+
+        threads = [threading.Thread(target=run, args=(f,)) for f in (True, False)]  # the two share the engine
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        full, cut = out[True], out[False]
+        assert full.tokens == free and full.completion_tokens == 24 and full.finish_reason == "length"
+        assert full.text == tok.decode(free, skip_special_tokens=True)
+        assert cut.tokens == free[: free.index(258)] and cut.finish_reason == "stop"
+    finally:
+        svc.close()
+
+
+def test_ignore_eos_over_http_and_streamed(server):
+    url, _ = server
+    body = {"model": BASE_ID, "prompt": "a b c", "max_tokens": 20, "temperature": 0}
+    plain = httpx.post(url + "/v1/completions", json=body, timeout=60).json()
+    assert plain["choices"][0]["finish_reason"] == "stop" and plain["usage"]["completion_tokens"] < 20
+    full = httpx.post(url + "/v1/completions", json={**body, "ignore_eos": True}, timeout=60).json()
+    assert full["choices"][0]["finish_reason"] == "length" and full["usage"]["completion_tokens"] == 20
+    assert full["choices"][0]["text"].startswith(plain["choices"][0]["text"])
+    pieces = []
+    with httpx.Client(timeout=60) as c, c.stream("POST", url + "/v1/completions",
+                                                 json={**body, "ignore_eos": True, "stream": True}) as s:
+        for line in s.iter_lines():
+            if line.startswith("data: {"):
+                pieces.extend(json.loads(line[6:])["choices"])  # the last event: usage, no choice
+    assert "".join(p["text"] for p in pieces) == full["choices"][0]["text"]
+    assert pieces[-1]["finish_reason"] == "length"
+    bad = httpx.post(url + "/v1/completions", json={**body, "ignore_eos": "maybe"}, timeout=60)
+    assert bad.status_code == 422 and "ignore_eos" in bad.text

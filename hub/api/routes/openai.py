@@ -84,6 +84,9 @@ class _Common(BaseModel):
     stream: bool = False
     stop: str | list[str] | None = None
     seed: int | None = None
+    ignore_eos: bool = Field(False, description="vLLM's extension: do not end a choice at the eos token (it is "
+                             "kept, and hidden from the text); each runs max_tokens tokens unless a stop string "
+                             "ends it. For benchmarks that need fixed output lengths.")
     merged_adapters: dict[str, Any] | None = Field(
         None, description="LoRAX-style mixture: {ids: [...], weights: [...], merge_strategy: 'linear'}")
 
@@ -139,7 +142,7 @@ def _request(body: _Common, prompts: list[str], max_tokens: int | None, route_te
     merged = MergedAdapters.parse(body.merged_adapters) if body.merged_adapters is not None else None
     return CompletionRequest(model=body.model, prompts=prompts, route_texts=route_texts, max_tokens=max_tokens,
                              temperature=body.temperature, top_p=body.top_p, n=body.n, stop=body.stops(),
-                             seed=body.seed, merged=merged, chat=chat)
+                             seed=body.seed, merged=merged, chat=chat, ignore_eos=body.ignore_eos)
 
 
 def _loom(res: Any) -> dict[str, Any]:

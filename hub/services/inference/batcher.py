@@ -37,6 +37,8 @@ class Job:
         seed: optional sampling seed (the batch is seeded with its first row's seed).
         tokens: when set, each new token of this row is put there as it is generated, then None.
         stop: stop strings (the continuous scheduler ends the row when one appears in its text).
+        ignore_eos: the row does not end at the eos token (which it keeps): it runs ``max_new_tokens`` tokens
+            unless a stop string ends it (vLLM's ``ignore_eos``, for benchmarks that need fixed lengths).
         cancelled: set when the client went away; the row leaves at the next step.
         submitted: when the request was queued (``time.monotonic()``), for the latency metrics.
         routing: a routed row's per-request routing inputs (the continuous scheduler's row state; see
@@ -53,15 +55,17 @@ class Job:
     tokens: queue.Queue[int | None] | None = None
     future: Future = field(default_factory=Future)
     stop: list[str] = field(default_factory=list)
+    ignore_eos: bool = False
     cancelled: threading.Event | None = None
     submitted: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
     routing: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def group(self) -> tuple[bool, float, float]:
+    def group(self) -> tuple[bool, float, float, bool]:
+        """What rows of one window generate call share: greedy, temperature, top_p, ignore_eos."""
         greedy = self.temperature == 0.0
-        return (greedy, 0.0 if greedy else self.temperature, 1.0 if greedy else self.top_p)
+        return (greedy, 0.0 if greedy else self.temperature, 1.0 if greedy else self.top_p, self.ignore_eos)
 
 
 @dataclass
@@ -158,7 +162,7 @@ class Batcher:
             if first is None:
                 return
             jobs = self._collect(first)
-            groups: dict[tuple[bool, float, float], list[Job]] = {}
+            groups: dict[tuple[bool, float, float, bool], list[Job]] = {}
             for j in jobs:
                 groups.setdefault(j.group, []).append(j)
             for group in groups.values():
@@ -197,16 +201,17 @@ class Batcher:
         for r, j in enumerate(jobs):  # left padding
             ids[r, width - len(j.prompt_ids):] = torch.tensor(j.prompt_ids, dtype=torch.long)
             mask[r, width - len(j.prompt_ids):] = 1
-        greedy, temperature, top_p = jobs[0].group
+        greedy, temperature, top_p, ignore_eos = jobs[0].group
+        eos = None if ignore_eos else base.eos_id
         kwargs: dict[str, Any] = {} if greedy else {"temperature": temperature, "top_p": top_p}
         if not greedy and jobs[0].seed is not None:
             torch.manual_seed(jobs[0].seed)
         new = max(j.max_new_tokens for j in jobs)
         if any(j.tokens is not None for j in jobs):
-            kwargs["streamer"] = RowStreamer(jobs, base.eos_id)
+            kwargs["streamer"] = RowStreamer(jobs, eos)
         res = base.mixed.generate(ids.to(base.device), attention_mask=mask.to(base.device),
                                   adapters=[j.mixture or None for j in jobs], max_new_tokens=new,
-                                  greedy=greedy, eos_token_id=base.eos_id, **kwargs)
+                                  greedy=greedy, eos_token_id=base.eos_id, ignore_eos=ignore_eos, **kwargs)
         if "streamer" in kwargs:
             kwargs["streamer"].end()
         self.generate_calls += 1
@@ -218,7 +223,6 @@ class Batcher:
                                   for j, t in zip(jobs, res.tokens, strict=True))
         self.batch_sizes.append(len(jobs))
         out = []
-        eos = base.eos_id
         for j, toks, mix in zip(jobs, res.tokens, res.adapters, strict=True):
             toks = toks[: j.max_new_tokens]
             if toks and eos is not None and toks[-1] == eos:

@@ -26,6 +26,8 @@ class CompletionRequest:
         temperature: 0 = greedy. top_p, n, stop, seed: as in OpenAI's API.
         merged: the ``merged_adapters`` extension.
         chat: the prompts were rendered from a chat template (encoded without adding special tokens).
+        ignore_eos: rows do not end at the eos token (vLLM's extension): each runs ``max_tokens`` tokens unless
+            a stop string ends it.
     """
 
     model: str
@@ -39,6 +41,7 @@ class CompletionRequest:
     seed: int | None = None
     merged: MergedAdapters | None = None
     chat: bool = False
+    ignore_eos: bool = False
 
 
 @dataclass

@@ -49,7 +49,7 @@ def request_spec(req: Any, viewer_id: int | None) -> dict[str, Any]:
     return {"model": req.model, "prompts": list(req.prompts), "route_texts": req.route_texts,
             "max_tokens": req.max_tokens, "temperature": req.temperature, "top_p": req.top_p, "n": req.n,
             "stop": list(req.stop or []), "seed": req.seed, "chat": req.chat, "viewer_id": viewer_id,
-            "merged": req.merged}  # a frozen MergedAdapters (pickled by Ray)
+            "merged": req.merged, "ignore_eos": req.ignore_eos}  # a frozen MergedAdapters (pickled by Ray)
 
 
 def build_app(settings: Settings, build_replica: ReplicaFactory, *, replicas: int | None = None,
@@ -112,7 +112,8 @@ def build_app(settings: Settings, build_replica: ReplicaFactory, *, replicas: in
             return CompletionRequest(model=spec["model"], prompts=spec["prompts"], route_texts=spec.get("route_texts"),
                                      max_tokens=spec.get("max_tokens"), temperature=spec.get("temperature", 0.0),
                                      top_p=spec.get("top_p", 1.0), n=spec.get("n", 1), stop=spec.get("stop") or [],
-                                     seed=spec.get("seed"), merged=merged, chat=bool(spec.get("chat")))
+                                     seed=spec.get("seed"), merged=merged, chat=bool(spec.get("chat")),
+                                     ignore_eos=bool(spec.get("ignore_eos")))
 
         async def _load(self) -> None:
             key = serve.get_multiplexed_model_id()

@@ -155,12 +155,12 @@ class RouterRunner:
         if not greedy and req.seed is not None:
             torch.manual_seed(req.seed)
         res = generate_routed(routed, x, torch.ones_like(x), max_new_tokens=new, greedy=greedy,
-                              eos_token_id=lb.eos_id, **kw)
+                              eos_token_id=lb.eos_id, ignore_eos=req.ignore_eos, **kw)
         with self._lock:
             self._calls += 1
         toks = res.tokens[0][:new]
         finish = "length" if len(toks) >= new else "stop"
-        if toks and toks[-1] == lb.eos_id:
+        if toks and toks[-1] == lb.eos_id and not req.ignore_eos:
             toks, finish = toks[:-1], "stop"
         return RowResult(toks, finish, dict(res.adapters[0]), 1,
                          res.gate_weights[0] if res.gate_weights else None)

@@ -176,7 +176,8 @@ class Scheduler:
             eos = frozenset() if self.base.eos_id is None else frozenset({self.base.eos_id})
             for job in joiners:
                 row = Row(job.prompt_ids, dict(job.mixture), job.max_new_tokens,
-                          SamplingParams(job.temperature, job.top_p, job.seed), eos, self._on_token(job),
+                          SamplingParams(job.temperature, job.top_p, job.seed), frozenset() if job.ignore_eos else eos,
+                          self._on_token(job),
                           state=dict(job.routing))
                 self._jobs[id(row)] = (job, row)
                 rows.append(row)

@@ -234,7 +234,7 @@ class InferenceService:
             for _ in range(req.n):
                 q: queue.Queue[int | None] | None = queue.Queue() if stream else None
                 job = Job(ids, dict(mixture), dict(adapters), new, req.temperature, req.top_p, req.seed, tokens=q,
-                          stop=list(req.stop), cancelled=cancel, routing=routing)
+                          stop=list(req.stop), ignore_eos=req.ignore_eos, cancelled=cancel, routing=routing)
                 slots.append((plan, ids, new, job, q))
                 per_batcher.setdefault(id(batcher), (batcher, []))[1].append(job)
         try:  # every row of the request is admitted, or none (a 429 leaves nothing queued)
