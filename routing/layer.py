@@ -116,6 +116,12 @@ class RoutedLoRALinear(nn.Module):
         w = self.current_weights(x)
         if w is None:
             return y
+        f = self._folded
+        if f is not None and f[0] is w and x.shape[1] == 1 and f[1] == self.bank.version and \
+                not torch.is_grad_enabled():
+            # the decode step of a batch whose weights were folded at an earlier step (checked there): the
+            # same two bmm's as below, without the per-call checks (a decode step calls every site once)
+            return y.baddbmm_(torch.bmm(x.to(f[2].dtype), f[2]).to(y.dtype), f[3].to(y.dtype))
         if not torch.is_grad_enabled() and isinstance(self.drop, nn.Identity) and self.backend in ("auto", "fold"):
             if w.single is not None:  # one expert for the whole batch: two GEMMs, scale fused in addmm
                 slot, weight = w.single
