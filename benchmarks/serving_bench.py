@@ -20,7 +20,9 @@ first 4 adapters) instead of an adapter, and the systems are (a) Loom continuous
 per iteration on its routed copy of the base) and (b) Loom window (routers run one request at a time there),
 rates as multiples of (b)'s serial capacity; printed: the same columns and (a)/(b).
 
-Printed per base and rate: request throughput, output tokens/s, output tokens per request (a system whose rows
+Printed per system: the full (generation 2) garbage collections of the server's process during its timed runs,
+each of which stops the scheduler thread (``LOOM_INFERENCE_GC_FREEZE``, on by default, freezes what is alive
+after a base loads, so they walk far fewer objects). Printed per base and rate: request throughput, output tokens/s, output tokens per request (a system whose rows
 end at EOS sooner, e.g. adapters against the bare base, does less decode work per request), TTFT and TPOT p50/p99 (streamed, so the first
 token is timed where it reaches the client; (c) does not stream: its TTFT is the whole latency), the
 ratios (a)/(b) and (a)/(d) in output tokens/s, and the share of (a)'s and (b)'s forward input tokens that a row
@@ -43,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import json
 import random
 import statistics
@@ -280,6 +283,28 @@ def peft_app(folder: Path, adapters: dict[str, Path], device: str):
     return app
 
 
+class FullCollections:
+    """The pauses of Python's full (generation 2) collections in this process (the server's; the load generator
+    runs in a process of its own unless ``--in-process-client``)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._t = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._t = time.perf_counter()
+        else:
+            self.pauses.append(time.perf_counter() - self._t)
+
+    def since(self, n: int) -> str:
+        xs = self.pauses[n:]
+        return f"{len(xs)} ({sum(xs) * 1000:.0f} ms, longest {max(xs, default=0.0) * 1000:.0f} ms)"
+
+
 def work(app: Any, base_id: str) -> tuple[int, int, int]:
     """(input tokens the base's scheduler computed, input tokens its rows needed, forwards run) so far."""
     sched = app.state.inference.engines.loaded()[base_id].batcher
@@ -375,6 +400,7 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
             if args.max_queued is not None:
                 systems.append((BOUNDED, "continuous", False))
             cpu: dict[str, float] = {}
+            collections, full_gc = FullCollections(), {}
             for label, sched, bare in systems:
                 cpu0 = time.process_time()
                 hub.settings.scheduler = sched
@@ -387,6 +413,7 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
                     for r, name in zip(warm, names, strict=True):  # every adapter loaded before the clock runs
                         r.model, r.adapter = name, name
                     client.run(url, warm, False)
+                    gc0 = len(collections.pauses)
                     for rate in rates:
                         reqs = workload(args.requests, rate, names, base_id, tokens, seed=int(rate * 1000), bare=bare,
                                         sampled=args.sampled, ignore_eos=args.ignore_eos)
@@ -398,10 +425,13 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
                         rows[rate][label]["forwards"] = work1[2] - work0[2]
                         texts[f"{label}@{rate}"] = [r.text if not q.temperature else None
                                                     for r, q in zip(res, reqs, strict=True)]
+                full_gc[label] = collections.since(gc0)
                 app.state.inference.close()
                 cpu[label] = time.process_time() - cpu0
             hub.close()
         print_identical(texts, "(a) continuous", "(b) window", rates, cpu)
+        print(f"full GC collections in the server process during the timed runs (LOOM_INFERENCE_GC_FREEZE="
+              f"{hub.settings.inference_gc_freeze}): " + ", ".join(f"{k} {v}" for k, v in full_gc.items()))
         labels = ["(a) continuous", "(b) window", "(c) PEFT serial", "(d) base alone"]
         labels += [BOUNDED] if args.max_queued is not None else []
         for rate in rates:

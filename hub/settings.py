@@ -75,6 +75,9 @@ class Settings(BaseSettings):
             each group of equal sampling settings to completion; kept for comparison).
         inference_max_queued: request rows waiting for a slot beyond ``inference_max_batch`` running ones;
             more answer 429 with ``Retry-After``.
+        inference_gc_freeze: after a base model is loaded, collect once and move every live object into
+            Python's permanent generation (``gc.freeze()``), so later full collections (which stall the
+            scheduler thread) walk only what was allocated since.
         inference_max_rows_per_request: the most rows (``n`` x prompts) one request may ask for (413 beyond).
         inference_max_concurrent_per_user: requests one user (or one anonymous client address) may have in
             flight on the ``/v1`` routes; more answer 429.
@@ -143,6 +146,7 @@ class Settings(BaseSettings):
     inference_default_base: str | None = None
     scheduler: str = Field(default="continuous", pattern="^(continuous|window)$")
     inference_max_queued: int = Field(default=256, ge=0)
+    inference_gc_freeze: bool = True
     inference_max_rows_per_request: int = Field(default=32, ge=1)
     inference_max_concurrent_per_user: int = Field(default=16, ge=1)
     anonymous_inference: bool = True

@@ -10,6 +10,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # small QR/SVD calls 100x slower on a loaded machine. Subprocesses (servers, workers) inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# LOOM_INFERENCE_GC_FREEZE runs a full collection after each engine load: in the suite's long-lived processes
+# (hundreds of loads, millions of objects) that cost ~15 s in tests/inference alone. Off here, on by default;
+# tests/inference/test_serving.py::test_a_loaded_base_is_frozen_out_of_the_cyclic_collector serves with it on.
+os.environ.setdefault("LOOM_INFERENCE_GC_FREEZE", "false")
 
 import pytest  # noqa: E402
 

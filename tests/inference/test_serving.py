@@ -318,3 +318,26 @@ def test_ignore_eos_over_http_and_streamed(server):
     assert pieces[-1]["finish_reason"] == "length"
     bad = httpx.post(url + "/v1/completions", json={**body, "ignore_eos": "maybe"}, timeout=60)
     assert bad.status_code == 422 and "ignore_eos" in bad.text
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_a_loaded_base_is_frozen_out_of_the_cyclic_collector(ihub, freeze):
+    """``LOOM_INFERENCE_GC_FREEZE``: once a base is loaded its model (and everything else alive then) is in
+    Python's permanent generation, which full collections do not walk; closing the service unfreezes it."""
+    import gc
+
+    from hub.services.inference import InferenceService
+
+    def tracked(obj) -> bool:  # gc.get_objects() lists the three generations, not the permanent one
+        return any(o is obj for o in gc.get_objects())
+
+    settings = ihub.settings.model_copy(update={"inference_gc_freeze": freeze})
+    svc = InferenceService(settings, ihub.adapters, ihub.base_models, ihub.search, ihub.metrics, "cpu")
+    try:
+        model = svc.engine(BASE_ID).base.mixed.model
+        assert tracked(model) is not freeze
+        assert greedy(svc, "alice/math", "still served", 4).completion_tokens == 4
+    finally:
+        svc.close()
+    assert tracked(model)
+    assert gc.get_freeze_count() == 0 or not freeze
