@@ -237,18 +237,30 @@ def test_deleted_and_republished_name_is_not_served_stale(service, ihub, adapter
 def test_tokens_stream_while_the_batch_generates(service, ihub):
     import queue
 
+    from prometheus_client import generate_latest
+
     from hub.services.inference.batcher import Job
 
     lb, _, batcher = service.engine(BASE_ID)
     ids = encode_prompt(lb.tokenizer, PROMPT)
-    q: queue.Queue = queue.Queue()
+    at_first: list[tuple[int, str]] = []
+
+    class Recording(queue.Queue):
+        """Records, in the scheduler's thread as it hands out the first token, the forwards run so far and a
+        scrape (checked after: a check in the test's thread races with the steps that follow)."""
+
+        def put(self, item, block=True, timeout=None):
+            if item is not None and not at_first:
+                at_first.append((batcher.generate_calls, generate_latest(ihub.metrics.registry).decode()))
+            super().put(item, block, timeout)
+
+    q: queue.Queue = Recording()
     ad = service.resolver.adapter(None, "alice/math", None, "x")
     fut = batcher.submit(Job(ids, {ad[0]: 1.0}, {ad[0]: ad[1]}, 60, tokens=q))
     first = q.get(timeout=60)
-    assert not fut.done() and batcher.generate_calls < 5  # the first token came out mid-generation
-    from prometheus_client import generate_latest
-
-    assert 'running_lora_adapters="alice/math@1"' in generate_latest(ihub.metrics.registry).decode()
+    calls, scrape = at_first[0]
+    assert calls < 5  # the first token came out mid-generation (the 60 tokens take 60 forwards)
+    assert 'running_lora_adapters="alice/math@1"' in scrape
     got = [first]
     while (t := q.get(timeout=60)) is not None:
         got.append(t)
