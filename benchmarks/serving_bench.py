@@ -300,6 +300,9 @@ class FullCollections:
         else:
             self.pauses.append(time.perf_counter() - self._t)
 
+    def close(self) -> None:
+        gc.callbacks.remove(self._on_gc)
+
     def since(self, n: int) -> str:
         xs = self.pauses[n:]
         return f"{len(xs)} ({sum(xs) * 1000:.0f} ms, longest {max(xs, default=0.0) * 1000:.0f} ms)"
@@ -428,6 +431,7 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
                 full_gc[label] = collections.since(gc0)
                 app.state.inference.close()
                 cpu[label] = time.process_time() - cpu0
+            collections.close()
             hub.close()
         print_identical(texts, "(a) continuous", "(b) window", rates, cpu)
         print(f"full GC collections in the server process during the timed runs (LOOM_INFERENCE_GC_FREEZE="

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
         hf_webhook_secret: the secret the Hub sends in ``X-Webhook-Secret``; unset refuses every webhook.
         inference_enabled: serve the OpenAI-compatible ``/v1`` endpoints (``loom serve-inference``).
         inference_max_batch: most rows one batched forward serves (16: on a CPU a forward costs about the same
-            with 8 or 16 rows, so 16 serves ~1.25x the tokens at saturation; a larger model on a small GPU may want
+            with 8 or 16 rows, so 16 serves 1.3-1.4x the tokens at saturation; a larger model on a small GPU may want
             fewer).
         inference_batch_window_ms: how long the batcher waits for more requests after the first.
         inference_max_tokens: default (and upper bound of) ``max_tokens`` per request.

@@ -78,6 +78,24 @@ def embedder():
     return MemoEmbedder(load_embedder(device="cpu"))
 
 
+def peft_greedy(base_dir, adapter_dir, prompt_ids, n, stop_at_eos=True):
+    """Greedy tokens with PEFT applying the adapter (or the bare base when adapter_dir is None), cut before the
+    eos token (258); ``stop_at_eos=False``: generate runs all ``n`` tokens (no eos), eos tokens kept."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir)).eval()
+    if adapter_dir is not None:
+        model = PeftModel.from_pretrained(model, str(adapter_dir)).eval()
+    ids = torch.tensor([prompt_ids])
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False,
+                             eos_token_id=258 if stop_at_eos else None, pad_token_id=256)
+    new = out[0, ids.shape[1]:].tolist()
+    return new[: new.index(258)] if stop_at_eos and 258 in new else new
+
+
 def publish(hub, folder, name, description="", tags=()):
     from hub.services.publish import PublishFiles
 

@@ -15,7 +15,7 @@ from hub.core.errors import (
 )
 from hub.services.inference import CompletionRequest, ContextLengthError, MergedAdapters
 from hub.services.inference.service import encode_prompt
-from tests.inference.conftest import BASE_ID, OTHER_BASE_ID, publish
+from tests.inference.conftest import BASE_ID, OTHER_BASE_ID, peft_greedy, publish
 
 PROMPT = "The weather today is"
 
@@ -24,22 +24,6 @@ def greedy(service, model, prompt=PROMPT, n=12, **kw):
     res = service.complete(None, CompletionRequest(model=model, prompts=[prompt], max_tokens=n, temperature=0.0,
                                                    **kw))
     return res.choices[0]
-
-
-def peft_greedy(base_dir, adapter_dir, prompt_ids, n):
-    """Greedy tokens with PEFT applying the adapter (or the bare base when adapter_dir is None)."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(str(base_dir)).eval()
-    if adapter_dir is not None:
-        model = PeftModel.from_pretrained(model, str(adapter_dir)).eval()
-    ids = torch.tensor([prompt_ids])
-    with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False,
-                             eos_token_id=258, pad_token_id=256)
-    new = out[0, ids.shape[1]:].tolist()
-    return new[: new.index(258)] if 258 in new else new
 
 
 def test_adapter_matches_peft_logits_and_greedy(service, base_dir, adapter_dirs):

@@ -16,7 +16,7 @@ import pytest
 from hub.core.errors import PayloadTooLargeError, TooManyRequestsError
 from hub.services.inference import CompletionRequest
 from tests.helpers import serve_in_thread
-from tests.inference.conftest import BASE_ID
+from tests.inference.conftest import BASE_ID, peft_greedy
 
 
 def greedy(service, model, prompt, n, **kw):
@@ -255,19 +255,6 @@ def test_a_sliding_window_base_is_served_by_the_window_batcher(ihub, service, tm
     assert isinstance(service.engine(BASE_ID).batcher, Scheduler)
 
 
-def _transformers_tokens(base_dir, prompt_ids, n, eos):
-    """transformers' greedy tokens on the bare base; ``eos`` None: it does not stop at the eos token."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(str(base_dir)).eval()
-    ids = torch.tensor([prompt_ids])
-    with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False,
-                             eos_token_id=eos, pad_token_id=256)
-    return out[0, ids.shape[1]:].tolist()
-
-
 @pytest.mark.parametrize("scheduler", ["continuous", "window"])
 def test_ignore_eos_runs_each_row_to_max_tokens(ihub, base_dir, scheduler):
     """``ignore_eos`` (vLLM's extension): the row keeps going past the eos token, which stays in its tokens and
@@ -280,7 +267,7 @@ def test_ignore_eos_runs_each_row_to_max_tokens(ihub, base_dir, scheduler):
     try:
         tok = svc.tokenizer(BASE_ID)
         ids = encode_prompt(tok, "a b c")  # the tiny base answers eos (258) after 4 tokens
-        free = _transformers_tokens(base_dir, ids, 24, None)
+        free = peft_greedy(base_dir, None, ids, 24, stop_at_eos=False)  # transformers, no eos
         assert 258 in free[:8]
         out: dict[bool, object] = {}
 
