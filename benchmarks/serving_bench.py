@@ -47,6 +47,7 @@ import asyncio
 import dataclasses
 import gc
 import json
+import os
 import random
 import statistics
 import sys
@@ -348,8 +349,6 @@ def print_rate(rate: float, at_rate: dict[str, dict[str, float]], labels: list[s
 
 def print_identical(texts: dict[str, list[str]], a: str, b: str, rates: list[float], cpu: dict[str, float]) -> None:
     """Greedy outputs of systems ``a`` and ``b`` compared request by request; CPU seconds per system."""
-    import os
-
     pairs = [(x, y) for rate in rates for x, y in zip(texts[f"{a}@{rate}"], texts[f"{b}@{rate}"], strict=True)
              if x is not None]  # None: a sampled request (the two schedulers draw differently)
     same, total = sum(x == y for x, y in pairs), len(pairs)
@@ -515,8 +514,6 @@ def bench_router(base: str, args: argparse.Namespace, client: Client) -> None:
 
 
 def main() -> None:
-    import os
-
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # PEFT would look the bench base ids up on the Hub
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", choices=["tiny", "smollm2", "both"], default="tiny")
@@ -543,6 +540,16 @@ def main() -> None:
     args = ap.parse_args()
     if not 8 <= args.adapters <= 16:
         ap.error("--adapters must be in 8..16")
+    import torch
+
+    from hub.services.inference.engines import inference_threads
+    from hub.settings import Settings
+
+    threads = inference_threads(Settings().inference_threads)  # every system, (c) included, runs with Loom's count
+    if threads is not None:
+        torch.set_num_threads(threads)
+    print(f"torch intra-op threads in the server process: {torch.get_num_threads()} (LOOM_INFERENCE_THREADS="
+          f"{Settings().inference_threads}; 0 = auto: the CPUs less one), {len(os.sched_getaffinity(0))} CPUs")
     client = Client(args.in_process_client)
     try:
         for base in (["tiny", "smollm2"] if args.base == "both" else [args.base]):

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
         inference_gc_freeze: after a base model is loaded, collect once and move every live object into
             Python's permanent generation (``gc.freeze()``), so later full collections (which stall the
             scheduler thread) walk only what was allocated since.
+        inference_threads: torch's intra-op threads for the served models; 0 (auto): one fewer than the CPUs
+            this process may run on (at least 1), leaving a core to the API server's event loop, tokenization and
+            streaming (vLLM's CPU backend reserves one the same way), and left as is when ``OMP_NUM_THREADS`` is
+            set (Ray sets it per replica).
         inference_max_rows_per_request: the most rows (``n`` x prompts) one request may ask for (413 beyond).
         inference_max_concurrent_per_user: requests one user (or one anonymous client address) may have in
             flight on the ``/v1`` routes; more answer 429.
@@ -149,6 +153,7 @@ class Settings(BaseSettings):
     scheduler: str = Field(default="continuous", pattern="^(continuous|window)$")
     inference_max_queued: int = Field(default=256, ge=0)
     inference_gc_freeze: bool = True
+    inference_threads: int = Field(default=0, ge=0)
     inference_max_rows_per_request: int = Field(default=32, ge=1)
     inference_max_concurrent_per_user: int = Field(default=16, ge=1)
     anonymous_inference: bool = True

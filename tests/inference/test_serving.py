@@ -328,3 +328,43 @@ def test_a_loaded_base_is_frozen_out_of_the_cyclic_collector(ihub, freeze):
         svc.close()
     assert tracked(model)
     assert gc.get_freeze_count() == 0 or not freeze
+
+
+def test_inference_threads_resolve_from_the_setting_the_cpus_and_omp_num_threads(monkeypatch):
+    """``LOOM_INFERENCE_THREADS``: a positive value as is; auto (0) is the CPUs less one, at least one, and leaves
+    torch's own count when ``OMP_NUM_THREADS`` is set (an operator's or Ray's per-replica choice)."""
+    import os
+
+    import pydantic
+
+    from hub.services.inference.engines import inference_threads
+    from hub.settings import Settings
+
+    assert inference_threads(3) == 3
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert inference_threads(0) == max(1, len(os.sched_getaffinity(0)) - 1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert inference_threads(0) is None
+    with pytest.raises(pydantic.ValidationError, match="inference_threads"):
+        Settings(inference_threads=-1)
+
+
+def test_serving_sets_torch_threads_at_the_first_load_and_close_puts_them_back(ihub):
+    """The engine sets torch's intra-op threads before it loads a base, serves with them, and closing the
+    service restores the count it found."""
+    import torch
+
+    from hub.services.inference import InferenceService
+
+    before = torch.get_num_threads()
+    want = 3 if before != 3 else 2
+    settings = ihub.settings.model_copy(update={"inference_threads": want})
+    svc = InferenceService(settings, ihub.adapters, ihub.base_models, ihub.search, ihub.metrics, "cpu")
+    try:
+        assert torch.get_num_threads() == before  # nothing loaded yet: untouched
+        assert greedy(svc, "alice/math", "threads", 4).completion_tokens == 4
+        assert torch.get_num_threads() == want
+    finally:
+        svc.close()
+    assert torch.get_num_threads() == before
+

@@ -10,12 +10,19 @@ garbage collector (``LOOM_INFERENCE_GC_FREEZE``, as vLLM does after start-up): a
 them all, about half a million objects on the tiny bench base, and stops the scheduler thread for ~250 ms
 each time it runs under load; frozen, it takes ~10-20 ms. Engines are never unloaded while the process
 serves; :meth:`BaseEngines.close` unfreezes, so a closed service's objects can be collected again.
+
+Before the first load the process's torch intra-op threads are set (``LOOM_INFERENCE_THREADS``; auto: one fewer
+than the CPUs, as vLLM's CPU backend reserves a core for its API server): the scheduler thread's forwards then
+never wait for an OpenMP worker that the event loop, tokenization or streaming took the core from. On the
+2-core bench machine, at a rate above saturation, a 16-row decode step took 24 ms of wall time with two threads
+and 15 ms with one (``serving_bench.py``, README Serving). :meth:`BaseEngines.close` restores the count.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -28,6 +35,19 @@ if TYPE_CHECKING:  # pragma: no cover
     from hub.settings import Settings
 
 log = logging.getLogger("loom.inference")
+
+
+def inference_threads(setting: int) -> int | None:
+    """The intra-op thread count ``LOOM_INFERENCE_THREADS=setting`` asks for, or None to leave torch's own.
+
+    ``setting`` > 0 is taken as is; 0 (auto) is one fewer than the CPUs this process may run on (at least 1),
+    or None when ``OMP_NUM_THREADS`` is set (an operator's or Ray's choice, per replica).
+    """
+    if setting > 0:
+        return setting
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    return max(1, len(os.sched_getaffinity(0)) - 1)
 
 
 class Engine(NamedTuple):
@@ -55,6 +75,7 @@ class BaseEngines:
         self._engines: dict[str, Engine] = {}
         self._lock = threading.Lock()
         self._base_locks: dict[str, threading.Lock] = {}
+        self._threads_before: int | None = None  # torch's thread count before the first load set it
 
     def get(self, base_id: str) -> Engine:
         """The engine of ``base_id``, loading it on first use.
@@ -74,6 +95,7 @@ class BaseEngines:
                 if base_id in self._engines:
                     return self._engines[base_id]
             row = self.base_models.get(base_id)
+            self._set_threads()
             lb = load_base(row.model_id, row.revision, row.weights, self.device)
             gpu = GpuTier(lb.mixed, self.settings.adapter_cache_gpu)
             batcher = self._scheduler(lb, gpu)
@@ -85,6 +107,19 @@ class BaseEngines:
                 gc.collect()  # what is garbage now is not frozen with the rest
                 gc.freeze()
             return engine
+
+    def _set_threads(self) -> None:
+        """Set torch's intra-op threads once, before the first base loads (``LOOM_INFERENCE_THREADS``)."""
+        import torch
+
+        n = inference_threads(self.settings.inference_threads)
+        with self._lock:
+            if n is None or self._threads_before is not None:
+                return
+            self._threads_before = torch.get_num_threads()
+            if n != self._threads_before:
+                torch.set_num_threads(n)
+                log.info("torch intra-op threads: %d (was %d; LOOM_INFERENCE_THREADS)", n, self._threads_before)
 
     def _scheduler(self, lb: Any, gpu: Any) -> Any:
         """The base's scheduler: ``LOOM_SCHEDULER=continuous`` (default) or ``window``; the window batcher also
@@ -132,10 +167,15 @@ class BaseEngines:
         return base_id or self.default_base()
 
     def close(self) -> None:
-        """Stop the batchers."""
+        """Stop the batchers; put torch's thread count back."""
         with self._lock:
             engines, self._engines = list(self._engines.values()), {}
+            before, self._threads_before = self._threads_before, None
         for e in engines:
             e.batcher.close()
+        if before is not None:
+            import torch
+
+            torch.set_num_threads(before)
         if engines and self.settings.inference_gc_freeze:
             gc.unfreeze()  # the closed engines' objects (and any cycles among them) become collectable again
