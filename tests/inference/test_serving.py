@@ -368,3 +368,86 @@ def test_serving_sets_torch_threads_at_the_first_load_and_close_puts_them_back(i
         svc.close()
     assert torch.get_num_threads() == before
 
+
+class _OneThreadPool:
+    """The app, served with a one-thread default executor on its event loop: a request that held a pool thread
+    while it waited for its rows would then serialize every other request behind it."""
+
+    def __init__(self, app) -> None:
+        self.app, self.pool = app, None
+
+    async def __call__(self, scope, receive, send) -> None:
+        import asyncio
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(1)
+            asyncio.get_running_loop().set_default_executor(self.pool)
+        await self.app(scope, receive, send)
+
+
+def test_requests_in_flight_hold_no_thread_while_their_rows_run(ihub):
+    """Generation is awaited on the event loop: with a one-thread pool, 6 non-streamed requests still run as one
+    batch of 6 rows, and 2 running streams get their tokens as they come while 3 more wait in the queue
+    (waiting in a pool thread, the queued streams would hold it until their rows started)."""
+    import asyncio
+
+    from hub.api import create_app
+
+    from hub.services.container import inference_service
+
+    ihub.settings.inference_max_batch = 6  # read when the engine is built
+    app = create_app(hub=ihub, warm_index=False)
+    svc = app.state.inference = inference_service(ihub, "cpu")
+    batcher = svc.engine(BASE_ID).batcher
+    svc.engine(BASE_ID).base.mixed.model.register_forward_pre_hook(lambda *a: time.sleep(0.004))
+    try:
+        with serve_in_thread(_OneThreadPool(app)) as url:
+            def body(i: int, n: int, stream: bool) -> dict:  # alice/french answers "row 0" and "row 1" in ASCII,
+                # so every token is a piece of text (bytes of an incomplete UTF-8 sequence would be held back)
+                model = "alice/french" if i < 2 else ["alice/math", "bob/python", BASE_ID][i % 3]
+                return {"model": model, "prompt": f"row {i}", "max_tokens": n, "temperature": 0, "ignore_eos": True,
+                        "stream": stream}
+
+            async def plain() -> None:
+                async with httpx.AsyncClient(timeout=120) as c:
+                    rs = await asyncio.gather(*(c.post(url + "/v1/completions", json=body(i, 24, False))
+                                                for i in range(6)))
+                assert all(r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 24 for r in rs)
+
+            batcher.batch_sizes.clear()
+            asyncio.run(plain())
+            assert max(batcher.batch_sizes) == 6
+
+            batcher.max_running = 2  # now 2 rows run and the rest wait for a slot
+            chunks: dict[int, list[str]] = {i: [] for i in range(5)}
+
+            async def streams() -> None:
+                async with httpx.AsyncClient(timeout=120) as c:
+                    async def one(i: int, n: int) -> None:
+                        async with c.stream("POST", url + "/v1/completions", json=body(i, n, True)) as r:
+                            assert r.status_code == 200
+                            async for line in r.aiter_lines():
+                                if line.startswith("data: {"):
+                                    chunks[i].extend(ch["text"] for ch in json.loads(line[6:])["choices"] if ch["text"])
+
+                    running = [asyncio.ensure_future(one(i, 60)) for i in range(2)]
+                    while not (chunks[0] and chunks[1]):
+                        await asyncio.sleep(0.005)
+                    queued = [asyncio.ensure_future(one(i, 4)) for i in range(2, 5)]
+                    while batcher.num_waiting < 3 and not all(q.done() for q in queued):
+                        await asyncio.sleep(0.002)
+                    seen = [len(chunks[0]), len(chunks[1])]
+                    await asyncio.gather(*running)
+                    # pieces kept coming while the three others waited (a blocked pool would have sent the rest
+                    # in one piece once the running rows ended)
+                    assert all(len(chunks[i]) - seen[i] >= 5 for i in range(2)), chunks
+                    await asyncio.gather(*queued)
+
+            asyncio.run(streams())
+            for i, n in ((0, 60), (3, 4)):
+                want = svc.complete(None, CompletionRequest(model=body(i, n, False)["model"], prompts=[f"row {i}"],
+                                                            max_tokens=n, temperature=0.0, ignore_eos=True))
+                assert "".join(chunks[i]) == want.choices[0].text
+    finally:
+        svc.close()

@@ -19,7 +19,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -158,9 +158,6 @@ def _loom(res: Any) -> dict[str, Any]:
     return out
 
 
-_END = object()
-
-
 def _retrieved(fut: asyncio.Future) -> None:
     """Mark a worker thread's result as seen (its error, if any, was expected)."""
     if not fut.cancelled():
@@ -182,13 +179,13 @@ def _caller(request: Request, viewer: User | None, svc: Any) -> str:
 
 
 async def _complete(request: Request, svc: Any, viewer: User | None, req: Any) -> Any:
-    """``svc.complete`` in a worker thread; a client that disconnects cancels its rows (they leave at the
-    next step) and the request ends with :class:`RequestCancelledError` (499 in the logs).
+    """``svc.acomplete`` as a task; a client that disconnects cancels its rows (they leave at the next step)
+    and the request ends with :class:`RequestCancelledError` (499 in the logs).
 
     The body is already read, so the next ASGI message is ``http.disconnect``: a task waits for it.
     """
     cancel = threading.Event()
-    fut = asyncio.get_running_loop().run_in_executor(None, svc.complete, viewer, req, cancel)
+    fut = asyncio.ensure_future(svc.acomplete(viewer, req, cancel))
     listener = asyncio.ensure_future(request.receive())
     try:
         await asyncio.wait({fut, listener}, return_when=asyncio.FIRST_COMPLETED)
@@ -202,20 +199,14 @@ async def _complete(request: Request, svc: Any, viewer: User | None, req: Any) -
         listener.cancel()
 
 
-def _sse(request: Request, events: Iterator[Any], cancel: threading.Event, release: Any) -> StreamingResponse:
-    """Server-sent events of ``events`` (a sync iterator read in a worker thread). When the client leaves,
-    the response task is cancelled: ``cancel`` is set at once, so the request's rows leave at the next step."""
+def _sse(request: Request, chunks: AsyncIterator[dict[str, Any]], cancel: threading.Event,
+         release: Any) -> StreamingResponse:
+    """Server-sent events of ``chunks``. When the client leaves, the response task is cancelled: ``cancel`` is
+    set at once, so the request's rows leave at the next step."""
 
     async def gen() -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
         try:
-            while True:
-                fut = loop.run_in_executor(None, next, events, _END)
-                fut.add_done_callback(_retrieved)  # left behind by a client that went away: no warning
-                await asyncio.wait({fut})  # cancelling this wait does not wait for the thread
-                c = fut.result()
-                if c is _END:
-                    break
+            async for c in chunks:
                 yield f"data: {json.dumps(c)}\n\n".encode()
         except RequestCancelledError:
             return
@@ -237,7 +228,8 @@ def _sse(request: Request, events: Iterator[Any], cancel: threading.Event, relea
 async def _serve(request: Request, svc: Any, viewer: User | None, stream: bool, prepare: Any, respond: Any,
                  chunks: Any) -> Any:
     """Run one OpenAI request under the caller's concurrency limit: ``prepare()`` (a worker thread) gives the
-    CompletionRequest; ``respond(res)`` the JSON answer, ``chunks(events)`` the stream's chunks."""
+    CompletionRequest; ``respond(res)`` the JSON answer, ``chunks(events)`` the stream's chunks. Generation is
+    awaited on the event loop (``svc.acomplete`` / ``svc.astream``), so requests in flight hold no thread."""
     held = svc.user_limits.hold(_caller(request, viewer, svc))
     held.__enter__()
     streaming = False
@@ -246,7 +238,7 @@ async def _serve(request: Request, svc: Any, viewer: User | None, stream: bool, 
         if not stream:
             return respond(await _complete(request, svc, viewer, req))
         cancel = threading.Event()
-        events = await run_in_threadpool(svc.stream, viewer, req, cancel)  # request errors are raised here
+        events = await svc.astream(viewer, req, cancel)  # request errors are raised here
         streaming = True
         return _sse(request, chunks(events), cancel, lambda: held.__exit__(None, None, None))
     finally:
@@ -269,8 +261,8 @@ async def completions(request: Request, svc: InferenceDep, viewer: ViewerDep, bo
                                      "logprobs": None} for c in res.choices],
                 "usage": res.usage, "loom": _loom(res)}
 
-    def chunks(events: Any) -> Iterator[dict[str, Any]]:
-        for ev in events:
+    async def chunks(events: Any) -> AsyncIterator[dict[str, Any]]:
+        async for ev in events:
             if isinstance(ev, tuple):
                 yield {**head, "choices": [{"index": ev[0], "text": ev[1], "finish_reason": None, "logprobs": None}]}
                 continue
@@ -313,9 +305,9 @@ async def chat_completions(request: Request, svc: InferenceDep, viewer: ViewerDe
         return {**chunk_head, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
                                            "finish_reason": None}]}
 
-    def chunks(events: Any) -> Iterator[dict[str, Any]]:
+    async def chunks(events: Any) -> AsyncIterator[dict[str, Any]]:
         seen: set[int] = set()
-        for ev in events:
+        async for ev in events:
             if isinstance(ev, tuple):
                 if ev[0] not in seen:
                     seen.add(ev[0])

@@ -1,12 +1,59 @@
-"""The request and result types of the inference service, and its one HTTP-400 error."""
+"""The request and result types of the inference service, its one HTTP-400 error, and the token queue of a
+streamed row."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import queue
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from hub.core.errors import InvalidInputError
 from hub.services.inference.resolve import MergedAdapters
+
+
+class TokenQueue(queue.Queue[int | None]):
+    """The tokens of one streamed row, put by the scheduler thread, then None. A thread reads them with ``get``;
+    a coroutine with ``await drain()``, which waits on its event loop without holding a thread (a thread per
+    stream, blocked until its row's next step, would cap the streams served at once at the thread pool's size:
+    six on a 2-core machine)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._wakers: list[Callable[[], object]] = []
+
+    def _put(self, item: int | None) -> None:  # queue.Queue's hook, called with its mutex held
+        super()._put(item)
+        wakers, self._wakers = self._wakers, []
+        for wake in wakers:
+            wake()
+
+    async def drain(self, timeout: float) -> list[int | None]:
+        """Every token queued now, waiting up to ``timeout`` seconds for the first.
+
+        Raises:
+            TimeoutError: none came in time.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            with self.mutex:
+                if self.queue:
+                    items = list(self.queue)
+                    self.queue.clear()
+                    return items
+                ready = asyncio.Event()
+                self._wakers.append(functools.partial(_call_soon, loop, ready.set))
+            await asyncio.wait_for(ready.wait(), timeout)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], object]) -> None:
+    """``fn`` on ``loop`` from another thread; nothing when the loop has closed (its reader is gone)."""
+    try:
+        loop.call_soon_threadsafe(fn)
+    except RuntimeError:
+        pass
 
 
 class ContextLengthError(InvalidInputError):

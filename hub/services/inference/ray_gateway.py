@@ -19,11 +19,12 @@ own registry (``/metrics``).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -239,6 +240,16 @@ class RayInference:
         assert watch is not None
         return self._events(key, first, gen, watch)
 
+    async def acomplete(self, viewer: User | None, req: Any, cancel: threading.Event | None = None) -> Any:
+        """:meth:`complete` in a worker thread, which waits for the Serve call."""
+        return await asyncio.to_thread(self.complete, viewer, req, cancel)
+
+    async def astream(self, viewer: User | None, req: Any,
+                      cancel: threading.Event | None = None) -> AsyncIterator[Any]:
+        """:meth:`stream`, its events read in worker threads."""
+        events = await asyncio.to_thread(self.stream, viewer, req, cancel)
+        return _in_threads(events)
+
     def _events(self, key: str, first: Any, gen: Any, watch: CancelForwarder) -> Iterator[Any]:
         ended = False
         try:
@@ -254,6 +265,12 @@ class RayInference:
             ended = True
         finally:
             watch.close(cancel=not ended)
+
+
+async def _in_threads(events: Iterator[Any]) -> AsyncIterator[Any]:
+    end = object()
+    while (ev := await asyncio.to_thread(next, events, end)) is not end:
+        yield ev
 
 
 class CancelForwarder:

@@ -125,7 +125,7 @@ def build_app(settings: Settings, build_replica: ReplicaFactory, *, replicas: in
             await self._load()
             cancel = threading.Event()  # set when the gateway cancels the call (its client left)
             try:
-                res = await asyncio.to_thread(self.service.complete, self._viewer(spec), self._request(spec), cancel)
+                res = await self.service.acomplete(self._viewer(spec), self._request(spec), cancel)
             except asyncio.CancelledError:
                 cancel.set()  # the rows leave at the engine's next step
                 raise
@@ -136,10 +136,8 @@ def build_app(settings: Settings, build_replica: ReplicaFactory, *, replicas: in
             await self._load()
             cancel = threading.Event()
             try:
-                events = await asyncio.to_thread(self.service.stream, self._viewer(spec), self._request(spec),
-                                                 cancel)
-                done = object()
-                while (ev := await asyncio.to_thread(next, events, done)) is not done:
+                events = await self.service.astream(self._viewer(spec), self._request(spec), cancel)
+                async for ev in events:
                     yield ev if isinstance(ev, tuple) else ("result", ev, self.state())
             except (asyncio.CancelledError, GeneratorExit):
                 cancel.set()

@@ -9,7 +9,7 @@ the adapter caches (:mod:`~.cache`) and routed requests (:class:`~.routers.Route
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from hub.core.errors import InvalidInputError
@@ -19,6 +19,7 @@ from hub.services.inference.messages import (
     CompletionResult,
     ContextLengthError,
     IncrementalText,
+    TokenQueue,
 )
 from hub.services.inference.resolve import AUTO, MergedAdapters, Plan, split_model
 
@@ -155,10 +156,8 @@ class InferenceService:
         for i, (plan, _ids, fut, q) in enumerate(pending):
             if q is None:  # router rows are not streamed token by token
                 continue
-            lb = self.engines.get(plan.base_id).base
-            dec = IncrementalText(lb.tokenizer, req.stop)
-            ended = False
-            while not ended:
+            dec = self._decoder(plan, req)
+            while True:
                 try:
                     toks = [q.get(timeout=600)]
                 except queue.Empty:
@@ -167,12 +166,63 @@ class InferenceService:
                 # token (a thread hop, a JSON chunk, an HTTP write each) would cost the scheduler more than it sends
                 while toks[-1] is not None and not q.empty():
                     toks.append(q.get_nowait())
-                ended = toks[-1] is None
                 piece = "".join(dec.add(t) for t in toks if t is not None)
                 if piece:
                     yield i, piece
+                if toks[-1] is None:
+                    break
             pending[i] = (plan, _ids, fut, dec)
-        res = self._collect(pending, req)
+        yield from self._ending(pending, self._collect(pending, req))
+
+    async def acomplete(self, viewer: User | None, req: CompletionRequest,
+                        cancel: threading.Event | None = None) -> CompletionResult:
+        """:meth:`complete` on the caller's event loop: the rows are queued in a worker thread (resolving may
+        load a base), then awaited without holding one."""
+        import asyncio
+
+        pending = await asyncio.to_thread(self._submit, viewer, req, False, cancel)
+        await asyncio.gather(*(asyncio.wrap_future(p[2]) for p in pending))
+        return self._collect(pending, req)
+
+    async def astream(self, viewer: User | None, req: CompletionRequest,
+                      cancel: threading.Event | None = None) -> AsyncIterator[tuple[int, str] | CompletionResult]:
+        """:meth:`stream` on the caller's event loop: tokens are awaited (:meth:`TokenQueue.drain`), never
+        waited for in a thread, so concurrent streams are not capped by a thread pool. Every request error is
+        raised when this is awaited, before the first piece."""
+        import asyncio
+
+        pending = await asyncio.to_thread(self._submit, viewer, req, True, cancel)
+        return self._aevents(pending, req)
+
+    async def _aevents(self, pending: list[Any], req: CompletionRequest) -> AsyncIterator[tuple[int, str] |
+                                                                                          CompletionResult]:
+        import asyncio
+
+        for i, (plan, _ids, fut, q) in enumerate(pending):
+            if q is None:
+                continue
+            dec = self._decoder(plan, req)
+            while True:
+                try:
+                    toks = await q.drain(600)
+                except TimeoutError:
+                    break
+                piece = "".join(dec.add(t) for t in toks if t is not None)
+                if piece:
+                    yield i, piece
+                if toks[-1] is None:
+                    break
+            pending[i] = (plan, _ids, fut, dec)
+        await asyncio.gather(*(asyncio.wrap_future(p[2]) for p in pending))
+        for ev in self._ending(pending, self._collect(pending, req)):
+            yield ev
+
+    def _decoder(self, plan: Plan, req: CompletionRequest) -> IncrementalText:
+        return IncrementalText(self.engines.get(plan.base_id).base.tokenizer, req.stop)
+
+    @staticmethod
+    def _ending(pending: list[Any], res: CompletionResult) -> Iterator[tuple[int, str] | CompletionResult]:
+        """A stream's last events: each choice's text not sent yet (a router row's whole text), then the result."""
         for i, c in enumerate(res.choices):
             dec = pending[i][3]
             sent = dec.sent if isinstance(dec, IncrementalText) else ""
@@ -183,8 +233,6 @@ class InferenceService:
 
     def _submit(self, viewer: User | None, req: CompletionRequest, stream: bool = False,
                 cancel: threading.Event | None = None) -> list[Any]:
-        import queue
-
         from hub.core.errors import PayloadTooLargeError
         from hub.services.inference.batcher import Job
 
@@ -232,7 +280,7 @@ class InferenceService:
             routing = self.routers.inputs(batcher, plan, ids) if routed else {}
             mixture, adapters = ({plan.router or "": 1.0}, {}) if routed else (plan.mixture, plan.adapters)
             for _ in range(req.n):
-                q: queue.Queue[int | None] | None = queue.Queue() if stream else None
+                q = TokenQueue() if stream else None
                 job = Job(ids, dict(mixture), dict(adapters), new, req.temperature, req.top_p, req.seed, tokens=q,
                           stop=list(req.stop), ignore_eos=req.ignore_eos, cancelled=cancel, routing=routing)
                 slots.append((plan, ids, new, job, q))
