@@ -549,7 +549,8 @@ def main() -> None:
     if threads is not None:
         torch.set_num_threads(threads)
     print(f"torch intra-op threads in the server process: {torch.get_num_threads()} (LOOM_INFERENCE_THREADS="
-          f"{Settings().inference_threads}; 0 = auto: the CPUs less one), {len(os.sched_getaffinity(0))} CPUs")
+          f"{Settings().inference_threads}; 0 = auto: the CPUs less one), {len(os.sched_getaffinity(0))} CPUs; "
+          f"LOOM_INFERENCE_STREAM_INTERVAL={Settings().inference_stream_interval}")
     client = Client(args.in_process_client)
     try:
         for base in (["tiny", "smollm2"] if args.base == "both" else [args.base]):

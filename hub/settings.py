@@ -84,6 +84,8 @@ class Settings(BaseSettings):
             this process may run on (at least 1), leaving a core to the API server's event loop, tokenization and
             streaming (vLLM's CPU backend reserves one the same way), and left as is when ``OMP_NUM_THREADS`` is
             set (Ray sets it per replica).
+        inference_stream_interval: a stream sends its first token at once, then an event per this many tokens
+            (vLLM's ``--stream-interval``): fewer events cost the event loop (JSON, HTTP writes) and the client less.
         inference_max_rows_per_request: the most rows (``n`` x prompts) one request may ask for (413 beyond).
         inference_max_concurrent_per_user: requests one user (or one anonymous client address) may have in
             flight on the ``/v1`` routes; more answer 429.
@@ -154,6 +156,7 @@ class Settings(BaseSettings):
     inference_max_queued: int = Field(default=256, ge=0)
     inference_gc_freeze: bool = True
     inference_threads: int = Field(default=0, ge=0)
+    inference_stream_interval: int = Field(default=1, ge=1)
     inference_max_rows_per_request: int = Field(default=32, ge=1)
     inference_max_concurrent_per_user: int = Field(default=16, ge=1)
     anonymous_inference: bool = True

@@ -451,3 +451,28 @@ def test_requests_in_flight_hold_no_thread_while_their_rows_run(ihub):
                 assert "".join(chunks[i]) == want.choices[0].text
     finally:
         svc.close()
+
+
+def test_stream_interval_sends_the_first_token_then_one_event_per_interval(server, ihub):
+    """``LOOM_INFERENCE_STREAM_INTERVAL=4``: the first token goes out alone (time to first token is unchanged),
+    then the tokens four at a time, the rest with the end; the text is the same as without it."""
+    url, app = server
+    body = {"model": "alice/french", "prompt": "row 0", "max_tokens": 14, "temperature": 0, "ignore_eos": True,
+            "stream": True}  # alice/french answers "row 0" in ASCII: a token is one character of text
+
+    def pieces() -> list[str]:
+        out = []
+        with httpx.stream("POST", url + "/v1/completions", json=body, timeout=60) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: {"):
+                    out.extend(c["text"] for c in json.loads(line[6:])["choices"] if c["text"])
+        return out
+
+    httpx.post(url + "/v1/completions", json={**body, "stream": False, "max_tokens": 1}, timeout=60)
+    app.state.inference.engine(BASE_ID).base.mixed.model.register_forward_pre_hook(lambda *a: time.sleep(0.01))
+    every = pieces()  # the default interval, 1: with slow steps the reader is always back before the next token
+    ihub.settings.inference_stream_interval = 4
+    grouped = pieces()
+    assert "".join(grouped) == "".join(every) and len("".join(every)) == 14
+    assert [len(p) for p in grouped] == [1, 4, 4, 4, 1]
+    assert len(every) == 14

@@ -18,20 +18,33 @@ class TokenQueue(queue.Queue[int | None]):
     """The tokens of one streamed row, put by the scheduler thread, then None. A thread reads them with ``get``;
     a coroutine with ``await drain()``, which waits on its event loop without holding a thread (a thread per
     stream, blocked until its row's next step, would cap the streams served at once at the thread pool's size:
-    six on a 2-core machine)."""
+    six on a 2-core machine).
 
-    def __init__(self) -> None:
+    Args:
+        interval: a waiting ``drain`` wakes for the row's first token, then once ``interval`` tokens are queued
+            (``LOOM_INFERENCE_STREAM_INTERVAL``, vLLM's ``--stream-interval``), and for the end (None).
+    """
+
+    def __init__(self, interval: int = 1) -> None:
         super().__init__()
+        self.interval = interval
+        self._first = True
         self._wakers: list[Callable[[], object]] = []
 
     def _put(self, item: int | None) -> None:  # queue.Queue's hook, called with its mutex held
         super()._put(item)
-        wakers, self._wakers = self._wakers, []
-        for wake in wakers:
-            wake()
+        if self._wakers and self._ready():
+            wakers, self._wakers = self._wakers, []
+            for wake in wakers:
+                wake()
+
+    def _ready(self) -> bool:
+        """Whether a ``drain`` may take the queued tokens now (mutex held)."""
+        q = self.queue
+        return bool(q) and (self._first or q[-1] is None or len(q) >= self.interval)
 
     async def drain(self, timeout: float) -> list[int | None]:
-        """Every token queued now, waiting up to ``timeout`` seconds for the first.
+        """Every token queued once there are enough (see ``interval``), waiting up to ``timeout`` seconds.
 
         Raises:
             TimeoutError: none came in time.
@@ -39,9 +52,10 @@ class TokenQueue(queue.Queue[int | None]):
         loop = asyncio.get_running_loop()
         while True:
             with self.mutex:
-                if self.queue:
+                if self._ready():
                     items = list(self.queue)
                     self.queue.clear()
+                    self._first = False
                     return items
                 ready = asyncio.Event()
                 self._wakers.append(functools.partial(_call_soon, loop, ready.set))

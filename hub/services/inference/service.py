@@ -280,7 +280,7 @@ class InferenceService:
             routing = self.routers.inputs(batcher, plan, ids) if routed else {}
             mixture, adapters = ({plan.router or "": 1.0}, {}) if routed else (plan.mixture, plan.adapters)
             for _ in range(req.n):
-                q = TokenQueue() if stream else None
+                q = TokenQueue(s.inference_stream_interval) if stream else None
                 job = Job(ids, dict(mixture), dict(adapters), new, req.temperature, req.top_p, req.seed, tokens=q,
                           stop=list(req.stop), ignore_eos=req.ignore_eos, cancelled=cancel, routing=routing)
                 slots.append((plan, ids, new, job, q))
