@@ -5,7 +5,8 @@ the HTTP endpoint of a real uvicorn server, sent by a load generator in a proces
 prompt length and an output length drawn from ranges and an adapter drawn from ``--adapters`` (8-16) with a
 Zipf skew (weight 1/k^1.1). Every system sees the same requests, greedy (``--sampled 0.5``: half of them sample
 with temperature 0.8, top_p 0.95 and a seed each; ``--output-tokens LO HI``: another ``max_tokens`` range;
-``--ignore-eos``: every request runs its ``max_tokens`` (vLLM's ``ignore_eos``), so each system does the same work):
+``--ignore-eos``: every request runs its ``max_tokens`` (vLLM's ``ignore_eos``), so each system does the same work;
+``--no-stream``: Loom's requests ask for the whole answer at once):
 
 * (a) Loom, ``LOOM_SCHEDULER=continuous`` (iteration-level batching, per-row adapters);
 * (b) Loom, ``LOOM_SCHEDULER=window`` (collect for a window, run each batch to completion);
@@ -80,6 +81,7 @@ class Req:
     temperature: float = 0.0
     seed: int | None = None
     ignore_eos: bool = False
+    stream: bool = True
 
 
 @dataclass
@@ -148,10 +150,10 @@ def _shrink(folder: Path, factor: float) -> None:
 
 
 def workload(n: int, rate: float, names: list[str], base_id: str, tokens: tuple[int, int], seed: int,
-             bare: bool = False, sampled: float = 0.0, ignore_eos: bool = False) -> list[Req]:
+             bare: bool = False, sampled: float = 0.0, ignore_eos: bool = False, stream: bool = True) -> list[Req]:
     """``n`` requests, Poisson arrivals at ``rate``/s, Zipf-skewed adapters, lengths from ranges; a share
     ``sampled`` of them sample (temperature 0.8, top_p 0.95, a seed each), the others are greedy;
-    ``ignore_eos``: each runs its ``max_tokens``."""
+    ``ignore_eos``: each runs its ``max_tokens``; ``stream``: False asks for the whole answer at once."""
     rng = random.Random(seed)
     pick = random.Random(seed + 1)  # its own stream: the greedy workload stays the same with or without sampling
     weights = [1.0 / (k + 1) ** 1.1 for k in range(len(names))]
@@ -161,7 +163,7 @@ def workload(n: int, rate: float, names: list[str], base_id: str, tokens: tuple[
         ad = rng.choices(names, weights)[0]
         prompt = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 24)))
         req = Req(t, base_id if bare else ad, None if bare else ad, prompt, rng.randint(*tokens),
-                  ignore_eos=ignore_eos)
+                  ignore_eos=ignore_eos, stream=stream)
         if pick.random() < sampled:
             req.temperature, req.seed = 0.8, pick.randrange(1 << 30)
         out.append(req)
@@ -170,12 +172,21 @@ def workload(n: int, rate: float, names: list[str], base_id: str, tokens: tuple[
 
 async def _one_loom(client, url: str, r: Req) -> Result:
     body = {"model": r.model, "prompt": r.prompt, "max_tokens": r.max_tokens, "temperature": r.temperature,
-            "stream": True}
+            "stream": r.stream}
     if r.temperature:
         body.update(top_p=0.95, seed=r.seed)
     if r.ignore_eos:
         body["ignore_eos"] = True
     t0 = time.perf_counter()
+    if not r.stream:  # the whole answer at once: its latency is its TTFT
+        resp = await client.post(url + "/v1/completions", json=body)
+        e2e = time.perf_counter() - t0
+        if resp.status_code == 429:
+            return Result(0.0, e2e, 0, "", rejected=True)
+        if resp.status_code != 200:
+            raise RuntimeError(f"{resp.status_code}: {resp.text}")
+        d = resp.json()
+        return Result(e2e, e2e, d["usage"]["completion_tokens"], d["choices"][0]["text"])
     ttft, text, tokens = None, [], 0
     async with client.stream("POST", url + "/v1/completions", json=body) as resp:
         if resp.status_code == 429:
@@ -418,7 +429,7 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
                     gc0 = len(collections.pauses)
                     for rate in rates:
                         reqs = workload(args.requests, rate, names, base_id, tokens, seed=int(rate * 1000), bare=bare,
-                                        sampled=args.sampled, ignore_eos=args.ignore_eos)
+                                        sampled=args.sampled, ignore_eos=args.ignore_eos, stream=not args.no_stream)
                         work0 = work(app, base_id)
                         res, wall = client.run(url, reqs, False)
                         rows[rate][label] = summary(res, wall)
@@ -499,7 +510,7 @@ def bench_router(base: str, args: argparse.Namespace, client: Client) -> None:
                           f"{1 / statistics.mean(lat):.2f} req/s")
                 for rate in rates:
                     reqs = workload(args.requests, rate, [router], base_id, tokens, seed=int(rate * 1000),
-                                    ignore_eos=args.ignore_eos)
+                                    ignore_eos=args.ignore_eos, stream=not args.no_stream)
                     res, wall = client.run(url, reqs, False)
                     rows.setdefault(rate, {})[label] = summary(res, wall)
                     texts[f"{label}@{rate}"] = [r.text for r in res]
@@ -536,6 +547,8 @@ def main() -> None:
     ap.add_argument("--ignore-eos", action="store_true",
                     help="every request runs its max_tokens (vLLM's ignore_eos): the same work for every system, "
                          "the bare base's rows included")
+    ap.add_argument("--no-stream", action="store_true",
+                    help="Loom's requests ask for the whole answer at once (TTFT is then the whole latency)")
     ap.add_argument("--router", default=None, help="bench a router artifact of this preset (e.g. meteora, mole_wu)")
     args = ap.parse_args()
     if not 8 <= args.adapters <= 16:
