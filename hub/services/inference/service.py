@@ -166,9 +166,7 @@ class InferenceService:
                 # token (a thread hop, a JSON chunk, an HTTP write each) would cost the scheduler more than it sends
                 while toks[-1] is not None and not q.empty():
                     toks.append(q.get_nowait())
-                piece = "".join(dec.add(t) for t in toks if t is not None)
-                if piece:
-                    yield i, piece
+                yield from self._piece(i, dec, toks)
                 if toks[-1] is None:
                     break
             pending[i] = (plan, _ids, fut, dec)
@@ -207,15 +205,21 @@ class InferenceService:
                     toks = await q.drain(600)
                 except TimeoutError:
                     break
-                piece = "".join(dec.add(t) for t in toks if t is not None)
-                if piece:
-                    yield i, piece
+                for ev in self._piece(i, dec, toks):
+                    yield ev
                 if toks[-1] is None:
                     break
             pending[i] = (plan, _ids, fut, dec)
         await asyncio.gather(*(asyncio.wrap_future(p[2]) for p in pending))
         for ev in self._ending(pending, self._collect(pending, req)):
             yield ev
+
+    @staticmethod
+    def _piece(i: int, dec: IncrementalText, toks: list[int | None]) -> Iterator[tuple[int, str]]:
+        """Choice ``i``'s text that ``toks`` (None: the end) make final, if any."""
+        piece = "".join(dec.add(t) for t in toks if t is not None)
+        if piece:
+            yield i, piece
 
     def _decoder(self, plan: Plan, req: CompletionRequest) -> IncrementalText:
         return IncrementalText(self.engines.get(plan.base_id).base.tokenizer, req.stop)
