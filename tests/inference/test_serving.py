@@ -393,7 +393,6 @@ def test_requests_in_flight_hold_no_thread_while_their_rows_run(ihub):
     import asyncio
 
     from hub.api import create_app
-
     from hub.services.container import inference_service
 
     ihub.settings.inference_max_batch = 6  # read when the engine is built
