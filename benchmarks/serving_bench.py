@@ -558,12 +558,13 @@ def main() -> None:
     from hub.services.inference.engines import inference_threads
     from hub.settings import Settings
 
-    threads = inference_threads(Settings().inference_threads)  # every system, (c) included, runs with Loom's count
+    env = Settings()  # the LOOM_* environment the systems' hubs also read
+    threads = inference_threads(env.inference_threads)  # every system, (c) included, runs with Loom's count
     if threads is not None:
         torch.set_num_threads(threads)
     print(f"torch intra-op threads in the server process: {torch.get_num_threads()} (LOOM_INFERENCE_THREADS="
-          f"{Settings().inference_threads}; 0 = auto: the CPUs less one), {len(os.sched_getaffinity(0))} CPUs; "
-          f"LOOM_INFERENCE_STREAM_INTERVAL={Settings().inference_stream_interval}")
+          f"{env.inference_threads}; 0 = auto: the CPUs less one), {len(os.sched_getaffinity(0))} CPUs; "
+          f"LOOM_INFERENCE_STREAM_INTERVAL={env.inference_stream_interval}")
     client = Client(args.in_process_client)
     try:
         for base in (["tiny", "smollm2"] if args.base == "both" else [args.base]):

@@ -96,6 +96,16 @@ def peft_greedy(base_dir, adapter_dir, prompt_ids, n, stop_at_eos=True):
     return new[: new.index(258)] if stop_at_eos and 258 in new else new
 
 
+def stream_events(service, req, viewer=None) -> list:
+    """Every event ``service.astream`` gives for ``req``: ``(choice index, text piece)``s, then the result."""
+    import asyncio
+
+    async def run() -> list:
+        return [ev async for ev in await service.astream(viewer, req)]
+
+    return asyncio.run(run())
+
+
 def publish(hub, folder, name, description="", tags=()):
     from hub.services.publish import PublishFiles
 

@@ -16,7 +16,7 @@ from hub.core.errors import (
 )
 from hub.services.inference import CompletionRequest
 from hub.services.inference.service import encode_prompt
-from tests.inference.conftest import BASE_ID
+from tests.inference.conftest import BASE_ID, stream_events
 
 EXPERTS = ["alice/french@1", "alice/math@1", "bob/python@1"]
 
@@ -148,7 +148,7 @@ def test_concurrent_router_requests_share_forwards_and_answer_as_alone(service, 
                                        rtol=1e-4)
     # a streamed router row sends its text as it is generated
     req = CompletionRequest(model="alice/mixer", prompts=[work[0][0]], max_tokens=work[0][1], temperature=0.0)
-    events = list(service.stream(None, req))
+    events = stream_events(service, req)
     pieces, res = [e[1] for e in events[:-1]], events[-1]
     assert pieces and "".join(pieces) == res.choices[0].text == alone[0].text
 

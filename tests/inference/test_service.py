@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
@@ -15,7 +16,7 @@ from hub.core.errors import (
 )
 from hub.services.inference import CompletionRequest, ContextLengthError, MergedAdapters
 from hub.services.inference.service import encode_prompt
-from tests.inference.conftest import BASE_ID, OTHER_BASE_ID, peft_greedy, publish
+from tests.inference.conftest import BASE_ID, OTHER_BASE_ID, peft_greedy, publish, stream_events
 
 PROMPT = "The weather today is"
 
@@ -255,7 +256,7 @@ def test_stream_pieces_join_to_the_completion(service):
     from hub.services.inference.messages import IncrementalText
 
     req = dict(model="bob/python", prompts=["def f(x):"], max_tokens=20, temperature=0.0)
-    events = list(service.stream(None, CompletionRequest(**req)))
+    events = stream_events(service, CompletionRequest(**req))
     res = events[-1]
     assert "".join(p for _, p in events[:-1]) == res.choices[0].text == service.complete(
         None, CompletionRequest(**req)).choices[0].text
@@ -268,7 +269,7 @@ def test_stream_pieces_join_to_the_completion(service):
     euro = tok("€", add_special_tokens=False)["input_ids"]  # three bytes, three tokens
     assert [dec.add(t) for t in euro] == ["", "", "€"]
     with pytest.raises(NotFoundError):
-        service.stream(None, CompletionRequest(model="nobody/nothing", prompts=["x"]))  # raised before streaming
+        asyncio.run(service.astream(None, CompletionRequest(model="nobody/nothing", prompts=["x"])))  # when awaited
 
 
 def test_adapter_whose_base_is_not_registered_says_so(service, ihub, adapter_dirs, tmp_path):

@@ -3,7 +3,9 @@ mid-generation, through the inference service, give exactly transformers + PEFT'
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from typing import Any
 
 import torch
 
@@ -47,13 +49,17 @@ def test_rows_joining_mid_generation_equal_peft(real_zoo, real_demo):
                                                        temperature=0.0))
             out[i] = res.choices[0].tokens
 
-        first = svc.stream(None, CompletionRequest(model=models[0], prompts=[PROMPTS[0]], max_tokens=lengths[0],
-                                                   temperature=0.0))
-        next(first)  # the first row is generating: the others join its batch now
         threads = [threading.Thread(target=call, args=(i,)) for i in (1, 2)]
-        for t in threads:
-            t.start()
-        res0 = [ev for ev in first][-1]
+
+        async def first_row() -> Any:
+            events = await svc.astream(None, CompletionRequest(model=models[0], prompts=[PROMPTS[0]],
+                                                               max_tokens=lengths[0], temperature=0.0))
+            await anext(events)  # the first row is generating: the others join its batch now
+            for t in threads:
+                t.start()
+            return [ev async for ev in events][-1]
+
+        res0 = asyncio.run(first_row())
         for t in threads:
             t.join()
         out[0] = res0.choices[0].tokens

@@ -15,10 +15,10 @@ from hub.services.inference.resolve import MergedAdapters
 
 
 class TokenQueue(queue.Queue[int | None]):
-    """The tokens of one streamed row, put by the scheduler thread, then None. A thread reads them with ``get``;
-    a coroutine with ``await drain()``, which waits on its event loop without holding a thread (a thread per
-    stream, blocked until its row's next step, would cap the streams served at once at the thread pool's size:
-    six on a 2-core machine).
+    """The tokens of one streamed row, put by the scheduler thread, then None, read by a coroutine with
+    ``await drain()``, which waits on its event loop without holding a thread (a thread per stream, blocked until
+    its row's next step, would cap the streams served at once at the thread pool's size: six on a 2-core
+    machine). A ``queue.Queue`` still, so the schedulers' ``Job.tokens`` takes either.
 
     Args:
         interval: a waiting ``drain`` wakes for the row's first token, then once ``interval`` tokens are queued

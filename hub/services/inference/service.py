@@ -142,36 +142,6 @@ class InferenceService:
         """
         return self._collect(self._submit(viewer, req, cancel=cancel), req)
 
-    def stream(self, viewer: User | None, req: CompletionRequest,
-               cancel: threading.Event | None = None) -> Iterator[tuple[int, str] | CompletionResult]:
-        """Like :meth:`complete`, but yields ``(choice index, text piece)`` as tokens are generated, then the
-        :class:`CompletionResult`. Every request error is raised HERE, before the first piece.
-        """
-        pending = self._submit(viewer, req, stream=True, cancel=cancel)
-        return self._events(pending, req)
-
-    def _events(self, pending: list[Any], req: CompletionRequest) -> Iterator[tuple[int, str] | CompletionResult]:
-        import queue
-
-        for i, (plan, _ids, fut, q) in enumerate(pending):
-            if q is None:  # router rows are not streamed token by token
-                continue
-            dec = self._decoder(plan, req)
-            while True:
-                try:
-                    toks = [q.get(timeout=600)]
-                except queue.Empty:
-                    break
-                # tokens that arrived while the reader was away go out as one piece: under load one event per
-                # token (a thread hop, a JSON chunk, an HTTP write each) would cost the scheduler more than it sends
-                while toks[-1] is not None and not q.empty():
-                    toks.append(q.get_nowait())
-                yield from self._piece(i, dec, toks)
-                if toks[-1] is None:
-                    break
-            pending[i] = (plan, _ids, fut, dec)
-        yield from self._ending(pending, self._collect(pending, req))
-
     async def acomplete(self, viewer: User | None, req: CompletionRequest,
                         cancel: threading.Event | None = None) -> CompletionResult:
         """:meth:`complete` on the caller's event loop: the rows are queued in a worker thread (resolving may
@@ -184,9 +154,11 @@ class InferenceService:
 
     async def astream(self, viewer: User | None, req: CompletionRequest,
                       cancel: threading.Event | None = None) -> AsyncIterator[tuple[int, str] | CompletionResult]:
-        """:meth:`stream` on the caller's event loop: tokens are awaited (:meth:`TokenQueue.drain`), never
-        waited for in a thread, so concurrent streams are not capped by a thread pool. Every request error is
-        raised when this is awaited, before the first piece."""
+        """Like :meth:`acomplete`, but the iterator it returns yields ``(choice index, text piece)`` as tokens are
+        generated, then the :class:`CompletionResult`. Tokens are awaited on the caller's event loop
+        (:meth:`TokenQueue.drain`), never waited for in a thread, so concurrent streams are not capped by a thread
+        pool; the tokens that arrived since the last piece go out as one. Every request error is raised when this
+        is awaited, before the first piece."""
         import asyncio
 
         pending = await asyncio.to_thread(self._submit, viewer, req, True, cancel)
@@ -197,32 +169,23 @@ class InferenceService:
         import asyncio
 
         for i, (plan, _ids, fut, q) in enumerate(pending):
-            if q is None:
+            if q is None:  # router rows are not streamed token by token
                 continue
-            dec = self._decoder(plan, req)
+            dec = IncrementalText(self.engines.get(plan.base_id).base.tokenizer, req.stop)
             while True:
                 try:
                     toks = await q.drain(600)
                 except TimeoutError:
                     break
-                for ev in self._piece(i, dec, toks):
-                    yield ev
+                piece = "".join(dec.add(t) for t in toks if t is not None)
+                if piece:
+                    yield i, piece
                 if toks[-1] is None:
                     break
             pending[i] = (plan, _ids, fut, dec)
         await asyncio.gather(*(asyncio.wrap_future(p[2]) for p in pending))
         for ev in self._ending(pending, self._collect(pending, req)):
             yield ev
-
-    @staticmethod
-    def _piece(i: int, dec: IncrementalText, toks: list[int | None]) -> Iterator[tuple[int, str]]:
-        """Choice ``i``'s text that ``toks`` (None: the end) make final, if any."""
-        piece = "".join(dec.add(t) for t in toks if t is not None)
-        if piece:
-            yield i, piece
-
-    def _decoder(self, plan: Plan, req: CompletionRequest) -> IncrementalText:
-        return IncrementalText(self.engines.get(plan.base_id).base.tokenizer, req.stop)
 
     @staticmethod
     def _ending(pending: list[Any], res: CompletionResult) -> Iterator[tuple[int, str] | CompletionResult]:
