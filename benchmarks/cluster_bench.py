@@ -22,6 +22,7 @@ request of each adapter is always a miss, so 16 adapters x 10 requests can reach
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import os
 import random
@@ -121,7 +122,7 @@ def run(tmp: Path, endpoint: str, bucket: str, args: argparse.Namespace) -> None
                 req = CompletionRequest(model=name, prompts=["Hello"], max_tokens=4, temperature=0.0)
                 s = time.perf_counter()
                 if mode == "affinity":
-                    gateway.complete(None, req)
+                    asyncio.run(gateway.acomplete(None, req))
                     state = gateway.replicas[gateway.served_by[hub.adapters.version(None, *name.split("/")).sha256]]
                 else:
                     state, _ = gateway.handle.complete.remote(request_spec(req, None)).result(timeout_s=600)

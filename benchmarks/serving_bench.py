@@ -15,6 +15,9 @@ with temperature 0.8, top_p 0.95 and a seed each; ``--output-tokens LO HI``: ano
 * (e) with ``--max-queued N``: (a) with a queue bound of N rows (the others queue up to 4096): beyond it a request
   answers 429 at once, as a server under overload should; printed: how many were turned away, and the latency
   of those served.
+* (f) with ``--max-queue-wait S``: (a) with admission by expected wait (``LOOM_INFERENCE_MAX_QUEUE_WAIT=S``): a
+  request whose rows would wait more than S seconds for a slot (estimated from the queued and running rows'
+  ``max_tokens`` at the measured seconds per iteration) answers 429 at once; printed as (e) is.
 
 With ``--router PRESET`` every request names one router artifact of that preset (untrained gates over the
 first 4 adapters) instead of an adapter, and the systems are (a) Loom continuous (the router's rows batched
@@ -65,6 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.helpers: P
 
 TINY_ID = "bench/tiny-llama"
 BOUNDED = "(e) cont., bounded"
+WAIT_BOUNDED = "(f) cont., wait-bounded"
 WORDS = ("plan", "river", "stone", "light", "north", "market", "signal", "garden", "copper", "window", "engine",
          "paper", "orbit", "forest", "melody", "harbor", "silver", "canvas", "motion", "summit")
 
@@ -412,6 +416,8 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
                        ("(d) base alone", "continuous", True)]
             if args.max_queued is not None:
                 systems.append((BOUNDED, "continuous", False))
+            if args.max_queue_wait is not None:
+                systems.append((WAIT_BOUNDED, "continuous", False))
             cpu: dict[str, float] = {}
             collections, full_gc = FullCollections(), {}
             for label, sched, bare in systems:
@@ -419,6 +425,7 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
                 hub.settings.scheduler = sched
                 hub.settings.inference_max_batch = args.max_batch
                 hub.settings.inference_max_queued = args.max_queued if label == BOUNDED else 4096
+                hub.settings.inference_max_queue_wait = args.max_queue_wait if label == WAIT_BOUNDED else 0.0
                 hub.settings.inference_batch_window_ms = args.window_ms
                 app = create_app(hub=hub, warm_index=False)
                 with serve_in_thread(app, timeout=120) as url:
@@ -447,14 +454,16 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
         print(f"full GC collections in the server process during the timed runs (LOOM_INFERENCE_GC_FREEZE="
               f"{hub.settings.inference_gc_freeze}): " + ", ".join(f"{k} {v}" for k, v in full_gc.items()))
         labels = ["(a) continuous", "(b) window", "(c) PEFT serial", "(d) base alone"]
-        labels += [BOUNDED] if args.max_queued is not None else []
+        bounds = {BOUNDED: f"queue bound {args.max_queued} rows", WAIT_BOUNDED: f"queue wait bound {args.max_queue_wait} s"}
+        bounded = [k for k, v in ((BOUNDED, args.max_queued), (WAIT_BOUNDED, args.max_queue_wait)) if v is not None]
+        labels += bounded
         for rate in rates:
             gap = 1.0 / rate
             print_rate(rate, rows[rate], labels)
-            if args.max_queued is not None:
-                e = rows[rate][BOUNDED]
-                print(f"{BOUNDED}: {e['rejected']} of {args.requests} requests answered 429 (queue bound "
-                      f"{args.max_queued}); served p99 TTFT < 10 x gap: {e['ttft99'] < 10 * gap}")
+            for k in bounded:
+                e = rows[rate][k]
+                print(f"{k}: {e['rejected']} of {args.requests} requests answered 429 ({bounds[k]}); "
+                      f"served p99 TTFT < 10 x gap ({10 * gap * 1000:.0f} ms): {e['ttft99'] < 10 * gap}")
             a, b, d = (rows[rate][k]["tok_s"] for k in ("(a) continuous", "(b) window", "(d) base alone"))
             ok = rows[rate]["(a) continuous"]["ttft99"] < 10 * gap
             print(f"(a)/(b) output tok/s {a / b:.2f}x   (a)/(d) {a / d:.2f}x   (a)/(c) "
@@ -539,6 +548,9 @@ def main() -> None:
                     help="run the load generator in the server's process (it then shares the interpreter lock)")
     ap.add_argument("--max-queued", type=int, default=None,
                     help="also run (e): continuous with this queue bound (beyond it 429; the others queue 4096)")
+    ap.add_argument("--max-queue-wait", type=float, default=None,
+                    help="also run (f): continuous with admission by expected wait (LOOM_INFERENCE_MAX_QUEUE_WAIT, "
+                         "seconds; beyond it 429)")
     ap.add_argument("--output-tokens", type=int, nargs=2, default=None, metavar=("LO", "HI"),
                     help="max_tokens range (default 8-48 on the tiny base, 8-32 on SmolLM2)")
     ap.add_argument("--sampled", type=float, default=0.0,

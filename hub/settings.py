@@ -77,6 +77,10 @@ class Settings(BaseSettings):
             each group of equal sampling settings to completion; kept for comparison).
         inference_max_queued: request rows waiting for a slot beyond ``inference_max_batch`` running ones;
             more answer 429 with ``Retry-After``.
+        inference_max_queue_wait: seconds; with the continuous scheduler, a request whose rows would wait longer
+            than this for a slot (estimated from the running and queued rows' ``max_tokens`` and the measured
+            seconds per iteration; an upper bound when rows end early) answers 429 with ``Retry-After`` that
+            estimate: a bound on time to first token that holds whatever the request lengths. 0: no bound.
         inference_gc_freeze: after a base model is loaded, collect once and move every live object into
             Python's permanent generation (``gc.freeze()``), so later full collections (which stall the
             scheduler thread) walk only what was allocated since.
@@ -154,6 +158,7 @@ class Settings(BaseSettings):
     inference_default_base: str | None = None
     scheduler: str = Field(default="continuous", pattern="^(continuous|window)$")
     inference_max_queued: int = Field(default=256, ge=0)
+    inference_max_queue_wait: float = Field(default=0.0, ge=0)
     inference_gc_freeze: bool = True
     inference_threads: int = Field(default=0, ge=0)
     inference_stream_interval: int = Field(default=1, ge=1)

@@ -149,6 +149,23 @@ def serve_in_thread(app, timeout: float = 30.0):
         t.join(timeout=10)
 
 
+class OneThreadPool:
+    """An ASGI app served with a one-thread default executor on its event loop: a request that held a pool thread
+    while it waited for its rows (or for a replica) would then serialize every other request behind it."""
+
+    def __init__(self, app) -> None:
+        self.app, self.pool = app, None
+
+    async def __call__(self, scope, receive, send) -> None:
+        import asyncio
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(1)
+            asyncio.get_running_loop().set_default_executor(self.pool)
+        await self.app(scope, receive, send)
+
+
 def publish_router(hub, user, name: str, state, description: str = "") -> str:
     """Publish a :class:`routing.checkpoint.RouterState` as router ``name``; returns ``ns/name@version``."""
     import tempfile

@@ -15,7 +15,8 @@ import pytest
 
 from hub.core.errors import PayloadTooLargeError, TooManyRequestsError
 from hub.services.inference import CompletionRequest
-from tests.helpers import serve_in_thread
+from hub.services.inference.admission import Pace, slot_wait
+from tests.helpers import OneThreadPool, serve_in_thread
 from tests.inference.conftest import BASE_ID, peft_greedy
 
 
@@ -69,6 +70,65 @@ def test_queue_bound_answers_429_and_admits_all_rows_or_none(service, ihub):
         batcher.admission.max_queued = 0
         svc.complete(None, CompletionRequest(model=BASE_ID, prompts=["a", "b"], max_tokens=2, temperature=0.0))
     assert wait_idle(batcher)
+
+
+def test_slot_wait_hands_slots_out_in_queue_order():
+    assert slot_wait([], 2, [], [5]) == 0  # a free slot: no wait
+    assert slot_wait([10, 3], 1, [], [5]) == 0
+    assert slot_wait([10, 3], 0, [], [5]) == 3  # the first row to finish frees the slot
+    assert slot_wait([10, 3], 0, [4], [5]) == 7  # the queued row takes that slot and frees it 4 steps later
+    assert slot_wait([10, 3], 0, [9], [5]) == 10
+    assert slot_wait([10, 3], 0, [], [5, 5]) == 8  # its last row starts when its first one (3 + 5) has left
+    assert slot_wait([10, 3], 0, [1, 1, 1], [2]) == 6
+    assert slot_wait([0, 7], 0, [], [1]) == 0  # a row on its last step
+
+
+def test_pace_estimates_the_wait_for_a_first_token_from_measured_costs():
+    pace = Pace()
+    assert pace.wait(3, 100) is None  # nothing measured: nothing is refused
+    pace.stepped(0.010)
+    pace.prefilled(0.020, 40)  # 0.5 ms per prompt token
+    assert pace.wait(0, 40) == pytest.approx(0.010 + 0.020)  # the step under way, then its own prefill
+    assert pace.wait(3, 100) == pytest.approx(4 * 0.010 + 100 * 0.0005)
+    pace.stepped(0.060)  # a moving average: the newest step weighs 0.2
+    assert pace.step_s == pytest.approx(0.020)
+    pace.prefilled(1.0, 0)  # no prompt tokens: nothing learned
+    assert pace.prefill_token_s == pytest.approx(0.0005)
+
+
+def test_queue_wait_bound_refuses_a_request_that_would_wait_too_long(server, ihub):
+    url, app = server
+    ihub.settings.inference_max_batch = 1  # read when the engine is built: set before the first request
+    ihub.settings.inference_max_queue_wait = 0.3
+    first = httpx.post(url + "/v1/completions", json={"model": BASE_ID, "prompt": "warm", "max_tokens": 4,
+                                                             "ignore_eos": True}, timeout=60)
+    assert first.status_code == 200  # nothing is refused before the loop's costs were measured
+    svc, sched = slow_engine(app)  # ~15 ms per forward from now on
+    assert sched.admission.max_wait == 0.3 and sched.pace.step_s > 0 and sched.pace.prefill_token_s > 0
+    done: list[httpx.Response] = []
+    long_one = {"model": "alice/math", "prompt": "long one", "max_tokens": 80, "ignore_eos": True}
+    running = threading.Thread(target=lambda: done.append(httpx.post(url + "/v1/completions", json=long_one,
+                                                                      timeout=60)))
+    running.start()
+    deadline = time.monotonic() + 10
+    while sched.pace.step_s < 0.01 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    # the one slot frees in >= ~40 steps of >= 10 ms: a new request would wait > 0.3 s, so it is refused at once
+    r = httpx.post(url + "/v1/completions", json={"model": BASE_ID, "prompt": "next", "max_tokens": 2}, timeout=60)
+    assert r.status_code == 429, r.text
+    assert "LOOM_INFERENCE_MAX_QUEUE_WAIT" in r.json()["error"]["message"]
+    assert int(r.headers["retry-after"]) >= 1
+    assert sched.num_waiting == 0 and sched.num_running == 1  # nothing of it was queued
+    running.join()
+    assert done[0].status_code == 200 and done[0].json()["usage"]["completion_tokens"] == 80
+    assert wait_idle(sched)
+    again = httpx.post(url + "/v1/completions", json={"model": BASE_ID, "prompt": "next", "max_tokens": 2}, timeout=60)
+    assert again.status_code == 200  # a free slot: no wait
+    with pytest.raises(TooManyRequestsError) as e:  # the estimate, straight from the admission check
+        sched.admission.check_wait(1.2)
+    assert e.value.details["expected_wait_s"] == 1.2 and e.value.details["retry_after"] == 2
+    sched.admission.check_wait(0.2)  # admitted
+    sched.admission.check_wait(None)  # not measured yet: admitted
 
 
 def test_rows_per_request_limit_before_any_work(service, ihub):
@@ -369,23 +429,6 @@ def test_serving_sets_torch_threads_at_the_first_load_and_close_puts_them_back(i
     assert torch.get_num_threads() == before
 
 
-class _OneThreadPool:
-    """The app, served with a one-thread default executor on its event loop: a request that held a pool thread
-    while it waited for its rows would then serialize every other request behind it."""
-
-    def __init__(self, app) -> None:
-        self.app, self.pool = app, None
-
-    async def __call__(self, scope, receive, send) -> None:
-        import asyncio
-        from concurrent.futures import ThreadPoolExecutor
-
-        if self.pool is None:
-            self.pool = ThreadPoolExecutor(1)
-            asyncio.get_running_loop().set_default_executor(self.pool)
-        await self.app(scope, receive, send)
-
-
 def test_requests_in_flight_hold_no_thread_while_their_rows_run(ihub):
     """Generation is awaited on the event loop: with a one-thread pool, 6 non-streamed requests still run as one
     batch of 6 rows, and 2 running streams get their tokens as they come while 3 more wait in the queue
@@ -401,7 +444,7 @@ def test_requests_in_flight_hold_no_thread_while_their_rows_run(ihub):
     batcher = svc.engine(BASE_ID).batcher
     svc.engine(BASE_ID).base.mixed.model.register_forward_pre_hook(lambda *a: time.sleep(0.004))
     try:
-        with serve_in_thread(_OneThreadPool(app)) as url:
+        with serve_in_thread(OneThreadPool(app)) as url:
             def body(i: int, n: int, stream: bool) -> dict:  # alice/french answers "row 0" and "row 1" in ASCII,
                 # so every token is a piece of text (bytes of an incomplete UTF-8 sequence would be held back)
                 model = "alice/french" if i < 2 else ["alice/math", "bob/python", BASE_ID][i % 3]

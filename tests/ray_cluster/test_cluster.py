@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def cluster(tmp_path_factory, pg_database, moto, ray_local):
     from hub.api import create_app
     from hub.services.container import Hub, inference_service, job_dispatcher
     from hub.settings import get_settings
-    from tests.helpers import serve_in_thread
+    from tests.helpers import OneThreadPool, serve_in_thread
 
     tmp = tmp_path_factory.mktemp("cluster")
     bucket = moto.new_bucket()
@@ -57,7 +58,8 @@ def cluster(tmp_path_factory, pg_database, moto, ray_local):
         dispatcher.poll = 0.2
         dispatcher.start()
         try:
-            with serve_in_thread(app) as url:
+            # one default-executor thread: a request that waited for its replica in a thread would hold it
+            with serve_in_thread(OneThreadPool(app)) as url:
                 yield url, hub, gateway, bucket, {"Authorization": f"Bearer {token}"}
         finally:
             dispatcher.stop()
@@ -274,6 +276,25 @@ def test_a_dropped_stream_frees_its_rows_on_the_replica(cluster, tmp_path):
         assert time.monotonic() < deadline, gateway.replicas
         time.sleep(0.2)
     assert all(s["rows"]["running"] == 0 for s in gateway.replicas.values()), gateway.replicas
+
+
+def test_requests_in_flight_hold_no_gateway_thread(cluster, tmp_path):
+    """The gateway awaits its Serve calls on the event loop: with ONE default-executor thread in the API process, a
+    short request is answered while a long one still generates (a call waiting in that thread would hold it until
+    the long one ended, and the short one would come after it)."""
+    url, hub, gateway, bucket, headers = cluster
+    ensure_published(url, hub, headers, tmp_path)
+    assert chat(url, headers, "alice/a0").status_code == 200
+    long: list[httpx.Response] = []
+    running = threading.Thread(target=lambda: long.append(chat(url, headers, "alice/a0", max_tokens=1900,
+                                                               ignore_eos=True)))
+    running.start()
+    time.sleep(0.5)  # the long request is on its replica
+    assert running.is_alive()
+    short = chat(url, headers, "alice/a0", max_tokens=1)
+    assert short.status_code == 200 and running.is_alive()  # answered while the long one still runs
+    running.join()
+    assert long[0].status_code == 200 and long[0].json()["usage"]["completion_tokens"] == 1900
 
 
 def test_a_job_worker_dying_is_retried_on_the_cluster(cluster):

@@ -138,7 +138,8 @@ class BaseEngines:
             return Batcher(lb, gpu, s.inference_max_batch, s.inference_batch_window_ms / 1000.0)
         from hub.services.inference.scheduler import Scheduler
 
-        return Scheduler(lb, gpu, s.inference_max_batch, s.inference_max_queued)
+        return Scheduler(lb, gpu, s.inference_max_batch, s.inference_max_queued,
+                         max_wait=s.inference_max_queue_wait)
 
     def loaded(self) -> dict[str, Engine]:
         """A snapshot of the engines loaded so far (base id -> engine)."""

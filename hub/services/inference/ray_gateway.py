@@ -5,7 +5,8 @@ The gateway keeps what belongs to the API: authentication (the routes), resoluti
 the registry (an invisible adapter is a 404 here, before any replica is involved), the OpenAI surface and SSE.
 It computes the request's affinity key (:func:`affinity_key`) and calls the Serve deployment
 (:mod:`hub.services.inference.ray_serve`) through a handle with ``multiplexed_model_id=key``; streaming goes
-through the handle too. Chat templates need only the base's tokenizer, which the gateway loads alone (no weights).
+through the handle too. Requests in flight are awaited on the event loop (Serve's responses are awaitable from any
+loop), so they hold no thread. Chat templates need only the base's tokenizer, which the gateway loads alone (no weights).
 
 Faults: an error a replica raised on purpose (bad input, unknown model) reaches the client as itself; a replica
 that dies mid-request, or a cluster that does not answer, is a :class:`~hub.core.errors.ClusterUnavailableError`
@@ -179,21 +180,27 @@ class RayInference:
             self.replicas[state["replica"]] = {**state, "seen": time.time()}
             self.served_by[key] = state["replica"]
 
-    def _gate(self, key: str) -> threading.Event | None:
+    def _gate(self, key: str) -> tuple[threading.Event | None, threading.Event | None]:
         """Hold requests for a key no replica has answered yet while its first request is in flight.
 
         Serve learns which replica holds a key only after the replica loaded it, so concurrent first requests would
-        load a new adapter on several replicas. Returns the event to set when this (first) request ends, or None.
+        load a new adapter on several replicas. Returns ``(mine, theirs)``: ``mine``, the event to set when this
+        (first) request ends; ``theirs``, the first request's event to wait for; both None once a replica answered.
         """
         with self._lock:
             if key in self.served_by:
-                return None
+                return None, None
             first = self._first.get(key)
             if first is None:
                 self._first[key] = threading.Event()
-                return self._first[key]
-        first.wait(timeout=REQUEST_TIMEOUT_S)
-        return None
+                return self._first[key], None
+        return None, first
+
+    async def _agate(self, key: str) -> threading.Event | None:
+        mine, theirs = self._gate(key)
+        if theirs is not None:  # only while a new key's first request loads it: a thread may wait
+            await asyncio.to_thread(theirs.wait, REQUEST_TIMEOUT_S)
+        return mine
 
     def _ungate(self, key: str, event: threading.Event | None) -> None:
         if event is not None:
@@ -201,36 +208,41 @@ class RayInference:
                 self._first.pop(key, None)
             event.set()
 
-    def complete(self, viewer: User | None, req: Any, cancel: threading.Event | None = None) -> Any:
-        """Generate on the replica that holds the request's key. Raises what the replica raised on purpose, or
-        ClusterUnavailableError when the replica died or the cluster did not answer. ``cancel`` (the client left)
-        cancels the Serve call: the replica sets its request's cancel event, so its rows leave at the next step."""
-        key, spec = self._spec(viewer, req)
-        gate = self._gate(key)
+    async def acomplete(self, viewer: User | None, req: Any, cancel: threading.Event | None = None) -> Any:
+        """Generate on the replica that holds the request's key, awaiting the Serve call on the event loop (no
+        thread waits for it). Raises what the replica raised on purpose, or ClusterUnavailableError when the
+        replica died, the cluster did not answer or the deadline passed. ``cancel`` (the client left) cancels the
+        Serve call: the replica sets its request's cancel event, so its rows leave at the next step."""
+        key, spec = await asyncio.to_thread(self._spec, viewer, req)  # registry lookups: SQL
+        gate = await self._agate(key)
         try:
             with replica_errors():
                 response = self.handle.options(multiplexed_model_id=key).complete.remote(spec)
                 watch = CancelForwarder(cancel, response)
                 try:
-                    state, res = response.result(timeout_s=REQUEST_TIMEOUT_S)
-                finally:
-                    watch.close()
+                    state, res = await asyncio.wait_for(_awaited(response), REQUEST_TIMEOUT_S)
+                except BaseException:  # the deadline passed, the replica failed, or the route's task was cancelled
+                    watch.close(cancel=True)
+                    raise
+                watch.close()
             self._seen(key, state)
         finally:
             self._ungate(key, gate)
         return res
 
-    def stream(self, viewer: User | None, req: Any, cancel: threading.Event | None = None) -> Iterator[Any]:
-        """Like :meth:`complete`, yielding ``(index, piece)`` then the result; request errors are raised HERE. A
-        dropped stream (``cancel`` set, or this iterator closed before the end) cancels the replica's generator."""
-        key, spec = self._spec(viewer, req)
-        gate = self._gate(key)
+    async def astream(self, viewer: User | None, req: Any,
+                      cancel: threading.Event | None = None) -> AsyncIterator[Any]:
+        """Like :meth:`acomplete`, an async iterator of ``(index, piece)`` then the result; request errors are
+        raised HERE. A dropped stream (``cancel`` set, or the iterator closed before the end) cancels the
+        replica's generator."""
+        key, spec = await asyncio.to_thread(self._spec, viewer, req)
+        gate = await self._agate(key)
         watch = None
         try:
             with replica_errors():
                 gen = self.handle.options(stream=True, multiplexed_model_id=key).stream.remote(spec)
                 watch = CancelForwarder(cancel, gen)
-                first = next(iter(gen), None)
+                first = await asyncio.wait_for(_next(gen), REQUEST_TIMEOUT_S)
         except BaseException:
             if watch is not None:
                 watch.close(cancel=True)
@@ -240,17 +252,7 @@ class RayInference:
         assert watch is not None
         return self._events(key, first, gen, watch)
 
-    async def acomplete(self, viewer: User | None, req: Any, cancel: threading.Event | None = None) -> Any:
-        """:meth:`complete` in a worker thread, which waits for the Serve call."""
-        return await asyncio.to_thread(self.complete, viewer, req, cancel)
-
-    async def astream(self, viewer: User | None, req: Any,
-                      cancel: threading.Event | None = None) -> AsyncIterator[Any]:
-        """:meth:`stream`, its events read in worker threads."""
-        events = await asyncio.to_thread(self.stream, viewer, req, cancel)
-        return _in_threads(events)
-
-    def _events(self, key: str, first: Any, gen: Any, watch: CancelForwarder) -> Iterator[Any]:
+    async def _events(self, key: str, first: Any, gen: Any, watch: CancelForwarder) -> AsyncIterator[Any]:
         ended = False
         try:
             ev = first
@@ -261,16 +263,22 @@ class RayInference:
                 else:
                     yield ev
                 with replica_errors():
-                    ev = next(gen, None)
+                    ev = await _next(gen)
             ended = True
         finally:
             watch.close(cancel=not ended)
 
 
-async def _in_threads(events: Iterator[Any]) -> AsyncIterator[Any]:
-    end = object()
-    while (ev := await asyncio.to_thread(next, events, end)) is not end:
-        yield ev
+async def _awaited(response: Any) -> Any:
+    return await response
+
+
+async def _next(gen: Any) -> Any:
+    """The next item of a Serve response generator, awaited; None at its end."""
+    try:
+        return await gen.__anext__()
+    except StopAsyncIteration:
+        return None
 
 
 class CancelForwarder:
@@ -350,7 +358,7 @@ class replica_errors:  # noqa: N801 - used as a context manager: `with replica_e
         cause = getattr(exc, "cause", None)
         if isinstance(cause, LoomError):
             raise cause from None
-        if isinstance(exc, StopIteration | GeneratorExit):
+        if isinstance(exc, StopIteration | StopAsyncIteration | GeneratorExit | asyncio.CancelledError):
             return False
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise ClusterUnavailableError(f"the inference replica failed ({type(exc).__name__}: {first}); retry the "

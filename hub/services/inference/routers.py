@@ -80,7 +80,8 @@ class RouterRunner:
 
             s = self.engines.settings
             sched = Scheduler(self.base(plan), None, s.inference_max_batch, s.inference_max_queued,
-                              rows=RoutedRows(routed, self._embed), name=f"loom-router-{key}")
+                              rows=RoutedRows(routed, self._embed), name=f"loom-router-{key}",
+                              max_wait=s.inference_max_queue_wait)
             sched.observer = self.engines.observer
             with self._lock:
                 self._schedulers[key] = sched

@@ -5,7 +5,8 @@ fewer than ``max_running`` run (their prompts prefilled together, their adapters
 slot bank first), then ONE decode forward advances every running row
 (:class:`routing.continuous.ContinuousBatch`). A finished row resolves its future at once; a streamed row
 gets each token as it is sampled. Admission (:mod:`~hub.services.inference.admission`) bounds the queue:
-a request whose rows do not fit answers 429 before anything is queued. The thread is the only user of the
+a request whose rows do not fit (in rows, or in the estimated wait for a first token at the costs the loop
+measures, :attr:`Scheduler.pace`) answers 429 before anything is queued. The thread is the only user of the
 model, so adapter slots never move mid-forward.
 
 The same loop serves the rows of one router artifact on its routed copy of the base
@@ -24,7 +25,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from hub.core.errors import InvalidInputError, RequestCancelledError
-from hub.services.inference.admission import Admission
+from hub.services.inference.admission import Admission, Pace, slot_wait
 from hub.services.inference.batcher import Job, RowResult
 from hub.services.inference.messages import IncrementalText
 
@@ -38,17 +39,20 @@ class Scheduler:
         base: the served model. gpu: its device tier of adapters (None: rows need none). max_running: most
         rows in the batch. max_queued: most rows waiting for a slot (beyond it, 429).
         rows: what runs the rows (a :class:`routing.continuous.RowModel`; default the base's mixed-adapter model).
-        name: the loop thread's name (default from the base).
+        name: the loop thread's name (default from the base). max_wait: the longest estimated wait for a first
+        token, in seconds (beyond it, 429; 0: no bound).
     """
 
     def __init__(self, base: Any, gpu: Any, max_running: int, max_queued: int, rows: Any = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, max_wait: float = 0.0) -> None:
         from routing.continuous import ContinuousBatch
 
         if max_running < 1:
             raise InvalidInputError(f"inference_max_batch must be >= 1, got {max_running}")
         self.base, self.gpu, self.max_running = base, gpu, max_running
-        self.admission = Admission(max_queued)
+        self.admission = Admission(max_queued, max_wait)
+        self.pace = Pace()  # measured seconds per decode step and per prefilled prompt token
+        self._joining: list[Job] = []  # taken from the queue, not yet running
         self.batch = ContinuousBatch(base.mixed if rows is None else rows, base.pad_id)
         self._waiting: deque[Job] = deque()
         self._jobs: dict[int, tuple[Job, Any]] = {}  # id(row) -> (job, row) of the running rows
@@ -104,8 +108,17 @@ class Scheduler:
         with self._cv:
             if self._stop:
                 raise InvalidInputError("the inference service is shutting down")
-            free = max(0, self.max_running - len(self._jobs))
+            batch = list(self._jobs.values())  # one C-level copy: the loop thread adds rows without the lock
+            running = {id(j) for j, _ in batch}
+            joining = [j for j in self._joining if id(j) not in running]  # taken from the queue, not yet in the batch
+            free = max(0, self.max_running - len(batch) - len(joining))
             self.admission.check(len(jobs), len(self._waiting), free)
+            if self.admission.max_wait > 0:
+                left = [j.max_new_tokens - len(row.tokens) for j, row in batch]
+                left += [j.max_new_tokens for j in joining]
+                steps = slot_wait(left, free, [j.max_new_tokens for j in self._waiting], [j.max_new_tokens for j in jobs])
+                ahead = sum(len(j.prompt_ids) for q in (self._joining, self._waiting, jobs) for j in q)
+                self.admission.check_wait(self.pace.wait(steps, ahead))
             self._waiting.extend(jobs)
             self._cv.notify()
         return [j.future for j in jobs]
@@ -131,6 +144,7 @@ class Scheduler:
                 if self._stop and not self._waiting and not len(self.batch):
                     return
                 joiners = self._take()
+                self._joining = joiners
             try:
                 self._iterate(joiners)
             except Exception as e:  # noqa: BLE001 - the error goes to every row of the failed step
@@ -138,6 +152,7 @@ class Scheduler:
                 self.batch.cancel_all("error")
                 failed = [job for job, _ in self._jobs.values()] + joiners
                 self._jobs.clear()
+                self._joining = []
                 self.running = frozenset()
                 for job in failed:
                     if not job.future.done():
@@ -184,11 +199,18 @@ class Scheduler:
             # running before the prefill: it emits each joiner's first token, and a scrape after that token
             # must list the joiner's adapters
             self.running = frozenset(k for job, _ in self._jobs.values() for k in job.mixture)
-            self._finish(self.batch.add(rows))
+            began = time.monotonic()
+            left = self.batch.add(rows)
+            self.pace.prefilled(time.monotonic() - began, sum(len(job.prompt_ids) for job in joiners))
+            self._joining = []
+            self._finish(left)
         if len(self.batch):
             self.batch_sizes.append(len(self.batch))
             del self.batch_sizes[:-1000]
-            self._finish(self.batch.step())
+            began = time.monotonic()
+            left = self.batch.step()
+            self.pace.stepped(time.monotonic() - began)
+            self._finish(left)
 
     def _on_token(self, job: Job) -> Any:
         dec = IncrementalText(self.base.tokenizer, job.stop) if job.stop else None
