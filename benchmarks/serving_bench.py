@@ -370,6 +370,12 @@ def print_identical(texts: dict[str, list[str]], a: str, b: str, rates: list[flo
     print("process CPU seconds per system (server and client, warm-up included): "
           + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()) + f"; load average {os.getloadavg()}")
     print(f"greedy outputs identical between {a} and {b}: {same}/{total}")
+    for rate in rates:  # where they differ: the request and the first character that differs
+        for i, (x, y) in enumerate(zip(texts[f"{a}@{rate}"], texts[f"{b}@{rate}"], strict=True)):
+            if x is not None and x != y:
+                at = next((k for k, (p, q) in enumerate(zip(x, y, strict=False)) if p != q), min(len(x), len(y)))
+                print(f"  differs at rate {rate:.2f}, request {i}, character {at} of {len(x)} / {len(y)}: "
+                      f"{x[max(0, at - 8):at + 8]!r} vs {y[max(0, at - 8):at + 8]!r}")
 
 
 def setup(base: str, args: argparse.Namespace) -> tuple[str, tuple[int, int]]:
