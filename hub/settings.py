@@ -77,10 +77,11 @@ class Settings(BaseSettings):
             each group of equal sampling settings to completion; kept for comparison).
         inference_max_queued: request rows waiting for a slot beyond ``inference_max_batch`` running ones;
             more answer 429 with ``Retry-After``.
-        inference_max_queue_wait: seconds; with the continuous scheduler, a request whose rows would wait longer
-            than this for a slot (estimated from the running and queued rows' ``max_tokens`` and the measured
-            seconds per iteration; an upper bound when rows end early) answers 429 with ``Retry-After`` that
-            estimate: a bound on time to first token that holds whatever the request lengths. 0: no bound.
+        inference_max_queue_wait: seconds; with the continuous scheduler, a request whose first token is estimated
+            to come later than this answers 429 with ``Retry-After`` that estimate (decode steps until its rows get
+            a slot, each row ahead assumed to run its ``max_tokens``, plus the prefill of the prompts queued ahead
+            and its own, at the loop's measured seconds per step and per prompt token): a bound on time to first
+            token that holds whatever the request lengths. 0: no bound.
         inference_gc_freeze: after a base model is loaded, collect once and move every live object into
             Python's permanent generation (``gc.freeze()``), so later full collections (which stall the
             scheduler thread) walk only what was allocated since.

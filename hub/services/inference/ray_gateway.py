@@ -180,27 +180,23 @@ class RayInference:
             self.replicas[state["replica"]] = {**state, "seen": time.time()}
             self.served_by[key] = state["replica"]
 
-    def _gate(self, key: str) -> tuple[threading.Event | None, threading.Event | None]:
+    async def _gate(self, key: str) -> threading.Event | None:
         """Hold requests for a key no replica has answered yet while its first request is in flight.
 
         Serve learns which replica holds a key only after the replica loaded it, so concurrent first requests would
-        load a new adapter on several replicas. Returns ``(mine, theirs)``: ``mine``, the event to set when this
-        (first) request ends; ``theirs``, the first request's event to wait for; both None once a replica answered.
+        load a new adapter on several replicas. Returns the event to set when this (first) request ends, or None;
+        a later request waits for the first one's event (in a thread: only while a new key's first request loads
+        it).
         """
         with self._lock:
             if key in self.served_by:
-                return None, None
+                return None
             first = self._first.get(key)
             if first is None:
                 self._first[key] = threading.Event()
-                return self._first[key], None
-        return None, first
-
-    async def _agate(self, key: str) -> threading.Event | None:
-        mine, theirs = self._gate(key)
-        if theirs is not None:  # only while a new key's first request loads it: a thread may wait
-            await asyncio.to_thread(theirs.wait, REQUEST_TIMEOUT_S)
-        return mine
+                return self._first[key]
+        await asyncio.to_thread(first.wait, REQUEST_TIMEOUT_S)
+        return None
 
     def _ungate(self, key: str, event: threading.Event | None) -> None:
         if event is not None:
@@ -214,13 +210,13 @@ class RayInference:
         replica died, the cluster did not answer or the deadline passed. ``cancel`` (the client left) cancels the
         Serve call: the replica sets its request's cancel event, so its rows leave at the next step."""
         key, spec = await asyncio.to_thread(self._spec, viewer, req)  # registry lookups: SQL
-        gate = await self._agate(key)
+        gate = await self._gate(key)
         try:
             with replica_errors():
                 response = self.handle.options(multiplexed_model_id=key).complete.remote(spec)
                 watch = CancelForwarder(cancel, response)
                 try:
-                    state, res = await asyncio.wait_for(_awaited(response), REQUEST_TIMEOUT_S)
+                    state, res = await asyncio.wait_for(response, REQUEST_TIMEOUT_S)
                 except BaseException:  # the deadline passed, the replica failed, or the route's task was cancelled
                     watch.close(cancel=True)
                     raise
@@ -236,7 +232,7 @@ class RayInference:
         raised HERE. A dropped stream (``cancel`` set, or the iterator closed before the end) cancels the
         replica's generator."""
         key, spec = await asyncio.to_thread(self._spec, viewer, req)
-        gate = await self._agate(key)
+        gate = await self._gate(key)
         watch = None
         try:
             with replica_errors():
@@ -267,10 +263,6 @@ class RayInference:
             ended = True
         finally:
             watch.close(cancel=not ended)
-
-
-async def _awaited(response: Any) -> Any:
-    return await response
 
 
 async def _next(gen: Any) -> Any:
