@@ -174,13 +174,69 @@ def workload(n: int, rate: float, names: list[str], base_id: str, tokens: tuple[
     return out
 
 
-async def _one_loom(client, url: str, r: Req) -> Result:
+def _loom_body(r: Req) -> dict[str, Any]:
     body = {"model": r.model, "prompt": r.prompt, "max_tokens": r.max_tokens, "temperature": r.temperature,
             "stream": r.stream}
     if r.temperature:
         body.update(top_p=0.95, seed=r.seed)
     if r.ignore_eos:
         body["ignore_eos"] = True
+    return body
+
+
+class _Stream:
+    """What one streamed answer brought: its first text's time, its text pieces, the usage's token count."""
+
+    def __init__(self, t0: float) -> None:
+        self.t0, self.ttft, self.text, self.tokens = t0, None, [], 0
+
+    def line(self, line: str) -> None:
+        if not line.startswith("data: ") or line == "data: [DONE]":
+            return
+        c = json.loads(line[6:])
+        if "error" in c:
+            raise RuntimeError(c["error"])
+        if c.get("usage"):
+            self.tokens = c["usage"]["completion_tokens"]
+        for ch in c.get("choices", []):
+            if ch.get("text"):
+                self.ttft = self.ttft or time.perf_counter() - self.t0
+                self.text.append(ch["text"])
+
+    def result(self) -> Result:
+        e2e = time.perf_counter() - self.t0
+        return Result(self.ttft or e2e, e2e, self.tokens, "".join(self.text))
+
+
+async def _one_loom_aiohttp(session, url: str, r: Req) -> Result:
+    t0 = time.perf_counter()
+    async with session.post(url + "/v1/completions", json=_loom_body(r)) as resp:
+        if resp.status == 429:
+            await resp.read()
+            return Result(0.0, time.perf_counter() - t0, 0, "", rejected=True)
+        if resp.status != 200:
+            raise RuntimeError(f"{resp.status}: {await resp.text()}")
+        if not r.stream:  # the whole answer at once: its latency is its TTFT
+            d = await resp.json()
+            e2e = time.perf_counter() - t0
+            return Result(e2e, e2e, d["usage"]["completion_tokens"], d["choices"][0]["text"])
+        got = _Stream(t0)
+        async for raw in resp.content:
+            got.line(raw.decode().rstrip("\r\n"))
+        return got.result()
+
+
+async def _one_peft_aiohttp(session, url: str, r: Req) -> Result:
+    t0 = time.perf_counter()
+    async with session.post(url + "/generate", json={"adapter": r.adapter, "prompt": r.prompt,
+                                                      "max_tokens": r.max_tokens, "ignore_eos": r.ignore_eos}) as resp:
+        d = await resp.json()
+    e2e = time.perf_counter() - t0
+    return Result(e2e, e2e, d["tokens"], d["text"])
+
+
+async def _one_loom(client, url: str, r: Req) -> Result:
+    body = _loom_body(r)
     t0 = time.perf_counter()
     if not r.stream:  # the whole answer at once: its latency is its TTFT
         resp = await client.post(url + "/v1/completions", json=body)
@@ -191,7 +247,7 @@ async def _one_loom(client, url: str, r: Req) -> Result:
             raise RuntimeError(f"{resp.status_code}: {resp.text}")
         d = resp.json()
         return Result(e2e, e2e, d["usage"]["completion_tokens"], d["choices"][0]["text"])
-    ttft, text, tokens = None, [], 0
+    got = _Stream(t0)
     async with client.stream("POST", url + "/v1/completions", json=body) as resp:
         if resp.status_code == 429:
             await resp.aread()
@@ -199,19 +255,8 @@ async def _one_loom(client, url: str, r: Req) -> Result:
         if resp.status_code != 200:
             raise RuntimeError(f"{resp.status_code}: {await resp.aread()}")
         async for line in resp.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            c = json.loads(line[6:])
-            if "error" in c:
-                raise RuntimeError(c["error"])
-            if c.get("usage"):
-                tokens = c["usage"]["completion_tokens"]
-            for ch in c.get("choices", []):
-                if ch.get("text"):
-                    ttft = ttft or time.perf_counter() - t0
-                    text.append(ch["text"])
-    e2e = time.perf_counter() - t0
-    return Result(ttft or e2e, e2e, tokens, "".join(text))
+            got.line(line)
+    return got.result()
 
 
 async def _one_peft(client, url: str, r: Req) -> Result:
@@ -226,26 +271,45 @@ async def _one_peft(client, url: str, r: Req) -> Result:
 class Client:
     """The load generator in a process of its own (as vLLM's ``benchmark_serving`` runs apart from the server):
     in the server's process its HTTP parsing would take the interpreter lock from the server and the scheduler
-    thread. ``--in-process-client`` runs it in the server's process instead."""
+    thread. ``--in-process-client`` runs it in the server's process instead. ``http``: ``aiohttp`` (as vLLM's
+    bench) or ``httpx`` (the client of the runs before session 16). :attr:`cpu`: the CPU seconds
+    the load generator spent on the last run (on a 2-core machine it competes with the server for them)."""
 
-    def __init__(self, in_process: bool = False) -> None:
+    def __init__(self, in_process: bool = False, http: str = "aiohttp") -> None:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        self.http, self.cpu = http, 0.0
         self.pool = None if in_process else ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
 
     def run(self, url: str, reqs: list[Req], peft: bool) -> tuple[list[Result], float]:
         if self.pool is None:
-            return run_drive(url, reqs, peft)
-        return self.pool.submit(run_drive, url, reqs, peft).result()
+            res, wall, self.cpu = run_drive(url, reqs, peft, self.http)
+        else:
+            res, wall, self.cpu = self.pool.submit(run_drive, url, reqs, peft, self.http).result()
+        return res, wall
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown()
 
 
-def run_drive(url: str, reqs: list[Req], peft: bool) -> tuple[list[Result], float]:
-    return asyncio.run(drive(url, reqs, peft))
+def run_drive(url: str, reqs: list[Req], peft: bool, http: str) -> tuple[list[Result], float, float]:
+    cpu = time.process_time()
+    res, wall = asyncio.run(drive(url, reqs, peft) if http == "httpx" else drive_aiohttp(url, reqs, peft))
+    return res, wall, time.process_time() - cpu
+
+
+async def _fire_all(reqs: list[Req], one: Any) -> tuple[list[Result], float]:
+    """Each request sent at its arrival time (``one(r)`` sends it); the results and the wall time."""
+    t0 = time.perf_counter()
+
+    async def fire(r: Req) -> Result:
+        await asyncio.sleep(max(0.0, r.at - (time.perf_counter() - t0)))
+        return await one(r)
+
+    results = await asyncio.gather(*(fire(r) for r in reqs))
+    return list(results), time.perf_counter() - t0
 
 
 async def drive(url: str, reqs: list[Req], peft: bool) -> tuple[list[Result], float]:
@@ -253,14 +317,16 @@ async def drive(url: str, reqs: list[Req], peft: bool) -> tuple[list[Result], fl
 
     one = _one_peft if peft else _one_loom
     async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=4096)) as client:
-        t0 = time.perf_counter()
+        return await _fire_all(reqs, lambda r: one(client, url, r))
 
-        async def fire(r: Req) -> Result:
-            await asyncio.sleep(max(0.0, r.at - (time.perf_counter() - t0)))
-            return await one(client, url, r)
 
-        results = await asyncio.gather(*(fire(r) for r in reqs))
-        return list(results), time.perf_counter() - t0
+async def drive_aiohttp(url: str, reqs: list[Req], peft: bool) -> tuple[list[Result], float]:
+    import aiohttp
+
+    one = _one_peft_aiohttp if peft else _one_loom_aiohttp
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                     timeout=aiohttp.ClientTimeout(total=600)) as session:
+        return await _fire_all(reqs, lambda r: one(session, url, r))
 
 
 def peft_app(folder: Path, adapters: dict[str, Path], device: str):
@@ -340,26 +406,29 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(xs, q)) if xs else float("nan")
 
 
-def summary(results: list[Result], wall: float) -> dict[str, float]:
-    """Throughput and latency of the served requests (a 429 counts in ``rejected``, not in the latencies)."""
+def summary(results: list[Result], wall: float, client_cpu: float = float("nan")) -> dict[str, float]:
+    """Throughput and latency of the served requests (a 429 counts in ``rejected``, not in the latencies);
+    ``client_cpu``: the load generator's CPU seconds in the run (its share of a core is printed)."""
     rejected = sum(r.rejected for r in results)
     results = [r for r in results if not r.rejected]
     toks = sum(r.tokens for r in results)
     tpot = [(r.e2e - r.ttft) / (r.tokens - 1) for r in results if r.tokens > 1]
     ttft = [r.ttft for r in results]
     return {"req_s": len(results) / wall, "tok_s": toks / wall, "ttft50": pct(ttft, 50), "ttft99": pct(ttft, 99),
-            "tpot50": pct(tpot, 50), "tpot99": pct(tpot, 99), "wall": wall, "rejected": rejected}
+            "tpot50": pct(tpot, 50), "tpot99": pct(tpot, 99), "wall": wall, "rejected": rejected,
+            "client_cpu": client_cpu / wall}
 
 
 def print_rate(rate: float, at_rate: dict[str, dict[str, float]], labels: list[str]) -> None:
     """The table of one rate: a row per system."""
     print(f"\n-- rate {rate:.2f} req/s (mean gap {1000 / rate:.0f} ms)")
     print(f"{'system':18s} {'req/s':>7s} {'out tok/s':>9s} {'tok/req':>7s} {'TTFT p50':>9s} {'TTFT p99':>9s} "
-          f"{'TPOT p50':>9s} {'TPOT p99':>9s}")
+          f"{'TPOT p50':>9s} {'TPOT p99':>9s} {'client CPU':>10s}")
     for label in labels:
         s = at_rate[label]
         print(f"{label:18s} {s['req_s']:7.2f} {s['tok_s']:9.1f} {s['tok_s'] / s['req_s']:7.1f} {s['ttft50'] * 1000:7.0f}ms "
-              f"{s['ttft99'] * 1000:7.0f}ms {s['tpot50'] * 1000:7.1f}ms {s['tpot99'] * 1000:7.1f}ms")
+              f"{s['ttft99'] * 1000:7.0f}ms {s['tpot50'] * 1000:7.1f}ms {s['tpot99'] * 1000:7.1f}ms "
+              f"{s['client_cpu'] * 100:9.0f}%")
 
 
 def print_identical(texts: dict[str, list[str]], a: str, b: str, rates: list[float], cpu: dict[str, float]) -> None:
@@ -417,7 +486,7 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
                 reqs = workload(args.requests, rate, names, base_id, tokens, seed=int(rate * 1000),
                                 ignore_eos=args.ignore_eos)
                 res, wall = client.run(purl, reqs, True)
-                rows[rate]["(c) PEFT serial"] = summary(res, wall)
+                rows[rate]["(c) PEFT serial"] = summary(res, wall, client.cpu)
             systems = [("(a) continuous", "continuous", False), ("(b) window", "window", False),
                        ("(d) base alone", "continuous", True)]
             if args.max_queued is not None:
@@ -445,7 +514,7 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
                                         sampled=args.sampled, ignore_eos=args.ignore_eos, stream=not args.no_stream)
                         work0 = work(app, base_id)
                         res, wall = client.run(url, reqs, False)
-                        rows[rate][label] = summary(res, wall)
+                        rows[rate][label] = summary(res, wall, client.cpu)
                         work1 = work(app, base_id)
                         rows[rate][label]["useful"] = useful_share(work0, work1)
                         rows[rate][label]["forwards"] = work1[2] - work0[2]
@@ -527,7 +596,7 @@ def bench_router(base: str, args: argparse.Namespace, client: Client) -> None:
                     reqs = workload(args.requests, rate, [router], base_id, tokens, seed=int(rate * 1000),
                                     ignore_eos=args.ignore_eos, stream=not args.no_stream)
                     res, wall = client.run(url, reqs, False)
-                    rows.setdefault(rate, {})[label] = summary(res, wall)
+                    rows.setdefault(rate, {})[label] = summary(res, wall, client.cpu)
                     texts[f"{label}@{rate}"] = [r.text for r in res]
             app.state.inference.close()
             cpu[label] = time.process_time() - cpu0
@@ -567,6 +636,8 @@ def main() -> None:
                          "the bare base's rows included")
     ap.add_argument("--no-stream", action="store_true",
                     help="Loom's requests ask for the whole answer at once (TTFT is then the whole latency)")
+    ap.add_argument("--client", choices=["aiohttp", "httpx"], default="aiohttp",
+                    help="the load generator's HTTP client (its CPU share of a core is printed per system)")
     ap.add_argument("--router", default=None, help="bench a router artifact of this preset (e.g. meteora, mole_wu)")
     args = ap.parse_args()
     if not 8 <= args.adapters <= 16:
@@ -583,7 +654,7 @@ def main() -> None:
     print(f"torch intra-op threads in the server process: {torch.get_num_threads()} (LOOM_INFERENCE_THREADS="
           f"{env.inference_threads}; 0 = auto: the CPUs less one), {len(os.sched_getaffinity(0))} CPUs; "
           f"LOOM_INFERENCE_STREAM_INTERVAL={env.inference_stream_interval}")
-    client = Client(args.in_process_client)
+    client = Client(args.in_process_client, args.client)
     try:
         for base in (["tiny", "smollm2"] if args.base == "both" else [args.base]):
             (bench_router if args.router else bench_base)(base, args, client)

@@ -9,6 +9,7 @@ replaces it) and a job worker dies (the job is retried and succeeds).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -276,6 +277,40 @@ def test_a_dropped_stream_frees_its_rows_on_the_replica(cluster, tmp_path):
         assert time.monotonic() < deadline, gateway.replicas
         time.sleep(0.2)
     assert all(s["rows"]["running"] == 0 for s in gateway.replicas.values()), gateway.replicas
+
+
+def test_the_replica_cancels_a_request_by_its_id(cluster, tmp_path):
+    """The replica's ``cancel`` (what the gateway sends besides Serve's cancel of the call, which is lost now and
+    then) ends the request with that id: a stream whose Serve call stays open stops with RequestCancelledError
+    instead of generating 4 x 1900 tokens."""
+    from hub.core.errors import RequestCancelledError
+    from hub.services.inference import CompletionRequest
+    from hub.services.inference.ray_gateway import replica_errors
+
+    url, hub, gateway, bucket, headers = cluster
+    ensure_published(url, hub, headers, tmp_path)
+    assert chat(url, headers, "alice/a0").status_code == 200  # a replica holds the key
+    req = CompletionRequest(model="alice/a0", prompts=["Hello"], max_tokens=1900, n=4, ignore_eos=True)
+    key, spec = gateway._spec(None, req)
+
+    async def run() -> tuple[bool, int, BaseException | None]:
+        gen = gateway.handle.options(stream=True, multiplexed_model_id=key).stream.remote(spec)
+        await gen.__anext__()  # the rows run
+        done = await gateway.handle.options(multiplexed_model_id=key).cancel.remote(spec["request_id"])
+        pieces, error = 0, None
+        try:
+            with replica_errors():
+                async for ev in gen:
+                    assert ev[0] != "result", "the stream ran to its end"
+                    pieces += 1
+        except RequestCancelledError as e:
+            error = e
+        return done, pieces, error
+
+    done, pieces, error = asyncio.run(run())
+    assert done is True and isinstance(error, RequestCancelledError), (done, pieces)
+    again = gateway.handle.options(multiplexed_model_id=key).cancel.remote(spec["request_id"]).result(timeout_s=30)
+    assert again is False  # it no longer runs anywhere
 
 
 def test_requests_in_flight_hold_no_gateway_thread(cluster, tmp_path):

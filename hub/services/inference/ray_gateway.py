@@ -25,7 +25,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: seconds a request waits for its replica before it is answered 503 (a replica that died mid-request)
 REQUEST_TIMEOUT_S = 600.0
+#: replicas asked to cancel a request by id before the gateway gives up (several replicas may hold its key)
+CANCEL_TRIES = 3
 
 
 def affinity_key(adapters: AdapterService, viewer: User | None, model: str, merged: Any = None,
@@ -204,6 +206,30 @@ class RayInference:
                 self._first.pop(key, None)
             event.set()
 
+    def _by_id(self, key: str, request_id: str) -> Callable[[], None]:
+        """What cancels a request on its replica by id, besides Serve's cancel of the call (which is lost now and
+        then: :mod:`~hub.services.inference.ray_serve`): the replica's ``cancel`` through the handle with the
+        request's key, so Serve routes it to a replica holding the key, asked again while the replica reached does
+        not run the request (up to :data:`CANCEL_TRIES`). Callable from any thread; it runs on this event loop."""
+        loop = asyncio.get_running_loop()
+
+        async def send() -> None:
+            for _ in range(CANCEL_TRIES):
+                try:
+                    call = self.handle.options(multiplexed_model_id=key).cancel.remote(request_id)
+                    if await asyncio.wait_for(call, 30):
+                        return
+                except Exception:  # noqa: BLE001 - no replica answered: a dead one took the request's rows with it
+                    return
+
+        def fire() -> None:
+            try:
+                asyncio.run_coroutine_threadsafe(send(), loop)
+            except RuntimeError:  # the loop has closed: so has the server
+                pass
+
+        return fire
+
     async def acomplete(self, viewer: User | None, req: Any, cancel: threading.Event | None = None) -> Any:
         """Generate on the replica that holds the request's key, awaiting the Serve call on the event loop (no
         thread waits for it). Raises what the replica raised on purpose, or ClusterUnavailableError when the
@@ -214,7 +240,7 @@ class RayInference:
         try:
             with replica_errors():
                 response = self.handle.options(multiplexed_model_id=key).complete.remote(spec)
-                watch = CancelForwarder(cancel, response)
+                watch = CancelForwarder(cancel, response, self._by_id(key, spec["request_id"]))
                 try:
                     state, res = await asyncio.wait_for(response, REQUEST_TIMEOUT_S)
                 except BaseException:  # the deadline passed, the replica failed, or the route's task was cancelled
@@ -237,7 +263,7 @@ class RayInference:
         try:
             with replica_errors():
                 gen = self.handle.options(stream=True, multiplexed_model_id=key).stream.remote(spec)
-                watch = CancelForwarder(cancel, gen)
+                watch = CancelForwarder(cancel, gen, self._by_id(key, spec["request_id"]))
                 first = await asyncio.wait_for(_next(gen), REQUEST_TIMEOUT_S)
         except BaseException:
             if watch is not None:
@@ -275,11 +301,12 @@ async def _next(gen: Any) -> Any:
 
 class CancelForwarder:
     """Until :meth:`close`, a set ``event`` (the client left) cancels the Serve ``response`` (``ray.cancel`` on the
-    replica's call raises CancelledError in it, and the replica sets its request's cancel event). The events of
-    every open request are polled every 50 ms by one watcher thread of the process (:class:`_CancelWatcher`)."""
+    replica's call raises CancelledError in it, and the replica sets its request's cancel event) and calls
+    ``by_id`` (the replica's own cancel, by request id). The events of every open request are polled every 50 ms by
+    one watcher thread of the process (:class:`_CancelWatcher`)."""
 
-    def __init__(self, event: threading.Event | None, response: Any) -> None:
-        self.event, self.response = event, response
+    def __init__(self, event: threading.Event | None, response: Any, by_id: Callable[[], None] | None = None) -> None:
+        self.event, self.response, self.by_id = event, response, by_id
         self._closed = threading.Event()
         self._lock = threading.Lock()
         if event is not None:
@@ -294,6 +321,8 @@ class CancelForwarder:
         _WATCHER.discard(self)
         if cancel:
             self.response.cancel()
+            if self.by_id is not None:
+                self.by_id()
 
 
 class _CancelWatcher:

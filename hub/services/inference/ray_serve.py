@@ -12,6 +12,12 @@ the engine (adapters from the node's blob cache, i.e. from S3 once per node) wit
 The gateway has checked that the viewer may use the model; a replica resolves with that viewer (its id travels in
 the request), so private adapters work. Every answer carries the replica's :func:`state` (its id, the adapters
 loaded in its slot banks, the ones waiting), which the gateway exports as ``vllm:lora_requests_info`` per replica.
+
+A client that leaves cancels its request on the replica twice over: the gateway cancels the Serve call (``ray.cancel``:
+a ``CancelledError`` in the replica's method) and calls the replica's ``cancel`` with the request's id (each spec
+carries one). The second is not redundant: Serve's cancel of a streaming call is lost now and then (traced in
+``test_a_dropped_stream_frees_its_rows_on_the_replica``, about 1 run in 4: the gateway cancelled 40-250 ms into the
+stream, and the replica's generator never saw it and ran on to its ``max_tokens``, 11-14 s).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -45,8 +52,9 @@ def replica_settings(settings: Settings, *, own_data_dir: bool = False) -> dict[
 
 
 def request_spec(req: Any, viewer_id: int | None) -> dict[str, Any]:
-    """A :class:`~hub.services.inference.CompletionRequest` as plain data for a replica (with the viewer's id)."""
-    return {"model": req.model, "prompts": list(req.prompts), "route_texts": req.route_texts,
+    """A :class:`~hub.services.inference.CompletionRequest` as plain data for a replica (with the viewer's id and a
+    new request id, what the replica's ``cancel`` takes)."""
+    return {"request_id": uuid.uuid4().hex, "model": req.model, "prompts": list(req.prompts), "route_texts": req.route_texts,
             "max_tokens": req.max_tokens, "temperature": req.temperature, "top_p": req.top_p, "n": req.n,
             "stop": list(req.stop or []), "seed": req.seed, "chat": req.chat, "viewer_id": viewer_id,
             "merged": req.merged, "ignore_eos": req.ignore_eos}  # a frozen MergedAdapters (pickled by Ray)
@@ -85,6 +93,7 @@ def build_app(settings: Settings, build_replica: ReplicaFactory, *, replicas: in
             self.pid = os.getpid()
             self.loads: list[str] = []
             self._specs: dict[str, dict[str, Any]] = {}
+            self._running: dict[str, threading.Event] = {}  # request id -> cancel event, while it runs here
 
         @serve.multiplexed(max_num_models_per_replica=per_replica)
         async def get_model(self, key: str) -> str:
@@ -120,21 +129,38 @@ def build_app(settings: Settings, build_replica: ReplicaFactory, *, replicas: in
             if key:
                 await self.get_model(key)
 
+        def _track(self, spec: dict[str, Any]) -> threading.Event:
+            """The cancel event of a request starting here: set when the gateway cancels the call or calls
+            :meth:`cancel` with its id (the rows leave at the engine's next step)."""
+            cancel = threading.Event()
+            if spec.get("request_id"):
+                self._running[spec["request_id"]] = cancel
+            return cancel
+
+        async def cancel(self, request_id: str) -> bool:
+            """Cancel the request ``request_id``; False when it does not run here (the gateway then asks again)."""
+            event = self._running.get(request_id)
+            if event is not None:
+                event.set()
+            return event is not None
+
         async def complete(self, spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
             self._specs[serve.get_multiplexed_model_id()] = spec
             await self._load()
-            cancel = threading.Event()  # set when the gateway cancels the call (its client left)
+            cancel = self._track(spec)
             try:
                 res = await self.service.acomplete(self._viewer(spec), self._request(spec), cancel)
             except asyncio.CancelledError:
-                cancel.set()  # the rows leave at the engine's next step
+                cancel.set()
                 raise
+            finally:
+                self._running.pop(spec.get("request_id", ""), None)
             return self.state(), res
 
         async def stream(self, spec: dict[str, Any]) -> AsyncIterator[Any]:
             self._specs[serve.get_multiplexed_model_id()] = spec
             await self._load()
-            cancel = threading.Event()
+            cancel = self._track(spec)
             try:
                 events = await self.service.astream(self._viewer(spec), self._request(spec), cancel)
                 async for ev in events:
@@ -142,6 +168,8 @@ def build_app(settings: Settings, build_replica: ReplicaFactory, *, replicas: in
             except (asyncio.CancelledError, GeneratorExit):
                 cancel.set()
                 raise
+            finally:
+                self._running.pop(spec.get("request_id", ""), None)
 
         def state(self) -> dict[str, Any]:
             """This replica: id, pid, adapters loaded in its slot banks and waiting, its rows (running, waiting,
