@@ -474,11 +474,11 @@ def bench_base(base: str, args: argparse.Namespace, client: Client) -> None:
             for r in probe:  # one at a time: the serial capacity
                 res, _ = client.run(purl, [dataclasses.replace(r, at=0.0)], True)
                 lat.append(res[0].e2e)
-            capacity = 1.0 / statistics.mean(lat)
+            capacity = args.capacity or 1.0 / statistics.mean(lat)  # measured, unless given
             rates = [m * capacity for m in args.rate_multiples]
             print(f"\n== {base} ({base_id}, {device}): {len(names)} adapters (Zipf 1.1), prompts 4-24 words, "
                   f"max_tokens {tokens[0]}-{tokens[1]}, {args.requests} requests per rate; serial capacity "
-                  f"{capacity:.2f} req/s (PEFT, one at a time)")
+                  f"{capacity:.2f} req/s ({'given' if args.capacity else 'PEFT, one at a time'})")
             rows: dict[float, dict[str, dict[str, float]]] = {}
             texts: dict[str, list[str]] = {}
             for rate in rates:
@@ -618,6 +618,9 @@ def main() -> None:
     ap.add_argument("--window-ms", type=float, default=10.0, help="the window batcher's collection window")
     ap.add_argument("--rate-multiples", type=float, nargs=3, default=[0.5, 2.0, 6.0],
                     help="rates as multiples of the serial capacity (below, near, above saturation)")
+    ap.add_argument("--capacity", type=float, default=None,
+                    help="the serial capacity in req/s the rates multiply (default: measured; give it to compare "
+                         "two builds at the same rates)")
     ap.add_argument("--quick", action="store_true", help="24 requests per rate on the tiny base, 8 on SmolLM2")
     ap.add_argument("--in-process-client", action="store_true",
                     help="run the load generator in the server's process (it then shares the interpreter lock)")

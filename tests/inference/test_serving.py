@@ -221,10 +221,11 @@ def test_disconnected_clients_free_their_rows(server):
     calls = batcher.generate_calls
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(url + "/v1/completions", json=body, timeout=0.2)
-    t0 = time.monotonic()
-    assert wait_idle(batcher) and time.monotonic() - t0 < 0.5
-    assert batcher.generate_calls - calls < 30
-    assert cancelled(app) == 2
+    deadline = time.monotonic() + 10  # on a busy machine the request may not have reached the batcher yet
+    while cancelled(app) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cancelled(app) == 2 and wait_idle(batcher)
+    assert batcher.generate_calls - calls < 30  # a few steps, not its 60 tokens
 
 
 def _counter(text: str, sample: str) -> float:
