@@ -191,19 +191,15 @@ class ContinuousBatch:
 
         Rows of similar prompt lengths share a prefill forward; on the CPU a row whose prompt is more than
         ``prefill_pad`` tokens shorter than the longest of a group starts a group of its own (a forward's cost
-        there grows with its padded tokens, and a forward's fixed cost is a few tokens' worth). Groups are
-        prefilled in the order of their first row in ``rows`` (the queue's order), and each group's first tokens
-        are sampled right after its forward: a row never waits for the prefill of rows that came after it alone."""
-        live = [r for r in rows if r.finish_reason is None]
-        order = {id(r): i for i, r in enumerate(live)}
+        there grows with its padded tokens, and a forward's fixed cost is a few tokens' worth)."""
+        rows = sorted((r for r in rows if r.finish_reason is None), key=lambda r: -len(r.prompt_ids))
         groups: list[list[Row]] = []
-        for r in sorted(live, key=lambda r: -len(r.prompt_ids)):
+        for r in rows:
             if groups and (self.prefill_pad is None or
                            len(groups[-1][0].prompt_ids) - len(r.prompt_ids) <= self.prefill_pad):
                 groups[-1].append(r)
             else:
                 groups.append([r])
-        groups.sort(key=lambda g: min(order[id(r)] for r in g))
         return [r for g in groups for r in self._prefill(g)]
 
     def _prefill(self, rows: list[Row]) -> list[Row]:

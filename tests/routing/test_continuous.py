@@ -173,25 +173,6 @@ def test_joiners_of_very_different_prompt_lengths_prefill_apart(mixed, adapters)
         assert r.tokens == q.tokens == peft_greedy(adapters[ad] if ad else None, r.prompt_ids, 4)
 
 
-def test_joiner_groups_prefill_in_queue_order(mixed, adapters):
-    """A short prompt first in the queue gets its first token before the longer prompts queued after it are
-    prefilled (groups go in the order of their first row, not longest first); tokens stay PEFT's."""
-    firsts: list[str] = []
-
-    def row(name: str, text: str, adapter: str | None) -> Row:
-        return Row(ids(text), {adapter: 1.0} if adapter else {}, 4,
-                   on_token=lambda tok: (firsts.append(name) if name not in firsts else None) is None)
-
-    rows = [row("tiny", "tiny", None), row("x", "x" * 40, "a"), row("y", "y" * 36, "b")]
-    batch = ContinuousBatch(mixed, 256)
-    batch.add(rows)
-    assert batch.forwards == 2 and firsts == ["tiny", "x", "y"]
-    run(batch, {})
-    for r in rows:
-        ad = next(iter(r.mixture), None)
-        assert r.tokens == peft_greedy(adapters[ad] if ad else None, r.prompt_ids, 4)
-
-
 def test_a_decode_step_writes_the_cache_in_place(mixed):
     """Between joins and leaves, a step appends its column into the layer's buffer: no copy of the cache."""
     batch = ContinuousBatch(mixed, 256)
