@@ -111,10 +111,17 @@ class ServingMetrics:
                                         ["model_name", "adapter"], registry=registry)
         self.cancelled_requests = Counter("loom_inference_cancelled_requests", "Rows whose client went away",
                                           ["model_name"], registry=registry)
+        self.over_wait_bound = Counter(
+            "loom_inference_first_token_over_wait_bound", "Admitted rows whose first token came later than "
+            "LOOM_INFERENCE_MAX_QUEUE_WAIT (the admission estimate missed)", ["model_name"], registry=registry)
 
-    def finished(self, base_id: str, mixture: dict[str, float], ttft: float, e2e: float, tokens: int) -> None:
-        """Record one finished row: its TTFT, end-to-end latency and ``tokens`` output tokens."""
+    def finished(self, base_id: str, mixture: dict[str, float], ttft: float, e2e: float, tokens: int,
+                 wait_bound: float = 0.0) -> None:
+        """Record one finished row: its TTFT, end-to-end latency and ``tokens`` output tokens; with a wait bound
+        (seconds, 0: none), whether its first token came later than the bound."""
         self.ttft.labels(base_id).observe(ttft)
+        if 0 < wait_bound < ttft:
+            self.over_wait_bound.labels(base_id).inc()
         self.e2e.labels(base_id).observe(e2e)
         if tokens > 1:
             self.tpot.labels(base_id).observe((e2e - ttft) / (tokens - 1))

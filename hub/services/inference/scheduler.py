@@ -244,7 +244,8 @@ class Scheduler:
             if self.observer is not None:
                 now = time.monotonic()
                 ttft = (job.first_token_at or now) - job.submitted
-                self.observer.finished(self.base.model_id, job.mixture, ttft, now - job.submitted, len(row.tokens))
+                self.observer.finished(self.base.model_id, job.mixture, ttft, now - job.submitted, len(row.tokens),
+                                       self.admission.max_wait)
             adapters, gates = self.batch.runner.report(row)
             job.future.set_result(RowResult(list(row.tokens), row.finish_reason, adapters, size, gates))
 
