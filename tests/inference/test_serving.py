@@ -7,6 +7,7 @@ middle of it) a forward hook on the real model waits a few milliseconds per forw
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 
@@ -96,6 +97,28 @@ def test_pace_estimates_the_wait_for_a_first_token_from_measured_costs():
     assert pace.prefill_token_s == pytest.approx(0.0005)
 
 
+def test_pace_calibrates_its_estimate_by_the_first_tokens_that_came_late():
+    pace = Pace(step_s=0.010, prefill_token_s=0.0005)
+    raw = pace.estimate(3, 100)
+    assert pace.wait(3, 100) == pytest.approx(raw)  # nothing observed: the cost-based estimate
+    pace.observed(raw, 2 * raw)  # a first token twice as late as estimated: the multiplier goes up
+    up = pace.calibration
+    assert up == pytest.approx(math.exp(0.1 * 0.98)) and pace.wait(3, 100) == pytest.approx(raw * up)
+    pace.observed(raw, 0.5 * raw)  # on time: down a little
+    assert pace.calibration == pytest.approx(up * math.exp(-0.1 * 0.02))
+    for _ in range(1000):  # always on time: never below the cost-based estimate
+        pace.observed(raw, 0.1 * raw)
+    assert pace.calibration == 1.0
+    for _ in range(1000):  # always 20x late: capped at 8
+        pace.observed(raw, 20 * raw)
+    assert pace.calibration == 8.0
+    fresh = Pace(step_s=0.010, prefill_token_s=0.0005)
+    for _ in range(200):  # half the first tokens come 1.5x the estimate: it settles just above 1.5
+        fresh.observed(raw, 1.5 * raw)
+        fresh.observed(raw, 0.5 * raw)
+    assert 1.5 <= fresh.calibration <= 1.7
+
+
 def test_queue_wait_bound_refuses_a_request_that_would_wait_too_long(server, ihub):
     url, app = server
     ihub.settings.inference_max_batch = 1  # read when the engine is built: set before the first request
@@ -134,7 +157,7 @@ def test_queue_wait_bound_refuses_a_request_that_would_wait_too_long(server, ihu
     finally:
         slower.remove()
     assert late.status_code == 200  # admitted on the old costs; its first token came after 0.4 s: the miss is counted
-    assert over_wait_bound(app) == 1
+    assert over_wait_bound(app) == 1 and sched.pace.calibration > 1  # and the next estimates are raised
     with pytest.raises(TooManyRequestsError) as e:  # the estimate, straight from the admission check
         sched.admission.check_wait(1.2)
     assert e.value.details["expected_wait_s"] == 1.2 and e.value.details["retry_after"] == 2
