@@ -53,9 +53,9 @@ class Pace:
     Attributes:
         step_s: seconds of one decode step. prefill_token_s: seconds per prompt token of a prefill (its
             padding and fixed costs spread over the prompts' tokens). weight: of the newest measurement.
-        calibration: what :meth:`wait` multiplies the cost-based estimate by: raised when a first token came
-            later than the calibrated estimate, lowered a little when it did not (:meth:`observed`), so that about
-            ``miss_target`` of first tokens come later than estimated (never below the cost-based estimate).
+        calibration: what :meth:`wait` multiplies the cost-based estimate by: raised when an admitted row's first
+            token came later than the bound anyway, lowered a little when it did not (:meth:`observed`), so that
+            about ``miss_target`` of admitted rows miss the bound (never below the cost-based estimate).
         rate: the step of those moves, in log space.
     """
 
@@ -66,15 +66,12 @@ class Pace:
     miss_target: float = 0.02
     rate: float = 0.1
 
-    def observed(self, estimate: float, actual: float) -> None:
-        """A row admitted on the cost-based ``estimate`` (seconds) got its first token ``actual`` seconds after
-        it was queued. The multiplier tracks the ``1 - miss_target`` quantile of actual / estimate (a
-        stochastic-approximation quantile tracker: up ``rate x (1 - miss_target)`` on a miss, down ``rate x
-        miss_target`` otherwise, in log space), between 1 and 8."""
-        if estimate <= 0:
-            return
-        late = actual > self.calibration * estimate
-        step = self.rate * ((1.0 if late else 0.0) - self.miss_target)
+    def observed(self, actual: float, bound: float) -> None:
+        """A row admitted under ``bound`` (seconds) got its first token ``actual`` seconds after it was queued.
+        The multiplier moves up ``rate x (1 - miss_target)`` in log space when that was later than the bound,
+        down ``rate x miss_target`` otherwise (a stochastic-approximation tracker: it settles where about
+        ``miss_target`` of admitted rows miss), between 1 and 8."""
+        step = self.rate * ((1.0 if actual > bound else 0.0) - self.miss_target)
         self.calibration = min(8.0, max(1.0, self.calibration * math.exp(step)))
 
     def stepped(self, seconds: float) -> None:
