@@ -7,7 +7,6 @@ middle of it) a forward hook on the real model waits a few milliseconds per forw
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
 
@@ -97,30 +96,6 @@ def test_pace_estimates_the_wait_for_a_first_token_from_measured_costs():
     assert pace.prefill_token_s == pytest.approx(0.0005)
 
 
-def test_pace_calibrates_its_estimate_by_the_first_tokens_that_missed_the_bound():
-    pace = Pace(step_s=0.010, prefill_token_s=0.0005)
-    raw = pace.estimate(3, 100)
-    assert pace.wait(3, 100) == pytest.approx(raw)  # nothing observed: the cost-based estimate
-    pace.observed(0.5, 0.3)  # admitted under 0.3 s, first token after 0.5 s: the multiplier goes up
-    up = pace.calibration
-    assert up == pytest.approx(math.exp(0.1 * 0.98)) and pace.wait(3, 100) == pytest.approx(raw * up)
-    pace.observed(0.2, 0.3)  # within the bound: down a little
-    assert pace.calibration == pytest.approx(up * math.exp(-0.1 * 0.02))
-    for _ in range(1000):  # always within the bound: never below the cost-based estimate
-        pace.observed(0.1, 0.3)
-    assert pace.calibration == 1.0
-    for _ in range(1000):  # always late: capped at 8
-        pace.observed(1.0, 0.3)
-    assert pace.calibration == 8.0
-    fresh = Pace()
-    for i in range(5000):  # 1 row in 10 misses: it climbs (it would settle where about 2% miss)
-        fresh.observed(0.5 if i % 10 == 0 else 0.1, 0.3)
-    assert fresh.calibration > 7.5
-    for _ in range(2000):  # none miss any more: it comes back down
-        fresh.observed(0.1, 0.3)
-    assert fresh.calibration < 8.0 * math.exp(-0.1 * 0.02 * 1000)
-
-
 def test_queue_wait_bound_refuses_a_request_that_would_wait_too_long(server, ihub):
     url, app = server
     ihub.settings.inference_max_batch = 1  # read when the engine is built: set before the first request
@@ -159,7 +134,7 @@ def test_queue_wait_bound_refuses_a_request_that_would_wait_too_long(server, ihu
     finally:
         slower.remove()
     assert late.status_code == 200  # admitted on the old costs; its first token came after 0.4 s: the miss is counted
-    assert over_wait_bound(app) == 1 and sched.pace.calibration > 1  # and the next estimates are raised
+    assert over_wait_bound(app) == 1
     with pytest.raises(TooManyRequestsError) as e:  # the estimate, straight from the admission check
         sched.admission.check_wait(1.2)
     assert e.value.details["expected_wait_s"] == 1.2 and e.value.details["retry_after"] == 2

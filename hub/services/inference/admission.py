@@ -47,32 +47,16 @@ def slot_wait(remaining: Iterable[int], free: int, waiting: Iterable[int], rows:
 
 @dataclass
 class Pace:
-    """What the scheduler's work costs, measured as it runs (exponential moving averages; None until seen), and
-    how far off its estimates of a first token's wait turned out.
+    """What the scheduler's work costs, measured as it runs (exponential moving averages; None until seen).
 
     Attributes:
         step_s: seconds of one decode step. prefill_token_s: seconds per prompt token of a prefill (its
             padding and fixed costs spread over the prompts' tokens). weight: of the newest measurement.
-        calibration: what :meth:`wait` multiplies the cost-based estimate by: raised when an admitted row's first
-            token came later than the bound anyway, lowered a little when it did not (:meth:`observed`), so that
-            about ``miss_target`` of admitted rows miss the bound (never below the cost-based estimate).
-        rate: the step of those moves, in log space.
     """
 
     step_s: float | None = None
     prefill_token_s: float | None = None
     weight: float = 0.2
-    calibration: float = 1.0
-    miss_target: float = 0.02
-    rate: float = 0.1
-
-    def observed(self, actual: float, bound: float) -> None:
-        """A row admitted under ``bound`` (seconds) got its first token ``actual`` seconds after it was queued.
-        The multiplier moves up ``rate x (1 - miss_target)`` in log space when that was later than the bound,
-        down ``rate x miss_target`` otherwise (a stochastic-approximation tracker: it settles where about
-        ``miss_target`` of admitted rows miss), between 1 and 8."""
-        step = self.rate * ((1.0 if actual > bound else 0.0) - self.miss_target)
-        self.calibration = min(8.0, max(1.0, self.calibration * math.exp(step)))
 
     def stepped(self, seconds: float) -> None:
         self.step_s = self._mix(self.step_s, seconds)
@@ -84,18 +68,13 @@ class Pace:
     def _mix(self, prev: float | None, new: float) -> float:
         return new if prev is None else prev + self.weight * (new - prev)
 
-    def estimate(self, steps: int, prompt_tokens: int) -> float | None:
-        """The cost-based estimate of the seconds until a first token: ``steps`` decode steps until a slot (plus
-        the step under way) and ``prompt_tokens`` of prefill (the prompts queued ahead and the request's own);
-        None before both costs were measured."""
+    def wait(self, steps: int, prompt_tokens: int) -> float | None:
+        """Seconds until a first token: ``steps`` decode steps until a slot (plus the step under way) and
+        ``prompt_tokens`` of prefill (the prompts queued ahead and the request's own); None before both costs
+        were measured."""
         if self.step_s is None or self.prefill_token_s is None:
             return None
         return (steps + 1) * self.step_s + prompt_tokens * self.prefill_token_s
-
-    def wait(self, steps: int, prompt_tokens: int) -> float | None:
-        """:meth:`estimate` times :attr:`calibration`: what admission compares with its bound."""
-        raw = self.estimate(steps, prompt_tokens)
-        return None if raw is None else raw * self.calibration
 
 
 class Admission:

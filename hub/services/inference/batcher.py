@@ -41,7 +41,6 @@ class Job:
             unless a stop string ends it (vLLM's ``ignore_eos``, for benchmarks that need fixed lengths).
         cancelled: set when the client went away; the row leaves at the next step.
         submitted: when the request was queued (``time.monotonic()``), for the latency metrics.
-        wait_bound: the bound on its wait for a first token it was admitted under (seconds; 0: none).
         routing: a routed row's per-request routing inputs (the continuous scheduler's row state; see
             :meth:`routing.routed_batch.RoutedRows.inputs`).
     """
@@ -60,7 +59,6 @@ class Job:
     cancelled: threading.Event | None = None
     submitted: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
-    wait_bound: float = 0.0
     routing: dict[str, Any] = field(default_factory=dict)
 
     @property

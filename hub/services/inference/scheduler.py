@@ -119,8 +119,6 @@ class Scheduler:
                 steps = slot_wait(left, free, [j.max_new_tokens for j in self._waiting], [j.max_new_tokens for j in jobs])
                 ahead = sum(len(j.prompt_ids) for q in (self._joining, self._waiting, jobs) for j in q)
                 self.admission.check_wait(self.pace.wait(steps, ahead))
-                for j in jobs:  # whether its first token misses the bound calibrates the estimate (Pace.observed)
-                    j.wait_bound = self.admission.max_wait
             self._waiting.extend(jobs)
             self._cv.notify()
         return [j.future for j in jobs]
@@ -220,8 +218,6 @@ class Scheduler:
         def on_token(tok: int) -> bool:
             if job.first_token_at is None:
                 job.first_token_at = time.monotonic()
-                if job.wait_bound:
-                    self.pace.observed(job.first_token_at - job.submitted, job.wait_bound)
             if job.tokens is not None:
                 job.tokens.put(tok)
             if job.cancelled is not None and job.cancelled.is_set():
