@@ -132,9 +132,7 @@ def build_app(settings: Settings, build_replica: ReplicaFactory, *, replicas: in
         def _track(self, spec: dict[str, Any]) -> threading.Event:
             """The cancel event of a request starting here: set when the gateway cancels the call or calls
             :meth:`cancel` with its id (the rows leave at the engine's next step)."""
-            cancel = threading.Event()
-            if spec.get("request_id"):
-                self._running[spec["request_id"]] = cancel
+            cancel = self._running[spec["request_id"]] = threading.Event()
             return cancel
 
         async def cancel(self, request_id: str) -> bool:
@@ -154,7 +152,7 @@ def build_app(settings: Settings, build_replica: ReplicaFactory, *, replicas: in
                 cancel.set()
                 raise
             finally:
-                self._running.pop(spec.get("request_id", ""), None)
+                del self._running[spec["request_id"]]
             return self.state(), res
 
         async def stream(self, spec: dict[str, Any]) -> AsyncIterator[Any]:
@@ -169,7 +167,7 @@ def build_app(settings: Settings, build_replica: ReplicaFactory, *, replicas: in
                 cancel.set()
                 raise
             finally:
-                self._running.pop(spec.get("request_id", ""), None)
+                del self._running[spec["request_id"]]
 
         def state(self) -> dict[str, Any]:
             """This replica: id, pid, adapters loaded in its slot banks and waiting, its rows (running, waiting,
