@@ -189,7 +189,9 @@ def _loom_body(r: Req) -> dict[str, Any]:
 
 
 class _Stream:
-    """What one streamed answer brought: its first text's time, its text pieces, the usage's token count."""
+    """What one streamed answer brought: its first token's time (the first chunk with choices, whose text may be
+    "": vLLM's bench's definition; Loom sends the first token's chunk at once even when its text is held back), its
+    text pieces, the usage's token count."""
 
     def __init__(self, t0: float) -> None:
         self.t0, self.ttft, self.text, self.tokens = t0, None, [], 0
@@ -202,9 +204,10 @@ class _Stream:
             raise RuntimeError(c["error"])
         if c.get("usage"):
             self.tokens = c["usage"]["completion_tokens"]
+        if c.get("choices"):
+            self.ttft = self.ttft or time.perf_counter() - self.t0
         for ch in c.get("choices", []):
             if ch.get("text"):
-                self.ttft = self.ttft or time.perf_counter() - self.t0
                 self.text.append(ch["text"])
 
     def result(self) -> Result:

@@ -538,3 +538,24 @@ def test_stream_interval_sends_the_first_token_then_one_event_per_interval(serve
     assert "".join(grouped) == "".join(every) and len("".join(every)) == 14
     assert [len(p) for p in grouped] == [1, 4, 4, 4, 1]
     assert len(every) == 14
+
+
+def test_the_first_token_is_sent_at_once_even_when_its_text_is_held_back(server):
+    """A stream's first event comes with its first token even when that token's text cannot be sent yet (here it
+    could begin a stop string; on a byte-level tokenizer, a partial UTF-8 character): the event's text is "" (as
+    vLLM's server sends a chunk per token batch), so a client's time to first token is the first token's. The text
+    follows with the next tokens and joins to the whole completion."""
+    url, app = server
+    body = {"model": "alice/french", "prompt": "row 0", "max_tokens": 8, "temperature": 0, "ignore_eos": True}
+    whole = httpx.post(url + "/v1/completions", json=body, timeout=60).json()["choices"][0]["text"]
+    assert len(whole) == 8 and whole[0] != whole[1]  # ASCII: a token is one character
+    hold = {**body, "stream": True, "stop": [whole[0] + "\x07"]}  # the first character may begin the stop string
+    hook = app.state.inference.engine(BASE_ID).base.mixed.model.register_forward_pre_hook(lambda *a: time.sleep(0.05))
+    try:
+        with httpx.stream("POST", url + "/v1/completions", json=hold, timeout=60) as r:
+            texts = [c["text"] for line in r.iter_lines() if line.startswith("data: {")
+                     for c in json.loads(line[6:])["choices"] if c["finish_reason"] is None]
+    finally:
+        hook.remove()
+    assert texts[0] == "" and texts[1] == whole[:2]  # the first token alone, then its text with the second's
+    assert "".join(texts) == whole

@@ -157,7 +157,10 @@ class InferenceService:
         """Like :meth:`acomplete`, but the iterator it returns yields ``(choice index, text piece)`` as tokens are
         generated, then the :class:`CompletionResult`. Tokens are awaited on the caller's event loop
         (:meth:`TokenQueue.drain`), never waited for in a thread, so concurrent streams are not capped by a thread
-        pool; the tokens that arrived since the last piece go out as one. Every request error is raised when this
+        pool; the tokens that arrived since the last piece go out as one. A row's first tokens always give a piece,
+        ``""`` when their text is held back (a partial UTF-8 character, a possible stop string; vLLM's server sends
+        such chunks too), so a client sees its first token when it is generated, not when its first character is
+        final (on a byte-level tokenizer that can be many tokens later). Every request error is raised when this
         is awaited, before the first piece."""
         import asyncio
 
@@ -172,13 +175,15 @@ class InferenceService:
             if q is None:  # router rows are not streamed token by token
                 continue
             dec = IncrementalText(self.engines.get(plan.base_id).base.tokenizer, req.stop)
+            first = True
             while True:
                 try:
                     toks = await q.drain(600)
                 except TimeoutError:
                     break
                 piece = "".join(dec.add(t) for t in toks if t is not None)
-                if piece:
+                if piece or (first and toks[0] is not None):
+                    first = False
                     yield i, piece
                 if toks[-1] is None:
                     break
