@@ -26,16 +26,17 @@ first 4 adapters) instead of an adapter, and the systems are (a) Loom continuous
 per iteration on its routed copy of the base) and (b) Loom window (routers run one request at a time there),
 rates as multiples of (b)'s serial capacity; printed: the same columns and (a)/(b).
 
-Printed per system: the full (generation 2) garbage collections of the server's process during its timed runs,
-each of which stops the scheduler thread (``LOOM_INFERENCE_GC_FREEZE``, on by default, freezes what is alive
-after a base loads, so they walk far fewer objects). Printed per base and rate: request throughput, output tokens/s, output tokens per request (a system whose rows
-end at EOS sooner, e.g. adapters against the bare base, does less decode work per request), TTFT and TPOT p50/p99 (streamed, so the first
-token is timed where it reaches the client; (c) does not stream: its TTFT is the whole latency), the
-ratios (a)/(b) and (a)/(d) in output tokens/s, and the share of (a)'s and (b)'s forward input tokens that a row
-needed (prompt tokens and each generated token but the last; the rest is left padding, rows that finished
-before their batch and holes): where a forward costs in proportion to its tokens (a busy CPU), their quotient
-is what iteration-level scheduling can gain over the window batcher on that workload, and the load generator's
-CPU share of a core (it shares the machine with the server; ``--client``: aiohttp, as vLLM's bench, or httpx).
+Printed per system: the full (generation 2) garbage collections of the server's process during its timed runs, each
+of which stops the scheduler thread (``LOOM_INFERENCE_GC_FREEZE``, on by default, freezes what is alive after a
+base loads, so they walk far fewer objects). Printed per base and rate: request throughput, output tokens/s, output
+tokens per request (a system whose rows end at EOS sooner, e.g. adapters against the bare base, does less decode
+work per request), TTFT and TPOT p50/p99 (streamed, so the first token is timed where its chunk reaches the client,
+its text possibly "", as vLLM's bench times it; (c) does not stream: its TTFT is the whole latency), the ratios
+(a)/(b) and (a)/(d) in output tokens/s, and the share of (a)'s and (b)'s forward input tokens that a row needed
+(prompt tokens and each generated token but the last; the rest is left padding, rows that finished before their
+batch and holes): where a forward costs in proportion to its tokens (a busy CPU), their quotient is what
+iteration-level scheduling can gain over the window batcher on that workload, and the load generator's CPU share of
+a core (it shares the machine with the server; ``--client``: aiohttp, as vLLM's bench, or httpx).
 Rates are multiples of the one-request-at-a-time capacity measured first (1 / the mean latency of (c)): below,
 near and above saturation; ``--capacity R`` gives it instead, so that two builds run at the same rates.
 
