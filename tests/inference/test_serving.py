@@ -559,3 +559,24 @@ def test_the_first_token_is_sent_at_once_even_when_its_text_is_held_back(server)
         hook.remove()
     assert texts[0] == "" and texts[1] == whole[:2]  # the first token alone, then its text with the second's
     assert "".join(texts) == whole
+
+
+def test_the_choices_of_a_stream_arrive_interleaved(server):
+    """``n=2``: both rows run in the same steps, and each choice's pieces reach the client as its row generates
+    them, not one choice after the other (the second choice's tokens used to wait until the first choice ended,
+    then went out in one lump). Each choice's text is the whole completion."""
+    url, app = server
+    body = {"model": "alice/french", "prompt": "row 0", "max_tokens": 12, "temperature": 0, "ignore_eos": True}
+    whole = httpx.post(url + "/v1/completions", json=body, timeout=60).json()["choices"][0]["text"]
+    hook = app.state.inference.engine(BASE_ID).base.mixed.model.register_forward_pre_hook(lambda *a: time.sleep(0.03))
+    try:
+        with httpx.stream("POST", url + "/v1/completions", json={**body, "n": 2, "stream": True}, timeout=60) as r:
+            pieces = [(c["index"], c["text"]) for line in r.iter_lines() if line.startswith("data: {")
+                      for c in json.loads(line[6:])["choices"] if c["text"]]
+    finally:
+        hook.remove()
+    order = [i for i, _ in pieces]
+    assert order.index(1) < len(order) - 1 - order[::-1].index(0)  # choice 1 began before choice 0 ended
+    assert order.count(1) >= 6  # ... and its tokens came as they were generated, not in one piece at the end
+    for k in (0, 1):
+        assert "".join(t for i, t in pieces if i == k) == whole

@@ -169,28 +169,53 @@ class InferenceService:
 
     async def _aevents(self, pending: list[Any], req: CompletionRequest) -> AsyncIterator[tuple[int, str] |
                                                                                           CompletionResult]:
+        """The stream's events: the choices' pieces interleaved as their rows generate them (each choice's queue
+        is read by a task of its own; the rows run in the same steps, so a choice's first token does not wait for
+        the choices before it to end), then the last pieces and the result."""
         import asyncio
 
-        for i, (plan, _ids, fut, q) in enumerate(pending):
-            if q is None:  # router rows are not streamed token by token
-                continue
-            dec = IncrementalText(self.engines.get(plan.base_id).base.tokenizer, req.stop)
-            first = True
-            while True:
-                try:
-                    toks = await q.drain(600)
-                except TimeoutError:
-                    break
-                piece = "".join(dec.add(t) for t in toks if t is not None)
-                if piece or (first and toks[0] is not None):
-                    first = False
-                    yield i, piece
-                if toks[-1] is None:
-                    break
-            pending[i] = (plan, _ids, fut, dec)
+        events: asyncio.Queue[tuple[int, str] | BaseException | None] = asyncio.Queue()
+        decoders = {i: IncrementalText(self.engines.get(plan.base_id).base.tokenizer, req.stop)
+                    for i, (plan, _ids, _fut, q) in enumerate(pending) if q is not None}  # router rows: no tokens
+
+        async def read(i: int, q: TokenQueue, dec: IncrementalText) -> None:
+            try:
+                first = True
+                while True:
+                    try:
+                        toks = await q.drain(600)
+                    except TimeoutError:
+                        break
+                    piece = "".join(dec.add(t) for t in toks if t is not None)
+                    if piece or (first and toks[0] is not None):
+                        first = False
+                        events.put_nowait((i, piece))
+                    if toks[-1] is None:
+                        break
+                events.put_nowait(None)
+            except Exception as e:  # noqa: BLE001 - raised again by the stream's reader
+                events.put_nowait(e)
+
+        readers = [asyncio.ensure_future(read(i, pending[i][3], dec)) for i, dec in decoders.items()]
+        try:
+            live = len(readers)
+            while live:
+                ev = await events.get()
+                if isinstance(ev, tuple):
+                    yield ev
+                elif ev is None:
+                    live -= 1
+                else:
+                    raise ev
+        finally:  # the client left (or a reader failed): stop reading the other choices' queues
+            for r in readers:
+                r.cancel()
+        for i, dec in decoders.items():
+            plan, ids, fut, _ = pending[i]
+            pending[i] = (plan, ids, fut, dec)
         await asyncio.gather(*(asyncio.wrap_future(p[2]) for p in pending))
-        for ev in self._ending(pending, self._collect(pending, req)):
-            yield ev
+        for last in self._ending(pending, self._collect(pending, req)):
+            yield last
 
     @staticmethod
     def _ending(pending: list[Any], res: CompletionResult) -> Iterator[tuple[int, str] | CompletionResult]:
