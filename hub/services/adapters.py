@@ -88,12 +88,17 @@ class AdapterService:
 
     def version(self, viewer: User | None, namespace: str, name: str, number: int | None = None) -> AdapterVersion:
         """Version ``number`` (latest when None) of a visible adapter."""
+        return self.with_version(viewer, namespace, name, number)[1]
+
+    def with_version(self, viewer: User | None, namespace: str, name: str,
+                     number: int | None = None) -> tuple[Adapter, AdapterVersion]:
+        """A visible adapter and its version ``number`` (latest when None), read in one transaction."""
         with self.sessions() as s:
             a = self._visible(repo.get_adapter(s, namespace, name), viewer, namespace, name)
             ver = repo.get_version(s, a, number)
             if ver is None:
                 raise NotFoundError(f"adapter {namespace}/{name} has no version {number}")
-            return ver
+            return a, ver
 
     def lineage(self, viewer: User | None, namespace: str, name: str, number: int | None = None) -> Lineage:
         """Parent and child versions of a version (only visible ones are named)."""

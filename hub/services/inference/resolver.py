@@ -87,8 +87,7 @@ class Resolver:
             raise self._unknown(viewer, model)
         name, number = parsed.full_name, parsed.version
         try:
-            row = self.adapters.get(viewer, parsed.namespace, parsed.name)
-            ver = self.adapters.version(viewer, parsed.namespace, parsed.name, number)
+            row, ver = self.adapters.with_version(viewer, parsed.namespace, parsed.name, number)
         except NotFoundError:
             if number is not None:
                 raise NotFoundError(f"adapter {name} has no version {number} (or is not visible)",
