@@ -81,8 +81,9 @@ class Settings(BaseSettings):
             to come later than this answers 429 with ``Retry-After`` that estimate (decode steps until its rows get
             a slot, each row ahead assumed to run its ``max_tokens``, plus the prefill of the prompts queued ahead
             and its own, at the loop's measured seconds per step and per prompt token): a bound on time to first
-            token that holds whatever the request lengths. 0: no bound. Admitted rows whose first token still came
-            later are counted in ``loom_inference_first_token_over_wait_bound_total`` (/metrics).
+            token that holds whatever the request lengths. 0: no bound. A scheduler with nothing running or queued
+            admits every request. Admitted rows whose first token still came later are counted in
+            ``loom_inference_first_token_over_wait_bound_total`` (/metrics).
         inference_gc_freeze: after a base model is loaded, collect once and move every live object into
             Python's permanent generation (``gc.freeze()``), so later full collections (which stall the
             scheduler thread) walk only what was allocated since.

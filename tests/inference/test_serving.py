@@ -141,6 +141,12 @@ def test_queue_wait_bound_refuses_a_request_that_would_wait_too_long(server, ihu
     assert e.value.details["expected_wait_s"] == 1.2 and e.value.details["retry_after"] == 2
     sched.admission.check_wait(0.2)  # admitted
     sched.admission.check_wait(None)  # not measured yet: admitted
+    assert wait_idle(sched)
+    sched.pace.prefill_token_s = 1.0  # costs measured in a bad moment: a 4-token prompt "would wait" 4 s ...
+    idle = httpx.post(url + "/v1/completions", json={"model": BASE_ID, "prompt": "idle", "max_tokens": 2,
+                                                     "ignore_eos": True}, timeout=60)
+    assert idle.status_code == 200, idle.text  # ... but nothing runs or waits: an idle server admits it
+    assert sched.pace.prefill_token_s < 1.0  # and its prefill brought the estimate back down
 
 
 def test_rows_per_request_limit_before_any_work(service, ihub):

@@ -7,6 +7,8 @@
   (:meth:`Pace.wait`: the decode steps until its rows get a slot, :func:`slot_wait`, plus the prefill of
   every prompt queued ahead of it and its own, at the scheduler's measured costs): a bound on time to first
   token rather than on rows, which holds whatever the request lengths. ``Retry-After`` is then that estimate.
+  A scheduler with nothing running or queued admits whatever the estimate: the bound is on waiting for other
+  rows, and costs measured in a bad moment (only admitted rows update them) must not turn an idle server away.
 * :class:`UserLimits` — requests in flight per user (or per anonymous client address), 429 beyond the limit.
 """
 

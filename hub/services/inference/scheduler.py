@@ -113,7 +113,7 @@ class Scheduler:
             joining = [j for j in self._joining if id(j) not in running]  # taken from the queue, not yet in the batch
             free = max(0, self.max_running - len(batch) - len(joining))
             self.admission.check(len(jobs), len(self._waiting), free)
-            if self.admission.max_wait > 0:
+            if self.admission.max_wait > 0 and (batch or joining or self._waiting):  # idle: nobody to wait for
                 left = [j.max_new_tokens - len(row.tokens) for j, row in batch]
                 left += [j.max_new_tokens for j in joining]
                 steps = slot_wait(left, free, [j.max_new_tokens for j in self._waiting], [j.max_new_tokens for j in jobs])
