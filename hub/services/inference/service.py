@@ -174,9 +174,7 @@ class InferenceService:
         the choices before it to end), then the last pieces and the result."""
         import asyncio
 
-        events: asyncio.Queue[tuple[int, str] | BaseException | None] = asyncio.Queue()
-        decoders = {i: IncrementalText(self.engines.get(plan.base_id).base.tokenizer, req.stop)
-                    for i, (plan, _ids, _fut, q) in enumerate(pending) if q is not None}  # router rows: no tokens
+        events: asyncio.Queue[tuple[int, str] | Exception | None] = asyncio.Queue()
 
         async def read(i: int, q: TokenQueue, dec: IncrementalText) -> None:
             try:
@@ -196,7 +194,13 @@ class InferenceService:
             except Exception as e:  # noqa: BLE001 - raised again by the stream's reader
                 events.put_nowait(e)
 
-        readers = [asyncio.ensure_future(read(i, pending[i][3], dec)) for i, dec in decoders.items()]
+        readers = []
+        for i, (plan, ids, fut, q) in enumerate(pending):
+            if q is None:  # router rows are not streamed token by token
+                continue
+            dec = IncrementalText(self.engines.get(plan.base_id).base.tokenizer, req.stop)
+            pending[i] = (plan, ids, fut, dec)  # what the stream sent, for its last pieces (_ending)
+            readers.append(asyncio.ensure_future(read(i, q, dec)))
         try:
             live = len(readers)
             while live:
@@ -210,9 +214,6 @@ class InferenceService:
         finally:  # the client left (or a reader failed): stop reading the other choices' queues
             for r in readers:
                 r.cancel()
-        for i, dec in decoders.items():
-            plan, ids, fut, _ = pending[i]
-            pending[i] = (plan, ids, fut, dec)
         await asyncio.gather(*(asyncio.wrap_future(p[2]) for p in pending))
         for last in self._ending(pending, self._collect(pending, req)):
             yield last
