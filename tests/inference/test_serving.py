@@ -72,6 +72,40 @@ def test_queue_bound_answers_429_and_admits_all_rows_or_none(service, ihub):
     assert wait_idle(batcher)
 
 
+def test_a_server_at_its_bound_turns_a_known_model_away_before_resolving_it(service, ihub):
+    svc = service
+    ihub.settings.inference_max_batch = 1  # read when the engine is built: set before the first request
+    assert greedy(svc, "alice/math", "first", 2).completion_tokens == 2  # served: alice/math runs on BASE_ID
+    sched = svc.engine(BASE_ID).batcher
+    sched.admission.max_queued = 0
+    svc.engine(BASE_ID).base.mixed.model.register_forward_pre_hook(lambda *a: time.sleep(0.015))
+    resolved: list[str] = []
+    resolve = svc.resolver.resolve
+    svc.resolver.resolve = lambda viewer, model, *a, **kw: resolved.append(model) or resolve(viewer, model, *a, **kw)
+    done: list[object] = []
+    running = threading.Thread(target=lambda: done.append(greedy(svc, "bob/python", "long one", 60)))
+    running.start()
+    deadline = time.monotonic() + 10
+    while sched.num_running == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    resolved.clear()
+    refused = sched.admission.refused
+    with pytest.raises(TooManyRequestsError, match="LOOM_INFERENCE_MAX_QUEUED"):
+        greedy(svc, "alice/math", "second", 2)
+    assert resolved == []  # turned away before the registry was read
+    with pytest.raises(TooManyRequestsError):  # a model this viewer has not asked for yet: resolved, then refused
+        greedy(svc, "alice/french", "second", 2)
+    assert resolved == ["alice/french"]
+    alice = ihub.users.ensure_user("alice")  # another viewer: what a name means depends on who asks
+    with pytest.raises(TooManyRequestsError):
+        svc.complete(alice, CompletionRequest(model="alice/math", prompts=["x"], max_tokens=2, temperature=0.0))
+    assert resolved == ["alice/french", "alice/math"]
+    assert sched.admission.refused == refused + 3 and sched.num_waiting == 0  # nothing of them was queued
+    running.join()
+    assert done[0].completion_tokens == 60 and wait_idle(sched)
+    assert greedy(svc, "alice/math", "third", 2).completion_tokens == 2  # a free slot: the precheck admits it
+
+
 def test_slot_wait_hands_slots_out_in_queue_order():
     assert slot_wait([], 2, [], [5]) == 0  # a free slot: no wait
     assert slot_wait([10, 3], 1, [], [5]) == 0

@@ -106,22 +106,39 @@ class Scheduler:
             TooManyRequestsError: the rows do not fit the queue bound (429 with ``Retry-After``).
         """
         with self._cv:
-            if self._stop:
-                raise InvalidInputError("the inference service is shutting down")
-            batch = list(self._jobs.values())  # one C-level copy: the loop thread adds rows without the lock
-            running = {id(j) for j, _ in batch}
-            joining = [j for j in self._joining if id(j) not in running]  # taken from the queue, not yet in the batch
-            free = max(0, self.max_running - len(batch) - len(joining))
-            self.admission.check(len(jobs), len(self._waiting), free)
-            if self.admission.max_wait > 0 and (batch or joining or self._waiting):  # idle: nobody to wait for
-                left = [j.max_new_tokens - len(row.tokens) for j, row in batch]
-                left += [j.max_new_tokens for j in joining]
-                steps = slot_wait(left, free, [j.max_new_tokens for j in self._waiting], [j.max_new_tokens for j in jobs])
-                ahead = sum(len(j.prompt_ids) for q in (self._joining, self._waiting, jobs) for j in q)
-                self.admission.check_wait(self.pace.wait(steps, ahead))
+            self._admit([j.max_new_tokens for j in jobs], sum(len(j.prompt_ids) for j in jobs))
             self._waiting.extend(jobs)
             self._cv.notify()
         return [j.future for j in jobs]
+
+    def precheck(self, rows: int) -> None:
+        """Refuse now a request of ``rows`` rows that :meth:`submit_all` would refuse whatever its prompts and
+        ``max_tokens``: it is checked as the least work a row can be (a 1-token prompt, 1 token to generate), and
+        both bounds only grow with a row's work. A server at its bound thus turns a request away before it is
+        resolved through the registry and tokenized (most of what a refusal cost).
+
+        Raises:
+            TooManyRequestsError: as :meth:`submit_all` would.
+        """
+        with self._cv:
+            self._admit([1] * rows, rows)
+
+    def _admit(self, new: list[int], prompt_tokens: int) -> None:
+        """The admission check of rows with ``max_tokens`` ``new`` and ``prompt_tokens`` prompt tokens in all
+        (the lock held)."""
+        if self._stop:
+            raise InvalidInputError("the inference service is shutting down")
+        batch = list(self._jobs.values())  # one C-level copy: the loop thread adds rows without the lock
+        running = {id(j) for j, _ in batch}
+        joining = [j for j in self._joining if id(j) not in running]  # taken from the queue, not yet in the batch
+        free = max(0, self.max_running - len(batch) - len(joining))
+        self.admission.check(len(new), len(self._waiting), free)
+        if self.admission.max_wait > 0 and (batch or joining or self._waiting):  # idle: nobody to wait for
+            left = [j.max_new_tokens - len(row.tokens) for j, row in batch]
+            left += [j.max_new_tokens for j in joining]
+            steps = slot_wait(left, free, [j.max_new_tokens for j in self._waiting], new)
+            ahead = sum(len(j.prompt_ids) for q in (self._joining, self._waiting) for j in q) + prompt_tokens
+            self.admission.check_wait(self.pace.wait(steps, ahead))
 
     def waiting(self) -> set[str]:
         """Adapter keys of the queued (not yet running) rows."""

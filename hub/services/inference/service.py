@@ -68,6 +68,10 @@ class InferenceService:
         self.resolver = Resolver(adapters, base_models, self.engines, self.cpu, AutoRouter(settings, adapters, search))
         self._lock = threading.Lock()
         self._routers: Any = None
+        # (viewer id, model) -> the base its last plan ran on: a request for it is turned away before it is
+        # resolved when that base's scheduler is at its bound (per viewer: what a name means depends on who asks)
+        self._bases_seen: dict[tuple[int | None, str], str] = {}
+        self._seen_lock = threading.Lock()
         self._metrics = metrics
         self._collector = inference_metrics.register(
             metrics.registry, self.engines, settings.adapter_cache_gpu,
@@ -251,8 +255,13 @@ class InferenceService:
         if not 0.0 <= req.temperature <= 2.0 or not 0.0 < req.top_p <= 1.0:
             raise InvalidInputError("temperature must be in [0, 2] and top_p in (0, 1]", field="temperature")
         texts = req.route_texts or req.prompts
+        seen = (viewer.id if viewer is not None else None, req.model)
+        if req.merged is None:
+            self._precheck(seen, rows)
         static = None if (req.merged is None and split_model(req.model)[1] == AUTO) else \
             self.resolver.resolve(viewer, req.model, req.merged)
+        if static is not None and req.merged is None and static.route != "router":
+            self._saw(seen, static.base_id)
         work: list[tuple[Plan, list[int], int]] = []
         for prompt, text in zip(req.prompts, texts, strict=True):
             plan = static or self.resolver.resolve(viewer, req.model, None, text)
@@ -294,6 +303,23 @@ class InferenceService:
             fut = self.routers.submit(plan, ids, new, req) if job is None else job.future
             pending.append((plan, ids, fut, q))
         return pending
+
+    def _precheck(self, seen: tuple[int | None, str], rows: int) -> None:
+        """Refuse (429) a request whose model ran on a base whose scheduler would refuse even its least work
+        (:meth:`~hub.services.inference.scheduler.Scheduler.precheck`), before resolving it: under overload a
+        refusal then costs no registry reads. A model not seen yet, or a base not loaded, is not prechecked."""
+        base_id = self._bases_seen.get(seen)
+        engine = self.engines.loaded().get(base_id) if base_id is not None else None
+        check = getattr(engine.batcher, "precheck", None) if engine is not None else None  # the window batcher has none
+        if check is not None:
+            check(rows)
+
+    def _saw(self, seen: tuple[int | None, str], base_id: str) -> None:
+        with self._seen_lock:
+            self._bases_seen.pop(seen, None)
+            self._bases_seen[seen] = base_id
+            if len(self._bases_seen) > 4096:  # the oldest first
+                del self._bases_seen[next(iter(self._bases_seen))]
 
     def _collect(self, pending: list[Any], req: CompletionRequest) -> CompletionResult:
         choices = []
