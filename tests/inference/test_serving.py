@@ -32,6 +32,17 @@ def wait_idle(batcher, timeout=10.0):
     return not (batcher.num_running or batcher.num_waiting)
 
 
+def long_request(service, batcher, model):
+    """A greedy 60-token request in a thread; returns (thread, answers) once its row runs."""
+    done: list[object] = []
+    running = threading.Thread(target=lambda: done.append(greedy(service, model, "long one", 60)))
+    running.start()
+    deadline = time.monotonic() + 10
+    while batcher.num_running == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return running, done
+
+
 def test_stop_string_ends_the_row_early(service):
     full = greedy(service, BASE_ID, "leave early", 60)  # "@|@|...@|g|g|..." (ASCII)
     assert full.completion_tokens == 60 and full.finish_reason == "length"
@@ -49,12 +60,8 @@ def test_queue_bound_answers_429_and_admits_all_rows_or_none(service, ihub):
     svc.engine(BASE_ID).base.mixed.model.register_forward_pre_hook(lambda *a: time.sleep(0.015))  # ~1 s per 60
     batcher = svc.engine(BASE_ID).batcher
     batcher.admission.max_queued = 1
-    done: list[object] = []
-    running = threading.Thread(target=lambda: done.append(greedy(svc, "alice/math", "long one", 60)))
-    running.start()
+    running, done = long_request(svc, batcher, "alice/math")
     deadline = time.monotonic() + 10
-    while batcher.num_running == 0 and time.monotonic() < deadline:
-        time.sleep(0.005)
     queued = threading.Thread(target=lambda: done.append(greedy(svc, "bob/python", "queued one", 4)))
     queued.start()
     while batcher.num_waiting == 0 and time.monotonic() < deadline:
@@ -82,12 +89,7 @@ def test_a_server_at_its_bound_turns_a_known_model_away_before_resolving_it(serv
     resolved: list[str] = []
     resolve = svc.resolver.resolve
     svc.resolver.resolve = lambda viewer, model, *a, **kw: resolved.append(model) or resolve(viewer, model, *a, **kw)
-    done: list[object] = []
-    running = threading.Thread(target=lambda: done.append(greedy(svc, "bob/python", "long one", 60)))
-    running.start()
-    deadline = time.monotonic() + 10
-    while sched.num_running == 0 and time.monotonic() < deadline:
-        time.sleep(0.005)
+    running, done = long_request(svc, sched, "bob/python")
     resolved.clear()
     refused = sched.admission.refused
     with pytest.raises(TooManyRequestsError, match="LOOM_INFERENCE_MAX_QUEUED"):
