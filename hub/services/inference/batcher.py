@@ -121,6 +121,9 @@ class Batcher:
         """Queue every job of one request (this batcher has no queue bound)."""
         return [self.submit(j) for j in jobs]
 
+    def precheck(self, rows: int) -> None:
+        """Nothing to refuse early: this batcher has no queue bound (see ``Scheduler.precheck``)."""
+
     @property
     def num_waiting(self) -> int:
         return self._queue.qsize()

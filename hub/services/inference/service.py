@@ -310,15 +310,15 @@ class InferenceService:
         refusal then costs no registry reads. A model not seen yet, or a base not loaded, is not prechecked."""
         base_id = self._bases_seen.get(seen)
         engine = self.engines.loaded().get(base_id) if base_id is not None else None
-        check = getattr(engine.batcher, "precheck", None) if engine is not None else None  # the window batcher has none
-        if check is not None:
-            check(rows)
+        if engine is not None:
+            engine.batcher.precheck(rows)
 
     def _saw(self, seen: tuple[int | None, str], base_id: str) -> None:
+        if self._bases_seen.get(seen) == base_id:  # the common case: nothing changes, no lock
+            return
         with self._seen_lock:
-            self._bases_seen.pop(seen, None)
             self._bases_seen[seen] = base_id
-            if len(self._bases_seen) > 4096:  # the oldest first
+            if len(self._bases_seen) > 4096:  # the first remembered goes first
                 del self._bases_seen[next(iter(self._bases_seen))]
 
     def _collect(self, pending: list[Any], req: CompletionRequest) -> CompletionResult:
