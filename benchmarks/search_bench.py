@@ -279,6 +279,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quality", action="store_true",
                    help="recall@1/@5 and MRR on the held-out set vs plain MiniLM cosine (no latency run)")
     p.add_argument("--heldout", type=Path, default=None, help="the held-out set (default benchmarks/data/...)")
+    p.add_argument("--rerank", action="store_true",
+                   help="with --quality: also the service with the reranker (LOOM_SEARCH_RERANK=smollm2)")
     args = p.parse_args(argv)
     if args.quality:
         from search_quality import HELDOUT, evaluate, print_report
@@ -287,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
         set_threads(args.threads)
         path = args.heldout or HELDOUT
         print(f"query encoder: {args.encoder}")
-        print_report(evaluate(path, encoder=args.encoder), path)
+        print_report(evaluate(path, encoder=args.encoder, rerank=args.rerank), path)
         return
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     print("command: python benchmarks/search_bench.py " + " ".join(sys.argv[1:] if argv is None else argv))

@@ -157,8 +157,33 @@ def calibration(embedder: object) -> dict[str, object]:
             "on_p1": float(np.percentile(top[right], 1)), "on_p5": float(np.percentile(top[right], 5))}
 
 
-def evaluate(path: Path = HELDOUT, embedder: object | None = None, encoder: str = "onnx") -> dict[str, object]:
-    """Run both rankers over the held-out set; returns their metrics and the service's misses."""
+def reranked_rows(cards: list[dict], queries: list[dict], embedder: object, encoder: str) -> dict[str, object]:
+    """Loom's search service with the query-likelihood reranker (``LOOM_SEARCH_RERANK=smollm2``, the hub's
+    default weight and depth): its metrics, misses and per-query latency (model loaded and warmed first)."""
+    from testbed.real.base import smollm2_folder
+
+    folder, _ = smollm2_folder(Path(tempfile.gettempdir()) / "loom-search-variants")
+    with tempfile.TemporaryDirectory() as tmp:
+        service = loom_service(Path(tmp), cards, embedder, search_encoder=encoder, search_rerank=str(folder))
+        service.search(None, "warm up", k=K)  # type: ignore[attr-defined]  # loads the model
+        ranks: list[int | None] = []
+        misses, times = [], []
+        for q in queries:
+            t = time.perf_counter()
+            found = [h.adapter.full_name for h in service.search(None, q["q"], k=K)]  # type: ignore[attr-defined]
+            times.append(time.perf_counter() - t)
+            rank = found.index(q["target"]) + 1 if q["target"] in found else None
+            ranks.append(rank)
+            if rank != 1:
+                misses.append((q["q"], q["target"], found[:3], rank))
+    return {"metrics": ranks_to_metrics(ranks), "misses": misses, "p50_ms": float(np.percentile(times, 50) * 1e3),
+            "p95_ms": float(np.percentile(times, 95) * 1e3)}
+
+
+def evaluate(path: Path = HELDOUT, embedder: object | None = None, encoder: str = "onnx",
+             rerank: bool = False) -> dict[str, object]:
+    """Run both rankers over the held-out set (and, with ``rerank``, the service with the reranker); returns
+    their metrics and the service's misses."""
     from hub.search.embedder import load_embedder
 
     data = json.loads(path.read_text())
@@ -203,6 +228,7 @@ def evaluate(path: Path = HELDOUT, embedder: object | None = None, encoder: str 
         "n_off_topic": len(weak_off), "p50_ms": float(np.percentile(times, 50) * 1e3),
         "hybrid": hybrid_rows(cards, queries, embedder) | multi_vector_rows(cards, queries, embedder),
         "calibration": calibration(embedder),
+        "reranked": reranked_rows(cards, queries, embedder, encoder) if rerank else None,
     }  # fmt: skip
 
 
@@ -229,3 +255,10 @@ def print_report(res: dict, path: Path) -> None:
           f"top scores: 1st percentile {cal['on_p1']:.3f}, 5th {cal['on_p5']:.3f}")
     for q, target, found, rank in res["misses"]:
         print(f"  miss: {q!r} -> {target} at {rank}; top: {', '.join(found)}")
+    if res.get("reranked"):
+        rr = res["reranked"]
+        m = rr["metrics"]
+        print(f"{'Loom search service, reranked (smollm2)':<42} {m['r@1']:>8.3f} {m['r@5']:>8.3f} {m['mrr']:>6.3f}   "
+              f"p50 {rr['p50_ms']:.0f} ms, p95 {rr['p95_ms']:.0f} ms per query")
+        for q, target, found, rank in rr["misses"]:
+            print(f"  reranked miss: {q!r} -> {target} at {rank}; top: {', '.join(found)}")

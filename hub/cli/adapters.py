@@ -51,17 +51,21 @@ def search(
     owner: Annotated[str | None, typer.Option("--owner")] = None,
     min_rank: Annotated[int | None, typer.Option("--min-rank")] = None,
     max_rank: Annotated[int | None, typer.Option("--max-rank")] = None,
+    rerank: Annotated[bool | None, typer.Option(
+        "--rerank/--no-rerank", help="Reorder the best hits with the hub's reranker (slower; default: when the hub "
+                                     "has one, LOOM_SEARCH_RERANK).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Find adapters by describing what they should do."""
     with common.client() as c:
-        res = c.search(query, k, base_model=base_model, tag=tag, license=license, owner=owner, min_rank=min_rank,
-                       max_rank=max_rank)
+        res = c.search(query, k, rerank=rerank, base_model=base_model, tag=tag, license=license, owner=owner,
+                       min_rank=min_rank, max_rank=max_rank)
     if json_out:
         common.print_json(res)
         return
     hits = res["results"]
-    common.console.print(common.adapter_table([h["adapter"] for h in hits], f"results for {query!r}",
+    title = f"results for {query!r}" + (" (reranked)" if res.get("reranked") else "")
+    common.console.print(common.adapter_table([h["adapter"] for h in hits], title,
                                               [h["score"] for h in hits],
                                               marks=["weak" if h.get("match") == "weak" else "" for h in hits]))
     if res.get("match") == "weak":

@@ -8,7 +8,10 @@ processes' changes); queries are embedded by :class:`hub.services.search_encoder
 or torch, an LRU cache of recent queries). Filters and visibility are given to the engine as the allowed set,
 so k results come back whenever k match (no top-k-then-filter shortfall). Adapters whose name, short name or a
 tag equals the query rank first; the dense top ``LEXICAL_DEPTH`` after them are reordered by a small lexical
-tie-break (:mod:`hub.search.lexical`, ``settings.search_lexical_weight``); scores stay the cosines. A hit whose cosine is below ``settings.search_match_threshold`` is a weak match
+tie-break (:mod:`hub.search.lexical`, ``settings.search_lexical_weight``); scores stay the cosines. When a search
+reranks (``settings.search_rerank`` configured; per search ``rerank``), the first ``search_rerank_depth`` of them are
+reordered by a small LM's likelihood of the query as a request for each card (:mod:`hub.search.rerank`).
+A hit whose cosine is below ``settings.search_match_threshold`` is a weak match
 (``match == "weak"``): nothing fits the query well.
 """
 
@@ -27,7 +30,8 @@ from hub.core.errors import InvalidInputError
 from hub.db.models import Adapter, User
 from hub.repositories import adapters as repo
 from hub.repositories.adapters import AdapterFilters
-from hub.search.lexical import card_text, rerank
+from hub.search.lexical import card_text
+from hub.search.lexical import rerank as lexical_rerank
 from hub.services.search_encoders import SearchEncoders
 from hub.services.search_filters import AllowedCache, row_matches
 from hub.services.search_index import IndexKeeper, fingerprint  # noqa: F401 - fingerprint re-exported
@@ -58,12 +62,15 @@ class SearchHit:
     """One result: the adapter, its cosine score, whether it matched the query exactly, and how well.
 
     ``match`` is ``"good"`` for an exact match or a score at or above the match threshold, else ``"weak"``.
+    ``rerank_score``: the reranker's mean log-probability of the query as a request for this adapter (None: not
+    reranked).
     """
 
     adapter: Adapter
     score: float
     exact: bool
     match: str = "good"
+    rerank_score: float | None = None
 
 
 def match_of(score: float, exact: bool, threshold: float) -> str:
@@ -144,33 +151,45 @@ class SearchService(IndexKeeper):
         return r.reembed(r.old_recipe_ids(), None, batch, only_old=True, live=True)
 
     # -- queries ------------------------------------------------------------------------------
+    @property
+    def rerank_available(self) -> bool:
+        """Whether searches can rerank (``settings.search_rerank`` names a model); then they do unless asked not to."""
+        return self.encoders.rerank_available
+
     def search(self, viewer: User | None, query: str, k: int = 10,
-               filters: AdapterFilters | None = None, vector: np.ndarray | None = None) -> list[SearchHit]:
+               filters: AdapterFilters | None = None, vector: np.ndarray | None = None,
+               rerank: bool | None = None) -> list[SearchHit]:
         """The ``k`` best visible adapters for ``query`` among those matching ``filters``.
 
         ``vector``: the query's embedding when the caller already has it (``embed_query(query)``).
+        ``rerank``: reorder the best hits with the reranker (None: when one is configured).
         Each hit's ``match`` says whether its score reaches ``match_threshold``.
 
         Raises:
-            InvalidInputError: an empty or overlong query, or k outside 1..100.
+            InvalidInputError: an empty or overlong query, k outside 1..100, or ``rerank`` asked for with no
+                reranker configured.
         """
         query = (query or "").strip()
         if not query or len(query) > MAX_QUERY:
             raise InvalidInputError(f"q must be 1-{MAX_QUERY} characters", field="q")
         if not 1 <= k <= MAX_K:
             raise InvalidInputError(f"k must be in 1..{MAX_K}, got {k}", field="k", value=k)
+        if rerank is None:
+            rerank = self.rerank_available
+        elif rerank and not self.rerank_available:
+            _ = self.encoders.reranker  # raises: rerank needs a reranker model (names the setting)
         f = filters or AdapterFilters()
         self.ensure_index()
         self.refresh()
         qvec = self.embed_query(query) if vector is None else vector
-        out = self._search(viewer, query, k, f, qvec, cached=True)
+        out = self._search(viewer, query, k, f, qvec, cached=True, rerank=rerank)
         if out is None:  # a cached allowed set or the index was out of date (another process changed a row)
             self.allowed_cache.invalidate()
-            out = self._search(viewer, query, k, f, qvec, cached=False)
+            out = self._search(viewer, query, k, f, qvec, cached=False, rerank=rerank)
         return out or []
 
     def _search(self, viewer: User | None, query: str, k: int, f: AdapterFilters, qvec: np.ndarray,
-                cached: bool) -> list[SearchHit] | None:
+                cached: bool, rerank: bool = False) -> list[SearchHit] | None:
         """One search; None when a hit fails the visibility/filter check of its row (a stale cached set)."""
         with self.sessions() as s:
             has_filters = f != AdapterFilters()
@@ -193,16 +212,27 @@ class SearchService(IndexKeeper):
             exact = exact[:k]
             index = self._index  # a save or rebuild may replace it: search the one in hand
             weight = float(self.settings.search_lexical_weight)
-            depth = max(k, LEXICAL_DEPTH) if weight > 0 else k
+            rerank_depth = int(self.settings.search_rerank_depth) if rerank else 0
+            depth = max(k, LEXICAL_DEPTH if weight > 0 else 0, rerank_depth)
             hits = index.search(qvec, depth, allowed=allowed) if (not has_filters or allowed.size) else []
             dense = [(int(i), float(sc)) for i, sc in hits if i not in exact]
             if weight > 0:  # the lexical tie-break among the dense top LEXICAL_DEPTH (hub.search.lexical)
                 rows = repo.adapters_by_ids(s, list(exact) + [i for i, _ in dense])
                 texts = {i: card_text(a.name, a.description, a.tags or []) for i, _ in dense[:LEXICAL_DEPTH]
                          if (a := rows.get(i)) is not None}
-                dense = rerank(query, dense, texts, weight, LEXICAL_DEPTH)
+                dense = lexical_rerank(query, dense, texts, weight, LEXICAL_DEPTH)
+            likelihood: dict[int, float] = {}
+            if rerank_depth:  # the reranker over the first rerank_depth (hub.search.rerank)
+                if weight == 0:
+                    rows = repo.adapters_by_ids(s, list(exact) + [i for i, _ in dense])
+                cards = {i: a.description or card_text(a.name, "", []) for i, _ in dense[:rerank_depth]
+                         if (a := rows.get(i)) is not None}
+                fused = self.encoders.reranker.rerank(query, dense, cards, float(self.settings.search_rerank_weight),
+                                                      rerank_depth)
+                dense = [(i, cos) for i, cos, _ in fused]
+                likelihood = {i: ll for i, _, ll in fused if ll is not None}
             ordered = (list(exact) + [i for i, _ in dense])[:k]
-            if weight == 0:
+            if weight == 0 and not rerank_depth:
                 rows = repo.adapters_by_ids(s, ordered)
             scores = {int(i): float(sc) for i, sc in hits}
             missing = [i for i in ordered if i not in rows]
@@ -223,7 +253,8 @@ class SearchService(IndexKeeper):
                 if score is None and a.embedding is not None:
                     score = float(np.frombuffer(a.embedding, dtype=np.float32) @ qvec)
                 sc = float(score or 0.0)
-                out.append(SearchHit(a, sc, i in exact, match_of(sc, i in exact, self.match_threshold)))
+                out.append(SearchHit(a, sc, i in exact, match_of(sc, i in exact, self.match_threshold),
+                                     likelihood.get(i)))
             return out
 
 

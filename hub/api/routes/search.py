@@ -24,11 +24,16 @@ def search(
     min_rank: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
     max_rank: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
     kind: str | None = None,
+    rerank: Annotated[bool | None, Query(description="reorder the best hits with the reranker (slower: a small LM "
+                                                     "reads each; default: when the hub has one, "
+                                                     "LOOM_SEARCH_RERANK)")] = None,
 ) -> SearchOut:
     f = filters_dep(base_model, tag, license, owner, min_rank, max_rank, kind)
-    hits = hub.search.search(user, q, k, f)
+    reranked = hub.search.rerank_available if rerank is None else rerank
+    hits = hub.search.search(user, q, k, f, rerank=reranked)
     hub.metrics.searches.inc()
-    results = [SearchHitOut(adapter=AdapterOut.of(h.adapter), score=h.score, exact=h.exact, match=h.match)
-               for h in hits]
+    results = [SearchHitOut(adapter=AdapterOut.of(h.adapter), score=h.score, exact=h.exact, match=h.match,
+                            rerank_score=h.rerank_score) for h in hits]
     overall = "good" if any(h.match == "good" for h in hits) else "weak"
-    return SearchOut(query=q, k=k, match=overall, threshold=hub.search.match_threshold, results=results)
+    return SearchOut(query=q, k=k, match=overall, threshold=hub.search.match_threshold, reranked=reranked,
+                     results=results)

