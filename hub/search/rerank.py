@@ -66,7 +66,9 @@ class QueryLikelihoodReranker:
         self._prefix_len = len(ids)
         self._pad = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
                         else self.tokenizer.eos_token_id or 0)
-        self._lock = threading.Lock()  # one forward at a time: it already uses every thread torch has
+        #: one forward at a time (it already uses every thread torch has); callers that hold other resources while
+        #: scoring (a DB connection) take it first, so that waiting for the model holds nothing else
+        self.lock = threading.RLock()
         self._cache: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._cache_size = cache_size
         self.scored = 0  # (query, card) pairs run through the model (not from the cache)
@@ -85,7 +87,7 @@ class QueryLikelihoodReranker:
             raise InvalidInputError("the query has no tokens", field="q")
         out = np.zeros(len(cards), dtype=np.float64)
         todo: list[int] = []
-        with self._lock:
+        with self.lock:
             for i, card in enumerate(cards):
                 hit = self._cache.get((query, card))
                 if hit is None:

@@ -182,6 +182,13 @@ class SearchService(IndexKeeper):
         self.ensure_index()
         self.refresh()
         qvec = self.embed_query(query) if vector is None else vector
+        if not rerank:
+            return self._search_fresh(viewer, query, k, f, qvec, False)
+        with self.encoders.reranker.lock:  # wait for the model before taking a DB connection
+            return self._search_fresh(viewer, query, k, f, qvec, True)
+
+    def _search_fresh(self, viewer: User | None, query: str, k: int, f: AdapterFilters, qvec: np.ndarray,
+                      rerank: bool) -> list[SearchHit]:
         out = self._search(viewer, query, k, f, qvec, cached=True, rerank=rerank)
         if out is None:  # a cached allowed set or the index was out of date (another process changed a row)
             self.allowed_cache.invalidate()
