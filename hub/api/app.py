@@ -127,9 +127,14 @@ def _documented_errors(app: FastAPI) -> None:
 
 
 def _warm(hub: Any) -> None:
+    import logging
+
     try:
         hub.search.ensure_index()
     except Exception:  # noqa: BLE001 - search rebuilds on first use; never kill the server for it
-        import logging
-
         logging.getLogger("loom.api").exception("could not load the search index at start")
+    if hub.search.rerank_available:  # load (the first time: convert) the reranker's model now, not in a search
+        try:
+            _ = hub.search.encoders.reranker
+        except Exception:  # noqa: BLE001 - a reranked search reports the same error to its caller
+            logging.getLogger("loom.api").exception("could not load the search reranker at start")

@@ -117,6 +117,11 @@ class SearchEncoders:
         return self.settings.search_rerank != "off"
 
     @property
+    def reranker_loaded(self) -> bool:
+        """Whether the reranker's model is in memory (the server loads it at start when one is configured)."""
+        return self._reranker is not None
+
+    @property
     def reranker(self) -> QueryLikelihoodReranker:
         """The query-likelihood reranker of ``settings.search_rerank``, loaded (and a GGUF converted) on first use.
 

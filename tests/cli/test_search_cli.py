@@ -32,6 +32,8 @@ def test_cli_search_shows_weak_matches(server, capsys, monkeypatch, adapter_dirs
 
 
 def test_rerank_through_the_api_the_cli_and_the_page(make_hub, adapter_dirs, smollm2_dir, capsys, monkeypatch):
+    import time
+
     import httpx
 
     from hub.api import create_app
@@ -66,6 +68,10 @@ def test_rerank_through_the_api_the_cli_and_the_page(make_hub, adapter_dirs, smo
         assert page.status_code == 422 and "LOOM_SEARCH_RERANK=smollm2" in page.text
 
     with serve_in_thread(create_app(hub=hub)) as url:
+        deadline = time.monotonic() + 120
+        while not hub.search.encoders.reranker_loaded and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hub.search.encoders.reranker_loaded  # the server loaded it at start, before any search asked
         body = httpx.get(f"{url}/api/v1/search", params={"q": QUERY, "k": 4}, timeout=120).json()
         assert body["reranked"] is True and body["results"][0]["adapter"]["name"] == "cover-letter"
         assert all(h["rerank_score"] is not None for h in body["results"])
