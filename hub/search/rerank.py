@@ -31,6 +31,8 @@ from hub.core.errors import InvalidInputError
 
 #: the user turn; ``{}`` is the card's description (what follows it is the same for every card)
 PROMPT = "Write one short request a person might type to ask for a tool that does this: {}"
+#: a card's text is cut to this many tokens (a description may be a whole model card; its start says what it does)
+MAX_CARD_TOKENS = 256
 _MARK = "\x00CARD\x00"
 
 
@@ -76,6 +78,11 @@ class QueryLikelihoodReranker:
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def body_ids(self, card: str) -> list[int]:
+        """What follows the shared prefix for ``card``: its first :data:`MAX_CARD_TOKENS` tokens and the rest of
+        the prompt (the chat template's end of turn and the assistant's start, which begin with a special token)."""
+        return self._ids(" " + card)[:MAX_CARD_TOKENS] + self._ids(self._tail)
+
     def log_likelihoods(self, query: str, cards: Sequence[str]) -> np.ndarray:
         """The mean log-probability of ``query``'s tokens as the request for each card of ``cards``: ``(n,)``.
 
@@ -96,7 +103,7 @@ class QueryLikelihoodReranker:
                     self._cache.move_to_end((query, card))
                     out[i] = hit
             if todo:
-                scores = self._score(q, [self._ids(" " + cards[i] + self._tail) for i in todo])
+                scores = self._score(q, [self.body_ids(cards[i]) for i in todo])
                 self.scored += len(todo)
                 for i, sc in zip(todo, scores, strict=True):
                     out[i] = sc
@@ -133,8 +140,8 @@ class QueryLikelihoodReranker:
     def rerank(self, query: str, hits: Sequence[tuple[int, float]], cards: dict[int, str], weight: float,
                depth: int) -> list[tuple[int, float, float | None]]:
         """``hits`` (``(id, cosine)``, best first) as ``(id, cosine, log-likelihood)``, the first ``depth`` reordered
-        by cosine + ``weight`` x their mean log-likelihood (an id without a card text is scored on its id's absence:
-        it keeps its place among the rest); the others follow as they were, with no log-likelihood.
+        by cosine + ``weight`` x their mean log-likelihood; ids without a card text in ``cards`` are not scored and
+        follow them, then the hits beyond ``depth``, in their order and with no log-likelihood.
 
         Raises:
             InvalidInputError: a negative weight or a depth below 1.

@@ -183,12 +183,13 @@ class SearchService(IndexKeeper):
         self.refresh()
         qvec = self.embed_query(query) if vector is None else vector
         if not rerank:
-            return self._search_fresh(viewer, query, k, f, qvec, False)
+            return self._search_twice(viewer, query, k, f, qvec, False)
         with self.encoders.reranker.lock:  # wait for the model before taking a DB connection
-            return self._search_fresh(viewer, query, k, f, qvec, True)
+            return self._search_twice(viewer, query, k, f, qvec, True)
 
-    def _search_fresh(self, viewer: User | None, query: str, k: int, f: AdapterFilters, qvec: np.ndarray,
+    def _search_twice(self, viewer: User | None, query: str, k: int, f: AdapterFilters, qvec: np.ndarray,
                       rerank: bool) -> list[SearchHit]:
+        """:meth:`_search` with the cached allowed set, and again without it when that set or the index was stale."""
         out = self._search(viewer, query, k, f, qvec, cached=True, rerank=rerank)
         if out is None:  # a cached allowed set or the index was out of date (another process changed a row)
             self.allowed_cache.invalidate()

@@ -21,7 +21,7 @@ QUERY = "persuade a recruiter I am a good fit for the role"
 def test_the_likelihood_equals_a_forward_of_the_whole_prompt(smollm2_dir):
     import torch
 
-    from hub.search.rerank import PROMPT, QueryLikelihoodReranker
+    from hub.search.rerank import MAX_CARD_TOKENS, PROMPT, QueryLikelihoodReranker
 
     r = QueryLikelihoodReranker(smollm2_dir, device="cpu")
     cards = [d for _, d, _ in CATALOG]
@@ -37,6 +37,9 @@ def test_the_likelihood_equals_a_forward_of_the_whole_prompt(smollm2_dir):
         assert ll == pytest.approx(lp[-q - 1:-1].gather(-1, ids[0, -q:, None]).mean().item(), abs=1e-4)
     assert r.scored == 4
     assert list(r.log_likelihoods(QUERY, cards[::-1])) == list(got[::-1]) and r.scored == 4  # from the cache
+    long = " ".join([cards[0]] * 200)  # a whole model card as the description: cut, still scored
+    assert len(r.body_ids(long)) <= MAX_CARD_TOKENS + len(r.body_ids(""))
+    assert r.log_likelihoods(QUERY, [long])[0] < 0 and r.scored == 5
     with pytest.raises(InvalidInputError, match="depth >= 1"):
         r.rerank(QUERY, [(1, 0.5)], {1: cards[0]}, 0.3, 0)
 
