@@ -157,14 +157,18 @@ def calibration(embedder: object) -> dict[str, object]:
             "on_p1": float(np.percentile(top[right], 1)), "on_p5": float(np.percentile(top[right], 5))}
 
 
+def bench_smollm2() -> Path:
+    """SmolLM2-135M-Instruct as a model folder, converted once under the temp folder the search benchmarks share."""
+    from testbed.real.base import smollm2_folder
+
+    return smollm2_folder(Path(tempfile.gettempdir()) / "loom-search-variants")[0]
+
+
 def reranked_rows(cards: list[dict], queries: list[dict], embedder: object, encoder: str) -> dict[str, object]:
     """Loom's search service with the query-likelihood reranker (``LOOM_SEARCH_RERANK=smollm2``, the hub's
     default weight and depth): its metrics, misses and per-query latency (model loaded and warmed first)."""
-    from testbed.real.base import smollm2_folder
-
-    folder, _ = smollm2_folder(Path(tempfile.gettempdir()) / "loom-search-variants")
     with tempfile.TemporaryDirectory() as tmp:
-        service = loom_service(Path(tmp), cards, embedder, search_encoder=encoder, search_rerank=str(folder))
+        service = loom_service(Path(tmp), cards, embedder, search_encoder=encoder, search_rerank=str(bench_smollm2()))
         service.search(None, "warm up", k=K)  # type: ignore[attr-defined]  # loads the model
         ranks: list[int | None] = []
         misses, times = [], []

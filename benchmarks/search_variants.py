@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from search_quality import K, ranks_to_metrics
+from search_quality import K, bench_smollm2, ranks_to_metrics
 
 DEV = Path(__file__).resolve().parent / "data" / "search_dev.json"
 
@@ -48,14 +48,10 @@ TEXTS: dict[str, Callable[[str, str, list[str]], str]] = {
 
 def doc2query(cards: list[dict], n: int) -> list[list[str]]:
     """``n`` requests per card written by SmolLM2-135M-Instruct from the card's description (temperature 0.7)."""
-    import tempfile
-
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from testbed.real.base import smollm2_folder
-
-    folder, _ = smollm2_folder(Path(tempfile.gettempdir()) / "loom-search-variants")
+    folder = bench_smollm2()
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     out = []
@@ -75,13 +71,9 @@ def doc2query(cards: list[dict], n: int) -> list[list[str]]:
 def rerank_rows(cards: list[dict], queries: list[str], s: np.ndarray, off: list[str],
                 so: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Rows of the query-likelihood reranker over the top 10 of the cosine scores ``s`` (on-topic) and ``so``."""
-    import tempfile
-
     from hub.search.rerank import QueryLikelihoodReranker
-    from testbed.real.base import smollm2_folder
 
-    folder, _ = smollm2_folder(Path(tempfile.gettempdir()) / "loom-search-variants")
-    ranker = QueryLikelihoodReranker(folder)
+    ranker = QueryLikelihoodReranker(bench_smollm2())
     texts = [c["description"] for c in cards]
 
     def likelihoods(qs: list[str], sc: np.ndarray) -> np.ndarray:

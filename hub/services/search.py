@@ -17,6 +17,7 @@ A hit whose cosine is below ``settings.search_match_threshold`` is a weak match
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -176,24 +177,18 @@ class SearchService(IndexKeeper):
             raise InvalidInputError(f"k must be in 1..{MAX_K}, got {k}", field="k", value=k)
         if rerank is None:
             rerank = self.rerank_available
-        elif rerank and not self.rerank_available:
-            _ = self.encoders.reranker  # raises: rerank needs a reranker model (names the setting)
+        # a reranked search waits for the model before it takes a DB connection; asking for one on a hub without a
+        # reranker raises here (the error names the setting)
+        lock = self.encoders.reranker.lock if rerank else contextlib.nullcontext()
         f = filters or AdapterFilters()
         self.ensure_index()
         self.refresh()
         qvec = self.embed_query(query) if vector is None else vector
-        if not rerank:
-            return self._search_twice(viewer, query, k, f, qvec, False)
-        with self.encoders.reranker.lock:  # wait for the model before taking a DB connection
-            return self._search_twice(viewer, query, k, f, qvec, True)
-
-    def _search_twice(self, viewer: User | None, query: str, k: int, f: AdapterFilters, qvec: np.ndarray,
-                      rerank: bool) -> list[SearchHit]:
-        """:meth:`_search` with the cached allowed set, and again without it when that set or the index was stale."""
-        out = self._search(viewer, query, k, f, qvec, cached=True, rerank=rerank)
-        if out is None:  # a cached allowed set or the index was out of date (another process changed a row)
-            self.allowed_cache.invalidate()
-            out = self._search(viewer, query, k, f, qvec, cached=False, rerank=rerank)
+        with lock:
+            out = self._search(viewer, query, k, f, qvec, cached=True, rerank=rerank)
+            if out is None:  # a cached allowed set or the index was out of date (another process changed a row)
+                self.allowed_cache.invalidate()
+                out = self._search(viewer, query, k, f, qvec, cached=False, rerank=rerank)
         return out or []
 
     def _search(self, viewer: User | None, query: str, k: int, f: AdapterFilters, qvec: np.ndarray,
@@ -224,15 +219,14 @@ class SearchService(IndexKeeper):
             depth = max(k, LEXICAL_DEPTH if weight > 0 else 0, rerank_depth)
             hits = index.search(qvec, depth, allowed=allowed) if (not has_filters or allowed.size) else []
             dense = [(int(i), float(sc)) for i, sc in hits if i not in exact]
-            if weight > 0:  # the lexical tie-break among the dense top LEXICAL_DEPTH (hub.search.lexical)
+            if weight > 0 or rerank_depth:
                 rows = repo.adapters_by_ids(s, list(exact) + [i for i, _ in dense])
+            if weight > 0:  # the lexical tie-break among the dense top LEXICAL_DEPTH (hub.search.lexical)
                 texts = {i: card_text(a.name, a.description, a.tags or []) for i, _ in dense[:LEXICAL_DEPTH]
                          if (a := rows.get(i)) is not None}
                 dense = lexical_rerank(query, dense, texts, weight, LEXICAL_DEPTH)
             likelihood: dict[int, float] = {}
             if rerank_depth:  # the reranker over the first rerank_depth (hub.search.rerank)
-                if weight == 0:
-                    rows = repo.adapters_by_ids(s, list(exact) + [i for i, _ in dense])
                 cards = {i: a.description or card_text(a.name, "", []) for i, _ in dense[:rerank_depth]
                          if (a := rows.get(i)) is not None}
                 fused = self.encoders.reranker.rerank(query, dense, cards, float(self.settings.search_rerank_weight),

@@ -45,6 +45,7 @@ class SearchEncoders:
         self._cache_lock = threading.Lock()
         self.query_cache_hits = 0
         self._reranker: QueryLikelihoodReranker | None = None
+        self._rerank_lock = threading.Lock()  # its own: loading it (a GGUF conversion) must not hold up queries
 
     @property
     def embedder(self) -> Embedder:
@@ -133,7 +134,7 @@ class SearchEncoders:
             raise InvalidInputError("rerank needs a reranker model: start the hub with LOOM_SEARCH_RERANK=smollm2 "
                                     "(or a model folder or .gguf file)", field="rerank")
         if self._reranker is None:
-            with self._lock:
+            with self._rerank_lock:
                 if self._reranker is None:
                     from hub.search.rerank import QueryLikelihoodReranker
 
@@ -142,11 +143,8 @@ class SearchEncoders:
 
     def _rerank_folder(self) -> Path:
         from hub.weights.gguf import convert_gguf
+        from hub.weights.packaged import smollm2_gguf
 
         choice = self.settings.search_rerank
-        if choice == "smollm2":
-            from hub.weights.packaged import smollm2_gguf
-
-            return convert_gguf(smollm2_gguf(), self.settings.weights_dir / "gguf").folder
-        path = Path(choice)
+        path = smollm2_gguf() if choice == "smollm2" else Path(choice)  # a .gguf file (converted once) or a folder
         return convert_gguf(path, self.settings.weights_dir / "gguf").folder if path.is_file() else path

@@ -56,6 +56,9 @@ def test_a_reranking_hub_puts_the_card_the_query_asks_for_first(make_hub, adapte
     assert {h.adapter.full_name: h.score for h in hits} == cosine  # the scores shown stay the cosines
     assert all(h.rerank_score is not None and h.rerank_score < 0 for h in hits)
     assert hits[0].rerank_score > next(h.rerank_score for h in hits if h.adapter.full_name == "dev/workout")
+    no_lexical = make_hub(search_rerank=str(smollm2_dir), search_lexical_weight=0.0)  # rows read for the reranker
+    _fill(no_lexical, adapter_dirs, CATALOG)
+    assert no_lexical.search.search(None, QUERY, k=4)[0].adapter.full_name == "dev/cover-letter"
     depth1 = make_hub(search_rerank=str(smollm2_dir), search_rerank_depth=1)  # reorders only what it scores
     _fill(depth1, adapter_dirs, CATALOG)
     one = depth1.search.search(None, QUERY, k=4)

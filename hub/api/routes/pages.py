@@ -152,9 +152,10 @@ def search_page(request: Request, hub: HubDep, user: PageUser, q: str = "", base
     page_no = _int_param(page, "page", errors) or 1
     if lo is not None and hi is not None and lo > hi:
         errors["max_rank"] = f"must be at least the minimum rank ({lo})"
-    rerank: bool | None = {"": None, "rerank": True, "cosine": False}.get(rank, None)
-    if rank not in ("", "rerank", "cosine"):
+    modes: dict[str, bool | None] = {"": None, "rerank": True, "cosine": False}  # the Ranking choice -> rerank
+    if rank not in modes:
         errors["rank"] = f"must be 'rerank' or 'cosine', got {rank!r}"
+    rerank = modes.get(rank)
     q = q.strip()
     rows: list[dict[str, Any]] = []
     total: int | None = None

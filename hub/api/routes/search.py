@@ -29,11 +29,11 @@ def search(
                                                      "LOOM_SEARCH_RERANK)")] = None,
 ) -> SearchOut:
     f = filters_dep(base_model, tag, license, owner, min_rank, max_rank, kind)
-    reranked = hub.search.rerank_available if rerank is None else rerank
-    hits = hub.search.search(user, q, k, f, rerank=reranked)
+    hits = hub.search.search(user, q, k, f, rerank=rerank)
     hub.metrics.searches.inc()
     results = [SearchHitOut(adapter=AdapterOut.of(h.adapter), score=h.score, exact=h.exact, match=h.match,
                             rerank_score=h.rerank_score) for h in hits]
     overall = "good" if any(h.match == "good" for h in hits) else "weak"
+    reranked = any(h.rerank_score is not None for h in hits)
     return SearchOut(query=q, k=k, match=overall, threshold=hub.search.match_threshold, reranked=reranked,
                      results=results)
