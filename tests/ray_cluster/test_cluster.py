@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -279,10 +280,12 @@ def test_a_dropped_stream_frees_its_rows_on_the_replica(cluster, tmp_path):
     assert all(s["rows"]["running"] == 0 for s in gateway.replicas.values()), gateway.replicas
 
 
-def test_the_replica_cancels_a_request_by_its_id(cluster, tmp_path):
-    """The replica's ``cancel`` (what the gateway sends besides Serve's cancel of the call, which is lost now and
-    then) ends the request with that id: a stream whose Serve call stays open stops with RequestCancelledError
-    instead of generating 4 x 1900 tokens."""
+def test_a_cancel_by_id_reaches_the_replica_that_runs_the_request(cluster, tmp_path):
+    """The gateway's cancel by request id (what it sends besides Serve's cancel of the call, which is lost now and
+    then) asks each replica at most once, so it reaches the one running the request wherever Serve's default would
+    have sent it (to the idle one, whenever both held the key: a stream ran on to its end in CI). The router sends a
+    ``cancel`` to a replica not in ``tried``; a stream whose Serve call stays open then stops with
+    RequestCancelledError instead of generating 4 x 1900 tokens."""
     from hub.core.errors import RequestCancelledError
     from hub.services.inference import CompletionRequest
     from hub.services.inference.ray_gateway import replica_errors
@@ -293,10 +296,13 @@ def test_the_replica_cancels_a_request_by_its_id(cluster, tmp_path):
     req = CompletionRequest(model="alice/a0", prompts=["Hello"], max_tokens=1900, n=4, ignore_eos=True)
     key, spec = gateway._spec(None, req)
 
-    async def run() -> tuple[bool, int, BaseException | None]:
+    async def run() -> tuple[Any, ...]:
+        nowhere = await gateway.cancel_by_id(key, "no-such-request")
+        a, b = nowhere[1]
+        pinned = [await gateway.handle.cancel.remote("no-such-request", key=key, tried=(t,)) for t in (a, b)]
         gen = gateway.handle.options(stream=True, multiplexed_model_id=key).stream.remote(spec)
         await gen.__anext__()  # the rows run
-        done = await gateway.handle.options(multiplexed_model_id=key).cancel.remote(spec["request_id"])
+        found = await gateway.cancel_by_id(key, spec["request_id"])
         pieces, error = 0, None
         try:
             with replica_errors():
@@ -305,12 +311,16 @@ def test_the_replica_cancels_a_request_by_its_id(cluster, tmp_path):
                     pieces += 1
         except RequestCancelledError as e:
             error = e
-        return done, pieces, error
+        again = await gateway.cancel_by_id(key, spec["request_id"])
+        return nowhere, pinned, found, pieces, error, again
 
-    done, pieces, error = asyncio.run(run())
-    assert done is True and isinstance(error, RequestCancelledError), (done, pieces)
-    again = gateway.handle.options(multiplexed_model_id=key).cancel.remote(spec["request_id"]).result(timeout_s=30)
-    assert again is False  # it no longer runs anywhere
+    nowhere, pinned, found, pieces, error, again = asyncio.run(run())
+    a, b = nowhere[1]
+    assert nowhere[0] is None and a != b  # no replica ran it, and both were asked, once each
+    assert pinned == [(False, b), (False, a)]  # the router sends a cancel to the replica not tried
+    assert found[0] in (a, b) and found[0] not in found[1], found
+    assert isinstance(error, RequestCancelledError), (found, pieces)
+    assert again[0] is None and sorted(again[1]) == sorted([a, b])  # it no longer runs anywhere
 
 
 def test_requests_in_flight_hold_no_gateway_thread(cluster, tmp_path):

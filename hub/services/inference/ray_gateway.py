@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: seconds a request waits for its replica before it is answered 503 (a replica that died mid-request)
 REQUEST_TIMEOUT_S = 600.0
-#: replicas asked to cancel a request by id before the gateway gives up (several replicas may hold its key)
+#: calls to cancel a request by id beyond one per replica before the gateway gives up
 CANCEL_TRIES = 3
 
 
@@ -94,6 +94,7 @@ class RayInference:
         self.engines = BaseEngines(settings, base_models)  # bases by id only: the gateway loads no model
         self.resolver = Resolver(adapters, base_models, self.engines, None, None)  # type: ignore[arg-type]
         self.handle: Any = None
+        self.num_replicas = settings.inference_replicas  # as deployed (start's ``replicas`` may say otherwise)
         self.replicas: dict[str, dict[str, Any]] = {}
         self.served_by: dict[str, str] = {}  # affinity key -> the replica that answered it last
         self._first: dict[str, threading.Event] = {}  # keys whose first request is in flight
@@ -116,6 +117,7 @@ class RayInference:
         from ray import serve
 
         serve.start(proxy_location="Disabled")  # handles only: no HTTP proxy next to the API's port
+        self.num_replicas = app_options.get("replicas") or self.settings.inference_replicas
         self.handle = serve.run(build_app(self.settings, self.build_replica, **app_options), name=APP_NAME,
                                 route_prefix=None)
 
@@ -206,21 +208,35 @@ class RayInference:
                 self._first.pop(key, None)
             event.set()
 
+    async def cancel_by_id(self, key: str, request_id: str) -> tuple[str | None, list[str]]:
+        """Cancel the request ``request_id`` on whichever replica runs it, besides Serve's cancel of the call (which
+        is lost now and then: :mod:`~hub.services.inference.ray_serve`): the replicas' ``cancel``, each replica
+        asked at most once (the router sends each call to one not in ``tried``, those holding ``key`` first:
+        :class:`~hub.services.inference.ray_router.LoomRequestRouter`). Returns the replica that ran it (None: none
+        did, it had ended) and the replicas that answered "not here", once each replica it knows of did (a call that
+        Serve's FIFO routing handed to a replica asked before is asked again, up to :data:`CANCEL_TRIES` times)."""
+        tried: list[str] = []
+        known = max(self.num_replicas, len(self.replicas))
+        for _ in range(known + CANCEL_TRIES):
+            try:
+                call = self.handle.cancel.remote(request_id, key=key, tried=tuple(tried))
+                found, replica = await asyncio.wait_for(call, 30)
+            except Exception:  # noqa: BLE001 - no replica answered: a dead one took the request's rows with it
+                break
+            if found:
+                return replica, tried
+            if replica not in tried:
+                tried.append(replica)
+            if len(tried) >= known:
+                break
+        return None, tried
+
     def _by_id(self, key: str, request_id: str) -> Callable[[], None]:
-        """What cancels a request on its replica by id, besides Serve's cancel of the call (which is lost now and
-        then: :mod:`~hub.services.inference.ray_serve`): the replica's ``cancel`` through the handle with the
-        request's key, so Serve routes it to a replica holding the key, asked again while the replica reached does
-        not run the request (up to :data:`CANCEL_TRIES`). Callable from any thread; it runs on this event loop."""
+        """:meth:`cancel_by_id` as a callable from any thread (it runs on this event loop)."""
         loop = asyncio.get_running_loop()
 
         async def send() -> None:
-            for _ in range(CANCEL_TRIES):
-                try:
-                    call = self.handle.options(multiplexed_model_id=key).cancel.remote(request_id)
-                    if await asyncio.wait_for(call, 30):
-                        return
-                except Exception:  # noqa: BLE001 - no replica answered: a dead one took the request's rows with it
-                    return
+            await self.cancel_by_id(key, request_id)
 
         def fire() -> None:
             try:

@@ -74,9 +74,14 @@ def build_app(settings: Settings, build_replica: ReplicaFactory, *, replicas: in
     per_replica = models_per_replica or settings.adapter_cache_gpu
     gpus = settings.inference_replica_gpus if num_gpus is None else num_gpus
 
+    from ray.serve.config import RequestRouterConfig
+
+    from hub.services.inference.ray_router import LoomRequestRouter
+
     @serve.deployment(name=DEPLOYMENT, num_replicas=replicas, max_ongoing_requests=64,
                       ray_actor_options={"num_cpus": 0.5 if not gpus else 1, "num_gpus": gpus},
-                      health_check_period_s=2, health_check_timeout_s=10)
+                      health_check_period_s=2, health_check_timeout_s=10,
+                      request_router_config=RequestRouterConfig(request_router_class=LoomRequestRouter))
     class LoomReplica:
         def __init__(self, settings_dict: dict[str, Any]) -> None:
             # import before concurrent requests: transformers' lazy imports raced across a fresh replica's threads
@@ -135,12 +140,15 @@ def build_app(settings: Settings, build_replica: ReplicaFactory, *, replicas: in
             cancel = self._running[spec["request_id"]] = threading.Event()
             return cancel
 
-        async def cancel(self, request_id: str) -> bool:
-            """Cancel the request ``request_id``; False when it does not run here (the gateway then asks again)."""
+        async def cancel(self, request_id: str, key: str | None = None,
+                         tried: tuple[str, ...] = ()) -> tuple[bool, str]:
+            """Cancel the request ``request_id``: whether it ran here, and this replica's id (the gateway asks the
+            next replica when it did not). ``key`` and ``tried`` are for the router
+            (:class:`~hub.services.inference.ray_router.LoomRequestRouter`)."""
             event = self._running.get(request_id)
             if event is not None:
                 event.set()
-            return event is not None
+            return event is not None, self.tag
 
         async def complete(self, spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
             self._specs[serve.get_multiplexed_model_id()] = spec
