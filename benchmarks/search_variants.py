@@ -8,7 +8,9 @@ measured in the same run, and how many on-topic / off-topic top hits fall below 
 requests a user might type for each card (sampled, seeded), and the recipe-2 card vector is fused with them (the
 max or mean of the query's cosines with them, or their centroid added to the card vector). ``--rerank`` adds the
 query-likelihood reranker (:mod:`hub.search.rerank`, SmolLM2-135M-Instruct) over the recipe-2 top 10: cosine +
-w x the mean log-probability of the query as a request for the card, for several w, and the likelihood alone.
+w x the mean log-probability of the query as a request for the card, for several w, the likelihood alone, and
+w 0.3 applied only to the queries whose first cosine hit leads the second by less than a margin (how many a gated
+reranker would rerank, and what it keeps of the gain).
 
     OMP_NUM_THREADS=1 python benchmarks/search_variants.py [--set benchmarks/data/search_dev.json] [--doc2query 4]
     python benchmarks/search_variants.py --set benchmarks/data/search_dev2.json --rerank
@@ -93,7 +95,19 @@ def rerank_rows(cards: list[dict], queries: list[str], s: np.ndarray, off: list[
 
     out = [(f"recipe 2 + {w} x query likelihood (top 10)", fused(s, ll, w), fused(so, llo, w))
            for w in (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)]
-    return out + [("query likelihood alone (top 10)", fused(s, ll, None), fused(so, llo, None))]
+    out.append(("query likelihood alone (top 10)", fused(s, ll, None), fused(so, llo, None)))
+
+    def margin(sc: np.ndarray) -> np.ndarray:
+        top2 = -np.sort(-sc, axis=1)[:, :2]
+        return top2[:, 0] - top2[:, 1]  # (Q,) the cosine lead of the first hit over the second
+
+    def gated(sc: np.ndarray, lik: np.ndarray, m: float) -> np.ndarray:
+        return np.where((margin(sc) < m)[:, None], fused(sc, lik, 0.3), sc)
+
+    for m in (0.01, 0.02, 0.05, 0.1):  # rerank (w 0.3) only the queries whose first hit leads by less than m
+        share = float(np.mean(margin(s) < m))
+        out.append((f"w 0.3, only margin < {m} ({share:.0%} reranked)", gated(s, ll, m), gated(so, llo, m)))
+    return out
 
 
 def main() -> None:
