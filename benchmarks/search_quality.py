@@ -166,22 +166,30 @@ def bench_smollm2() -> Path:
 
 def reranked_rows(cards: list[dict], queries: list[dict], embedder: object, encoder: str) -> dict[str, object]:
     """Loom's search service with the query-likelihood reranker (``LOOM_SEARCH_RERANK=smollm2``, the hub's
-    default weight and depth): its metrics, misses and per-query latency (model loaded and warmed first)."""
+    default weight, depth and margin), as a search that does not ask (``gated``: reranked only when its first hit
+    leads by less than the margin) and one that asks (``every``: ``rerank=True``): metrics, misses, per-query
+    latency and the share of searches reranked (model loaded and warmed first)."""
+    out: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         service = loom_service(Path(tmp), cards, embedder, search_encoder=encoder, search_rerank=str(bench_smollm2()))
-        service.search(None, "warm up", k=K)  # type: ignore[attr-defined]  # loads the model
-        ranks: list[int | None] = []
-        misses, times = [], []
-        for q in queries:
-            t = time.perf_counter()
-            found = [h.adapter.full_name for h in service.search(None, q["q"], k=K)]  # type: ignore[attr-defined]
-            times.append(time.perf_counter() - t)
-            rank = found.index(q["target"]) + 1 if q["target"] in found else None
-            ranks.append(rank)
-            if rank != 1:
-                misses.append((q["q"], q["target"], found[:3], rank))
-    return {"metrics": ranks_to_metrics(ranks), "misses": misses, "p50_ms": float(np.percentile(times, 50) * 1e3),
-            "p95_ms": float(np.percentile(times, 95) * 1e3)}
+        service.search(None, "warm up", k=K, rerank=True)  # type: ignore[attr-defined]  # loads the model
+        for mode, rerank in (("gated", None), ("every", True)):
+            ranks: list[int | None] = []
+            misses, times, reranked = [], [], 0
+            for q in queries:
+                t = time.perf_counter()
+                hits = service.search(None, q["q"], k=K, rerank=rerank)  # type: ignore[attr-defined]
+                times.append(time.perf_counter() - t)
+                reranked += any(h.rerank_score is not None for h in hits)
+                found = [h.adapter.full_name for h in hits]
+                rank = found.index(q["target"]) + 1 if q["target"] in found else None
+                ranks.append(rank)
+                if rank != 1:
+                    misses.append((q["q"], q["target"], found[:3], rank))
+            out[mode] = {"metrics": ranks_to_metrics(ranks), "misses": misses, "share": reranked / len(queries),
+                         "p50_ms": float(np.percentile(times, 50) * 1e3),
+                         "p95_ms": float(np.percentile(times, 95) * 1e3), "mean_ms": float(np.mean(times) * 1e3)}
+    return out
 
 
 def evaluate(path: Path = HELDOUT, embedder: object | None = None, encoder: str = "onnx",
@@ -260,9 +268,11 @@ def print_report(res: dict, path: Path) -> None:
     for q, target, found, rank in res["misses"]:
         print(f"  miss: {q!r} -> {target} at {rank}; top: {', '.join(found)}")
     if res.get("reranked"):
-        rr = res["reranked"]
-        m = rr["metrics"]
-        print(f"{'Loom search service, reranked (smollm2)':<42} {m['r@1']:>8.3f} {m['r@5']:>8.3f} {m['mrr']:>6.3f}   "
-              f"p50 {rr['p50_ms']:.0f} ms, p95 {rr['p95_ms']:.0f} ms per query")
-        for q, target, found, rank in rr["misses"]:
-            print(f"  reranked miss: {q!r} -> {target} at {rank}; top: {', '.join(found)}")
+        for mode, label in (("gated", "reranked when close (default)"), ("every", "reranked, every search")):
+            rr = res["reranked"][mode]
+            m = rr["metrics"]
+            print(f"{'Loom search service, ' + label:<42} {m['r@1']:>8.3f} {m['r@5']:>8.3f} {m['mrr']:>6.3f}   "
+                  f"{rr['share']:.0%} reranked; per query p50 {rr['p50_ms']:.0f} ms, p95 {rr['p95_ms']:.0f} ms, "
+                  f"mean {rr['mean_ms']:.0f} ms")
+            for q, target, found, rank in rr["misses"]:
+                print(f"  {mode} miss: {q!r} -> {target} at {rank}; top: {', '.join(found)}")

