@@ -170,10 +170,11 @@ def reranked_rows(cards: list[dict], queries: list[dict], embedder: object, enco
     leads by less than the margin) and one that asks (``every``: ``rerank=True``): metrics, misses, per-query
     latency and the share of searches reranked (model loaded and warmed first)."""
     out: dict[str, object] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        service = loom_service(Path(tmp), cards, embedder, search_encoder=encoder, search_rerank=str(bench_smollm2()))
-        service.search(None, "warm up", k=K, rerank=True)  # type: ignore[attr-defined]  # loads the model
-        for mode, rerank in (("gated", None), ("every", True)):
+    for mode, rerank in (("gated", None), ("every", True)):
+        with tempfile.TemporaryDirectory() as tmp:  # a service each: the second would find the first's scores cached
+            service = loom_service(Path(tmp), cards, embedder, search_encoder=encoder,
+                                   search_rerank=str(bench_smollm2()))
+            service.search(None, "warm up", k=K, rerank=True)  # type: ignore[attr-defined]  # loads the model
             ranks: list[int | None] = []
             misses, times, reranked = [], [], 0
             for q in queries:
