@@ -53,7 +53,7 @@ def search(
     max_rank: Annotated[int | None, typer.Option("--max-rank")] = None,
     rerank: Annotated[bool | None, typer.Option(
         "--rerank/--no-rerank", help="Reorder the best hits with the hub's reranker (slower; default: when the hub "
-                                     "has one, LOOM_SEARCH_RERANK).")] = None,
+                                     "has one, LOOM_SEARCH_RERANK, and the first hit is not clearly ahead).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Find adapters by describing what they should do."""

@@ -26,7 +26,8 @@ def search(
     kind: str | None = None,
     rerank: Annotated[bool | None, Query(description="reorder the best hits with the reranker (slower: a small LM "
                                                      "reads each; default: when the hub has one, "
-                                                     "LOOM_SEARCH_RERANK)")] = None,
+                                                     "LOOM_SEARCH_RERANK, and the first hit leads the second by less "
+                                                     "than LOOM_SEARCH_RERANK_MARGIN; true: whatever the lead)")] = None,
 ) -> SearchOut:
     f = filters_dep(base_model, tag, license, owner, min_rank, max_rank, kind)
     hits = hub.search.search(user, q, k, f, rerank=rerank)
