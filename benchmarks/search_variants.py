@@ -107,6 +107,16 @@ def rerank_rows(cards: list[dict], queries: list[str], s: np.ndarray, off: list[
     for m in (0.01, 0.02, 0.05, 0.1):  # rerank (w 0.3) only the queries whose first hit leads by less than m
         share = float(np.mean(margin(s) < m))
         out.append((f"w 0.3, only margin < {m} ({share:.0%} reranked)", gated(s, ll, m), gated(so, llo, m)))
+
+    def near(sc: np.ndarray, lik: np.ndarray, d: float) -> np.ndarray:
+        # margin 0.05, and only the top-10 hits within d of the best are scored (the others keep their order below)
+        kept = np.where(sc >= sc.max(1, keepdims=True) - d, lik, np.nan)
+        return gated(sc, np.where(np.isnan(lik), np.nan, np.where(np.isnan(kept), -1e3, kept)), 0.05)
+
+    close = margin(s) < 0.05
+    for d in (0.05, 0.1, 0.15, 0.2):
+        scored = np.sum(~np.isnan(ll) & (s >= s.max(1, keepdims=True) - d), 1)[close]
+        out.append((f"margin 0.05, depth: within {d} ({scored.mean():.1f} scored)", near(s, ll, d), near(so, llo, d)))
     return out
 
 
