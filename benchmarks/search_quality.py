@@ -168,12 +168,13 @@ def reranked_rows(cards: list[dict], queries: list[dict], embedder: object, enco
     """Loom's search service with the query-likelihood reranker (``LOOM_SEARCH_RERANK=smollm2``, the hub's
     default weight, depth and margin), as a search that does not ask (``gated``: reranked only when its first hit
     leads by less than the margin) and one that asks (``every``: ``rerank=True``): metrics, misses, per-query
-    latency and the share of searches reranked (model loaded and warmed first)."""
+    latency and the share of searches reranked (model loaded and warmed first); ``every_nocache``: the same as
+    ``every`` with no card cache (each card's prompt encoded for every query, as before session 20)."""
     out: dict[str, object] = {}
-    for mode, rerank in (("gated", None), ("every", True)):
+    for mode, rerank, card_mb in (("gated", None, 256.0), ("every", True, 256.0), ("every_nocache", True, 0.0)):
         with tempfile.TemporaryDirectory() as tmp:  # a service each: the second would find the first's scores cached
             service = loom_service(Path(tmp), cards, embedder, search_encoder=encoder,
-                                   search_rerank=str(bench_smollm2()))
+                                   search_rerank=str(bench_smollm2()), search_rerank_card_cache_mb=card_mb)
             service.search(None, "warm up", k=K, rerank=True)  # type: ignore[attr-defined]  # loads the model
             ranks: list[int | None] = []
             misses, times, reranked = [], [], 0
@@ -269,11 +270,15 @@ def print_report(res: dict, path: Path) -> None:
     for q, target, found, rank in res["misses"]:
         print(f"  miss: {q!r} -> {target} at {rank}; top: {', '.join(found)}")
     if res.get("reranked"):
-        for mode, label in (("gated", "reranked when close (default)"), ("every", "reranked, every search")):
+        for mode, label in (("gated", "reranked when close (default)"), ("every", "reranked, every search"),
+                            ("every_nocache", "reranked, every search, no card cache")):
             rr = res["reranked"][mode]
             m = rr["metrics"]
             print(f"{'Loom search service, ' + label:<42} {m['r@1']:>8.3f} {m['r@5']:>8.3f} {m['mrr']:>6.3f}   "
                   f"{rr['share']:.0%} reranked; per query p50 {rr['p50_ms']:.0f} ms, p95 {rr['p95_ms']:.0f} ms, "
                   f"mean {rr['mean_ms']:.0f} ms")
-            for q, target, found, rank in rr["misses"]:
+            for q, target, found, rank in ([] if mode == "every_nocache" else rr["misses"]):
                 print(f"  {mode} miss: {q!r} -> {target} at {rank}; top: {', '.join(found)}")
+        every, cold = res["reranked"]["every"], res["reranked"]["every_nocache"]
+        print(f"card cache: reranked p50 x{cold['p50_ms'] / every['p50_ms']:.2f} faster, mean "
+              f"x{cold['mean_ms'] / every['mean_ms']:.2f} (the same ranks: {every['metrics'] == cold['metrics']})")

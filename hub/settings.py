@@ -60,6 +60,9 @@ class Settings(BaseSettings):
             is reranked only when its best cosine leads the second by less than this (0: every search); chosen on
             the dev sets only (benchmarks/search_variants.py --rerank: 0.05 reranked 12% / 22% of their queries and
             kept the gains of reranking them all). ``rerank=true`` reranks whatever the lead.
+        search_rerank_card_cache_mb: the reranker keeps the keys/values of the card prompts it scored last, up to
+            this many MiB (about 2 MiB per card of ~50 tokens with SmolLM2 in float32): a card seen again costs only
+            the query's tokens (0: none kept).
         search_filter_cache_s: how long a filtered search's allowed set (visible adapters matching the filters)
             is reused; this process's own changes drop it at once, other processes' show within this time
             (0: read it for every query).
@@ -163,6 +166,7 @@ class Settings(BaseSettings):
     search_rerank_weight: float = Field(default=0.3, ge=0.0, le=10.0)
     search_rerank_depth: int = Field(default=10, ge=1, le=100)
     search_rerank_margin: float = Field(default=0.05, ge=0.0, le=2.0)
+    search_rerank_card_cache_mb: float = Field(default=256.0, ge=0.0)
     search_filter_cache_s: float = Field(default=2.0, ge=0.0)
     allow_anonymous_publish: bool = False
     workers: int = 1

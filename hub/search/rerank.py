@@ -44,9 +44,12 @@ class QueryLikelihoodReranker:
         folder: the model folder (config, weights, tokenizer with a chat template).
         device: ``"cpu"``, ``"cuda"`` or None (CUDA when available).
         cache_size: ``(query, card text)`` scores kept.
+        card_cache_mb: the keys/values (and last hidden state) of the prompts of the cards scored last, kept up to
+            this many MiB: a card seen again costs only its query's tokens (0: none kept).
     """
 
-    def __init__(self, folder: str | Path, device: str | None = None, cache_size: int = 4096) -> None:
+    def __init__(self, folder: str | Path, device: str | None = None, cache_size: int = 4096,
+                 card_cache_mb: float = 256.0) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -75,6 +78,11 @@ class QueryLikelihoodReranker:
         self._cache: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._cache_size = cache_size
         self.scored = 0  # (query, card) pairs run through the model (not from the cache)
+        # body ids -> (keys, values per layer: (heads, L, dim); the last body position's hidden state), LRU by bytes
+        self._cards: OrderedDict[tuple[int, ...], _CardState] = OrderedDict()
+        self._card_budget = int(card_cache_mb * 2**20)
+        self._card_bytes = 0
+        self.cards_encoded = 0  # card prompts run through the model (not from the card cache)
 
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -114,29 +122,87 @@ class QueryLikelihoodReranker:
         return out
 
     def _score(self, q: list[int], bodies: list[list[int]]) -> list[float]:
+        """Each body's card prompt (keys/values from the card cache, or encoded now), then ONE forward of the
+        query's tokens over them: the rows' past is right-padded to the longest body (the padding masked), and each
+        row's query tokens take the positions after its own body."""
         import torch
         from transformers import DynamicCache
 
-        seqs = [b + q for b in bodies]
-        n, width, p = len(seqs), max(map(len, seqs)), self._prefix_len
-        ids = torch.full((n, width), self._pad, dtype=torch.long)
-        mask = torch.zeros((n, p + width), dtype=torch.long)
+        states = self._card_states(bodies)
+        n, nq, p = len(bodies), len(q), self._prefix_len
+        width = max(len(b) for b in bodies)
+        mask = torch.zeros((n, p + width + nq), dtype=torch.long)
         mask[:, :p] = 1
-        for r, s in enumerate(seqs):  # right padding: real tokens keep positions p, p+1, ...
-            ids[r, : len(s)] = torch.tensor(s)
-            mask[r, p : p + len(s)] = 1
-        cache: Any = DynamicCache([(k.expand(n, -1, -1, -1).contiguous(), v.expand(n, -1, -1, -1).contiguous())
-                                   for k, v in self._prefix])
+        mask[:, p + width:] = 1
+        layers = []
+        for li, (pk, pv) in enumerate(self._prefix):
+            heads, dim = pk.shape[1], pk.shape[3]
+            keys = pk.new_zeros((n, heads, p + width, dim))
+            values = pv.new_zeros((n, heads, p + width, dim))
+            keys[:, :, :p], values[:, :, :p] = pk[0], pv[0]
+            for r, st in enumerate(states):
+                length = st.keys[li].shape[1]
+                keys[r, :, p:p + length], values[r, :, p:p + length] = st.keys[li], st.values[li]
+            layers.append((keys, values))
+        for r, b in enumerate(bodies):
+            mask[r, p:p + len(b)] = 1
+        positions = torch.tensor([[p + len(b) + j for j in range(nq)] for b in bodies])
+        cache: Any = DynamicCache(layers)
         with torch.inference_mode():
-            hidden = self.model.base_model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                      cache=cache, use_cache=True).last_hidden_state
-            # the positions that predict the query's tokens: from the last body token to the last but one query token
-            rows = torch.arange(n).repeat_interleave(len(q))
-            cols = torch.tensor([len(b) - 1 + j for b in bodies for j in range(len(q))])
-            logits = self.model.get_output_embeddings()(hidden[rows, cols]).float()
-            target = torch.tensor(q * n, device=logits.device)
-            lp = torch.log_softmax(logits, -1).gather(-1, target[:, None])[:, 0]
-        return [float(v) for v in lp.view(n, len(q)).mean(1).cpu()]
+            hidden = self.model.base_model(input_ids=torch.tensor([q] * n, device=self.device),
+                                           attention_mask=mask.to(self.device), position_ids=positions.to(self.device),
+                                           cache=cache, use_cache=True).last_hidden_state
+            # the query's first token is predicted at the body's last position, the others at the query's own
+            pred = torch.cat([torch.stack([st.last for st in states])[:, None], hidden[:, :-1]], 1)  # (n, nq, H)
+            logits = self.model.get_output_embeddings()(pred).float()
+            target = torch.tensor(q, device=logits.device).expand(n, nq)
+            lp = torch.log_softmax(logits, -1).gather(-1, target[..., None])[..., 0]
+        return [float(v) for v in lp.mean(1).cpu()]
+
+    def _card_states(self, bodies: list[list[int]]) -> list[_CardState]:
+        """The card prompt of each body: from the card cache, or the missing ones encoded in one right-padded
+        forward after the shared prefix (and kept while the cache's budget allows)."""
+        import torch
+        from transformers import DynamicCache
+
+        found: dict[tuple[int, ...], _CardState] = {}
+        for b in bodies:
+            st = self._cards.get(tuple(b))
+            if st is not None:
+                self._cards.move_to_end(tuple(b))
+                found[tuple(b)] = st
+        todo = list(dict.fromkeys(tuple(b) for b in bodies if tuple(b) not in found))
+        if todo:
+            n, width, p = len(todo), max(map(len, todo)), self._prefix_len
+            ids = torch.full((n, width), self._pad, dtype=torch.long)
+            mask = torch.zeros((n, p + width), dtype=torch.long)
+            mask[:, :p] = 1
+            for r, body in enumerate(todo):  # right padding: real tokens keep positions p, p+1, ...
+                ids[r, : len(body)] = torch.tensor(body)
+                mask[r, p : p + len(body)] = 1
+            cache: Any = DynamicCache([(k.expand(n, -1, -1, -1).contiguous(), v.expand(n, -1, -1, -1).contiguous())
+                                       for k, v in self._prefix])
+            with torch.inference_mode():
+                hidden = self.model.base_model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                               cache=cache, use_cache=True).last_hidden_state
+            self.cards_encoded += n
+            for r, body in enumerate(todo):
+                span = slice(p, p + len(body))
+                st = _CardState([layer.keys[r, :, span].clone() for layer in cache.layers],
+                                [layer.values[r, :, span].clone() for layer in cache.layers],
+                                hidden[r, len(body) - 1].clone())
+                found[body] = st
+                self._keep(body, st)
+        return [found[tuple(b)] for b in bodies]
+
+    def _keep(self, body: tuple[int, ...], st: _CardState) -> None:
+        if st.nbytes > self._card_budget:
+            return
+        self._cards[body] = st
+        self._card_bytes += st.nbytes
+        while self._card_bytes > self._card_budget:
+            _, old = self._cards.popitem(last=False)
+            self._card_bytes -= old.nbytes
 
     def rerank(self, query: str, hits: Sequence[tuple[int, float]], cards: dict[int, str], weight: float,
                depth: int) -> list[tuple[int, float, float | None]]:
@@ -156,3 +222,11 @@ class QueryLikelihoodReranker:
         ll = self.log_likelihoods(query, [cards[i] for i, _ in head])
         order = sorted(range(len(head)), key=lambda j: (head[j][1] + weight * ll[j], -j), reverse=True)
         return [(head[j][0], head[j][1], float(ll[j])) for j in order] + [(i, cos, None) for i, cos in rest]
+
+
+class _CardState:
+    """A card prompt's keys and values per layer (``(heads, L, dim)``) and its last position's hidden state."""
+
+    def __init__(self, keys: list[Any], values: list[Any], last: Any) -> None:
+        self.keys, self.values, self.last = keys, values, last
+        self.nbytes = sum(t.numel() * t.element_size() for t in [*keys, *values, last])

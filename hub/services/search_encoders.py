@@ -138,7 +138,8 @@ class SearchEncoders:
                 if self._reranker is None:
                     from hub.search.rerank import QueryLikelihoodReranker
 
-                    self._reranker = QueryLikelihoodReranker(self._rerank_folder())
+                    self._reranker = QueryLikelihoodReranker(
+                        self._rerank_folder(), card_cache_mb=self.settings.search_rerank_card_cache_mb)
         return self._reranker
 
     def _rerank_folder(self) -> Path:

@@ -19,27 +19,42 @@ QUERY = "persuade a recruiter I am a good fit for the role"
 
 
 def test_the_likelihood_equals_a_forward_of_the_whole_prompt(smollm2_dir):
+    """The oracle: one plain forward of the whole prompt as one text, for cards encoded now and for cards whose
+    prompts come from the card cache (only the query's tokens run then), and with no card cache."""
     import torch
 
     from hub.search.rerank import MAX_CARD_TOKENS, PROMPT, QueryLikelihoodReranker
 
     r = QueryLikelihoodReranker(smollm2_dir, device="cpu")
-    cards = [d for _, d, _ in CATALOG]
-    got = r.log_likelihoods(QUERY, cards)
     tok, model = r.tokenizer, r.model
-    q = len(tok(QUERY, add_special_tokens=False)["input_ids"])
-    for card, ll in zip(cards, got, strict=True):  # the oracle: one plain forward of the prompt as one text
+
+    def plain(query: str, card: str) -> float:
+        q = len(tok(query, add_special_tokens=False)["input_ids"])
         text = tok.apply_chat_template([{"role": "user", "content": PROMPT.format(card)}], add_generation_prompt=True,
                                        tokenize=False)
-        ids = tok(text + QUERY, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        ids = tok(text + query, add_special_tokens=False, return_tensors="pt")["input_ids"]
         with torch.no_grad():
             lp = torch.log_softmax(model(ids).logits[0].float(), -1)
-        assert ll == pytest.approx(lp[-q - 1:-1].gather(-1, ids[0, -q:, None]).mean().item(), abs=1e-4)
-    assert r.scored == 4
+        return lp[-q - 1:-1].gather(-1, ids[0, -q:, None]).mean().item()
+
+    cards = [d for _, d, _ in CATALOG]
+    got = r.log_likelihoods(QUERY, cards)
+    for card, ll in zip(cards, got, strict=True):
+        assert ll == pytest.approx(plain(QUERY, card), abs=1e-4)
+    assert r.scored == 4 and r.cards_encoded == 4
     assert list(r.log_likelihoods(QUERY, cards[::-1])) == list(got[::-1]) and r.scored == 4  # from the cache
+    other = "write to a hiring manager about a job opening"  # a longer query, the same cards: from the card cache
+    again = r.log_likelihoods(other, cards[1:] + cards[:1])
+    assert r.scored == 8 and r.cards_encoded == 4
+    for card, ll in zip(cards[1:] + cards[:1], again, strict=True):
+        assert ll == pytest.approx(plain(other, card), abs=1e-4)
+    none = QueryLikelihoodReranker(smollm2_dir, device="cpu", card_cache_mb=0)  # nothing kept: encoded each time
+    assert none.log_likelihoods(other, cards[1:] + cards[:1]) == pytest.approx(again, abs=1e-5)
+    none.log_likelihoods(QUERY, cards)
+    assert none.cards_encoded == 8
     long = " ".join([cards[0]] * 200)  # a whole model card as the description: cut, still scored
     assert len(r.body_ids(long)) <= MAX_CARD_TOKENS + len(r.body_ids(""))
-    assert r.log_likelihoods(QUERY, [long])[0] < 0 and r.scored == 5
+    assert r.log_likelihoods(QUERY, [long])[0] < 0 and r.scored == 9
     with pytest.raises(InvalidInputError, match="depth >= 1"):
         r.rerank(QUERY, [(1, 0.5)], {1: cards[0]}, 0.3, 0)
 
