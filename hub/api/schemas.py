@@ -67,8 +67,8 @@ class VersionOut(BaseModel):
 
     @classmethod
     def of(cls, v: m.AdapterVersion) -> VersionOut:
-        return cls(number=v.number, sha256=v.sha256, size=v.size, rank=v.rank, ranks=v.ranks,
-                   target_modules=list(v.target_modules), base_model=v.base_model, base_revision=v.base_revision,
+        return cls(number=v.number, sha256=v.sha256, size=v.size, rank=v.rank, ranks=v.ranks or {},
+                   target_modules=list(v.target_modules or []), base_model=v.base_model, base_revision=v.base_revision,
                    config=v.config, files={k: FileOut(size=f["size"], sha256=f["key"]) for k, f in v.files.items()},
                    source=v.source, provenance=v.provenance, created_at=v.created_at)
 

@@ -76,3 +76,24 @@ def test_fsck_knows_every_kind_and_filters_by_kind(kinds_hub, monkeypatch, capsy
     out = capsys.readouterr().out
     assert "checked 1 generator" in out and "alice/gen@1" in out
     assert main(["fsck", "--kind", "bogus"]) == 2
+
+
+def test_routers_and_generators_show_and_pull_through_the_api_and_the_cli(kinds_hub, monkeypatch, capsys, tmp_path):
+    """A router's or generator's version has no target modules: ``loom show``/``pull`` and the API's adapter and
+    versions routes answer for them as for adapters (they were a 500: ``list(None)``)."""
+    from tests.helpers import serve_in_thread
+
+    with serve_in_thread(make_app(kinds_hub)) as url:
+        with TestClient(make_app(kinds_hub)) as c:
+            for name, kind in (("router", "router"), ("gen", "generator")):
+                res = c.get(f"/api/v1/adapters/alice/{name}")
+                assert res.status_code == 200, res.text
+                assert res.json()["adapter"]["kind"] == kind and res.json()["latest"]["target_modules"] == []
+                versions = c.get(f"/api/v1/adapters/alice/{name}/versions")
+                assert versions.status_code == 200 and versions.json()["items"][0]["number"] == 1
+        monkeypatch.setenv("LOOM_SERVER_URL", url)
+        for name in ("router", "gen"):
+            assert main(["show", f"alice/{name}"]) == 0, capsys.readouterr().err
+            assert f"alice/{name}" in capsys.readouterr().out
+            assert main(["pull", f"alice/{name}", str(tmp_path / name)]) == 0, capsys.readouterr().err
+            assert any((tmp_path / name).iterdir())
