@@ -29,16 +29,21 @@ def test_openai_client_completions_chat_stream_models(client, server):
         model="alice/math", prompts=["Add 2 and 3"], max_tokens=10, temperature=0.0)).choices[0].text
     assert r.choices[0].text == svc_text
 
-    # streaming gives the same text, piece by piece, then usage and the loom extension
+    # streaming gives the same text, piece by piece, the loom extension on the finish chunk; the usage chunk (no
+    # choice) only with stream_options.include_usage, as OpenAI: the usual chunk.choices[0] loop works unchanged
     pieces, finish, loom = [], None, None
     for chunk in client.completions.create(model="alice/math", prompt="Add 2 and 3", max_tokens=10,
                                            temperature=0, stream=True):
-        for ch in chunk.choices:
-            pieces.append(ch.text)
-            finish = ch.finish_reason or finish
+        pieces.append(chunk.choices[0].text)
+        finish = chunk.choices[0].finish_reason or finish
         loom = (chunk.model_extra or {}).get("loom") or loom
+        assert chunk.usage is None
     assert "".join(pieces) == r.choices[0].text and len([p for p in pieces if p]) >= 1
     assert finish == r.choices[0].finish_reason and loom["adapters"] == {"alice/math@1": 1.0}
+    chunks = list(client.completions.create(model="alice/math", prompt="Add 2 and 3", max_tokens=10, temperature=0,
+                                            stream=True, stream_options={"include_usage": True}))
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == r.usage.completion_tokens
+    assert all(c.choices and c.usage is None for c in chunks[:-1])
 
     msgs = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
     c = client.chat.completions.create(model=f"{BASE_ID}:bob/python", messages=msgs, max_tokens=8, temperature=0)
@@ -47,8 +52,11 @@ def test_openai_client_completions_chat_stream_models(client, server):
     want = client.completions.create(model="bob/python", prompt="hello\n", max_tokens=8, temperature=0)
     assert c.choices[0].message.content == want.choices[0].text
     streamed = "".join(ch.choices[0].delta.content or "" for ch in client.chat.completions.create(
-        model=f"{BASE_ID}:bob/python", messages=msgs, max_tokens=8, temperature=0, stream=True) if ch.choices)
+        model=f"{BASE_ID}:bob/python", messages=msgs, max_tokens=8, temperature=0, stream=True))
     assert streamed == c.choices[0].message.content
+    last = list(client.chat.completions.create(model=f"{BASE_ID}:bob/python", messages=msgs, max_tokens=8,
+                                               temperature=0, stream=True, stream_options={"include_usage": True}))[-1]
+    assert last.choices == [] and last.usage.total_tokens == c.usage.total_tokens
 
     models = {m.id: m for m in client.models.list()}
     assert {BASE_ID, "alice/math", "alice/french", "bob/python", "carol/other"} <= set(models)

@@ -74,6 +74,13 @@ InferenceDep = Annotated[Any, Depends(get_inference)]
 ViewerDep = Annotated[User | None, Depends(optional_user)]
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = Field(False, description="end the stream with a chunk that has no choice and the usage "
+                                "(as OpenAI: without it, no such chunk; the usual `chunk.choices[0]` loop works)")
+
+
 class _Common(BaseModel):
     model_config = ConfigDict(extra="allow")  # other OpenAI fields (user, logit_bias ...) are accepted, unused
 
@@ -82,6 +89,7 @@ class _Common(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     n: int = Field(1, ge=1, le=16)
     stream: bool = False
+    stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
     seed: int | None = None
     ignore_eos: bool = Field(False, description="vLLM's extension: do not end a choice at the eos token (it is "
@@ -89,6 +97,10 @@ class _Common(BaseModel):
                              "ends it. For benchmarks that need fixed output lengths.")
     merged_adapters: dict[str, Any] | None = Field(
         None, description="LoRAX-style mixture: {ids: [...], weights: [...], merge_strategy: 'linear'}")
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
 
     def stops(self) -> list[str]:
         s = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -266,10 +278,11 @@ async def completions(request: Request, svc: InferenceDep, viewer: ViewerDep, bo
             if isinstance(ev, tuple):
                 yield {**head, "choices": [{"index": ev[0], "text": ev[1], "finish_reason": None, "logprobs": None}]}
                 continue
-            for c in ev.choices:
+            for c in ev.choices:  # the loom extension rides on each finish chunk
                 yield {**head, "choices": [{"index": c.index, "text": "", "finish_reason": c.finish_reason,
-                                            "logprobs": None}]}
-            yield {**head, "choices": [], "usage": ev.usage, "loom": _loom(ev)}
+                                            "logprobs": None}], "loom": _loom(ev)}
+            if body.include_usage:
+                yield {**head, "choices": [], "usage": ev.usage, "loom": _loom(ev)}
 
     return await _serve(request, svc, viewer, body.stream, prepare, respond, chunks)
 
@@ -315,11 +328,13 @@ async def chat_completions(request: Request, svc: InferenceDep, viewer: ViewerDe
                 yield {**chunk_head, "choices": [{"index": ev[0], "delta": {"content": ev[1]},
                                                   "finish_reason": None}]}
                 continue
-            for c in ev.choices:
+            for c in ev.choices:  # the loom extension rides on each finish chunk
                 if c.index not in seen:
                     yield role(c.index)
-                yield {**chunk_head, "choices": [{"index": c.index, "delta": {}, "finish_reason": c.finish_reason}]}
-            yield {**chunk_head, "choices": [], "usage": ev.usage, "loom": _loom(ev)}
+                yield {**chunk_head, "choices": [{"index": c.index, "delta": {}, "finish_reason": c.finish_reason}],
+                       "loom": _loom(ev)}
+            if body.include_usage:
+                yield {**chunk_head, "choices": [], "usage": ev.usage, "loom": _loom(ev)}
 
     return await _serve(request, svc, viewer, body.stream, prepare, respond, chunks)
 
