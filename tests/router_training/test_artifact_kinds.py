@@ -53,8 +53,14 @@ def test_router_and_generator_pages_have_their_own_card_and_actions(kinds_hub):
 def test_v1_models_lists_what_can_answer_and_no_generator(kinds_hub):
     with TestClient(make_app(kinds_hub)) as c:
         ids = {m["id"]: m["loom"]["kind"] for m in c.get("/v1/models").json()["data"]}
+        page = c.get("/playground").text  # the playground offers the same: no generator
+        too_long = c.post("/v1/completions", json={"model": "alice/upper", "prompt": "hi", "max_tokens": 100_000})
     assert ids.get("alice/router") == "router" and ids.get("alice/upper") == "adapter"
     assert "alice/gen" not in ids
+    assert 'value="alice/router"' in page and 'value="alice/upper"' in page and 'value="alice/gen"' not in page
+    limit = kinds_hub.settings.inference_max_tokens
+    assert f'max="{limit}"' in page  # the Max tokens field stops where the hub does
+    assert too_long.status_code == 422 and "LOOM_INFERENCE_MAX_TOKENS" in too_long.text, too_long.text
 
 
 def test_fsck_knows_every_kind_and_filters_by_kind(kinds_hub, monkeypatch, capsys):

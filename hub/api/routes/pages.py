@@ -352,8 +352,10 @@ def playground_page(request: Request, hub: HubDep, user: PageUser, model: str = 
     """Prompt -> answer through ``POST /v1/chat/completions``, with the adapters used and gate weights."""
     _viewer(request, user)
     items, _ = hub.adapters.list(user, None, offset=0, limit=200)
-    models = ["auto", *sorted({b.model_id for b in hub.base_models.list()}), *sorted(a.full_name for a in items)]
-    return render(request, "playground.html", {"active": "playground", "models": models, "model": model})
+    servable = sorted(a.full_name for a in items if a.kind != "generator")  # a generator answers no request
+    models = ["auto", *sorted({b.model_id for b in hub.base_models.list()}), *servable]
+    return render(request, "playground.html", {"active": "playground", "models": models, "model": model,
+                                               "max_tokens": hub.settings.inference_max_tokens})
 
 
 @router.get("/bases", response_class=HTMLResponse, operation_id="page_bases")

@@ -250,7 +250,8 @@ class InferenceService:
                 f"n x prompts is {rows} rows, over the limit of {s.inference_max_rows_per_request} rows per "
                 "request (LOOM_INFERENCE_MAX_ROWS_PER_REQUEST)", field="n", limit=s.inference_max_rows_per_request)
         if req.max_tokens is not None and not 1 <= req.max_tokens <= s.inference_max_tokens:
-            raise InvalidInputError(f"max_tokens must be in 1..{s.inference_max_tokens}, got {req.max_tokens}",
+            raise InvalidInputError(f"max_tokens must be in 1..{s.inference_max_tokens} (the hub's "
+                                    f"LOOM_INFERENCE_MAX_TOKENS), got {req.max_tokens}",
                                     field="max_tokens")
         if not 0.0 <= req.temperature <= 2.0 or not 0.0 < req.top_p <= 1.0:
             raise InvalidInputError("temperature must be in [0, 2] and top_p in (0, 1]", field="temperature")
