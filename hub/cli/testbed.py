@@ -171,8 +171,8 @@ def demo(
     try:
         serve_hub(host=host, port=port, no_migrate=True, workers=workers)
     finally:
-        if builder is not None and builder.poll() is None:
-            builder.terminate()
+        if builder is not None:
+            stop_group(builder)
 
 
 def quiet_build_output() -> None:
@@ -199,15 +199,43 @@ def register_real_base(hub: Any) -> None:
 
 def start_real_build(data_dir: Path) -> Any:
     """``loom demo-real`` in a child process, its output in ``<data dir>/demo-real.log``."""
-    import subprocess
     import sys
 
     log = data_dir / "demo-real.log"
     common.err_console.print(f"real zoo: training in the background; progress in {log}", markup=False,
                              highlight=False)
+    return start_in_group([sys.executable, "-m", "hub.cli", "demo-real", "--parent-pid", str(os.getpid())], log)
+
+
+def start_in_group(argv: list[str], log: Path) -> Any:
+    """``argv`` as the leader of a process group of its own (its output appended to ``log``), so that
+    :func:`stop_group` and its own :func:`watch_parent` end it together with the worker processes it starts (the
+    zoo build's training processes outlived a demo stopped with SIGTERM)."""
+    import subprocess
+
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "hub.cli", "demo-real", "--parent-pid", str(os.getpid())],
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
+def stop_group(proc: Any, timeout: float = 10.0) -> None:
+    """SIGTERM to ``proc``'s process group (it and its workers), SIGKILL to what is left of it after ``timeout``."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    sig = signal.SIGTERM
+    while True:
+        proc.poll()  # reap the leader: a zombie still counts as a member of its group
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:  # nobody left in the group
+            return
+        if sig == signal.SIGKILL:
+            proc.wait()
+            return
+        time.sleep(0.1)
+        sig = signal.SIGKILL if time.monotonic() > deadline else 0
 
 
 @app.command("demo-real", hidden=True)
@@ -227,13 +255,17 @@ def demo_real(parent_pid: Annotated[int | None, typer.Option("--parent-pid", hel
 
 
 def watch_parent(parent_pid: int) -> None:
-    """Exit this process (and its build workers) when ``parent_pid`` is gone (the demo was stopped)."""
+    """Exit this process (and its build workers) when ``parent_pid`` is gone (the demo was stopped, even with
+    SIGKILL): SIGTERM to this process's group when it leads one (:func:`start_in_group`), else exit."""
+    import signal
     import threading
     import time
 
     def watch() -> None:
         while os.getppid() == parent_pid:
             time.sleep(1.0)
+        if os.getpgrp() == os.getpid():
+            os.killpg(os.getpgrp(), signal.SIGTERM)
         os._exit(0)
 
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
