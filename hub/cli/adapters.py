@@ -44,7 +44,7 @@ def publish(
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="Describe the task.")],
-    k: Annotated[int, typer.Option("--k", "-k")] = 10,
+    k: Annotated[int, typer.Option("--k", "-k", min=1, max=100, help="How many results (1-100).")] = 10,
     base_model: Annotated[str | None, typer.Option("--base-model")] = None,
     tag: Annotated[str | None, typer.Option("--tag")] = None,
     license: Annotated[str | None, typer.Option("--license")] = None,

@@ -94,8 +94,9 @@ def print_error(message: str, label: str = "error") -> None:
 
 def transfer_bar(label: str) -> Progress:
     """A transient byte-count progress bar on stderr (uploads and downloads)."""
+    # off when stderr is not a terminal: it drew nothing there but left a blank line before an error
     return Progress(TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err_console,
-                    transient=True)
+                    transient=True, disable=not err_console.is_terminal)
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], **column_options: Any) -> Table:

@@ -32,6 +32,8 @@ def compose(
         if weights:
             body["weights"] = list(weights)
     if task:
+        if not base_model:
+            raise typer.BadParameter("--base-model is needed with a task (the base the new adapter is for)")
         body["task"], body["base_model"] = task, base_model
     if name:
         body["name"] = name

@@ -41,13 +41,15 @@ USAGE = [  # (argv, words the line must hold); all exit 2
     (["base", "add", "tiny/llama", "--config", "{dir}/bad.json"], ["bad.json is not JSON"]),
     (["base", "add", "tiny/llama", "--config", "{dir}"], ["--config", "is a directory"]),
     (["serve-inference", "--device", "tpu"], ["--device must be cpu or cuda", "tpu"]),
+    (["search", "caps", "-k", "0"], ["'--k' / '-k'", "greater than or equal to 1"]),
+    (["compose", "make it loud"], ["--base-model is needed with a task"]),
 ]
 
 
 @pytest.mark.parametrize(("argv", "words"), USAGE, ids=[" ".join(a) for a, _ in USAGE])
 def test_usage_errors_are_one_line_exit_2(argv, words, files):
     p = loom(*[a.replace("{dir}", str(files)) for a in argv])
-    lines = p.stderr.strip().splitlines()
+    lines = p.stderr.rstrip("\n").splitlines()  # one line, and no blank one before it
     assert p.returncode == 2, p.stderr
     assert len(lines) == 1 and "Traceback" not in p.stderr and p.stdout == "", p.stderr
     assert lines[0].startswith("error: ") and all(w in lines[0] for w in words), lines[0]
@@ -58,13 +60,14 @@ DOMAIN = [  # (argv, words); all exit 1
     (["pull", "a/b@[v]", "out"], ["error (invalid_input):", "[v]"]),  # brackets are text, not rich markup
     (["--server", "http://127.0.0.1:9", "ls"], ["cannot reach http://127.0.0.1:9", "loom serve"]),
     (["hf", "pull"], ["error (invalid_input):", "--search"]),
+    (["--server", "http://127.0.0.1:9", "pull", "a/b", "out"], ["cannot reach http://127.0.0.1:9"]),  # a transfer
 ]
 
 
 @pytest.mark.parametrize(("argv", "words"), DOMAIN, ids=[" ".join(a) for a, _ in DOMAIN])
 def test_domain_errors_are_one_line_exit_1(argv, words):
     p = loom(*argv)
-    lines = p.stderr.strip().splitlines()
+    lines = p.stderr.rstrip("\n").splitlines()  # one line, and no blank one before it
     assert p.returncode == 1, p.stderr
     assert len(lines) == 1 and "Traceback" not in p.stderr and p.stdout == "", p.stderr
     assert all(w in lines[0] for w in words), lines[0]
