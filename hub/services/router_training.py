@@ -94,8 +94,9 @@ class RouterTrainRequest:
 
     def __post_init__(self) -> None:
         recipe_settings(self.recipe, self.preset, {}, {})
-        if not self.experts:
-            raise InvalidInputError("experts must name at least one adapter", field="experts")
+        if len(set(self.experts)) < 2:  # a gate over one expert has nothing to choose: its loss never moves
+            raise InvalidInputError(f"a router needs at least 2 different experts to choose among, got "
+                                    f"{len(set(self.experts))}", field="experts")
         if len(self.experts) > MAX_EXPERTS:
             raise InvalidInputError(f"at most {MAX_EXPERTS} experts, got {len(self.experts)}", field="experts")
         if not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:

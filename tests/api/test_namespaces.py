@@ -21,7 +21,7 @@ def test_upload_into_another_namespace_is_403_naming_it(api, adapter_dirs):
 
 @pytest.mark.parametrize(("path", "body"), [
     ("/api/v1/compositions", {"sources": ["bob/mine"], "method": "linear", "name": "alice/merged"}),
-    ("/api/v1/routers", {"preset": "meteora", "experts": ["bob/mine"], "name": "alice/router"}),
+    ("/api/v1/routers", {"preset": "meteora", "experts": ["bob/mine", "bob/mine2"], "name": "alice/router"}),
     ("/api/v1/generators", {"method": "sg_lora", "base_model": "loom-test/pico-llama", "name": "alice/gen"}),
     ("/api/v1/generations", {"generator": "bob/gen", "task": "shout", "name": "alice/generated"}),
     ("/api/v1/transfers", {"source": "bob/mine", "target_base": "x/y", "name": "alice/moved"}),

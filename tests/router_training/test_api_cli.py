@@ -26,7 +26,9 @@ def test_post_routers_queues_a_job_and_bad_input_is_4xx(api):
     assert bad.status_code == 422 and "meteora" in bad.json()["error"]["message"]
     bad = c.post("/api/v1/routers", json={**body, "experts": ["alice/upper", "carol/nosamples"]}, headers=auth)
     assert bad.status_code == 422 and bad.json()["error"]["details"]["lacking"] == ["carol/nosamples@1"]
-    assert c.post("/api/v1/routers", json={**body, "experts": ["nobody/x"]}, headers=auth).status_code == 404
+    assert c.post("/api/v1/routers", json={**body, "experts": ["alice/upper", "nobody/x"]}, headers=auth).status_code == 404
+    one = c.post("/api/v1/routers", json={**body, "experts": ["alice/upper"]}, headers=auth)
+    assert one.status_code == 422 and "at least 2 different experts" in one.text
     assert c.post("/api/v1/routers", json={**body, "params": {"k": "two"}}, headers=auth).status_code == 422
     assert c.post("/api/v1/routers", json=body).status_code == 401  # writes need a token
     assert [j["id"] for j in c.get("/api/v1/jobs", headers=auth).json()] == [job["id"]]
@@ -79,5 +81,8 @@ def test_cli_router_train_waits_with_progress_then_presets(server, rhub, capsys)
     names = [p["name"] for p in json.loads(capsys.readouterr().out)]
     assert "meteora" in names and "semantic" in names
     rc = cli.main(["--server", url, "--token", token, "router", "train", "--preset", "nope", "--expert", EXPERTS[0],
-                   "--name", "alice/x"])
+                   "--expert", EXPERTS[1], "--name", "alice/x"])
     assert rc == 1 and "unknown router preset 'nope'" in capsys.readouterr().err
+    rc = cli.main(["--server", url, "--token", token, "router", "train", "--preset", "meteora", "--expert",
+                   EXPERTS[0], "--name", "alice/x"])
+    assert rc == 1 and "at least 2 different experts" in capsys.readouterr().err

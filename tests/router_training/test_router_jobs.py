@@ -9,7 +9,7 @@ from hub.core.errors import IncompatibleAdaptersError, InvalidInputError, NotFou
 from hub.jobs.queue import JobQueue
 from hub.jobs.worker import Worker
 from hub.services.router_training import RouterTrainRequest
-from tests.router_training.conftest import BASE_ID, EXPERTS, SAMPLES
+from tests.router_training.conftest import BASE_ID, EXPERTS, SAMPLES, publish
 
 
 def _train(hub, name="alice/router", steps=30, params=None, **kw):
@@ -105,15 +105,16 @@ BAD = [
     ({"experts": ("alice/upper", "carol/nosamples")}, InvalidInputError, "carol/nosamples@1"),
     ({"experts": ("alice/upper", "nobody/missing")}, NotFoundError, "nobody/missing"),
     ({"experts": ("alice/upper", "carol/other")}, IncompatibleAdaptersError, "different base"),
-    ({"experts": ("carol/other",)}, InvalidInputError, "no local weights"),
+    ({"experts": ("carol/other", "carol/other2")}, InvalidInputError, "no local weights"),
     ({"experts": ("alice/upper", "alice/upper@1")}, InvalidInputError, "distinct"),
     ({"name": "bob/mine"}, PermissionDeniedError, "namespace bob belongs to bob"),
     ({"name": "alice/upper"}, PermissionDeniedError, "not a router"),
 ]
 
 
-def test_bad_requests_fail_at_submit_and_queue_nothing(rhub):
+def test_bad_requests_fail_at_submit_and_queue_nothing(rhub, expert_dirs):
     alice = rhub.users.ensure_user("alice")
+    publish(rhub, expert_dirs["carol/other"], "carol/other2", SAMPLES["alice/upper"])  # 2 on the weightless base
     for kw, err, text in BAD:
         fields = {"preset": "meteora", "experts": tuple(EXPERTS), "name": "alice/router", "steps": 5, **kw}
         with pytest.raises(err) as e:
@@ -124,11 +125,12 @@ def test_bad_requests_fail_at_submit_and_queue_nothing(rhub):
 
 def test_request_fields_are_validated_where_built():
     with pytest.raises(InvalidInputError, match="steps"):
-        RouterTrainRequest(preset="meteora", experts=("a/b",), name="a/r", steps=0)
-    with pytest.raises(InvalidInputError, match="at least one"):
-        RouterTrainRequest(preset="meteora", experts=(), name="a/r")
+        RouterTrainRequest(preset="meteora", experts=("a/b", "a/c"), name="a/r", steps=0)
+    for experts in ((), ("a/b",), ("a/b", "a/b")):  # a gate over one expert learns nothing
+        with pytest.raises(InvalidInputError, match="at least 2 different experts"):
+            RouterTrainRequest(preset="meteora", experts=experts, name="a/r")
     with pytest.raises(InvalidInputError, match="momentum"):
-        RouterTrainRequest(preset="meteora", experts=("a/b",), name="a/r", train={"momentum": 0.9})
+        RouterTrainRequest(preset="meteora", experts=("a/b", "a/c"), name="a/r", train={"momentum": 0.9})
 
 
 def test_private_expert_of_someone_else_is_not_found(rhub):
