@@ -81,7 +81,8 @@ class CompositionRequest:
 
     def __post_init__(self) -> None:
         if bool(self.sources) == bool(self.task):
-            raise InvalidInputError("give either sources (explicit adapters) or task (a description), not both",
+            which = "not both" if self.sources else "neither was given"
+            raise InvalidInputError(f"give either sources (explicit adapters) or task (a description): {which}",
                                     field="sources")
         if self.task is not None and not 0 < len(self.task.strip()) <= MAX_TASK:
             raise InvalidInputError(f"task must be 1-{MAX_TASK} characters", field="task")
