@@ -99,6 +99,14 @@ def test_errors_map_to_openai_statuses(client, server):
                                   extra_body={"merged_adapters": {"ids": ["alice/math"], "merge_strategy": "ties"}})
     with pytest.raises(openai.UnprocessableEntityError):
         client.completions.create(model="alice/math", prompt="x", max_tokens=0)
+    with pytest.raises(openai.UnprocessableEntityError) as e:  # asked for, and not done: refused, not ignored
+        client.completions.create(model="alice/math", prompt="x", max_tokens=2, logprobs=2)
+    assert "logprobs is not supported" in e.value.message
+    with pytest.raises(openai.UnprocessableEntityError) as e:
+        client.chat.completions.create(model="alice/math", max_tokens=2, messages=[{"role": "user", "content": "x"}],
+                                       logprobs=True, top_logprobs=2)
+    assert "logprobs is not supported" in e.value.message
+    assert client.completions.create(model="alice/math", prompt="x", max_tokens=2, logprobs=None, echo=False).choices
     # streaming requests fail before the stream starts, with the same JSON error
     r = httpx.post(server[0] + "/v1/completions", json={"model": "nobody/x", "prompt": "x", "stream": True})
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"

@@ -147,10 +147,18 @@ def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, bo
     return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:", False
 
 
+#: OpenAI fields a request may carry only as null/false/0: Loom would answer without doing them
+UNSUPPORTED = ("logprobs", "top_logprobs", "echo", "suffix")
+
+
 def _request(body: _Common, prompts: list[str], max_tokens: int | None, route_texts: list[str] | None = None,
              chat: bool = False) -> Any:
     from hub.services.inference import CompletionRequest, MergedAdapters
 
+    for unsupported in UNSUPPORTED:  # asked for, and not done, is worse than refused
+        if (body.model_extra or {}).get(unsupported):
+            raise InvalidInputError(f"{unsupported} is not supported by Loom's OpenAI API (leave it out or null)",
+                                    field=unsupported)
     merged = MergedAdapters.parse(body.merged_adapters) if body.merged_adapters is not None else None
     return CompletionRequest(model=body.model, prompts=prompts, route_texts=route_texts, max_tokens=max_tokens,
                              temperature=body.temperature, top_p=body.top_p, n=body.n, stop=body.stops(),
