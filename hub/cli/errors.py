@@ -41,7 +41,11 @@ def run(app: typer.Typer, argv: list[str] | None = None) -> int:
     try:
         rc = app(args=argv, prog_name="loom", standalone_mode=False)  # returns the code of a typer.Exit
     except LoomError as e:
-        common.print_error(e.message, f"error ({e.code})")
+        hint = ""
+        if e.code == "unauthenticated":  # the API's words are about headers; the CLI's user sets a variable
+            hint = (" (set LOOM_TOKEN or pass --token; `loom token create USER` on the hub makes one)"
+                    if not common.options.token else " (the token in LOOM_TOKEN / --token was refused)")
+        common.print_error(e.message + hint, f"error ({e.code})")
         return 1
     except httpx.TransportError as e:
         url = common.options.server or "the hub"

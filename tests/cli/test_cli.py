@@ -67,7 +67,7 @@ def test_publish_search_pull_load_in_peft(server, capsys, monkeypatch, tmp_path,
     rc, _, err = run(capsys, "show", "ghost/none")
     assert rc == 1 and "not_found" in err and "ghost/none" in err
     rc, _, err = run(capsys, "rm", "alice/sql", "--yes")
-    assert rc == 1 and "unauthenticated" in err
+    assert rc == 1 and "unauthenticated" in err and "set LOOM_TOKEN or pass --token" in err
     pickled = tmp_path / "pickled"
     pickled.mkdir()
     shutil.copy(adapter_dirs[0] / "adapter_config.json", pickled)
