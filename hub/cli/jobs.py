@@ -35,10 +35,21 @@ def jobs_table(items: list[dict[str, Any]], width: int) -> Table:
 
     wide = width >= 120
     t = Table(title="jobs", box=box.SIMPLE_HEAD, pad_edge=False)
+    # id, status, done and time keep their width (an 80-column terminal cut "succeeded" and "100%"); kind and
+    # result share what is left (rich does not shrink a column that may not wrap: it cuts the last one off)
+    keep = {"id": 12, "status": 9, "done": 4, "created (UTC)": 13}
+    flex = max(width - sum(keep.values()) - 17, 12) if not wide else 48  # 3 between columns, 1 at each edge
+    kind = max((len(j["kind"]) for j in items), default=4)
+    result = max((len(j.get("result_name") or "") for j in items), default=6)
+    if kind + result > flex:  # both cut, in proportion (a kind keeps at least a third)
+        kind = max(min(kind, flex // 3), flex - result)
+    give = {"kind": max(kind, 4), "result": max(min(result, flex - kind), 6)}
     for col in ("id", "kind", "status", "done", "result", "created (UTC)"):
-        t.add_column(col, no_wrap=True, overflow="ellipsis", justify="right" if col == "done" else "left")
-    if wide:
-        t.add_column("message", no_wrap=True, overflow="ellipsis", ratio=1)
+        t.add_column(col, no_wrap=True, overflow="ellipsis", justify="right" if col == "done" else "left",
+                     min_width=keep.get(col), max_width=give.get(col))
+    if wide:  # what is left of the width
+        rest = width - sum(keep.values()) - give["kind"] - give["result"] - 3 * 6 - 2
+        t.add_column("message", no_wrap=True, overflow="ellipsis", max_width=max(rest, 8))
     for j in items:
         status = f"{j['status']} #{j['position']}" if j.get("position") else j["status"]
         cells = [j["id"][:12], j["kind"], status, f"{j['progress']:.0%}", j.get("result_name") or "",

@@ -51,3 +51,18 @@ def test_compose_errors_exit_1_with_the_message(published, capsys):
     assert rc == 1 and "unknown merge method 'nope'" in err and "cat" in err
     rc = main(["--server", url, "compose", "--from", "alice/a", "-m", "cat"])  # no token
     assert rc == 1 and "token" in capsys.readouterr().err.lower()
+
+
+def test_the_jobs_table_keeps_ids_status_and_progress_whole_at_80_columns():
+    from rich.console import Console
+
+    from hub.cli.jobs import jobs_table
+
+    jobs = [{"id": "0123456789abcdef", "kind": "train_generator", "status": "succeeded", "position": None,
+             "progress": 1.0, "result_name": "demo/a-rather-long-adapter-name-qwen2", "message": "done",
+             "created_at": "2026-12-07T11:00:00"} for _ in range(2)]
+    console = Console(width=80, record=True)
+    console.print(jobs_table(jobs, 80))
+    text = console.export_text()
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert "0123456789ab" in text and "succeeded" in text and "100%" in text and "12-07 11:00" in text, text
