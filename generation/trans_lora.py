@@ -333,7 +333,8 @@ def transfer(
         for sc, c in zip(scores, good, strict=True):
             (kept if sc >= cfg.threshold else rejected).append((sc, c))
         t_fil += time.perf_counter() - t1
-        say("filter", min(1.0, len(kept) / cfg.n_accept), f"{len(kept)} accepted")
+        # done only after the loop: a filter that reported 1 here was logged before the synthesis it follows
+        say("filter", min(0.999, len(kept) / cfg.n_accept), f"{len(kept)} accepted")
     say("synthesize", 1.0, f"{n_cand} candidates")
     say("filter", 1.0, f"{len(kept)} accepted")
     filled = 0

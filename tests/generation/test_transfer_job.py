@@ -5,6 +5,8 @@ far above B's base (the issue's test bar), measured with the testbed's evaluator
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.services.fixtures import db_templates  # noqa: F401
@@ -68,6 +70,8 @@ def test_transfer_job_lifts_target_accuracy(thub, tb_zoo):
     for phase in ("discriminator", "synthesize", "filter", "label", "distil"):  # each phase once, with its time
         assert sum(f"phase {phase}: " in line and line.endswith(" s") for line in job["log"]) == 1, log
     assert "candidates" in log and "accepted" in log  # the interleaved phases' counts
+    done = [m.group(1) for line in job["log"] if (m := re.search(r"phase (\w+): ", line))]
+    assert done == ["discriminator", "synthesize", "filter", "label", "distil"], done  # logged in their order
 
     alice = thub.users.ensure_user("alice")
     ver = thub.adapters.version(alice, "alice", "upper-qwen", None)
