@@ -42,7 +42,8 @@ def run(app: typer.Typer, argv: list[str] | None = None) -> int:
         rc = app(args=argv, prog_name="loom", standalone_mode=False)  # returns the code of a typer.Exit
     except LoomError as e:
         hint = ""
-        if e.code == "unauthenticated":  # the API's words are about headers; the CLI's user sets a variable
+        # the API's words are about headers; the CLI's user sets a variable (not for a Hugging Face token's refusal)
+        if e.code == "unauthenticated" and "Hugging Face" not in e.message:
             hint = (" (set LOOM_TOKEN or pass --token; `loom token create USER` on the hub makes one)"
                     if not common.options.token else " (the token in LOOM_TOKEN / --token was refused)")
         common.print_error(e.message + hint, f"error ({e.code})")

@@ -102,3 +102,23 @@ def test_unexpected_errors_are_one_line_unless_debugging(capsys, monkeypatch):
     monkeypatch.setenv("LOOM_DEBUG", "1")
     with pytest.raises(RuntimeError, match="disk on fire"):
         errors.run(app, ["boom"])
+
+
+def test_a_refused_token_hint_names_loom_token_only_for_loom_tokens(capsys):
+    from hub.core.errors import AuthenticationError
+
+    app = typer.Typer()
+
+    @app.command()
+    def loom_token() -> None:
+        raise AuthenticationError("this needs an API token (Authorization: Bearer <token>)")
+
+    @app.command()
+    def hf_token() -> None:
+        raise AuthenticationError("pushing to org/repo needs a Hugging Face token with write access")
+
+    assert errors.run(app, ["loom-token"]) == 1
+    assert "set LOOM_TOKEN or pass --token" in capsys.readouterr().err
+    assert errors.run(app, ["hf-token"]) == 1
+    err = capsys.readouterr().err
+    assert "Hugging Face token" in err and "LOOM_TOKEN" not in err
