@@ -7,7 +7,7 @@ processes share the queue through the database alone.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -112,8 +112,10 @@ class JobQueue:
         return s.get(User, owner_id).name if owner_id is not None and s.get(User, owner_id) else None
 
     def submit(self, kind: str, owner_id: int | None, request: dict[str, Any],
-               recipe_hash: str | None = None) -> tuple[JobView, bool]:
-        """Queue a job, or return the owner's live or succeeded job with the same recipe hash.
+               recipe_hash: str | None = None,
+               reuse: Callable[[JobView], bool] | None = None) -> tuple[JobView, bool]:
+        """Queue a job, or return the owner's newest live or succeeded job with the same recipe hash (that
+        ``reuse`` accepts, when given).
 
         Returns:
             (job, deduplicated): ``deduplicated`` is True when an existing job was returned.
@@ -127,7 +129,9 @@ class JobQueue:
                     .order_by(Job.created_at.desc())
                 ).first()
                 if existing is not None:
-                    return _view(existing, self._owner_name(s, owner_id)), True
+                    view = _view(existing, self._owner_name(s, owner_id))
+                    if reuse is None or reuse(view):
+                        return view, True
             job = Job(
                 id=uuid.uuid4().hex, kind=kind, status="queued", owner_id=owner_id, request=request,
                 recipe_hash=recipe_hash, progress=0.0, message="queued", log=[], attempts=0,

@@ -68,6 +68,13 @@ class AdapterService:
             raise NotFoundError(f"adapter {ns}/{name} not found")
         return a
 
+    def exists(self, full_name: str) -> bool:
+        """Whether an adapter (of any kind, any visibility) is registered as ``namespace/name``: for internal
+        checks that reveal nothing to a caller (a job's own result still being there)."""
+        ns, _, name = full_name.split("@")[0].partition("/")
+        with self.sessions() as s:
+            return repo.get_adapter(s, ns, name) is not None
+
     def get(self, viewer: User | None, namespace: str, name: str) -> Adapter:
         """The adapter, if ``viewer`` may see it; else NotFoundError."""
         with self.sessions() as s:

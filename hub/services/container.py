@@ -100,7 +100,7 @@ class Hub:
         self.sources = sources = SourceResolver(adapters, base_models)
         self.queue = JobQueue(sessions, short_kinds=SHORT_KINDS)
         self.workers = WorkerTable(sessions, self.queue)
-        self.jobs = jobs = JobService(self.queue)
+        self.jobs = jobs = JobService(self.queue, exists=adapters.exists)
         self.generation = GenerationService(jobs, sources, adapters, base_models)
         self.compositions = CompositionService(jobs, sources, search, self.generation)
         self.routers = RouterTrainingService(jobs, sources, publisher)

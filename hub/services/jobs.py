@@ -7,6 +7,7 @@ handler of each kind (a meta-test checks that every kind a service submits has o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hub.core.errors import NotFoundError
@@ -22,13 +23,27 @@ if TYPE_CHECKING:  # pragma: no cover
 class JobService:
     """Submit and observe jobs in ``queue``."""
 
-    def __init__(self, queue: JobQueue) -> None:
+    def __init__(self, queue: JobQueue, exists: Callable[[str], bool] | None = None) -> None:
         self.queue = queue
+        self.exists = exists  # whether an adapter/router/generator ``ns/name`` is registered
 
     def submit(self, kind: str, owner_id: int | None, request: dict[str, Any],
                recipe_hash: str | None = None) -> tuple[JobView, bool]:
-        """Queue a job (or return the owner's identical live or succeeded one: ``(job, deduplicated)``)."""
-        return self.queue.submit(kind, owner_id, request, recipe_hash)
+        """Queue a job (or return the owner's identical live or succeeded one: ``(job, deduplicated)``).
+
+        An identical job is one with the same recipe that was asked for the same output name and, when it
+        succeeded, whose result is still registered: the same recipe under a new name, or after its result was
+        deleted, is a new job (it was the old one, and the name asked for never appeared)."""
+        want = _output_name(request)
+
+        def reuse(old: JobView) -> bool:
+            if _output_name(old.request) != want:
+                return False
+            made = (old.result or {}).get("adapter") or (old.result or {}).get("router") or \
+                (old.result or {}).get("generator")
+            return old.status != "succeeded" or self.exists is None or not made or self.exists(str(made))
+
+        return self.queue.submit(kind, owner_id, request, recipe_hash, reuse=reuse)
 
     def get(self, job_id: str, viewer_id: int | None) -> JobView:
         return self.queue.get(job_id, viewer_id)
@@ -112,3 +127,8 @@ def worker_health(table: WorkerTable, pool: dict[str, Any] | None = None,
                 metrics.workers.labels(lane=lane, state="expected").set(pool["lanes"][lane]["expected"])
         metrics.worker_restarts.set((pool or {}).get("restarts", 0))
     return healthy, info
+
+
+def _output_name(request: dict[str, Any]) -> str | None:
+    out = request.get("output")
+    return out.get("name") if isinstance(out, dict) else None

@@ -67,6 +67,30 @@ def test_explicit_cat_equals_weighted_sum_and_records_lineage(setup):
     assert dedup and again.id == job.id  # same resolved recipe -> the same job and result
 
 
+def test_the_same_recipe_under_a_new_name_or_after_its_result_was_deleted_is_a_new_job(setup):
+    """A job is reused only when it gives what is asked: the same output name, and (done) its result still there.
+    The old one was returned, "published alice/mix@1", and the name asked for never appeared."""
+    hub, alice = setup
+    svc = hub.compositions
+
+    def compose(name: str):
+        return svc.submit(alice, CompositionRequest(sources=("alice/upper@1", "alice/reverse@1"), weights=(0.7, 0.3),
+                                                    method="linear", name=name))
+
+    first, _ = compose("alice/mix-a")
+    _run_all(hub)
+    assert compose("alice/mix-a") == (svc.jobs.get(first.id, alice.id), True)
+    other, dedup = compose("alice/mix-b")  # a new name: a new job, which publishes that name
+    assert not dedup and other.id != first.id
+    _run_all(hub)
+    assert svc.jobs.get(other.id, alice.id).result["adapter"] == "alice/mix-b"
+    hub.adapters.delete(alice, "alice", "mix-a")
+    again, dedup = compose("alice/mix-a")  # its result was deleted: made again
+    assert not dedup and again.id != first.id
+    _run_all(hub)
+    assert hub.adapters.get(alice, "alice", "mix-a").latest_version == 1
+
+
 def test_task_description_retrieves_and_auto_explains(setup):
     hub, alice = setup
     svc = hub.compositions
