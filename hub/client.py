@@ -12,9 +12,10 @@ Errors come back as the same domain errors the server raised (``NotFoundError``,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -26,12 +27,10 @@ from hub.core.refs import AdapterRef
 
 Progress = Callable[[int], None]  # called with the number of bytes just moved
 
+#: every domain error by its code (each class that names a code of its own): the server's error comes back as itself
 _ERRORS: dict[str, type[E.LoomError]] = {
-    c.code: c for c in (
-        E.NotFoundError, E.UnknownNameError, E.InvalidInputError, E.InvalidAdapterError, E.UnsupportedFeatureError,
-        E.IncompatibleAdaptersError, E.ConflictError, E.PayloadTooLargeError, E.AuthenticationError,
-        E.PermissionDeniedError, E.StorageError, E.UpstreamError,
-    )
+    c.__dict__["code"]: c for c in vars(E).values()
+    if isinstance(c, type) and issubclass(c, E.LoomError) and "code" in c.__dict__
 }
 UPLOAD_FILES = ADAPTER_UPLOAD_FILES
 
@@ -45,6 +44,12 @@ class ServerError(E.LoomError):
     """The server failed in a way that is not a domain error (a 5xx, or not Loom at that address)."""
 
     code = "server_error"
+
+
+class ServerUnreachableError(ServerError):
+    """No answer from the server: nothing listens at its address, or it did not answer in time."""
+
+    code = "unreachable"
 
 
 class _Counting:
@@ -116,13 +121,27 @@ class LoomClient:
         exc.code = code
         raise exc
 
+    @contextlib.contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """httpx's transport errors as :class:`ServerUnreachableError` (a LoomError like the others)."""
+        try:
+            yield
+        except httpx.TimeoutException as e:
+            raise ServerUnreachableError(f"{self.server_url} did not answer in time ({type(e).__name__})",
+                                         server=self.server_url) from e
+        except httpx.TransportError as e:
+            raise ServerUnreachableError(f"cannot reach {self.server_url} ({e}); is `loom serve` running there?",
+                                         server=self.server_url) from e
+
     def request(self, method: str, path: str, **kw: Any) -> Any:
         """Send one request to the API (``kw`` as for :meth:`httpx.Client.request`); returns the JSON body.
 
         Raises:
-            LoomError: the server's domain error (or :class:`ServerError`), rebuilt from its error shape.
+            LoomError: the server's domain error (or :class:`ServerError`), rebuilt from its error shape;
+                :class:`ServerUnreachableError` when the server does not answer.
         """
-        resp = self._http.request(method, path, **kw)
+        with self._reaching():
+            resp = self._http.request(method, path, **kw)
         self._raise(resp)
         return resp.json() if resp.content and resp.headers.get("content-type", "").startswith("application/json") \
             else None
@@ -184,7 +203,7 @@ class LoomClient:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".part")
         h = hashlib.sha256()
-        with self._http.stream("GET", f"/api/v1/adapters/{ns}/{name}/files/{filename}",
+        with self._reaching(), self._http.stream("GET", f"/api/v1/adapters/{ns}/{name}/files/{filename}",
                                params=without_none(version=version)) as resp:
             if not resp.is_success:
                 resp.read()
@@ -251,7 +270,7 @@ class LoomClient:
             if "/" in f["name"] or f["name"] in ("", ".", ".."):
                 raise E.InvalidInputError(f"refusing to write file {f['name']!r} outside {out}")
             tmp = out / (f["name"] + ".part")
-            with self._http.stream("GET", f["url"], timeout=None) as resp:
+            with self._reaching(), self._http.stream("GET", f["url"], timeout=None) as resp:
                 if not resp.is_success:
                     resp.read()
                     self._raise(resp)
