@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OURS = ("hub", "merging", "routing", "generation", "testbed")
 #: error classes that never cross our HTTP boundary (the client raises it for a server's 5xx)
-CLIENT_SIDE_CODES = {"server_error"}
+CLIENT_SIDE_CODES = {"server_error", "unreachable"}
 
 
 def import_cycles(graph) -> list[list[str]]:
