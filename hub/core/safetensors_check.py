@@ -32,8 +32,10 @@ class TensorInfo:
     end: int
 
 
-def check_safetensors_header(path: str | os.PathLike[str], max_bytes: int | None = None) -> dict[str, TensorInfo]:
-    """Parse and validate the header of ``path``; return tensor infos by name.
+def check_safetensors_header(path: str | os.PathLike[str], max_bytes: int | None = None,
+                             label: str | None = None) -> dict[str, TensorInfo]:
+    """Parse and validate the header of ``path``; return tensor infos by name. ``label``: the file's name in
+    errors (an upload is checked in a temporary file whose name means nothing to its sender).
 
     Raises:
         PayloadTooLargeError: the file is larger than ``max_bytes``.
@@ -42,7 +44,7 @@ def check_safetensors_header(path: str | os.PathLike[str], max_bytes: int | None
     """
     p = Path(path)
     size = p.stat().st_size
-    name = p.name
+    name = label or p.name
     if max_bytes is not None and size > max_bytes:
         raise PayloadTooLargeError(f"{name} is {size} bytes, over the limit of {max_bytes} bytes")
     if size < 8:

@@ -132,7 +132,7 @@ def read_adapter(config: bytes, weights: Path, max_bytes: int) -> LoraAdapter:
     from hub.core.safetensors_check import check_safetensors_header
 
     cfg = parse_config(config)
-    check_safetensors_header(weights, max_bytes=max_bytes)
+    check_safetensors_header(weights, max_bytes=max_bytes, label=WEIGHTS_NAME)  # not the upload's temp file name
     try:
         tensors = load_file(str(weights), device="cpu")
     except Exception as e:  # noqa: BLE001

@@ -72,8 +72,12 @@ def test_malformed_uploads_get_clear_4xx_and_change_nothing(make_api, adapter_di
     before = registry_state(api.hub)
     assert_error(upload(c, api.alice, good, "alice/p", weights_field="adapter_model.bin", weights=b"\x80\x04K\x01."),
                  422, "invalid_adapter", "pickle")
-    assert_error(upload(c, api.alice, good, "alice/h", weights=b"\x10\x00\x00\x00\x00\x00\x00\x00{bad json}xxxxxx"),
-                 422, "invalid_adapter", "header")
+    err = assert_error(upload(c, api.alice, good, "alice/h",
+                              weights=b"\x10\x00\x00\x00\x00\x00\x00\x00{bad json}xxxxxx"),
+                       422, "invalid_adapter", "header")
+    assert err["message"].startswith("adapter_model.safetensors is not"), err  # not the upload's temp file name
+    text = upload(c, api.alice, good, "alice/t", weights=b"# a README, not weights\n" * 20)  # the dogfooded case
+    assert_error(text, 422, "invalid_adapter", "adapter_model.safetensors is not a valid safetensors file")
     assert_error(upload(c, api.alice, good, "../etc"), 422, "invalid_input", "namespace '..' is not allowed")
     assert_error(upload(c, api.alice, good, "alice/..x"), 422, "invalid_input", "not allowed")
     cfg = json.loads((good / "adapter_config.json").read_text())
