@@ -37,11 +37,16 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 
 
 @app.command("downgrade")
-def db_downgrade(revision: Annotated[str, typer.Argument(help="e.g. -1 or base")] = "-1") -> None:
-    """Revert migrations down to REVISION."""
+def db_downgrade(revision: Annotated[str, typer.Argument(help="e.g. -1 or base")] = "-1",
+                 yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False) -> None:
+    """Revert migrations down to REVISION (a downgrade drops what the reverted migrations added: it asks first)."""
     from hub.db.migrate import current, downgrade
 
     with engine() as eng:
+        if not yes:
+            typer.confirm(f"downgrade the database at {eng.url.render_as_string(hide_password=True)} from "
+                          f"{current(eng) or 'base'} to {revision}? Data the reverted migrations hold is lost",
+                          abort=True)
         downgrade(eng, revision)
         common.console.print(f"database at {current(eng) or 'base (empty)'}")
 

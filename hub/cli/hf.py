@@ -62,8 +62,8 @@ def pull(
     from hub.core.errors import InvalidInputError, LoomError
 
     bulk = search is not None or author is not None or base_model is not None
-    if (ref is None) == (not bulk):
-        raise InvalidInputError("give either org/repo[@rev] or --search/--author/--base-model")
+    if (ref is None) == (not bulk):  # the command line is wrong: a usage error (exit 2)
+        raise typer.BadParameter("give either org/repo[@rev] or --search/--author/--base-model")
     visibility = "private" if private else None
     with hf_client() as hf:
         if ref is not None:

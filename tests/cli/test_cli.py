@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -120,5 +121,10 @@ def test_db_commands(capsys, monkeypatch, tmp_path):
     assert run(capsys, "db", "upgrade")[0] == 0
     rc, out, _ = run(capsys, "db", "current", "--json")
     assert json.loads(out)["current"] == json.loads(out)["head"] is not None
-    rc, out, _ = run(capsys, "db", "downgrade", "base")
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))  # it asks first; no: nothing changes
+    rc, out, err = run(capsys, "db", "downgrade", "base")
+    assert rc == 1 and "downgrade the database at sqlite" in out and "aborted" in err
+    rc, out, _ = run(capsys, "db", "current", "--json")
+    assert json.loads(out)["current"] == json.loads(out)["head"]
+    rc, out, _ = run(capsys, "db", "downgrade", "base", "--yes")
     assert rc == 0 and "base (empty)" in out

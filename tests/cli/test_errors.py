@@ -43,6 +43,7 @@ USAGE = [  # (argv, words the line must hold); all exit 2
     (["serve-inference", "--device", "tpu"], ["--device must be cpu or cuda", "tpu"]),
     (["search", "caps", "-k", "0"], ["'--k' / '-k'", "greater than or equal to 1"]),
     (["compose", "make it loud"], ["--base-model is needed with a task"]),
+    (["hf", "pull"], ["give either org/repo[@rev] or --search"]),
 ]
 
 
@@ -59,7 +60,6 @@ DOMAIN = [  # (argv, words); all exit 1
     (["show", "Bad/Name"], ["error (invalid_input):", "namespace 'Bad' is not allowed"]),
     (["pull", "a/b@[v]", "out"], ["error (invalid_input):", "[v]"]),  # brackets are text, not rich markup
     (["--server", "http://127.0.0.1:9", "ls"], ["cannot reach http://127.0.0.1:9", "loom serve"]),
-    (["hf", "pull"], ["error (invalid_input):", "--search"]),
     (["--server", "http://127.0.0.1:9", "pull", "a/b", "out"], ["cannot reach http://127.0.0.1:9"]),  # a transfer
 ]
 
