@@ -177,9 +177,15 @@ class LoomClient:
         return self.request("GET", "/api/v1/adapters", params=without_none(offset=offset, limit=limit, **filters))
 
     def get(self, ref: str) -> dict[str, Any]:
-        """An adapter with its latest version and lineage."""
-        ns, name, _ = split_ref(ref)
-        return self.request("GET", f"/api/v1/adapters/{ns}/{name}")
+        """An adapter with its latest version and lineage (``ns/name@v``: with that version as ``latest``)."""
+        ns, name, v = split_ref(ref)
+        out = self.request("GET", f"/api/v1/adapters/{ns}/{name}")
+        if v is not None and (out.get("latest") or {}).get("number") != v:
+            found = [x for x in self.versions(f"{ns}/{name}") if x["number"] == v]
+            if not found:
+                raise E.NotFoundError(f"{ns}/{name} has no version {v}", status=404)
+            out["latest"] = found[0]
+        return out
 
     def versions(self, ref: str) -> list[dict[str, Any]]:
         ns, name, _ = split_ref(ref)

@@ -33,3 +33,16 @@ def test_a_server_that_does_not_answer_is_a_loom_error():
     with LoomClient("http://127.0.0.1:9") as c, pytest.raises(ServerUnreachableError, match="cannot reach"):
         c.health()
     assert issubclass(ServerUnreachableError, E.LoomError)
+
+
+def test_a_bad_job_status_and_a_missing_version_are_refused(server, tmp_path, adapter_dirs):
+    url, hub = server
+    _, token = hub.users.create_token("alice")
+    with LoomClient(url, token) as c:
+        with pytest.raises(E.InvalidInputError, match="status"):
+            c.jobs(status="bogus")  # it listed nothing, as if no job had that status
+        assert c.jobs(status="failed") == []
+        c.publish(adapter_dirs[0], "alice/one")
+        assert c.get("alice/one@1")["latest"]["number"] == 1
+        with pytest.raises(E.NotFoundError, match="no version 7"):
+            c.get("alice/one@7")  # it answered with version 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
@@ -87,7 +87,8 @@ def methods() -> list[dict[str, Any]]:
 
 
 @router.get("/jobs", response_model=list[JobOut], operation_id="list_jobs", summary="Your jobs, newest first")
-def list_jobs(hub: HubDep, user: UserDep, status: str | None = None,
+def list_jobs(hub: HubDep, user: UserDep,
+              status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
               limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[JobOut]:
     if user is None:
         raise AuthenticationError("listing jobs needs an API token (Authorization: Bearer <token>)")
