@@ -72,7 +72,7 @@ def test_pull_sync_push(loom, fake_hub, lora_dirs):
 def test_errors_are_one_line_and_exit_1(loom, fake_hub):
     rc, _, err = loom("hf", "pull", "alice/missing")
     assert rc == 1 and "error (not_found)" in err and "alice/missing" in err
-    rc, _, err = loom("hf", "pull")
-    assert rc == 1 and "error (invalid_input)" in err
+    rc, _, err = loom("hf", "pull")  # a wrong command line: a usage error
+    assert rc == 2 and "give either org/repo[@rev] or --search" in err and len(err.strip().splitlines()) == 1
     rc, _, err = loom("hf", "push", "alice/none", "alice/x")
     assert rc == 1 and "error (not_found)" in err
