@@ -39,8 +39,8 @@ class JobService:
         def reuse(old: JobView) -> bool:
             if _output_name(old.request) != want:
                 return False
-            made = (old.result or {}).get("adapter") or (old.result or {}).get("router") or \
-                (old.result or {}).get("generator")
+            res = old.result or {}
+            made = res.get("adapter") or res.get("router") or res.get("generator")
             return old.status != "succeeded" or self.exists is None or not made or self.exists(str(made))
 
         return self.queue.submit(kind, owner_id, request, recipe_hash, reuse=reuse)

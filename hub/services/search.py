@@ -18,6 +18,7 @@ A hit whose cosine is below ``settings.search_match_threshold`` is a weak match
 from __future__ import annotations
 
 import contextlib
+import heapq
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -178,9 +179,10 @@ class SearchService(IndexKeeper):
             raise InvalidInputError(f"q must be 1-{MAX_QUERY} characters", field="q")
         if not 1 <= k <= MAX_K:
             raise InvalidInputError(f"k must be in 1..{MAX_K}, got {k}", field="k", value=k)
-        gate = float(self.settings.search_rerank_margin) if rerank is None and self.rerank_available else 0.0
+        gate = 0.0  # rerank only if the best two cosines are within this (a search that does not say)
         if rerank is None:
             rerank = self.rerank_available
+            gate = float(self.settings.search_rerank_margin) if rerank else 0.0
         # a reranked search waits for the model before it takes a DB connection; asking for one on a hub without a
         # reranker raises here (the error names the setting)
         lock = self.encoders.reranker.lock if rerank else contextlib.nullcontext()
@@ -235,8 +237,8 @@ class SearchService(IndexKeeper):
             hits = index.search(qvec, depth, allowed=allowed) if (not has_filters or allowed.size) else []
             dense = [(int(i), float(sc)) for i, sc in hits if i not in exact]
             if gate > 0 and len(dense) > 1:
-                best = sorted((sc for _, sc in dense), reverse=True)
-                if best[0] - best[1] < gate:
+                first, second = heapq.nlargest(2, (sc for _, sc in dense))
+                if first - second < gate:
                     return _CLOSE
             if weight > 0 or rerank_depth:
                 rows = repo.adapters_by_ids(s, list(exact) + [i for i, _ in dense])
