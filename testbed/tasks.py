@@ -97,6 +97,19 @@ class Task:
             out.append(Example(self.name, x, format_prompt(x, rng.choice(cues)), self.fn(x)))
         return out
 
+    def samples(self, n: int, seed: int) -> list[Example]:
+        """``n`` seeded examples for an adapter's ``samples.jsonl`` that use every training cue when ``n`` allows
+        (the cues in a seeded order, round robin). The hub trains routers and scores merges on these rows, and a
+        router never trained on a phrasing does not route it (5 rows drawn at random left cues out)."""
+        rng = random.Random(f"{self.name}|{seed}|samples")
+        cues = list(self.cues)
+        rng.shuffle(cues)
+        out = []
+        for i in range(n):
+            x = self.random_input(rng)
+            out.append(Example(self.name, x, format_prompt(x, cues[i % len(cues)]), self.fn(x)))
+        return out
+
     def score(self, prediction: str, target: str) -> bool:
         """Exact match (surrounding whitespace ignored)."""
         return prediction.strip() == target.strip()

@@ -230,7 +230,7 @@ def _train_all(
         for t in btasks:
             res = results[f"lora:{role}:{t.name}"]
             adir = root / "adapters" / brec.dirname / t.name
-            rows = [{"input": e.prompt, "output": e.output} for e in t.examples(N_SAMPLES, seed + 7, "train")]
+            rows = [{"input": e.prompt, "output": e.output} for e in t.samples(N_SAMPLES, seed + 7)]
             (adir / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
             (adir / "README.md").write_text(_model_card(t, brec.model_id, rows))
             name = f"zoo/{t.name}" if role == "A" else f"zoo/{t.name}-{brec.dirname}"

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from testbed.tasks import get_task
 from tests.helpers import free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,6 +129,16 @@ def test_the_using_the_hub_block_runs_as_written(demo):
     for name in ("demo/upper-lower", "demo/caps", "demo/mask3", "demo/upper-qwen2"):
         assert httpx.get(f"{url}/api/v1/adapters/{name}", headers=headers).status_code == 200, name
     assert httpx.get(f"{url}/api/v1/adapters/demo/shout", headers=headers).status_code == 404
+    # demo/router routes the zoo's own phrasings (it trains on the experts' samples.jsonl, which hold them all)
+    right = 0
+    for cue, case in [*((c, str.upper) for c in get_task("upper").cues), *((c, str.lower) for c in get_task("lower").cues)]:
+        for x in ("hello", "HeLLo"):
+            res = httpx.post(f"{url}/v1/completions", headers=headers, timeout=60, json={
+                "model": "demo/router", "prompt": f"{x} | {cue}\n", "max_tokens": 8, "temperature": 0})
+            right += res.json()["choices"][0]["text"].strip() == case(x)
+            if (x, cue) in (("hello", "shout this"), ("HeLLo", "make it quiet")):  # the README's prompt, and its opposite
+                assert res.json()["choices"][0]["text"].strip() == case(x), (x, cue, res.json())
+    assert right >= 14, f"demo/router answered {right} of 16 zoo phrasings right"
     jobs = httpx.get(f"{url}/api/v1/jobs", headers=headers).json()
     items = jobs["items"] if isinstance(jobs, dict) else jobs
     assert items and all(j["status"] == "succeeded" for j in items), items

@@ -37,6 +37,9 @@ def test_manifest_lists_bases_adapters_samples_and_checkpoints(ci_zoo):
     assert up.name == "zoo/upper" and up.license and "case" in up.tags and "upper case" in up.description
     rows = up.sample_rows()
     assert len(rows) == 5 and all(r["output"] == r["input"].split(" | ")[0].upper() for r in rows)
+    from testbed.tasks import get_task  # every training phrasing is in the samples (routers train on them)
+
+    assert {r["input"].split(" | ")[1] for r in rows} == set(get_task("upper").cues)
     assert (up.dir / "README.md").read_text().startswith("---\nlicense:")
     assert ci_zoo.adapter("upper", "loom-testbed/qwen2-ci").name == "zoo/upper-qwen2-ci"
     fam = ci_zoo.adapter("caesar_1")
