@@ -39,6 +39,10 @@ UPLOAD_FILES = ADAPTER_UPLOAD_FILES
 REGISTER_TIMEOUT_S = 3600.0
 #: a search that reranks loads (the first time converts) the reranker's model
 SEARCH_TIMEOUT_S = 300.0
+#: the filters GET /api/v1/search takes (the server ignores any other query parameter)
+SEARCH_FILTERS = ("base_model", "tag", "license", "owner", "min_rank", "max_rank", "kind")
+#: the filters GET /api/v1/adapters takes
+LIST_FILTERS = (*SEARCH_FILTERS, "namespace")
 
 class ServerError(E.LoomError):
     """The server failed in a way that is not a domain error (a 5xx, or not Loom at that address)."""
@@ -71,6 +75,14 @@ class _Counting:
 def without_none(**kw: Any) -> dict[str, Any]:
     """The keyword arguments that are not None (query parameters and JSON bodies of optional fields)."""
     return {k: v for k, v in kw.items() if v is not None}
+
+
+def _check_filters(filters: dict[str, Any], known: tuple[str, ...]) -> None:
+    """Refuse a filter the server does not take (it would ignore it and answer as if unfiltered)."""
+    unknown = sorted(set(filters) - set(known))
+    if unknown:
+        raise E.InvalidInputError(f"unknown filter{'s' * (len(unknown) > 1)} {', '.join(unknown)}; the filters are {', '.join(known)}",
+                                  field=unknown[0])
 
 
 def split_ref(ref: str) -> tuple[str, str, int | None]:
@@ -173,7 +185,13 @@ class LoomClient:
                 f.close()
 
     def list(self, *, offset: int = 0, limit: int = 50, **filters: Any) -> dict[str, Any]:
-        """Adapters visible to this client (filters: base_model, tag, license, owner, min_rank, max_rank, kind)."""
+        """Adapters visible to this client (filters: base_model, tag, license, owner, min_rank, max_rank, kind,
+        namespace).
+
+        Raises:
+            InvalidInputError: a filter of another name (the server would ignore it).
+        """
+        _check_filters(filters, LIST_FILTERS)
         return self.request("GET", "/api/v1/adapters", params=without_none(offset=offset, limit=limit, **filters))
 
     def get(self, ref: str) -> dict[str, Any]:
@@ -250,7 +268,9 @@ class LoomClient:
     # -- search, base models, system -----------------------------------------------------------
     def search(self, q: str, k: int = 10, rerank: bool | None = None, **filters: Any) -> dict[str, Any]:
         """Semantic search (filters: base_model, tag, license, owner, min_rank, max_rank, kind); ``rerank``: reorder
-        the best hits with the hub's reranker (None: when the hub has one)."""
+        the best hits with the hub's reranker (None: when the hub has one); a filter of another name is an
+        InvalidInputError."""
+        _check_filters(filters, SEARCH_FILTERS)
         flag = None if rerank is None else str(rerank).lower()
         return self.request("GET", "/api/v1/search", params=without_none(q=q, k=k, rerank=flag, **filters),
                             timeout=SEARCH_TIMEOUT_S)

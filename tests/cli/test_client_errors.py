@@ -46,3 +46,15 @@ def test_a_bad_job_status_and_a_missing_version_are_refused(server, tmp_path, ad
         assert c.get("alice/one@1")["latest"]["number"] == 1
         with pytest.raises(E.NotFoundError, match="no version 7"):
             c.get("alice/one@7")  # it answered with version 1
+
+
+def test_an_unknown_filter_is_refused_not_ignored(server, adapter_dirs):
+    url, hub = server
+    _, token = hub.users.create_token("alice")
+    with LoomClient(url, token) as c:
+        c.publish(adapter_dirs[0], "alice/one")
+        assert c.list(namespace="alice")["total"] == 1 and c.list(owner="bob")["total"] == 0
+        with pytest.raises(E.InvalidInputError, match="unknown filter ownr; the filters are base_model, .*owner"):
+            c.list(ownr="bob")  # it listed every adapter, as if unfiltered
+        with pytest.raises(E.InvalidInputError, match="unknown filters basemodel, tags"):
+            c.search("uppercase", basemodel="x", tags="y")
