@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, hub: A
     app = FastAPI(title="Loom", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="A self-hosted hub for LoRA adapters: registry, semantic search, composition.")
     app.state.hub = the_hub
-    errors.install(app)
+    errors.install(app, not_found_page=pages.not_found_page)
     _offline_docs(app)
     _documented_errors(app)
     # pages last: it serves "/" and /static; the OpenAI-compatible /v1 routes build the inference

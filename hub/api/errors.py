@@ -1,22 +1,28 @@
 """The one translation point from errors to HTTP: one status per error code, one JSON shape.
 
 Every error response is ``{"error": {"code": str, "message": str, "details": object}}``, for domain
-errors, request validation errors, unknown routes and unexpected failures alike.
+errors, request validation errors, unknown routes and unexpected failures alike (a browser asking for an
+unknown page outside /api and /v1 gets the web UI's HTML 404 page instead).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.core.errors import LoomError
 
 log = logging.getLogger("loom.api")
+
+#: the HTML answer to a browser asking for a page that does not exist (None: the JSON error)
+NotFoundPage = Callable[[Request], Response | None]
 
 STATUS_BY_CODE = {
     "not_found": 404,
@@ -86,8 +92,9 @@ def _domain_cause(exc: BaseException | None, depth: int = 0) -> LoomError | None
     return _domain_cause(exc.__cause__ or exc.__context__, depth + 1)
 
 
-async def handle_error(request: Request, exc: Exception) -> JSONResponse:
-    """Map any exception to the one error shape."""
+async def handle_error(request: Request, exc: Exception, not_found_page: NotFoundPage | None = None) -> Response:
+    """Map any exception to the one error shape (an unknown route asked for by a browser: ``not_found_page``'s
+    HTML page, when it gives one)."""
     if isinstance(exc, StarletteHTTPException | BaseExceptionGroup):
         exc = _domain_cause(exc) or exc  # e.g. the upload limit hit while FastAPI parsed the multipart body
     if isinstance(exc, LoomError):
@@ -112,12 +119,16 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
         msg = exc.detail if isinstance(exc.detail, str) else code
         if exc.status_code == 404 and msg == "Not Found":
             msg = f"no route {request.method} {request.url.path}"
+            if not_found_page is not None and (page := not_found_page(request)) is not None:
+                return page
         return _json(exc.status_code, code, msg, {}, getattr(exc, "headers", None))
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return _json(500, "internal_error", "internal server error", {})
 
 
-def install(app: FastAPI) -> None:
-    """Register the one handler for every error class the app can meet."""
+def install(app: FastAPI, not_found_page: NotFoundPage | None = None) -> None:
+    """Register the one handler for every error class the app can meet (``not_found_page``: the web UI's 404
+    page for browsers)."""
+    handler = functools.partial(handle_error, not_found_page=not_found_page) if not_found_page else handle_error
     for cls in (LoomError, RequestValidationError, StarletteHTTPException, Exception):
-        app.add_exception_handler(cls, handle_error)
+        app.add_exception_handler(cls, handler)

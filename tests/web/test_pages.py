@@ -76,6 +76,21 @@ def test_pages_are_self_contained_and_send_security_headers(http):
         assert http.get(escape).status_code == 404
 
 
+def test_an_unknown_page_is_an_html_404_for_a_browser_and_json_for_the_rest(http, live):
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    for path in ("/no-such-page", "/adapters/x/y/z/extra"):
+        r = http.get(path, headers=browser, cookies={"loom_token": live.alice})
+        assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")  # it was a JSON 404
+        assert "<h1>Not found</h1>" in r.text and f"There is no page at {path}." in r.text
+        assert 'href="/static/style.css"' in r.text and "Signed in as <strong data-user>alice</strong>" in r.text
+        assert "script-src 'self'" in r.headers["content-security-policy"]
+        plain = http.get(path)  # a script or curl: the API's one error shape
+        assert plain.status_code == 404 and plain.json()["error"]["message"] == f"no route GET {path}"
+    for path in ("/api/v1/nope", "/v1/nope", "/api"):
+        r = http.get(path, headers=browser)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
 def test_search_page_validates_filters_and_pages(http, live):
     r = http.get("/", params={"min_rank": "abc", "max_rank": "0"})
     assert r.status_code == 422

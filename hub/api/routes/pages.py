@@ -117,6 +117,19 @@ class PageRoute(APIRoute):
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute, tags=["pages"])
 
+#: the paths of the APIs (REST and OpenAI-compatible): their errors are JSON whoever asks
+API_PREFIXES = ("/api/", "/v1/")
+
+
+def not_found_page(request: Request) -> Response | None:
+    """The HTML 404 page for a browser (it asks for text/html) at an unknown path outside the APIs; None (the
+    JSON error) for any other client."""
+    path = request.url.path
+    if path in ("/api", "/v1") or path.startswith(API_PREFIXES) or "text/html" not in request.headers.get("accept", ""):
+        return None
+    _viewer(request, page_user(request, request.app.state.hub))
+    return render(request, "error.html", {"status": 404, "message": f"There is no page at {path}."}, status=404)
+
 
 def _viewer(request: Request, user: User | None) -> User | None:
     request.state.page_user = user
