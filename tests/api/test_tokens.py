@@ -3,6 +3,7 @@ API and the CLI (both databases for the API)."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -84,3 +85,34 @@ def test_token_ls_and_revoke_in_the_cli(make_hub, monkeypatch, capsys):
         assert "not valid" in err and len(err.strip().splitlines()) == 1
         assert main(["--token", t2, "token", "ls"]) == 0
         assert "laptop" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_token_ls_keeps_prefix_label_and_times_whole_at_80_columns(make_hub, monkeypatch, capsys):
+    from rich.console import Console
+
+    from hub.api import create_app
+    from hub.cli import common, main
+    from tests.helpers import serve_in_thread
+
+    hub = make_hub()
+    _, t1 = hub.users.create_token("alice", label="the laptop at home")
+    _, t2 = hub.users.create_token("alice", label="ci")
+    with serve_in_thread(create_app(hub=hub, warm_index=False)) as url:
+        monkeypatch.setenv("LOOM_SERVER_URL", url)
+        assert main(["--token", t1, "token", "ls", "--json"]) == 0  # t1 is now used
+        assert main(["--token", t2, "token", "revoke", str(json.loads(capsys.readouterr().out)[0]["id"])]) == 0
+        capsys.readouterr()
+        assert main(["--token", t2, "token", "ls", "--json"]) == 0
+        items = json.loads(capsys.readouterr().out)
+        for width, created in ((80, False), (120, True)):
+            monkeypatch.setattr(common, "console", Console(width=width, record=True, file=io.StringIO()))
+            assert main(["--token", t2, "token", "ls"]) == 0
+            text = common.console.export_text()
+            assert all(len(line) <= width for line in text.splitlines()), text
+            # it cut the prefix and every time to its date ("2026-12-08T…")
+            first = items[0]
+            for stamp in ("last_used_at", "revoked_at", *(["created_at"] if created else [])):
+                assert first[stamp] is not None and first[stamp][:16].replace("T", " ") in text, (stamp, text)
+            assert f"{first['prefix']}..." in text and f"{items[1]['prefix']}..." in text
+            assert {"the", "laptop", "at", "home"} <= set(text.split()), text  # the label may wrap, never cut
