@@ -8,9 +8,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine
 
 import migrations
+from hub.core.errors import InvalidInputError
 
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 
@@ -25,9 +27,16 @@ def alembic_config(url: str) -> Config:
 
 def _run(engine: Engine, fn: str, revision: str) -> None:
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        getattr(command, fn)(cfg, revision)
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            getattr(command, fn)(cfg, revision)
+    except CommandError as e:  # a revision Alembic cannot resolve or reach: nothing was changed
+        known = [r.revision for r in ScriptDirectory.from_config(cfg).walk_revisions()][::-1]
+        what = (f"unknown migration revision {revision!r}" if f"identified by {revision!r}" in str(e)
+                else f"cannot {fn} to {revision!r}: {e}")
+        raise InvalidInputError(f"{what}; the revisions are {', '.join(known)} (head), base, or a step such as -1 "
+                                "(`loom db current` shows where the database is)", field="revision", value=revision) from None
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

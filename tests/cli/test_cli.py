@@ -128,3 +128,11 @@ def test_db_commands(capsys, monkeypatch, tmp_path):
     assert json.loads(out)["current"] == json.loads(out)["head"]
     rc, out, _ = run(capsys, "db", "downgrade", "base", "--yes")
     assert rc == 0 and "base (empty)" in out
+    # an unknown revision: one line naming it and the revisions there are (it was Alembic's CommandError)
+    for cmd in (["upgrade", "bogus"], ["downgrade", "bogus", "--yes"]):
+        rc, out, err = run(capsys, "db", *cmd)
+        assert rc == 1 and len(err.strip().splitlines()) == 1, err
+        assert "unknown migration revision 'bogus'" in err and "0001" in err and "(head)" in err, err
+        assert "CommandError" not in err and "LOOM_DEBUG" not in err
+    rc, out, _ = run(capsys, "db", "current", "--json")
+    assert json.loads(out)["current"] is None  # nothing changed
