@@ -68,16 +68,41 @@ def client() -> LoomClient:
     return LoomClient(server_url(), options.token)
 
 
-def local_hub(migrate: bool = True) -> Hub:
+def missing_database() -> Path | None:
+    """The configured SQLite file when it does not exist (there is no hub there yet), else None."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(settings().resolved_database_url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    path = Path(u.database)
+    return None if path.exists() else path
+
+
+def require_database() -> None:
+    """Refuse a command that reads or checks a hub where there is none: one line, and nothing is created (opening
+    the hub would create an empty ``./loom-data``)."""
+    from hub.core.errors import NotFoundError
+
+    if (path := missing_database()) is not None:
+        raise NotFoundError(f"no hub database at {path}: set LOOM_DATA_DIR (or --data-dir) to the hub's data "
+                            "directory (`loom serve` or `loom db upgrade` creates a hub)", path=str(path))
+
+
+def local_hub(migrate: bool = True, *, existing: bool = False) -> Hub:
     """The service container of local commands, on ``LOOM_DATA_DIR`` / ``LOOM_DATABASE_URL``.
 
     The one place the CLI builds services (use it as a context manager).
 
     Args:
         migrate: apply database migrations up to head first.
+        existing: the command only reads or checks a hub: where there is none, :func:`require_database` refuses
+            instead of creating an empty data directory.
     """
     from hub.services.container import Hub
 
+    if existing:
+        require_database()
     return Hub(settings(), migrate=migrate)
 
 

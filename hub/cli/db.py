@@ -42,6 +42,7 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="e.g. -1 or base")
     """Revert migrations down to REVISION (a downgrade drops what the reverted migrations added: it asks first)."""
     from hub.db.migrate import current, downgrade
 
+    common.require_database()
     with engine() as eng:
         if not yes:
             typer.confirm(f"downgrade the database at {eng.url.render_as_string(hide_password=True)} from "
@@ -56,8 +57,11 @@ def db_current(json_out: JsonOpt = False) -> None:
     """Show the database's migration revision and the newest one shipped."""
     from hub.db.migrate import current, head
 
-    with engine() as eng:
-        cur, hd = current(eng), head()
+    if common.missing_database() is not None:  # no hub there yet: say so without creating its file
+        cur, hd = None, head()
+    else:
+        with engine() as eng:
+            cur, hd = current(eng), head()
     if json_out:
         common.print_json({"current": cur, "head": hd})
     else:

@@ -17,7 +17,7 @@ app = typer.Typer()
 @app.command()
 def reindex(json_out: JsonOpt = False) -> None:
     """Re-embed every adapter with the configured model and rebuild the search index."""
-    with common.local_hub() as hub:
+    with common.local_hub(existing=True) as hub:
         progress = Progress(TextColumn("reindex"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                             console=common.err_console, transient=True)
         with progress:
@@ -41,7 +41,7 @@ def fsck(repair: Annotated[bool, typer.Option("--repair", help="Fix what is foun
     for k in kind or ():
         if k not in KINDS:
             raise typer.BadParameter(f"--kind must be one of {', '.join(KINDS)}, got {k!r}")
-    with common.local_hub() as hub:
+    with common.local_hub(existing=True) as hub:
         rep = hub.fsck.run(repair=repair, orphan_grace_s=grace, kinds=tuple(kind) if kind else None)
     out = common.console
     if json_out:

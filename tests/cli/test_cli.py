@@ -136,3 +136,19 @@ def test_db_commands(capsys, monkeypatch, tmp_path):
         assert "CommandError" not in err and "LOOM_DEBUG" not in err
     rc, out, _ = run(capsys, "db", "current", "--json")
     assert json.loads(out)["current"] is None  # nothing changed
+
+
+def test_commands_that_read_a_hub_create_no_data_dir_where_there_is_none(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("LOOM_DATA_DIR", raising=False)
+    monkeypatch.delenv("LOOM_DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./loom-data here
+    rc, out, _ = run(capsys, "db", "current", "--json")
+    assert rc == 0 and json.loads(out)["current"] is None
+    for cmd in (["fsck"], ["fsck", "--repair"], ["reindex"], ["db", "downgrade", "--yes"]):
+        rc, _, err = run(capsys, *cmd)
+        assert rc == 1 and len(err.strip().splitlines()) == 1, err
+        assert f"no hub database at {tmp_path / 'loom-data' / 'loom.db'}" in err and "LOOM_DATA_DIR" in err, err
+    assert list(tmp_path.iterdir()) == []  # each of them created an empty ./loom-data (and a loom.db)
+    assert run(capsys, "db", "upgrade")[0] == 0  # a command that creates a hub does
+    rc, out, err = run(capsys, "fsck", "--json")
+    assert rc == 0 and (tmp_path / "loom-data" / "loom.db").is_file(), err
