@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.core.errors import LoomError
+from hub.core.errors import LoomError, NotFoundError
 from hub.db.hf import HfImport
 from hub.db.models import Adapter, User
 from hub.services.hf_imports import ImportResult
@@ -85,18 +85,30 @@ class HfResync:
             return [Tracker(a.id, a.full_name, a.owner, imp.repo_id, imp.revision, imp.sha) for imp, a in rows]
 
     def sync(self, *, repos: Sequence[str] | None = None, owner: User | None = None,
-             progress: Callable[[int, int, str], None] | None = None) -> SyncReport:
+             progress: Callable[[int, int, str], None] | None = None, require_tracked: bool = False) -> SyncReport:
         """Check every tracked repo (or those in ``repos``; of ``owner``'s adapters) upstream; import new shas.
 
         Each adapter is updated as its owner. Repos whose tracked branch has not moved are not
         downloaded; a new commit with content identical to a version already held adds no version.
         ``progress(done, total, repo_id)`` is called after each repo.
+
+        Raises:
+            NotFoundError: ``require_tracked`` (a user's request) and a repo of ``repos`` that no adapter (of
+                ``owner``) was imported from; nothing is synced.
         """
         from hub.hf_sync.search import plan_sync
 
         report = SyncReport()
         by_track: dict[str, dict[str, list[Tracker]]] = {}
-        for t in self.trackers(repos, owner=owner):
+        trackers = self.trackers(repos, owner=owner)
+        untracked = sorted(set(repos or ()) - {t.repo_id for t in trackers})
+        if require_tracked and untracked:
+            listed = ", ".join(untracked)
+            raise NotFoundError(f"{listed} {'was' if len(untracked) == 1 else 'were'} never imported"
+                                f"{' by ' + owner.name if owner else ''}, so there is nothing to sync: import "
+                                f"{'it' if len(untracked) == 1 else 'them'} first (`loom hf pull {untracked[0]}`)",
+                                repos=untracked)
+        for t in trackers:
             by_track.setdefault(t.revision, {}).setdefault(t.repo_id, []).append(t)
         total = sum(len(g) for g in by_track.values())
         done = 0

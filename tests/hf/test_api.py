@@ -84,6 +84,13 @@ def test_search_bulk_import_and_sync(hf_api, hf_hub, fake_hub, lora_dirs):
     assert sorted(r.json()["unchanged"]) == ["alice/pico-b"]
     assert hf_api.post("/api/v1/hf/sync", headers=hf_api.alice).json()["updated"] == []
     assert counts(hf_hub)["adapter_versions"] == 3
+    # a repo nothing of the caller's was imported from: a 404 naming it, and nothing is synced
+    seed(fake_hub, "alice/pico-a", lora_dirs["two"])
+    for who, repos in ((hf_api.alice, ["alice/pico-a", "alice/never"]), (hf_api.bob, ["alice/pico-a"])):
+        r = hf_api.post("/api/v1/hf/sync", json={"repos": repos}, headers=who)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
+        assert r.json()["error"]["message"].startswith(f"{repos[-1]} was never imported by "), r.text
+    assert counts(hf_hub)["adapter_versions"] == 3
 
 
 def test_export_route(hf_api, hf_hub, fake_hub, lora_dirs):

@@ -76,3 +76,7 @@ def test_errors_are_one_line_and_exit_1(loom, fake_hub):
     assert rc == 2 and "give either org/repo[@rev] or --search" in err and len(err.strip().splitlines()) == 1
     rc, _, err = loom("hf", "push", "alice/none", "alice/x")
     assert rc == 1 and "error (not_found)" in err
+    rc, out, err = loom("hf", "sync", "alice/never-pulled")  # it said "0 updated, 0 unchanged, 0 failed"
+    assert rc == 1 and out == "" and len(err.strip().splitlines()) == 1, (out, err)
+    assert "error (not_found): alice/never-pulled was never imported by alice" in err
+    assert "`loom hf pull alice/never-pulled`" in err

@@ -150,7 +150,7 @@ def hf_search(hub: HubDep, user: WriterDep, search: str | None = None, author: s
 @router.post("/sync", response_model=HfSyncOut, operation_id="hf_sync",
              summary="Re-sync your adapters imported from the Hub: new upstream commits become new versions")
 def hf_sync(hub: HubDep, user: WriterDep, body: HfSyncIn | None = None) -> HfSyncOut:
-    report = hub.hf.sync(repos=body.repos if body else None, owner=user).to_dict()
+    report = hub.hf.sync(repos=body.repos if body else None, owner=user, require_tracked=True).to_dict()
     return HfSyncOut(updated=[HfSyncItem(**u) for u in report["updated"]], unchanged=report["unchanged"],
                      errors={k: ErrorInfo(**e, details={}) for k, e in report["errors"].items()})
 
