@@ -9,9 +9,10 @@ writes the reason into the job log. The rule is simple and documented rather tha
    ``ties_svd``, whose sign election resolves the conflicting entries;
 4. otherwise ``lora_lego`` with k = the largest input rank: compact, merges redundant rank-1 units.
 
-Weights come from the task similarities (negative ones clipped to 0): normalised to sum 1 for
-``cat`` (a similarity-weighted average), to a maximum of 1 for TIES and LoRA-LEGO (whose disjoint
-mean / centroids already average).
+Weights are the ones given (negative ones clipped to 0): for a task, the composition service gives the
+retrieval's weights, ``softmax(similarity / T)``, which already sum to 1; for listed sources, the request's
+weights. They are normalised to sum 1 for ``cat`` (a weighted average), scaled to a maximum of 1 for TIES and
+LoRA-LEGO (whose disjoint mean / centroids already average), and the reason says which.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def delta_cosines(adapters: Sequence[LoraAdapter]) -> list[list[float]]:
     ]
 
 
+_SCALED = "weights are the given ones scaled so the largest is 1"
+
+
 def _normalised(sims: Sequence[float], to: str) -> list[float]:
     clipped = [max(0.0, float(s)) for s in sims]
     if sum(clipped) == 0.0:
@@ -72,7 +76,8 @@ def choose_method(
     max_cat_rank: int = 64,
     conflict_cos: float = -0.05,
 ) -> Choice:
-    """Pick a method for ``adapters`` retrieved for a task, weighed by ``task_similarities``.
+    """Pick a method for ``adapters`` retrieved for a task, weighed by ``task_similarities`` (any non-negative
+    weights; the composition service passes the retrieval's softmax weights).
 
     Raises:
         InvalidInputError: no adapters, or a different number of similarities than adapters.
@@ -91,7 +96,7 @@ def choose_method(
         return Choice(
             "cat", {}, _normalised(sims, "sum"),
             f"{n} adapters with total rank {total_rank} <= {max_cat_rank}: cat is the exact weighted sum, "
-            "nothing is lost; weights are the task similarities normalised to sum 1",
+            "nothing is lost; weights are the given ones normalised to sum 1 (a task's softmax weights already are)",
         )
     cos = delta_cosines(adapters)
     worst = min(cos[i][j] for i in range(n) for j in range(i + 1, n))
@@ -100,10 +105,10 @@ def choose_method(
         return Choice(
             "ties_svd", {"density": 0.2, "svd_rank": max_r}, _normalised(sims, "max"),
             f"total rank {total_rank} > {max_cat_rank} and the deltas conflict (lowest pairwise cosine "
-            f"{worst:.3f} < {conflict_cos}): ties_svd resolves sign conflicts, output rank {max_r}",
+            f"{worst:.3f} < {conflict_cos}): ties_svd resolves sign conflicts, output rank {max_r}; {_SCALED}",
         )
     return Choice(
         "lora_lego", {"k": max_r}, _normalised(sims, "max"),
         f"total rank {total_rank} > {max_cat_rank} and no conflicting pair (lowest cosine {worst:.3f}): "
-        f"lora_lego clusters the {total_rank} rank-1 units into k={max_r}",
+        f"lora_lego clusters the {total_rank} rank-1 units into k={max_r}; {_SCALED}",
     )

@@ -115,6 +115,25 @@ def test_task_description_retrieves_and_auto_explains(setup):
         assert got[0] > got[1]
 
 
+def test_auto_on_a_task_says_the_weights_it_uses(setup, adapter_dirs):
+    hub, alice = setup
+    desc = "convert text to upper case letters"  # alice/upper's: a tie, so both are kept and cat merges them
+    hub.publisher.publish(alice, "alice/upper-too", files_of(adapter_dirs[2]), description=desc, tags=["case"])
+    job, _ = hub.compositions.submit(alice, CompositionRequest(task=desc, base_model="loom-test/pico-llama",
+                                                               method="auto", k=2, min_score=0.05))
+    _run_all(hub)
+    done = hub.compositions.jobs.get(job.id, alice.id)
+    assert done.status == "succeeded", done.error
+    retrieved = next(line for line in done.log if "retrieved for the task" in line)
+    chose = next(line for line in done.log if "auto chose " in line)
+    # both lines say what the weights are: softmax(similarity / T), which sum to 1 (auto said "the task
+    # similarities normalised to sum 1", which they are not)
+    assert "weights softmax(similarity / 0.02)" in retrieved and "auto chose cat: " in chose
+    assert "task similarities" not in chose and "a task's softmax weights already are" in chose
+    lineage = hub.adapters.lineage(alice, *done.result["adapter"].split("/"), done.result["version"])
+    assert sorted(p["weight"] for p in lineage.parents) == pytest.approx(sorted(job.request["weights"]), abs=1e-6)
+
+
 def test_similarity_weights_favour_a_clear_best_and_share_near_ties():
     w = similarity_weights([0.60, 0.50, 0.40])
     assert w[0] > 0.99 and sum(w) == pytest.approx(1.0)

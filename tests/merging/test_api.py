@@ -106,6 +106,7 @@ def test_choose_method_rules():
     assert one.method == "linear" and one.weights == [1.0] and "unchanged" in one.reason
     small = choose_method([rand_adapter(1), rand_adapter(2)], [0.9, 0.3])
     assert small.method == "cat" and small.weights == [0.75, 0.25] and "exact" in small.reason
+    assert "given ones normalised to sum 1" in small.reason  # it said "task similarities": it gets softmax weights
     base = rand_adapter(5, rank=8)
     from hub.core.adapter import LoraAdapter, LoraLayer
 
@@ -116,6 +117,7 @@ def test_choose_method_rules():
     aligned = [rand_adapter(5, rank=8, alpha=float(a)) for a in range(1, 10)]  # one direction, 9 scales
     calm = choose_method(aligned, [0.5] * 9)
     assert calm.method == "lora_lego" and calm.params == {"k": 8} and calm.weights == [1.0] * 9
+    assert "scaled so the largest is 1" in calm.reason and "scaled so the largest is 1" in conflict.reason
     assert delta_cosines([base, neg])[0][1] == pytest.approx(-1.0)
     assert delta_cosines(aligned)[0][8] == pytest.approx(1.0)
     merge(aligned, calm.method, weights=calm.weights, params=calm.params)  # the choice runs
