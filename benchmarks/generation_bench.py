@@ -194,7 +194,7 @@ def main() -> None:
             tasks.append(TaskSnapshots(e.name, task_vector(base_a, codec, prompts), snaps[e.task],
                                        (ParentRef(e.name, "1", sha256=e.sha256),)))
         timings["icm_lora: task vectors"] = time.perf_counter() - t0
-        held_prompts = [e.prompt for e in held.examples(5, 7, "train")]  # the task's few sample prompts
+        held_prompts = [e.prompt for e in held.samples(5, 7)]  # the few sample prompts the zoo would publish
         held_vec = task_vector(base_a, codec, held_prompts)
         desc = [TaskSnapshots(t.name, embed(e.description), t.snapshots, t.parents)
                 for t, e in zip(tasks, library, strict=True)]
