@@ -29,7 +29,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from hub.cli.testbed import ZOO_OWNER, publish_zoo_into
+    from hub.cli.testbed import publish_zoo_into
     from hub.services.container import Hub, inference_service
     from hub.settings import get_settings
     from testbed.tasks import get_task
@@ -44,7 +44,6 @@ def main() -> None:
         hub = Hub(settings)
         try:
             publish_zoo_into(hub, zoo)
-            base = hub.base_models.find(zoo.base_a.id)
             for mode in (False, True):
                 settings.semantic_router_exemplars = mode
                 svc = inference_service(hub, "cpu")
@@ -55,9 +54,9 @@ def main() -> None:
                     hits = total = 0
                     for e in zoo.adapters_on(zoo.base_a.id):
                         for ex in get_task(e.task).examples(args.n, args.seed, split):
-                            plan = svc.auto(None, base, ex.prompt)
+                            plan = svc.resolve(None, "auto", None, ex.prompt)  # the default base: zoo.base_a
                             top = max(plan.mixture, key=lambda k: plan.mixture[k]) if plan.mixture else ""
-                            hits += top.split("@")[0] == f"{ZOO_OWNER}/{e.name.split('/')[-1]}"
+                            hits += top.split("@")[0] == e.name
                             total += 1
                     results[label][split] = hits / total
                 results[label]["ms_per_request"] = 1000 * (time.perf_counter() - t0) / (2 * total)
