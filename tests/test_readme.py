@@ -9,6 +9,7 @@ reads every flag the README gives it). A new block must be one of these, or this
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import subprocess
@@ -160,3 +161,8 @@ def test_the_openai_block_runs_as_written(demo):
     assert completion.choices[0].text.strip() == "HELLO"
     assert chat.choices[0].message.content.strip() == "HELLO"
     assert auto.choices[0].message is not None  # SmolLM2 answers it on the full demo; here the tiny base does
+    # on the tiny zoo, auto routes the zoo's own phrasing to its adapter (its samples hold every cue of the task)
+    res = httpx.post(f"{url}/v1/completions", headers={"Authorization": f"Bearer {env['LOOM_TOKEN']}"}, timeout=60,
+                     json={"model": "loom-testbed/llama-ci:auto", "prompt": "hello | shout this\n", "max_tokens": 8,
+                           "temperature": 0}).json()
+    assert res["choices"][0]["text"].strip() == "HELLO" and "zoo/upper" in json.dumps(res.get("loom")), res
