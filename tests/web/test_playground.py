@@ -100,13 +100,14 @@ def test_playground_and_try_it_answer_for_real(page, live, artifacts):
     expect(used.first).to_contain_text(f"{weight:.3f}")
     page.screenshot(path=str(artifacts / "playground-answer.png"), full_page=True)
 
-    # the adapter page's try-it box: greedy, so the same text as a direct call
-    body = {"model": SERVED_ADAPTER, "prompt": "Good morning", "max_tokens": 6, "temperature": 0}
-    direct = httpx.post(f"{live.url}/v1/completions", json=body, timeout=120)
+    # the adapter page's try-it box: a chat message, as the playground sends it; greedy, so a direct call's text
+    body = {"model": SERVED_ADAPTER, "messages": [{"role": "user", "content": "Good morning"}], "max_tokens": 6,
+            "temperature": 0}
+    direct = httpx.post(f"{live.url}/v1/chat/completions", json=body, timeout=120)
     assert direct.status_code == 200, direct.text
     page.goto(f"/a/{SERVED_ADAPTER}")
     page.get_by_label("Prompt").fill("Good morning")
     page.get_by_label("Max tokens").fill("6")
     page.get_by_role("button", name="Run").click()
-    expect(page.locator("#try-output pre.completion")).to_have_text("Good morning" + direct.json()["choices"][0]["text"],
+    expect(page.locator("#try-output pre.completion")).to_have_text(direct.json()["choices"][0]["message"]["content"],
                                                                      timeout=60_000)

@@ -1,4 +1,5 @@
-"""The web playground on the demo's tiny zoo (Chromium): every ci family's adapter answers its task.
+"""The web playground on the demo's tiny zoo (Chromium): every ci family's adapter answers its task, and the
+adapter page's try-it box answers a zoo prompt as the playground does.
 
 The zoo fixture is the testbed's (imported here, so this web worker builds its own small ci zoo, cached by
 recipe); the browser is the web tests' one Chromium.
@@ -32,5 +33,19 @@ def test_the_playground_answers_every_family(ci_zoo, zoo_url, browser):  # noqa:
             page.get_by_label("Max tokens").fill("24")
             page.get_by_role("button", name="Send").click()
             expect(page.locator("#answer-text")).to_have_text(e.output)
+    finally:
+        ctx.close()
+
+
+def test_the_try_it_box_answers_a_zoo_prompt_as_the_playground(ci_zoo, zoo_url, browser):  # noqa: F811
+    # the prompt a newcomer copies from the model card, without the trailing newline the raw completion needs
+    ctx = browser.new_context(base_url=zoo_url, viewport={"width": 1280, "height": 900})
+    ctx.set_default_timeout(60_000)
+    page = ctx.new_page()
+    try:
+        page.goto("/a/zoo/upper")
+        page.get_by_label("Prompt").fill("hello | shout this")
+        page.get_by_role("button", name="Run").click()
+        expect(page.locator("#try-output pre.completion")).to_have_text("HELLO")
     finally:
         ctx.close()

@@ -1,4 +1,5 @@
-/* Adapter page: the "try it" box, calling the hub's OpenAI-compatible POST /v1/completions. */
+/* Adapter page: the "try it" box, calling the hub's OpenAI-compatible POST /v1/chat/completions (the prompt is one
+   user message, rendered by the base's chat template as the playground does, so both give the same answer). */
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -19,10 +20,11 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     button.disabled = true;
     try {
-      const resp = await Loom.api("/v1/completions", {
+      const resp = await Loom.api("/v1/chat/completions", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ model: form.dataset.model, prompt: prompt, max_tokens: maxTokens, temperature: 0 }),
+        body: JSON.stringify({ model: form.dataset.model, messages: [{ role: "user", content: prompt }],
+                               max_tokens: maxTokens, temperature: 0 }),
       });
       const body = await Loom.readJson(resp);
       if (!resp.ok) {
@@ -34,9 +36,9 @@ document.addEventListener("DOMContentLoaded", () => {
         return;
       }
       const choice = body && body.choices && body.choices[0];
-      const text = choice ? (choice.text !== undefined ? choice.text : (choice.message && choice.message.content) || "") : "";
+      const text = choice ? (choice.message && choice.message.content) || "" : "";
       out.className = "output";
-      out.replaceChildren(Loom.el("pre", { class: "completion" }, Loom.el("span", { class: "prompt", text: prompt }), text));
+      out.replaceChildren(Loom.el("pre", { class: "completion" }, text));
     } catch (e) {
       out.className = "output error-box";
       out.replaceChildren(Loom.el("p", { text: "Could not reach the hub: " + e.message }));
