@@ -63,6 +63,13 @@ def test_openai_client_completions_chat_stream_models(client, server):
     assert models["alice/math"].model_extra["parent"] == BASE_ID
     assert models["alice/math"].model_extra["root"] == "alice/math@1"
     assert models[BASE_ID].model_extra["parent"] is None
+    # models.retrieve (GET /v1/models/{id}, the id may hold a slash) answers the listing's entry, or a 404
+    assert client.models.retrieve("alice/math").model_extra["root"] == "alice/math@1"
+    assert client.models.retrieve(BASE_ID).id == BASE_ID
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.models.retrieve("nobody/unknown")
+    assert "model 'nobody/unknown' does not exist; available: " in missing.value.message
+    assert missing.value.body["details"]["model"] == "nobody/unknown"
 
     mix = client.completions.create(model=BASE_ID, prompt="Add 2 and 3", max_tokens=6, temperature=0,
                                     extra_body={"merged_adapters": {"ids": ["alice/math", "bob/python"],
@@ -132,6 +139,8 @@ def test_private_adapters_need_their_owners_token(server, ihub, adapter_dirs):
         anon.completions.create(model="alice/secret", prompt="x", max_tokens=2)
     assert "alice/secret" not in e.value.message.split("available:")[1]  # not even listed
     assert "alice/secret" not in {m.id for m in anon.models.list()}
+    with pytest.raises(openai.NotFoundError):
+        anon.models.retrieve("alice/secret")
     for ref in ("alice/secret", "nobody/unknown"):  # in a mixture: the error names the adapter, not the base
         with pytest.raises(openai.NotFoundError) as e:
             anon.completions.create(model=BASE_ID, prompt="x", max_tokens=2,
@@ -142,3 +151,4 @@ def test_private_adapters_need_their_owners_token(server, ihub, adapter_dirs):
     r = owner.completions.create(model="alice/secret", prompt="x", max_tokens=2, temperature=0)
     assert r.model_extra["loom"]["adapters"] == {"alice/secret@1": 1.0}
     assert "alice/secret" in {m.id for m in owner.models.list()}
+    assert owner.models.retrieve("alice/secret").id == "alice/secret"

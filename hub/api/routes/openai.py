@@ -397,3 +397,15 @@ def create_inference_app(settings: Any = None, *, hub: Any = None, migrate: bool
             summary="Bases and adapters (adapters carry parent = base and root = ns/name@version)")
 def list_models(svc: InferenceDep, viewer: ViewerDep) -> dict[str, Any]:
     return {"object": "list", "data": svc.available(viewer)}
+
+
+@router.get("/v1/models/{model:path}", operation_id="openai_retrieve_model",
+            summary="One model of /v1/models (a base, an adapter or a router); 404 listing what exists")
+def retrieve_model(model: str, svc: InferenceDep, viewer: ViewerDep) -> dict[str, Any]:
+    from hub.services.inference.resolve import unknown_model
+
+    available = svc.available(viewer)
+    found = next((m for m in available if m["id"] == model), None)
+    if found is None:
+        raise unknown_model(model, [m["id"] for m in available])
+    return found
