@@ -179,3 +179,17 @@ def test_search_page_says_when_nothing_fits(http, live):
     on = http.get("/", params={"q": "condense a newspaper story into a few bullets"})
     assert re.findall(r'<h3><a href="/a/([^"]+)">', on.text)[0] == "alice/news-summariser"
     assert 'id="weak-match"' not in on.text
+
+
+def test_an_empty_result_says_why_it_is_empty(http, live):
+    # the hub has adapters: a filter that excludes them all, or a page past the last, is not "No adapters yet"
+    for params in ({"license": "no-such-license"}, {"tag": "no-such-tag"}, {"base_model": "nobody/nothing"}):
+        r = http.get("/", params=params)
+        assert r.status_code == 200 and "No adapter matches these filters." in r.text, params
+        assert "No adapters yet" not in r.text
+    past = http.get("/", params={"tag": "translation", "page": "500"})
+    assert past.status_code == 200 and "No adapters yet" not in past.text
+    assert 'Page 500 is past the last result. <a href="/?tag=translation">Back to the first page</a>' in past.text
+    # a search's page past the last says so too, not that nothing reaches the match threshold
+    far = http.get("/", params={"q": "translate French into English", "page": "50"})
+    assert "Page 50 is past the last result." in far.text and 'id="weak-match"' not in far.text
