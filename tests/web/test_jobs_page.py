@@ -34,6 +34,10 @@ def test_jobs_page_cells_stay_on_one_line(browser, live, artifacts):
         expect(page.locator("table.jobs")).to_contain_text("queued #")
         page.screenshot(path=str(artifacts / "jobs-640.png"), full_page=True)
         assert page.evaluate(WRAPPED_CELLS) == []
+        # the job's own page names what it published, a router too (it showed nothing but "succeeded")
+        page.locator("table.jobs th a", has_text=done.id[:8]).click()
+        expect(page.locator("#job-result-link")).to_have_attribute("href", "/a/alice/a-rather-long-router-name?version=12")
+        expect(page.locator("#job-result")).to_contain_text("Published alice/a-rather-long-router-name@12")
     finally:
         hub.queue.cancel(waiting.id, alice.id)
         ctx.close()

@@ -31,10 +31,11 @@
       $("job-log").replaceChildren(...(job.log || []).map((l) => Loom.el("li", { text: l })));
       const result = $("job-result");
       $("job-cancel").hidden = TERMINAL.includes(job.status);
-      if (job.status === "succeeded" && job.result && job.result.adapter) {
-        const r = job.result;
+      if (job.status === "succeeded" && job.result_name) {  // ns/name@version of an adapter, router or generator
+        const r = job.result || {};
+        const [name, version] = job.result_name.split("@");
         result.className = "success";
-        result.replaceChildren(Loom.el("p", {}, "Published ", Loom.el("a", { id: "job-result-link", href: "/a/" + r.adapter + "?version=" + r.version, text: r.adapter + "@" + r.version }),
+        result.replaceChildren(Loom.el("p", {}, "Published ", Loom.el("a", { id: "job-result-link", href: "/a/" + name + "?version=" + version, text: job.result_name }),
           r.method ? " with " + r.method + "." : "."));
         if (r.reason) result.append(Loom.el("p", { class: "muted", text: "Why this method: " + r.reason }));
       } else if (job.status === "failed") {
