@@ -150,7 +150,9 @@ def test_lineage_and_versions(http, live):
     v1 = http.get("/a/alice/merged-mix", params={"version": "1"})
     assert 'aria-current="page">v1</strong>' in v1.text and "files/$f?version=1" in v1.text
     assert http.get("/a/alice/merged-mix", params={"version": "9"}).status_code == 404
-    assert http.get("/a/alice/merged-mix", params={"version": "x"}).status_code == 422
+    bad = http.get("/a/alice/merged-mix", params={"version": "x"})
+    assert bad.status_code == 422 and "version must be a whole number, got &#39;x&#39;" in bad.text
+    assert "<h1>Not a valid request</h1>" in bad.text  # the caller's input, not "Something went wrong"
 
 
 def test_markdown_is_sanitised():
