@@ -147,6 +147,20 @@ def test_private_adapters_need_their_owners_token(server, ihub, adapter_dirs):
                                     extra_body={"merged_adapters": {"ids": ["alice/math", ref]}})
         assert f"adapter {ref} does not exist or is not visible" in e.value.message
         assert e.value.body["details"]["field"] == "merged_adapters.ids"
+    # a Loom token that is refused (revoked, mistyped) is served as anonymous, and a 404 says why; a foreign key not
+    hint = "the Authorization token is not a valid Loom token (revoked or mistyped), so only public models are served"
+    stale = openai.OpenAI(base_url=url, api_key=token[:-2] + "xx", max_retries=0)
+    for call in (lambda: stale.completions.create(model="alice/secret", prompt="x", max_tokens=2),
+                 lambda: stale.chat.completions.create(model="alice/secret", messages=[{"role": "user", "content": "x"}],
+                                                       max_tokens=2, stream=True),
+                 lambda: stale.models.retrieve("alice/secret")):
+        with pytest.raises(openai.NotFoundError) as e:
+            call()
+        assert e.value.message.startswith("Error code: 404 - model 'alice/secret' does not exist") and hint in e.value.message
+    assert stale.completions.create(model="alice/math", prompt="x", max_tokens=2).choices  # public: served
+    with pytest.raises(openai.NotFoundError) as e:
+        anon.completions.create(model="alice/secret", prompt="x", max_tokens=2)
+    assert "Loom token" not in e.value.message
     owner = openai.OpenAI(base_url=url, api_key=token, max_retries=0)
     r = owner.completions.create(model="alice/secret", prompt="x", max_tokens=2, temperature=0)
     assert r.model_extra["loom"]["adapters"] == {"alice/secret@1": 1.0}

@@ -27,8 +27,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.core.errors import AuthenticationError, InvalidInputError, LoomError, RequestCancelledError
+from hub.core.errors import (
+    AuthenticationError,
+    InvalidInputError,
+    LoomError,
+    NotFoundError,
+    RequestCancelledError,
+)
 from hub.db.models import User
+from hub.services.users import TOKEN_PREFIX
 
 router = APIRouter(tags=["inference (OpenAI-compatible)"])
 _lock = threading.Lock()
@@ -54,10 +61,21 @@ def optional_user(request: Request) -> User | None:
     header = request.headers.get("authorization", "")
     if not header.lower().startswith("bearer "):
         return None
+    token = header[7:].strip()
     try:
-        return request.app.state.hub.users.authenticate(header[7:].strip() or None)
+        return request.app.state.hub.users.authenticate(token or None)
     except AuthenticationError:
+        request.state.refused_token = token.startswith(TOKEN_PREFIX)  # a Loom token, revoked or mistyped
         return None
+
+
+def _token_hint(request: Request, e: NotFoundError) -> NotFoundError:
+    """``e`` with a note, when the caller sent a Loom token that was refused, that only public models were served
+    (an owner whose token was revoked otherwise reads that their private adapter does not exist)."""
+    if getattr(request.state, "refused_token", False):
+        e.message = (f"{e.message}; note: the Authorization token is not a valid Loom token (revoked or mistyped), "
+                     "so only public models are served")
+    return e
 
 
 #: the error statuses of the completion routes, documented in the OpenAPI document
@@ -261,6 +279,8 @@ async def _serve(request: Request, svc: Any, viewer: User | None, stream: bool, 
         events = await svc.astream(viewer, req, cancel)  # request errors are raised here
         streaming = True
         return _sse(request, chunks(events), cancel, lambda: held.__exit__(None, None, None))
+    except NotFoundError as e:
+        raise _token_hint(request, e) from None
     finally:
         if not streaming:
             held.__exit__(None, None, None)
@@ -401,11 +421,11 @@ def list_models(svc: InferenceDep, viewer: ViewerDep) -> dict[str, Any]:
 
 @router.get("/v1/models/{model:path}", operation_id="openai_retrieve_model",
             summary="One model of /v1/models (a base, an adapter or a router); 404 listing what exists")
-def retrieve_model(model: str, svc: InferenceDep, viewer: ViewerDep) -> dict[str, Any]:
+def retrieve_model(request: Request, model: str, svc: InferenceDep, viewer: ViewerDep) -> dict[str, Any]:
     from hub.services.inference.resolve import unknown_model
 
     available = svc.available(viewer)
     found = next((m for m in available if m["id"] == model), None)
     if found is None:
-        raise unknown_model(model, [m["id"] for m in available])
+        raise _token_hint(request, unknown_model(model, [m["id"] for m in available]))
     return found
