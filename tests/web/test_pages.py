@@ -98,6 +98,11 @@ def test_search_page_validates_filters_and_pages(http, live):
     assert re.search(r'id="max_rank-error">must be at least 1, got 0<', r.text)
     assert 'aria-invalid="true" aria-describedby="min_rank-error"' in r.text
     assert http.get("/", params={"min_rank": "8", "max_rank": "4"}).status_code == 422
+    # numbers past the database's int64 are the field's 422, not a 500 (OverflowError in SQLite)
+    huge = "99999999999999999999"
+    for field in ("min_rank", "max_rank", "page"):
+        r = http.get("/", params={field: huge})
+        assert r.status_code == 422 and re.search(rf"must be at most \d+, got {huge}<", r.text), field
 
     d = live.adapters[1]
     for i in range(11):

@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 
 from hub.api.deps import HubDep, get_hub
 from hub.api.errors import status_for
+from hub.api.guards import INT64_MAX
 from hub.api.routes.adapters import filters_dep
 from hub.core.errors import (
     AuthenticationError,
@@ -136,7 +137,10 @@ def _viewer(request: Request, user: User | None) -> User | None:
     return user
 
 
-def _int_param(raw: str | None, field: str, errors: dict[str, str], minimum: int = 1) -> int | None:
+def _int_param(raw: str | None, field: str, errors: dict[str, str], minimum: int = 1,
+               maximum: int = INT64_MAX) -> int | None:
+    """``raw`` as a whole number in ``[minimum, maximum]`` (the database's int64 by default); else None and the
+    field's message in ``errors``."""
     if raw is None or raw.strip() == "":
         return None
     try:
@@ -146,6 +150,9 @@ def _int_param(raw: str | None, field: str, errors: dict[str, str], minimum: int
         return None
     if value < minimum:
         errors[field] = f"must be at least {minimum}, got {value}"
+        return None
+    if value > maximum:
+        errors[field] = f"must be at most {maximum}, got {value}"
         return None
     return value
 
@@ -162,7 +169,7 @@ def search_page(request: Request, hub: HubDep, user: PageUser, q: str = "", base
     errors: dict[str, str] = {}
     lo = _int_param(min_rank, "min_rank", errors)
     hi = _int_param(max_rank, "max_rank", errors)
-    page_no = _int_param(page, "page", errors) or 1
+    page_no = _int_param(page, "page", errors, maximum=INT64_MAX // PER_PAGE) or 1  # its offset fits int64
     if lo is not None and hi is not None and lo > hi:
         errors["max_rank"] = f"must be at least the minimum rank ({lo})"
     modes: dict[str, bool | None] = {"": None, "rerank": True, "cosine": False}  # the Ranking choice -> rerank
