@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True, hub: A
         return response
 
     s = the_hub.settings
-    app.add_middleware(RequestGuard)  # NUL bytes, int64 and nesting: a 422 naming the field, before any route
+    app.add_middleware(RequestGuard, page=pages.error_page)  # NUL bytes, int64 and nesting: a 422 naming the field, before any route
     app.add_middleware(BodyLimit, upload_limit=s.max_upload_bytes + UPLOAD_SLACK, json_limit=s.max_json_bytes)
     app.add_middleware(CatchAll)  # outermost of ours: a JSON 500, and the keep-alive connection survives
     return app

@@ -3,7 +3,8 @@
 - :class:`RequestGuard` refuses, before any route runs, a NUL byte in the URL path, a query parameter or a
   JSON body's keys and strings (PostgreSQL cannot store one; the database guard :mod:`hub.db.guards` catches
   the other paths), an integer in a JSON body outside int64 (no database column holds one), and a JSON body
-  nested deeper than :data:`MAX_JSON_DEPTH` (no request needs it; deep nesting exhausts recursion).
+  nested deeper than :data:`MAX_JSON_DEPTH` (no request needs it; deep nesting exhausts recursion). A browser
+  asking for a page (not /api or /v1) with a NUL byte in its URL gets the web UI's HTML error page instead.
 - :class:`CatchAll` answers an unexpected exception with the one JSON error shape (500) and does not re-raise
   it, so the server keeps the client's keep-alive connection; a domain error escaping a middleware (the upload
   limit hit while a body streams in) gets its own status, without a traceback in the log.
@@ -15,10 +16,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api import errors
@@ -30,6 +33,8 @@ _LONG_INT = re.compile(rb"\d{19,}")
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _BRACKET = re.compile(rb"[\[\]{}]")
 _FORMS = (b"multipart/form-data", b"application/x-www-form-urlencoded")
+#: the web UI's error page for a browser asking for a page (status, message), or None for the JSON error
+ErrorPage = Callable[[Request, int, str], Response | None]
 
 
 class GuardError(ValueError):
@@ -97,8 +102,9 @@ def check_json(body: bytes) -> None:
 class RequestGuard:
     """ASGI middleware applying :func:`check_url` to every HTTP request and :func:`check_json` to JSON bodies."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, page: ErrorPage | None = None) -> None:
         self.app = app
+        self.page = page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -106,8 +112,10 @@ class RequestGuard:
             return
         try:
             check_url(scope.get("path", ""), scope.get("query_string", b""))
-        except GuardError as e:
-            await _refuse(e, scope, receive, send)
+        except GuardError as e:  # a browser asking for a page gets the web UI's error page, when there is one
+            page = self.page(Request(scope), 422, e.message) if self.page is not None else None
+            await (page or errors.error_response(422, "invalid_input", e.message, {"field": e.field}))(
+                scope, receive, send)
             return
         ctype = dict(scope.get("headers", [])).get(b"content-type", b"").lower()
         if scope["method"] not in ("POST", "PUT", "PATCH") or ctype.startswith(_FORMS):

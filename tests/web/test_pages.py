@@ -89,6 +89,13 @@ def test_an_unknown_page_is_an_html_404_for_a_browser_and_json_for_the_rest(http
     for path in ("/api/v1/nope", "/v1/nope", "/api"):
         r = http.get(path, headers=browser)
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    # a URL the guard refuses (a NUL byte) is the HTML error page for a browser too, the JSON error for the rest
+    nul = http.get("/?q=%00", headers=browser, cookies={"loom_token": live.alice})
+    assert nul.status_code == 422 and nul.headers["content-type"].startswith("text/html")
+    assert "<h1>Not a valid request</h1>" in nul.text and "query parameter q contains a NUL byte" in nul.text
+    assert "Signed in as <strong data-user>alice</strong>" in nul.text
+    assert http.get("/?q=%00").json()["error"]["details"] == {"field": "q"}
+    assert http.get("/api/v1/search?q=%00", headers=browser).json()["error"]["code"] == "invalid_input"
 
 
 def test_search_page_validates_filters_and_pages(http, live):

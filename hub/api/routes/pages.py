@@ -122,14 +122,19 @@ router = APIRouter(include_in_schema=False, route_class=PageRoute, tags=["pages"
 API_PREFIXES = ("/api/", "/v1/")
 
 
-def not_found_page(request: Request) -> Response | None:
-    """The HTML 404 page for a browser (it asks for text/html) at an unknown path outside the APIs; None (the
-    JSON error) for any other client."""
+def error_page(request: Request, status: int, message: str) -> Response | None:
+    """The HTML error page for a browser (it asks for text/html) at a path outside the APIs; None (the JSON
+    error) for any other client."""
     path = request.url.path
     if path in ("/api", "/v1") or path.startswith(API_PREFIXES) or "text/html" not in request.headers.get("accept", ""):
         return None
     _viewer(request, page_user(request, request.app.state.hub))
-    return render(request, "error.html", {"status": 404, "message": f"There is no page at {path}."}, status=404)
+    return render(request, "error.html", {"status": status, "message": message}, status=status)
+
+
+def not_found_page(request: Request) -> Response | None:
+    """The HTML 404 page for a browser at an unknown path outside the APIs; None (the JSON error) for the rest."""
+    return error_page(request, 404, f"There is no page at {request.url.path}.")
 
 
 def _viewer(request: Request, user: User | None) -> User | None:
