@@ -114,6 +114,19 @@ def test_errors_map_to_openai_statuses(client, server):
                                        logprobs=True, top_logprobs=2)
     assert "logprobs is not supported" in e.value.message
     assert client.completions.create(model="alice/math", prompt="x", max_tokens=2, logprobs=None, echo=False).choices
+    refused = [("tools", [{"type": "function", "function": {"name": "f", "parameters": {}}}]),
+               ("response_format", {"type": "json_object"}), ("logit_bias", {"5": 100}), ("presence_penalty", 0.5),
+               ("frequency_penalty", 1.0), ("tool_choice", "required")]
+    for name, value in refused:  # each would change the answer: refused, not ignored
+        with pytest.raises(openai.UnprocessableEntityError) as e:
+            client.chat.completions.create(model="alice/math", max_tokens=2, messages=[{"role": "user", "content": "x"}],
+                                           **{name: value})
+        assert f"{name} is not supported" in e.value.message, name
+    assert client.chat.completions.create(  # the no-op values are accepted
+        model="alice/math", max_tokens=2, messages=[{"role": "user", "content": "x"}], tool_choice="none",
+        response_format={"type": "text"}, presence_penalty=0, frequency_penalty=0, user="u1").choices
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.completions.create(model="alice/math", prompt="x", max_tokens=2, best_of=3)
     # streaming requests fail before the stream starts, with the same JSON error
     r = httpx.post(server[0] + "/v1/completions", json={"model": "nobody/x", "prompt": "x", "stream": True})
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"

@@ -100,7 +100,8 @@ class StreamOptions(BaseModel):
 
 
 class _Common(BaseModel):
-    model_config = ConfigDict(extra="allow")  # other OpenAI fields (user, logit_bias ...) are accepted, unused
+    model_config = ConfigDict(extra="allow")  # other OpenAI fields: metadata (user ...) is accepted, unused;
+    # what would change the answer is refused (refuse_unsupported)
 
     model: str = Field(min_length=1, max_length=600)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
@@ -165,18 +166,30 @@ def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, bo
     return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:", False
 
 
-#: OpenAI fields a request may carry only as null/false/0: Loom would answer without doing them
-UNSUPPORTED = ("logprobs", "top_logprobs", "echo", "suffix")
+#: OpenAI fields a request may carry only as null/false/0 (or the listed no-op value): Loom would answer without
+#: doing them, and asked for and not done is worse than refused
+UNSUPPORTED = ("logprobs", "top_logprobs", "echo", "suffix", "tools", "functions", "function_call", "logit_bias",
+               "presence_penalty", "frequency_penalty")
+NO_OP = {"tool_choice": ("none", "auto"), "best_of": (1,), "response_format": ({"type": "text"},)}
+
+
+def refuse_unsupported(extra: dict[str, Any]) -> None:
+    """Raise for an OpenAI field in ``extra`` that asks for something Loom does not do.
+
+    Raises:
+        InvalidInputError: naming the field.
+    """
+    for name, value in extra.items():
+        if (name in UNSUPPORTED and value) or (name in NO_OP and value is not None and value not in NO_OP[name]):
+            raise InvalidInputError(f"{name} is not supported by Loom's OpenAI API (leave it out or null)",
+                                    field=name)
 
 
 def _request(body: _Common, prompts: list[str], max_tokens: int | None, route_texts: list[str] | None = None,
              chat: bool = False) -> Any:
     from hub.services.inference import CompletionRequest, MergedAdapters
 
-    for unsupported in UNSUPPORTED:  # asked for, and not done, is worse than refused
-        if (body.model_extra or {}).get(unsupported):
-            raise InvalidInputError(f"{unsupported} is not supported by Loom's OpenAI API (leave it out or null)",
-                                    field=unsupported)
+    refuse_unsupported(body.model_extra or {})
     merged = MergedAdapters.parse(body.merged_adapters) if body.merged_adapters is not None else None
     return CompletionRequest(model=body.model, prompts=prompts, route_texts=route_texts, max_tokens=max_tokens,
                              temperature=body.temperature, top_p=body.top_p, n=body.n, stop=body.stops(),
