@@ -6,7 +6,7 @@ Conventions (spec merging.md §1.2-1.3):
   ``w * s * B @ A``. Folded factors carry all scalars, balanced, sign on A only:
   ``A~ = sgn(w s) sqrt(|w s|) A`` and ``B~ = sqrt(|w s|) B`` so ``B~ @ A~ = w s B A``.
 * **Export.** Every produced layer has runtime scaling exactly 1: ``alpha = r'`` and
-  ``use_rslora = False`` (PEFT's inheritance of ``use_rslora`` is the √r' overscaling bug).
+  ``use_rslora = False`` (PEFT before 0.22 inherited ``use_rslora``: the √r' overscaling bug).
 * **Re-factoring** a dense delta keeps the top ``r'`` singular triplets and splits ``sqrt(sigma)``
   evenly between B and A; a sum of LoRAs is re-factored exactly without forming the dense matrix
   (QR of the concatenated factors, then the SVD of a small P x P core).

@@ -44,6 +44,7 @@ ERRORS: dict[str, tuple[int, ...]] = {
     "openai_create_completion": (400, 404, 429),
     "openai_create_chat_completion": (400, 404, 429),
     "openai_list_models": (),
+    "openai_retrieve_model": (404,),
     "healthz": (),
     "metrics": (),
     "whoami": (),

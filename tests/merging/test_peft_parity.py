@@ -12,6 +12,7 @@ import copy
 import math
 import warnings
 
+import peft
 import pytest
 import torch
 from peft.utils import merge_utils
@@ -85,20 +86,27 @@ def test_svd_family_matches_peft(setup, method, kw):
     assert max_rel_err(deltas64(ours), theirs) < 1e-4
 
 
-def test_rslora_inputs_peft_result_is_sqrt_r_too_large(setup):
-    """PEFT keeps use_rslora on the merged config: runtime scaling r'/sqrt(r') = sqrt(r')."""
+def test_rslora_inputs_cat_is_exact_and_peft_before_0_22_is_sqrt_r_too_large(setup):
+    """Loom's cat of rsLoRA adapters is the exact weighted sum of deltas. PEFT before 0.22 kept use_rslora on the
+    merged config (runtime scaling r'/sqrt(r') = sqrt(r'), so its result was sqrt(r') too large); 0.22 fixed it,
+    and then the two agree."""
+    from packaging.version import Version
+
     pm, loom, _ = setup
     names, weights = ["rs0", "rs1"], [1.0, 0.5]
     exact = weighted_delta([loom[n] for n in names], weights)
     ours = merge([loom[n] for n in names], "cat", weights=weights)
     assert max_rel_err(deltas64(ours), exact) < 1e-6
+    fixed = Version(peft.__version__) >= Version("0.22")
     theirs = peft_merge(pm, names, weights, "cat")
     r_new = 4 + 2
-    assert max_rel_err(theirs, {m: math.sqrt(r_new) * d for m, d in exact.items()}) < 1e-6
-    # and the svd path: the same factor sqrt(svd_rank)
+    factor = 1.0 if fixed else math.sqrt(r_new)
+    assert max_rel_err(theirs, {m: factor * d for m, d in exact.items()}) < 1e-6
+    # and the svd path: the same factor sqrt(svd_rank) before 0.22
     ours_svd = merge([loom[n] for n in names], "svd", weights=weights, params={"svd_rank": 3})
     theirs_svd = peft_merge(pm, names, weights, "svd", svd_rank=3)
-    assert max_rel_err(theirs_svd, {m: math.sqrt(3) * d for m, d in deltas64(ours_svd).items()}) < 1e-4
+    factor = 1.0 if fixed else math.sqrt(3)
+    assert max_rel_err(theirs_svd, {m: factor * d for m, d in deltas64(ours_svd).items()}) < 1e-4
 
 
 def test_linear_is_the_weighted_sum_peft_linear_has_cross_terms(setup):
