@@ -70,6 +70,12 @@ def test_openai_client_completions_chat_stream_models(client, server):
         client.models.retrieve("nobody/unknown")
     assert "model 'nobody/unknown' does not exist; available: " in missing.value.message
     assert missing.value.body["details"]["model"] == "nobody/unknown"
+    # retrieve looks the id up directly: an adapter past the listing's length (1000 on a real hub) is found too
+    assert "alice/math" not in {m["id"] for m in svc.available(None, limit=1)}
+    assert svc.model(None, "alice/math") == models["alice/math"].model_dump(exclude_unset=True) | {
+        "loom": models["alice/math"].model_extra["loom"]}
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("alice/math@1")  # a version is not a model id of the listing
 
     mix = client.completions.create(model=BASE_ID, prompt="Add 2 and 3", max_tokens=6, temperature=0,
                                     extra_body={"merged_adapters": {"ids": ["alice/math", "bob/python"],

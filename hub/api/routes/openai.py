@@ -435,10 +435,7 @@ def list_models(svc: InferenceDep, viewer: ViewerDep) -> dict[str, Any]:
 @router.get("/v1/models/{model:path}", operation_id="openai_retrieve_model",
             summary="One model of /v1/models (a base, an adapter or a router); 404 listing what exists")
 def retrieve_model(request: Request, model: str, svc: InferenceDep, viewer: ViewerDep) -> dict[str, Any]:
-    from hub.services.inference.resolve import unknown_model
-
-    available = svc.available(viewer)
-    found = next((m for m in available if m["id"] == model), None)
-    if found is None:
-        raise _token_hint(request, unknown_model(model, [m["id"] for m in available]))
-    return found
+    try:
+        return dict(svc.model(viewer, model))
+    except NotFoundError as e:
+        raise _token_hint(request, e) from None

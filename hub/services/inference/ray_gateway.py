@@ -137,6 +137,10 @@ class RayInference:
     def available(self, viewer: User | None, limit: int = 1000) -> list[dict[str, Any]]:
         return self.resolver.models(viewer, limit)
 
+    def model(self, viewer: User | None, model_id: str) -> dict[str, Any]:
+        """One model of :meth:`available`, by id (NotFoundError listing what exists)."""
+        return self.resolver.model(viewer, model_id)
+
     def resolve(self, viewer: User | None, model: str, merged: Any = None, route_text: str | None = None) -> Any:
         """What the gateway needs of a plan: ``base_id`` (checked as the viewer sees the registry)."""
         base, rest = split_model(model)

@@ -50,21 +50,35 @@ class Resolver:
         for b in self.engines.served_bases():
             if any(o["id"] == b.model_id for o in out):
                 continue
-            out.append({"id": b.model_id, "object": "model", "created": int(b.created_at.timestamp()),
-                        "owned_by": "loom", "parent": None, "root": b.model_id, "loom": {"kind": "base"}})
+            out.append(_base_object(b))
         offset = 0
         while len(out) < limit:
             rows, total = self.adapters.list(viewer, offset=offset, limit=200)
-            for a in rows:
-                if a.kind not in SERVABLE_KINDS:  # a generator makes adapters; it answers no prompt
-                    continue
-                out.append({"id": a.full_name, "object": "model", "created": int(a.created_at.timestamp()),
-                            "owned_by": a.namespace, "parent": a.base_model, "root": f"{a.full_name}@{a.latest_version}",
-                            "loom": {"kind": a.kind, "description": a.description}})
+            out += [_adapter_object(a) for a in rows if a.kind in SERVABLE_KINDS]  # a generator answers no prompt
             offset += len(rows)
             if not rows or offset >= total:
                 break
         return out
+
+    def model(self, viewer: User | None, model_id: str) -> dict[str, Any]:
+        """One entry of :meth:`models`, looked up directly (however many adapters the hub holds).
+
+        Raises:
+            NotFoundError: no served base, and no adapter or router the viewer may see, has that id (the 404 that
+                lists what exists).
+        """
+        base = next((b for b in self.engines.served_bases() if b.model_id == model_id), None)
+        if base is not None:
+            return _base_object(base)
+        parsed = AdapterRef.try_parse(model_id)
+        if parsed is not None and parsed.version is None:
+            try:
+                row = self.adapters.get(viewer, parsed.namespace, parsed.name)
+            except NotFoundError:
+                row = None
+            if row is not None and row.kind in SERVABLE_KINDS:
+                return _adapter_object(row)
+        raise self._unknown(viewer, model_id)
 
     def _unknown(self, viewer: User | None, model: str) -> NotFoundError:
         return unknown_model(model, [m["id"] for m in self.models(viewer, limit=200)])
@@ -193,3 +207,16 @@ class Resolver:
                 f"router {key} cannot run: its experts {missing} were deleted or are not visible; publish them "
                 "again or retrain the router", model=model, missing=missing)
         return plan
+
+
+def _base_object(b: Any) -> dict[str, Any]:
+    """A served base as an OpenAI model object."""
+    return {"id": b.model_id, "object": "model", "created": int(b.created_at.timestamp()), "owned_by": "loom",
+            "parent": None, "root": b.model_id, "loom": {"kind": "base"}}
+
+
+def _adapter_object(a: Adapter) -> dict[str, Any]:
+    """An adapter or router row as an OpenAI model object (``parent`` its base, ``root`` its latest version)."""
+    return {"id": a.full_name, "object": "model", "created": int(a.created_at.timestamp()), "owned_by": a.namespace,
+            "parent": a.base_model, "root": f"{a.full_name}@{a.latest_version}",
+            "loom": {"kind": a.kind, "description": a.description}}

@@ -107,6 +107,10 @@ class InferenceService:
         """Bases and visible adapters as OpenAI model objects."""
         return self.resolver.models(viewer, limit)
 
+    def model(self, viewer: User | None, model_id: str) -> dict[str, Any]:
+        """One model of :meth:`available`, by id (NotFoundError listing what exists)."""
+        return self.resolver.model(viewer, model_id)
+
     def resolve(self, viewer: User | None, model: str, merged: MergedAdapters | None = None,
                 route_text: str | None = None) -> Plan:
         """See :meth:`hub.services.inference.resolver.Resolver.resolve`."""
