@@ -17,7 +17,7 @@ from typing import Any
 import typer
 
 from hub.cli import common
-from hub.core.errors import LoomError
+from hub.core.errors import HF_CREDENTIAL, LoomError
 
 
 def usage_line(exc: typer.TyperException) -> str:
@@ -43,7 +43,7 @@ def run(app: typer.Typer, argv: list[str] | None = None) -> int:
     except LoomError as e:
         hint = ""
         # the API's words are about headers; the CLI's user sets a variable (not for a Hugging Face token's refusal)
-        if e.code == "unauthenticated" and "Hugging Face" not in e.message:
+        if e.code == "unauthenticated" and e.details.get("credential") != HF_CREDENTIAL:
             hint = (" (set LOOM_TOKEN or pass --token; `loom token create USER` on the hub makes one)"
                     if not common.options.token else " (the token in LOOM_TOKEN / --token was refused)")
         common.print_error(e.message + hint, f"error ({e.code})")

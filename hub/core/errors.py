@@ -77,9 +77,14 @@ class PayloadTooLargeError(InvalidInputError):
 
 
 class AuthenticationError(LoomError, PermissionError):
-    """No credentials, or credentials that are not valid."""
+    """No credentials, or credentials that are not valid (``credential``: :data:`HF_CREDENTIAL` when the
+    credential is a Hugging Face token, not Loom's; absent for Loom's own)."""
 
     code = "unauthenticated"
+
+
+#: the ``credential`` detail of an :class:`AuthenticationError` about a Hugging Face token (not a Loom token)
+HF_CREDENTIAL = "huggingface"
 
 
 class PermissionDeniedError(LoomError, PermissionError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hub.core.errors import (
+    HF_CREDENTIAL,
     AuthenticationError,
     LoomError,
     NotFoundError,
@@ -54,7 +55,7 @@ def translate(exc: BaseException, ctx: CallContext) -> LoomError:
         if not ctx.authenticated:
             return AuthenticationError(
                 f"{repo} is a gated repository: {ctx.action} needs a Hugging Face token of an account that "
-                "has accepted its access conditions", repo_id=repo)
+                "has accepted its access conditions", repo_id=repo, credential=HF_CREDENTIAL)
         return PermissionDeniedError(
             f"{repo} is a gated repository and this token's account has not been granted access; "
             f"request access on the repository page, then retry", repo_id=repo)
@@ -65,7 +66,7 @@ def translate(exc: BaseException, ctx: CallContext) -> LoomError:
         if status == 401 and not ctx.authenticated:
             return AuthenticationError(
                 f"Hugging Face repository {repo} is not visible without a token: it does not exist, or it "
-                "is private or gated; check the id, or set a token that can read it", repo_id=repo)
+                "is private or gated; check the id, or set a token that can read it", repo_id=repo, credential=HF_CREDENTIAL)
         return NotFoundError(f"Hugging Face repository {repo} not found (or not visible to this token)",
                              repo_id=repo)
     if isinstance(exc, hf.DisabledRepoError):
@@ -77,8 +78,8 @@ def translate(exc: BaseException, ctx: CallContext) -> LoomError:
                              repo_id=repo)
     if status == 401:
         if ctx.authenticated:
-            return AuthenticationError("the Hugging Face token was refused (invalid or expired)", repo_id=repo)
-        return AuthenticationError(f"{ctx.action} {where} needs a Hugging Face token", repo_id=repo)
+            return AuthenticationError("the Hugging Face token was refused (invalid or expired)", repo_id=repo, credential=HF_CREDENTIAL)
+        return AuthenticationError(f"{ctx.action} {where} needs a Hugging Face token", repo_id=repo, credential=HF_CREDENTIAL)
     if status == 403:
         return PermissionDeniedError(
             f"the Hugging Face token is not allowed to do this ({ctx.action} {where}); it may lack write "

@@ -54,9 +54,10 @@ def push_adapter(
     parse_model_card(card_text)  # raises InvalidInputError on bad YAML
     authed = has_token(api)
     if not authed:
-        from hub.core.errors import AuthenticationError
+        from hub.core.errors import HF_CREDENTIAL, AuthenticationError
 
-        raise AuthenticationError(f"pushing to {repo_id} needs a Hugging Face token with write access")
+        raise AuthenticationError(f"pushing to {repo_id} needs a Hugging Face token with write access",
+                                  credential=HF_CREDENTIAL)
     call_hub(_ensure_repo, api, repo_id, private, ctx=CallContext("creating", repo_id, None, authed),
              policy=policy)
     ops = [

@@ -105,7 +105,7 @@ def test_unexpected_errors_are_one_line_unless_debugging(capsys, monkeypatch):
 
 
 def test_a_refused_token_hint_names_loom_token_only_for_loom_tokens(capsys):
-    from hub.core.errors import AuthenticationError
+    from hub.core.errors import HF_CREDENTIAL, AuthenticationError
 
     app = typer.Typer()
 
@@ -115,10 +115,17 @@ def test_a_refused_token_hint_names_loom_token_only_for_loom_tokens(capsys):
 
     @app.command()
     def hf_token() -> None:
-        raise AuthenticationError("pushing to org/repo needs a Hugging Face token with write access")
+        raise AuthenticationError("pushing to org/repo needs a Hugging Face token with write access",
+                                  credential=HF_CREDENTIAL)
+
+    @app.command()
+    def hf_import() -> None:  # a Loom token missing, in words about the Hugging Face Hub
+        raise AuthenticationError("importing from the Hugging Face Hub needs an API token")
 
     assert errors.run(app, ["loom-token"]) == 1
     assert "set LOOM_TOKEN or pass --token" in capsys.readouterr().err
     assert errors.run(app, ["hf-token"]) == 1
     err = capsys.readouterr().err
     assert "Hugging Face token" in err and "LOOM_TOKEN" not in err
+    assert errors.run(app, ["hf-import"]) == 1
+    assert "set LOOM_TOKEN or pass --token" in capsys.readouterr().err
