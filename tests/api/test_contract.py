@@ -81,3 +81,16 @@ def test_every_operation_has_a_row_in_the_responses_table(make_api):
     assert ops == set(ERRORS)
     assert doc["paths"]["/api/v1/adapters/{namespace}/{name}"]["get"]["responses"]["404"]["content"][
         "application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+
+
+def test_the_clients_filter_names_are_the_routes_query_parameters(make_api):
+    """LoomClient refuses a filter the server does not take; its lists must follow the routes' parameters."""
+    from hub.client import LIST_FILTERS, SEARCH_FILTERS
+
+    doc = make_api().client.get("/openapi.json").json()
+
+    def params(path: str) -> set[str]:
+        return {p["name"] for p in doc["paths"][path]["get"].get("parameters", []) if p["in"] == "query"}
+
+    assert params("/api/v1/search") - {"q", "k", "rerank"} == set(SEARCH_FILTERS)
+    assert params("/api/v1/adapters") - {"offset", "limit"} == set(LIST_FILTERS)
